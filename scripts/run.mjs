@@ -1,0 +1,33 @@
+#!/usr/bin/env node
+// Runs a TypeScript entry point in Node through Vite's module runner, so that the library's
+// `?raw` WGSL imports and TypeScript work the same way as in the page, the worker and the tests.
+// Usage: node scripts/run.mjs path/to/script.ts [args...]
+import { createServer, createServerModuleRunner } from 'vite';
+import { resolve } from 'node:path';
+
+const [entry, ...args] = process.argv.slice(2);
+if (!entry) {
+  console.error('usage: node scripts/run.mjs <script.ts> [args...]');
+  process.exit(2);
+}
+process.env.NODEVICE_SELECT ??= '1';
+const server = await createServer({
+  configFile: false,
+  root: resolve(import.meta.dirname, '..'),
+  logLevel: 'error',
+  appType: 'custom',
+  server: { middlewareMode: true, hmr: false, ws: false },
+});
+const runner = createServerModuleRunner(server.environments.ssr, { hmr: false });
+process.argv = [process.argv[0], entry, ...args];
+let code = 0;
+try {
+  await runner.import(resolve(entry));
+} catch (e) {
+  console.error(e instanceof Error ? (e.stack ?? e.message) : e);
+  code = 1;
+}
+await runner.close();
+await server.close();
+// Dawn keeps native handles open; exit explicitly once the script is done.
+process.exit(code);

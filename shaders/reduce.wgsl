@@ -1,0 +1,150 @@
+// Reductions: sum / max (with argmax) over the last axis of a row-major [rows, cols] view, the
+// grid-stride partials of a reduction over all elements, the max backward, and the sum of a
+// broadcast gradient back to an operand's shape.
+
+override OP: u32 = 0u;          // 0: sum, 1: max
+override INDEXED: bool = false; // max over partials: element indices come from inIndex
+
+const WG: u32 = 256u;
+// -inf, made at run time: WGSL rejects an infinite constant expression.
+fn negInf() -> f32 {
+  let bits = 0xff800000u;
+  return bitcast<f32>(bits);
+}
+
+struct Params {
+  rows: u32,
+  cols: u32,
+  scale: f32, // multiplies a sum (1 / count for a mean)
+  _pad: u32,
+}
+
+struct ShapeParams {
+  n: u32,
+  rank: u32,
+  reducedCount: u32,
+  _pad: u32,
+  outShape: array<vec4<u32>, 2>,
+  inStrides: array<vec4<u32>, 2>,
+  reducedShape: array<vec4<u32>, 2>,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> outIndex: array<u32>;
+@group(0) @binding(4) var<storage, read> inIndex: array<u32>;
+@group(0) @binding(5) var<uniform> shapeParams: ShapeParams;
+@group(0) @binding(6) var<storage, read> grad: array<f32>;
+
+var<workgroup> values: array<f32, WG>;
+var<workgroup> indices: array<u32, WG>;
+
+struct Acc { v: f32, i: u32 }
+
+fn identity() -> Acc {
+  if (OP == 1u) { return Acc(negInf(), 0xffffffffu); }
+  return Acc(0.0, 0u);
+}
+
+// Max keeps the first index among equal values, so the argmax is deterministic.
+fn combine(p: Acc, q: Acc) -> Acc {
+  if (OP == 1u) {
+    if (q.v > p.v || (q.v == p.v && q.i < p.i) || q.v != q.v) { return q; }
+    return p;
+  }
+  return Acc(p.v + q.v, 0u);
+}
+
+// Tree reduction of the workgroup's accumulators; the result is in values[0], indices[0].
+fn workgroupReduce(lid: u32, acc: Acc) {
+  values[lid] = acc.v;
+  indices[lid] = acc.i;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s = s / 2u) {
+    if (lid < s) {
+      let r = combine(Acc(values[lid], indices[lid]), Acc(values[lid + s], indices[lid + s]));
+      values[lid] = r.v;
+      indices[lid] = r.i;
+    }
+    workgroupBarrier();
+  }
+}
+
+// One workgroup per row (grid-stride over rows), its threads striding over the columns.
+@compute @workgroup_size(WG)
+fn reduceRows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+  for (var row = wid.x; row < params.rows; row += groups.x) {
+    var acc = identity();
+    let base = row * params.cols;
+    for (var c = lid; c < params.cols; c += WG) {
+      var idx = c;
+      if (INDEXED) { idx = inIndex[base + c]; }
+      acc = combine(acc, Acc(x[base + c], idx));
+    }
+    workgroupReduce(lid, acc);
+    if (lid == 0u) {
+      if (OP == 1u) { out[row] = values[0]; outIndex[row] = indices[0]; }
+      else { out[row] = values[0] * params.scale; }
+    }
+    workgroupBarrier();
+  }
+}
+
+// First pass of a reduction over all `cols` elements of one row: workgroup w reduces elements
+// w*WG + lid, stepping by the whole grid, into partial w (value and, for max, index).
+@compute @workgroup_size(WG)
+fn reducePartials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+  var acc = identity();
+  for (var c = wid.x * WG + lid; c < params.cols; c += groups.x * WG) {
+    acc = combine(acc, Acc(x[c], c));
+  }
+  workgroupReduce(lid, acc);
+  if (lid == 0u) {
+    out[wid.x] = values[0];
+    outIndex[wid.x] = indices[0];
+  }
+}
+
+// d(max)/dx: the row's gradient goes to its argmax element, zero elsewhere.
+@compute @workgroup_size(WG)
+fn maxBackward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let n = params.rows * params.cols;
+  for (var i = gid.x; i < n; i += groups.x * WG) {
+    let row = i / params.cols;
+    out[i] = select(0.0, grad[row], i % params.cols == inIndex[row]);
+  }
+}
+
+fn at(v: array<vec4<u32>, 2>, k: u32) -> u32 {
+  return v[k / 4u][k % 4u];
+}
+
+// out[o] = sum of x over the axes where the output has size 1 (a broadcast operand's gradient).
+@compute @workgroup_size(WG)
+fn sumToShape(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let rank = shapeParams.rank;
+  for (var o = gid.x; o < shapeParams.n; o += groups.x * WG) {
+    var rem = o;
+    var base = 0u;
+    for (var k = i32(rank) - 1; k >= 0; k--) {
+      let dim = at(shapeParams.outShape, u32(k));
+      base += (rem % dim) * at(shapeParams.inStrides, u32(k));
+      rem = rem / dim;
+    }
+    var total = 0.0;
+    for (var m = 0u; m < shapeParams.reducedCount; m++) {
+      var r = m;
+      var offset = base;
+      for (var k = i32(rank) - 1; k >= 0; k--) {
+        let dim = at(shapeParams.reducedShape, u32(k));
+        offset += (r % dim) * at(shapeParams.inStrides, u32(k));
+        r = r / dim;
+      }
+      total += x[offset];
+    }
+    out[o] = total;
+  }
+}

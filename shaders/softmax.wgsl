@@ -1,0 +1,88 @@
+// Softmax and log-softmax over the last axis, max-shifted, one workgroup per row (grid-stride
+// over rows), and their backward passes. LOG selects log-softmax.
+
+override LOG: bool = false;
+
+const WG: u32 = 256u;
+// -inf, made at run time: WGSL rejects an infinite constant expression.
+fn negInf() -> f32 {
+  let bits = 0xff800000u;
+  return bitcast<f32>(bits);
+}
+
+struct Params {
+  rows: u32,
+  cols: u32,
+  _pad0: u32,
+  _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;     // forward: input; backward: forward output y
+@group(0) @binding(2) var<storage, read> grad: array<f32>;  // backward: gradient of y
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+var<workgroup> scratch: array<f32, WG>;
+
+fn reduceMax(lid: u32, v: f32) -> f32 {
+  scratch[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s = s / 2u) {
+    if (lid < s) { scratch[lid] = max(scratch[lid], scratch[lid + s]); }
+    workgroupBarrier();
+  }
+  let r = scratch[0];
+  workgroupBarrier();
+  return r;
+}
+
+fn reduceSum(lid: u32, v: f32) -> f32 {
+  scratch[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s = s / 2u) {
+    if (lid < s) { scratch[lid] = scratch[lid] + scratch[lid + s]; }
+    workgroupBarrier();
+  }
+  let r = scratch[0];
+  workgroupBarrier();
+  return r;
+}
+
+@compute @workgroup_size(WG)
+fn softmaxForward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+  for (var row = wid.x; row < params.rows; row += groups.x) {
+    let base = row * params.cols;
+    var m = negInf();
+    for (var c = lid; c < params.cols; c += WG) { m = max(m, x[base + c]); }
+    m = reduceMax(lid, m);
+    var s = 0.0;
+    for (var c = lid; c < params.cols; c += WG) { s += exp(x[base + c] - m); }
+    s = reduceSum(lid, s);
+    let logS = log(s);
+    for (var c = lid; c < params.cols; c += WG) {
+      let shifted = x[base + c] - m;
+      if (LOG) { out[base + c] = shifted - logS; } else { out[base + c] = exp(shifted) / s; }
+    }
+  }
+}
+
+// softmax:     dx = y * (g - sum(g * y))
+// log-softmax: dx = g - exp(y) * sum(g)
+@compute @workgroup_size(WG)
+fn softmaxBackward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+  for (var row = wid.x; row < params.rows; row += groups.x) {
+    let base = row * params.cols;
+    var s = 0.0;
+    for (var c = lid; c < params.cols; c += WG) {
+      if (LOG) { s += grad[base + c]; } else { s += grad[base + c] * x[base + c]; }
+    }
+    s = reduceSum(lid, s);
+    for (var c = lid; c < params.cols; c += WG) {
+      let y = x[base + c];
+      if (LOG) { out[base + c] = grad[base + c] - exp(y) * s; }
+      else { out[base + c] = y * (grad[base + c] - s); }
+    }
+  }
+}

@@ -1,0 +1,194 @@
+/**
+ * Reverse-mode autodiff. Every op is registered once with its forward (GPU dispatch) and its
+ * backward rule side by side; applying an op records a {@link GradNode} on the output when any
+ * input requires grad and grad mode is on. `backward()` walks the graph in reverse topological
+ * order, accumulates into `.grad` of leaves, and frees every intermediate it made.
+ */
+import { Tensor, fmtShape, keep, scope, setBackwardImpl, tensor } from '../tensor/tensor';
+
+let gradEnabled = true;
+
+/** Whether ops currently record the graph. */
+export function isGradEnabled(): boolean {
+  return gradEnabled;
+}
+
+/** Runs `fn` without recording the autograd graph (sync or async). */
+export function noGrad<R>(fn: () => R): R {
+  const prev = gradEnabled;
+  gradEnabled = false;
+  let result: R;
+  try {
+    result = fn();
+  } catch (e) {
+    gradEnabled = prev;
+    throw e;
+  }
+  if (result instanceof Promise) {
+    return result.finally(() => {
+      gradEnabled = prev;
+    }) as R;
+  }
+  gradEnabled = prev;
+  return result;
+}
+
+/** What a backward rule receives. */
+export interface BackwardContext<A> {
+  /** The op's inputs, as given to the forward. */
+  inputs: Tensor[];
+  /** The op's output. */
+  output: Tensor;
+  /** Extra tensors the forward chose to keep. */
+  saved: Tensor[];
+  /** The op's non-tensor arguments. */
+  attrs: A;
+}
+
+/** One differentiable op: forward dispatch and backward rule, side by side. */
+export interface OpDefinition<A> {
+  /** Name used in error messages and the registry. */
+  name: string;
+  /** Runs the kernel(s); may return extra tensors to keep for the backward. */
+  forward: (inputs: Tensor[], attrs: A) => Tensor | { output: Tensor; saved: Tensor[] };
+  /** Gradients of each input given the gradient of the output (null: none needed). */
+  backward: (gradOutput: Tensor, ctx: BackwardContext<A>) => (Tensor | null)[];
+}
+
+/** Every registered op, by name (the playground and the tests enumerate it). */
+export const opRegistry = new Map<string, OpDefinition<unknown>>();
+
+/** Registers an op and returns the function that applies it (recording the graph). */
+export function defineOp<A>(def: OpDefinition<A>): (inputs: Tensor[], attrs: A) => Tensor {
+  if (opRegistry.has(def.name)) throw new Error(`op '${def.name}' is registered twice`);
+  opRegistry.set(def.name, def as OpDefinition<unknown>);
+  return (inputs, attrs) => {
+    for (let i = 0; i < inputs.length; i++) inputs[i].bufferFor(`${def.name} (input ${i})`);
+    const result = def.forward(inputs, attrs);
+    const output = result instanceof Tensor ? result : result.output;
+    const saved = result instanceof Tensor ? [] : result.saved;
+    if (gradEnabled && inputs.some((t) => t.requiresGrad)) {
+      output.requiresGrad = true;
+      for (const s of saved) keep(s);
+      output.gradFn = {
+        op: def.name,
+        inputs,
+        saved,
+        backward: (g) => def.backward(g, { inputs, output, saved, attrs }),
+      };
+    } else {
+      for (const s of saved) s.dispose();
+    }
+    return output;
+  };
+}
+
+function topologicalOrder(root: Tensor): Tensor[] {
+  const order: Tensor[] = [];
+  const seen = new Set<Tensor>();
+  // Iterative DFS: graphs of long training steps can be deeper than the JS call stack.
+  const stack: [Tensor, number][] = [[root, 0]];
+  seen.add(root);
+  while (stack.length) {
+    const top = stack[stack.length - 1];
+    const [t, i] = top;
+    const inputs = t.gradFn?.inputs ?? [];
+    if (i < inputs.length) {
+      top[1]++;
+      const next = inputs[i];
+      if (next.requiresGrad && !seen.has(next)) {
+        seen.add(next);
+        stack.push([next, 0]);
+      }
+    } else {
+      order.push(t);
+      stack.pop();
+    }
+  }
+  return order.reverse();
+}
+
+/** Options of {@link backward}. */
+export interface BackwardOptions {
+  /** Keep the graph so that backward can run again (default false: the graph is freed). */
+  retainGraph?: boolean;
+}
+
+/**
+ * Accumulates d(root)/d(leaf) into `.grad` of every leaf that requires grad. `root` must have
+ * one element unless `seed` (the gradient of the output, same shape) is given.
+ */
+export function backward(root: Tensor, seed?: Tensor, options: BackwardOptions = {}): void {
+  root.bufferFor('backward');
+  if (!root.requiresGrad) {
+    throw new Error(`backward: tensor of shape ${fmtShape(root.shape)} does not require grad (no input of its graph has requiresGrad)`);
+  }
+  if (seed) {
+    if (seed.shape.length !== root.shape.length || seed.shape.some((s, i) => s !== root.shape[i])) {
+      throw new Error(`backward: seed shape ${fmtShape(seed.shape)} must equal the output shape ${fmtShape(root.shape)}`);
+    }
+    seed.bufferFor('backward (seed)');
+  } else if (root.size !== 1) {
+    throw new Error(
+      `backward: output has shape ${fmtShape(root.shape)}; without a seed gradient backward() needs a scalar (one element)`,
+    );
+  }
+  const order = topologicalOrder(root);
+  noGrad(() =>
+    scope(() => {
+      const grads = new Map<Tensor, Tensor>();
+      // A backward rule may hand the same tensor to several inputs (add: dA = dB = dOut); a leaf
+      // must own its .grad alone, so a tensor already given to a leaf is copied.
+      const givenToLeaf = new Set<Tensor>();
+      grads.set(root, seed ?? tensor(new Float32Array(root.size).fill(1), root.shape));
+      for (const t of order) {
+        const g = grads.get(t);
+        if (!g) continue;
+        grads.delete(t);
+        if (!t.gradFn) {
+          // A leaf: accumulate into .grad, which the leaf owns from now on.
+          if (t.grad) {
+            const sum = addTensors(t.grad, g);
+            t.grad.dispose();
+            t.grad = keep(sum);
+          } else {
+            t.grad = keep(g === seed || givenToLeaf.has(g) ? copyOf(g) : g);
+            givenToLeaf.add(g);
+          }
+          continue;
+        }
+        const node = t.gradFn;
+        const inputGrads = node.backward(g);
+        node.inputs.forEach((input, i) => {
+          const gi = inputGrads[i];
+          if (!gi || !input.requiresGrad) return;
+          if (gi.shape.length !== input.shape.length || gi.shape.some((s, k) => s !== input.shape[k])) {
+            throw new Error(`backward of ${node.op}: gradient shape ${fmtShape(gi.shape)} != input shape ${fmtShape(input.shape)}`);
+          }
+          const prev = grads.get(input);
+          grads.set(input, prev ? addTensors(prev, gi) : gi);
+        });
+        if (!options.retainGraph) {
+          for (const s of node.saved) s.dispose();
+          t.gradFn = null;
+        }
+      }
+    }),
+  );
+}
+
+let addImpl: ((a: Tensor, b: Tensor) => Tensor) | null = null;
+let copyImpl: ((a: Tensor) => Tensor) | null = null;
+/** @internal The ops module provides gradient accumulation (an import cycle otherwise). */
+export function setAccumulators(add: (a: Tensor, b: Tensor) => Tensor, copy: (a: Tensor) => Tensor): void {
+  addImpl = add;
+  copyImpl = copy;
+}
+function addTensors(a: Tensor, b: Tensor): Tensor {
+  return addImpl!(a, b);
+}
+function copyOf(a: Tensor): Tensor {
+  return copyImpl!(a);
+}
+
+setBackwardImpl((t, seed) => backward(t, seed));

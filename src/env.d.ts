@@ -1,0 +1,6 @@
+/// <reference types="vite/client" />
+/// <reference types="@webgpu/types" />
+
+declare module 'wgsl_reflect/wgsl_reflect.module.js' {
+  export * from 'wgsl_reflect';
+}

@@ -1,0 +1,381 @@
+/**
+ * The WebGPU device and everything that talks to it directly: adapter selection (browser, worker
+ * or Node/Dawn), limits, the buffer pool, the pipeline cache, command batching, a uniform arena
+ * for per-dispatch parameters, batched readback, and error / device-loss handling.
+ */
+import { BufferPool } from './bufferPool';
+import { PipelineCache, type CompiledPipeline } from './pipelineCache';
+
+/** Options for {@link init}. */
+export interface InitOptions {
+  /** Adapter power preference, passed to `requestAdapter`. */
+  powerPreference?: GPUPowerPreference;
+  /** Dawn toggles for Node (`create(flags)`), e.g. `['adapter=llvmpipe']`. Ignored in browsers. */
+  dawnFlags?: string[];
+  /** Upper bound on workgroups a grid-stride kernel launches (default 512). */
+  maxGridWorkgroups?: number;
+  /** Bytes of freed buffers the pool may keep for reuse (default 256 MiB). */
+  poolBytes?: number;
+}
+
+/** A resource bound to a named WGSL variable: a whole buffer or a byte range of one. */
+export type BoundResource = GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: number };
+
+/** One compute dispatch, resources bound by their WGSL variable names. */
+export interface Dispatch {
+  /** WGSL module source. */
+  shader: string;
+  /** Compute entry point in `shader`. */
+  entryPoint: string;
+  /** Values of WGSL `override` constants (part of the pipeline cache key). */
+  constants?: Record<string, number>;
+  /** Storage buffers by WGSL variable name. */
+  resources: Record<string, BoundResource>;
+  /** Bytes of the entry point's single uniform (its parameter struct), if it has one. */
+  params?: ArrayBuffer | ArrayBufferView;
+  /** Workgroup counts. */
+  workgroups: [number, number?, number?];
+  /** Name shown in error messages. */
+  label?: string;
+}
+
+const UNIFORM_SLOT = 256;
+const ARENA_CHUNK = 64 * 1024;
+
+const NO_ADAPTER_HELP =
+  'No WebGPU adapter was found. In Node, Dawn needs a Vulkan driver: on Debian 12 run ' +
+  '`apt-get install libvulkan1` and `apt-get install -t bookworm-backports mesa-vulkan-drivers` ' +
+  '(lavapipe), or `apt-get install chromium` and set ' +
+  'VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json (SwiftShader). In Chromium, launch ' +
+  'with --enable-unsafe-webgpu (and --use-webgpu-adapter=swiftshader on a machine with no GPU).';
+
+/** A ready WebGPU device with its pool, pipeline cache and command batch. */
+export class GpuContext {
+  /** The device every tensor of this context lives on. */
+  readonly device: GPUDevice;
+  /** The adapter the device came from. */
+  readonly adapter: GPUAdapter;
+  /** Optional features that were present and enabled. */
+  readonly features: ReadonlySet<string>;
+  /** Upper bound on workgroups launched by a grid-stride kernel. */
+  readonly maxGridWorkgroups: number;
+  /** Free-list of buffers for reuse, and the live-buffer count. */
+  readonly pool: BufferPool;
+  /** @internal */
+  readonly pipelines: PipelineCache;
+
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private pendingDispatches = 0;
+  private arenaChunks: GPUBuffer[] = [];
+  private arenaCpu: Uint8Array[] = [];
+  private arenaUsed = 0; // bytes used over all chunks of the open batch
+  private afterSubmit: (() => void)[] = [];
+  private errors: string[] = [];
+  private lostMessage: string | null = null;
+  private destroyed = false;
+
+  /** @internal Use {@link init}. */
+  constructor(adapter: GPUAdapter, device: GPUDevice, features: Set<string>, options: InitOptions) {
+    this.adapter = adapter;
+    this.device = device;
+    this.features = features;
+    this.maxGridWorkgroups = options.maxGridWorkgroups ?? 512;
+    this.pool = new BufferPool(device, options.poolBytes ?? 256 * 1024 * 1024, (b) => this.destroyLater(b));
+    this.pipelines = new PipelineCache(device);
+    device.addEventListener('uncapturederror', (event) => {
+      const e = (event as GPUUncapturedErrorEvent).error;
+      this.errors.push(e?.message ?? String(e));
+    });
+    void device.lost.then((info) => {
+      if (!this.destroyed) this.lostMessage = `WebGPU device lost (${info.reason}): ${info.message}`;
+      else this.lostMessage = 'WebGPU device was destroyed by dispose()';
+    });
+  }
+
+  /** Adapter limits as granted to the device. */
+  get limits(): GPUSupportedLimits {
+    return this.device.limits;
+  }
+
+  /** Throws if the device was lost or a GPU error was reported since the last check. */
+  checkHealthy(): void {
+    if (this.destroyed) throw new Error('GpuContext: used after dispose()');
+    if (this.lostMessage) throw new Error(this.lostMessage);
+    if (this.errors.length) {
+      const msg = this.errors.join('\n');
+      this.errors = [];
+      throw new Error(`WebGPU error: ${msg}`);
+    }
+  }
+
+  /** Number of dispatches recorded but not yet submitted. */
+  get pending(): number {
+    return this.pendingDispatches;
+  }
+
+  /** Grid-stride workgroup count for `items` work items handled `perGroup` at a time. */
+  gridSize(items: number, perGroup: number): number {
+    return Math.max(1, Math.min(this.maxGridWorkgroups, Math.ceil(items / perGroup)));
+  }
+
+  /** Records one compute dispatch into the open batch (nothing runs until {@link flush}). */
+  dispatch(d: Dispatch): void {
+    this.checkHealthy();
+    const pipe: CompiledPipeline = this.pipelines.get(d.shader, d.entryPoint, d.constants);
+    const entries: GPUBindGroupEntry[] = [];
+    for (const slot of pipe.slots) {
+      if (slot.kind === 'uniform') {
+        if (!d.params) throw new Error(`${d.label ?? d.entryPoint}: kernel needs params '${slot.name}'`);
+        entries.push({ binding: slot.binding, resource: this.uniformSlice(d.params) });
+      } else {
+        const r = d.resources[slot.name];
+        if (!r) throw new Error(`${d.label ?? d.entryPoint}: no buffer bound to '${slot.name}'`);
+        entries.push({ binding: slot.binding, resource: 'buffer' in r ? r : { buffer: r } });
+      }
+    }
+    const bindGroup = this.device.createBindGroup({ layout: pipe.bindGroupLayout, entries });
+    const [x, y = 1, z = 1] = d.workgroups;
+    const maxDim = this.device.limits.maxComputeWorkgroupsPerDimension;
+    if (x > maxDim || y > maxDim || z > maxDim) {
+      throw new Error(`${d.label ?? d.entryPoint}: dispatch [${x},${y},${z}] exceeds ${maxDim} workgroups per dimension`);
+    }
+    const pass = this.computePass();
+    pass.setPipeline(pipe.pipeline);
+    pass.setBindGroup(0, bindGroup);
+    pass.dispatchWorkgroups(x, y, z);
+    this.pendingDispatches++;
+  }
+
+  /** Records a buffer-to-buffer copy into the open batch. */
+  copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
+    this.checkHealthy();
+    this.endPass();
+    this.commandEncoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+    this.pendingDispatches++;
+  }
+
+  /**
+   * Writes host data into a buffer. Any recorded work is submitted first, because
+   * `queue.writeBuffer` runs before commands that are still unsubmitted and the buffer may be a
+   * pooled one those commands still read.
+   */
+  write(buffer: GPUBuffer, data: ArrayBufferView, byteOffset = 0): void {
+    this.checkHealthy();
+    if (this.pendingDispatches > 0) this.flush();
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const padded = bytes.byteLength % 4 === 0 ? bytes : padTo4(bytes);
+    this.device.queue.writeBuffer(buffer, byteOffset, padded);
+  }
+
+  /** Submits every recorded dispatch as one command buffer. */
+  flush(): void {
+    this.checkHealthy();
+    if (!this.encoder) return;
+    this.endPass();
+    const commands = this.encoder.finish();
+    this.encoder = null;
+    const chunksUsed = Math.ceil(this.arenaUsed / ARENA_CHUNK);
+    for (let i = 0; i < chunksUsed; i++) {
+      const used = Math.min(ARENA_CHUNK, this.arenaUsed - i * ARENA_CHUNK);
+      this.device.queue.writeBuffer(this.arenaChunks[i], 0, this.arenaCpu[i], 0, used);
+    }
+    this.device.queue.submit([commands]);
+    this.arenaUsed = 0;
+    this.pendingDispatches = 0;
+    const after = this.afterSubmit;
+    this.afterSubmit = [];
+    for (const f of after) f();
+  }
+
+  /**
+   * Reads several buffer ranges back with one staging buffer and one `mapAsync`.
+   * Flushes the batch first; throws if the device reported an error meanwhile.
+   */
+  async read(ranges: { buffer: GPUBuffer; offset?: number; bytes: number }[]): Promise<ArrayBuffer[]> {
+    this.checkHealthy();
+    const sizes = ranges.map((r) => alignUp(Math.max(r.bytes, 4), 4));
+    const total = sizes.reduce((a, b) => a + b, 0);
+    const staging = this.device.createBuffer({ size: total, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    this.endPass();
+    let at = 0;
+    ranges.forEach((r, i) => {
+      this.commandEncoder().copyBufferToBuffer(r.buffer, r.offset ?? 0, staging, at, sizes[i]);
+      at += sizes[i];
+    });
+    this.pendingDispatches++;
+    this.flush();
+    try {
+      await staging.mapAsync(GPUMapMode.READ);
+    } catch (e) {
+      staging.destroy();
+      this.checkHealthy();
+      throw new Error(`readback failed: ${(e as Error).message}`);
+    }
+    const mapped = staging.getMappedRange().slice(0);
+    staging.unmap();
+    staging.destroy();
+    this.checkHealthy();
+    const out: ArrayBuffer[] = [];
+    at = 0;
+    ranges.forEach((r, i) => {
+      out.push(mapped.slice(at, at + r.bytes));
+      at += sizes[i];
+    });
+    return out;
+  }
+
+  /** Waits until the GPU has finished all submitted work, then reports any GPU error. */
+  async sync(): Promise<void> {
+    this.flush();
+    await this.device.queue.onSubmittedWorkDone();
+    this.checkHealthy();
+  }
+
+  /** Destroys `buffer` once the commands that may use it are submitted. */
+  destroyLater(buffer: GPUBuffer): void {
+    if (this.encoder) this.afterSubmit.push(() => buffer.destroy());
+    else buffer.destroy();
+  }
+
+  /** Frees every pooled buffer and destroys the device. Tensors of this context become unusable. */
+  dispose(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.encoder = null;
+    this.pass = null;
+    this.pool.clear();
+    for (const b of this.arenaChunks) b.destroy();
+    this.device.destroy();
+    if (current === this) current = null;
+  }
+
+  private commandEncoder(): GPUCommandEncoder {
+    if (!this.encoder) this.encoder = this.device.createCommandEncoder();
+    return this.encoder;
+  }
+
+  private computePass(): GPUComputePassEncoder {
+    if (!this.pass) this.pass = this.commandEncoder().beginComputePass();
+    return this.pass;
+  }
+
+  private endPass(): void {
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+  }
+
+  /** Places `params` in this batch's uniform arena; uploaded in one write per chunk at flush. */
+  private uniformSlice(params: ArrayBuffer | ArrayBufferView): GPUBufferBinding {
+    const bytes = ArrayBuffer.isView(params)
+      ? new Uint8Array(params.buffer, params.byteOffset, params.byteLength)
+      : new Uint8Array(params);
+    const size = alignUp(Math.max(bytes.byteLength, 16), UNIFORM_SLOT);
+    if (size > ARENA_CHUNK) throw new Error('kernel params larger than 64 KiB');
+    let chunk = Math.floor(this.arenaUsed / ARENA_CHUNK);
+    let offset = this.arenaUsed % ARENA_CHUNK;
+    if (offset + size > ARENA_CHUNK) {
+      chunk++;
+      offset = 0;
+    }
+    while (this.arenaChunks.length <= chunk) {
+      this.arenaChunks.push(
+        this.device.createBuffer({ size: ARENA_CHUNK, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST }),
+      );
+      this.arenaCpu.push(new Uint8Array(ARENA_CHUNK));
+    }
+    this.arenaCpu[chunk].set(bytes, offset);
+    this.arenaUsed = chunk * ARENA_CHUNK + offset + size;
+    return { buffer: this.arenaChunks[chunk], offset, size: alignUp(bytes.byteLength, 16) };
+  }
+}
+
+function alignUp(n: number, a: number): number {
+  return Math.ceil(n / a) * a;
+}
+
+function padTo4(bytes: Uint8Array): Uint8Array {
+  const p = new Uint8Array(alignUp(bytes.byteLength, 4));
+  p.set(bytes);
+  return p;
+}
+
+let current: GpuContext | null = null;
+let pendingInit: Promise<GpuContext> | null = null;
+
+/** The context made by {@link init}; throws if there is none. */
+export function getContext(): GpuContext {
+  if (!current) throw new Error('No GPU context: call `await init()` first');
+  return current;
+}
+
+/** Whether {@link init} has produced a live context. */
+export function hasContext(): boolean {
+  return current !== null;
+}
+
+async function findGpu(options: InitOptions): Promise<GPU> {
+  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+  if (nav?.gpu) return nav.gpu;
+  const g = globalThis as { process?: { versions?: { node?: string } }; __sgtDawnGpu?: GPU };
+  if (!g.process?.versions?.node) {
+    throw new Error('WebGPU is not available in this browser (navigator.gpu is missing). ' + NO_ADAPTER_HELP);
+  }
+  if (!g.__sgtDawnGpu) {
+    // A variable module name keeps bundlers from pulling the native Dawn addon into browser builds.
+    const moduleName = 'webgpu';
+    const dawn = (await import(/* @vite-ignore */ moduleName)) as {
+      create: (flags: string[]) => GPU;
+      globals: Record<string, unknown>;
+    };
+    Object.assign(globalThis, dawn.globals);
+    // Dawn's GPU object must stay reachable for the life of the process, or the process crashes.
+    g.__sgtDawnGpu = dawn.create(options.dawnFlags ?? []);
+  }
+  return g.__sgtDawnGpu;
+}
+
+const WANTED_FEATURES = ['shader-f16', 'subgroups', 'timestamp-query'];
+const WANTED_LIMITS = [
+  'maxStorageBufferBindingSize',
+  'maxBufferSize',
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupSizeY',
+  'maxComputeWorkgroupSizeZ',
+  'maxComputeWorkgroupsPerDimension',
+  'maxStorageBuffersPerShaderStage',
+] as const;
+
+/**
+ * Creates (once) and returns the WebGPU context used by every tensor and op: `navigator.gpu` in a
+ * page or Web Worker, Dawn (the `webgpu` npm package) in Node. Requests the adapter's real limits
+ * and the optional features `shader-f16`, `subgroups` and `timestamp-query` when present.
+ * Throws a message that says how to get an adapter when there is none.
+ */
+export async function init(options: InitOptions = {}): Promise<GpuContext> {
+  if (current) return current;
+  if (pendingInit) return pendingInit;
+  pendingInit = (async () => {
+    const gpu = await findGpu(options);
+    const adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference });
+    if (!adapter) throw new Error(NO_ADAPTER_HELP);
+    const features = new Set(WANTED_FEATURES.filter((f) => adapter.features.has(f)));
+    const requiredLimits: Record<string, number> = {};
+    for (const k of WANTED_LIMITS) requiredLimits[k] = adapter.limits[k];
+    const device = await adapter.requestDevice({
+      requiredFeatures: [...features] as GPUFeatureName[],
+      requiredLimits,
+    });
+    current = new GpuContext(adapter, device, features, options);
+    return current;
+  })();
+  try {
+    return await pendingInit;
+  } finally {
+    pendingInit = null;
+  }
+}

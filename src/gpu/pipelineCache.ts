@@ -1,0 +1,79 @@
+/**
+ * Compute pipelines cached by WGSL source + entry point + override constants, with bind-group
+ * layouts derived from the WGSL itself (wgsl_reflect): no hand-written binding tables.
+ */
+// wgsl_reflect's "main" is a CommonJS file inside a "type": "module" package, which Node cannot
+// load; its ES build works everywhere (types: src/env.d.ts).
+import { WgslReflect, ResourceType } from 'wgsl_reflect/wgsl_reflect.module.js';
+
+/** How one binding of an entry point is bound. */
+export interface BindingSlot {
+  name: string;
+  binding: number;
+  kind: 'uniform' | 'storage' | 'read-only-storage';
+}
+
+/** A compiled pipeline and the binding slots of its entry point (group 0). */
+export interface CompiledPipeline {
+  pipeline: GPUComputePipeline;
+  bindGroupLayout: GPUBindGroupLayout;
+  slots: BindingSlot[];
+}
+
+/** Binding slots of a compute entry point, read from the WGSL source. */
+export function reflectBindings(source: string, entryPoint: string): BindingSlot[] {
+  const reflect = new WgslReflect(source);
+  const fn = reflect.entry.compute.find((f) => f.name === entryPoint);
+  if (!fn) {
+    const names = reflect.entry.compute.map((f) => f.name).join(', ');
+    throw new Error(`WGSL has no compute entry point '${entryPoint}' (it has: ${names})`);
+  }
+  const slots: BindingSlot[] = [];
+  for (const r of fn.resources) {
+    if (r.group !== 0) throw new Error(`WGSL binding '${r.name}' must be in @group(0)`);
+    if (r.resourceType === ResourceType.Uniform) slots.push({ name: r.name, binding: r.binding, kind: 'uniform' });
+    else if (r.resourceType === ResourceType.Storage)
+      slots.push({ name: r.name, binding: r.binding, kind: r.access === 'read' ? 'read-only-storage' : 'storage' });
+    else throw new Error(`WGSL binding '${r.name}': only buffers are supported in compute kernels`);
+  }
+  return slots.sort((a, b) => a.binding - b.binding);
+}
+
+export class PipelineCache {
+  private pipelines = new Map<string, CompiledPipeline>();
+  private modules = new Map<string, GPUShaderModule>();
+  private reflections = new Map<string, BindingSlot[]>();
+
+  constructor(private readonly device: GPUDevice) {}
+
+  /** Number of distinct pipelines compiled so far. */
+  get size(): number {
+    return this.pipelines.size;
+  }
+
+  get(source: string, entryPoint: string, constants: Record<string, number> = {}): CompiledPipeline {
+    const constKey = Object.keys(constants).sort().map((k) => `${k}=${constants[k]}`).join(',');
+    const key = `${entryPoint}|${constKey}|${source}`;
+    let hit = this.pipelines.get(key);
+    if (hit) return hit;
+    const reflectKey = `${entryPoint}|${source}`;
+    let slots = this.reflections.get(reflectKey);
+    if (!slots) this.reflections.set(reflectKey, (slots = reflectBindings(source, entryPoint)));
+    let module = this.modules.get(source);
+    if (!module) this.modules.set(source, (module = this.device.createShaderModule({ code: source })));
+    const bindGroupLayout = this.device.createBindGroupLayout({
+      entries: slots.map((s) => ({
+        binding: s.binding,
+        visibility: GPUShaderStage.COMPUTE,
+        buffer: { type: s.kind },
+      })),
+    });
+    const pipeline = this.device.createComputePipeline({
+      layout: this.device.createPipelineLayout({ bindGroupLayouts: [bindGroupLayout] }),
+      compute: { module, entryPoint, constants },
+    });
+    hit = { pipeline, bindGroupLayout, slots };
+    this.pipelines.set(key, hit);
+    return hit;
+  }
+}

@@ -1,0 +1,15 @@
+/** Every differentiable op, as plain functions. */
+import { setAccumulators } from '../autograd/engine';
+import { add, clone } from './elementwise';
+
+export {
+  abs, add, clone, div, exp, expand, geluTanh, log, mul, neg, permute, pow, relu, reshape, scale, silu, sqrt, sub, tanh,
+  transpose, where,
+} from './elementwise';
+export { max, mean, sum, sumToShape, type ReduceOptions } from './reduce';
+export { matmul, type MatmulOptions } from './matmul';
+export { logSoftmax, softmax } from './softmax';
+export { gather } from './gather';
+
+// Gradient accumulation in backward() uses the same kernels as the ops.
+setAccumulators(add, clone);

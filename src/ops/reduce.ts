@@ -1,0 +1,227 @@
+/**
+ * Reductions over `shaders/reduce.wgsl`: `sum`, `mean`, `max` over the last axis or over all
+ * elements, and `sumToShape` (the gradient of broadcasting).
+ */
+import source from '../../shaders/reduce.wgsl?raw';
+import { getContext } from '../gpu/context';
+import { defineOp } from '../autograd/engine';
+import { Tensor, fmtShape, numel } from '../tensor/tensor';
+import { MAX_RANK, contiguousStrides, normalizeAxis, sameShape } from './shape';
+import { expand, requireFloat, scale } from './elementwise';
+
+const WG = 256;
+const SUM = 0;
+const MAX = 1;
+
+function rowParams(rows: number, cols: number, factor: number): ArrayBuffer {
+  const buf = new ArrayBuffer(16);
+  const u = new Uint32Array(buf);
+  u[0] = rows;
+  u[1] = cols;
+  new Float32Array(buf)[2] = factor;
+  return buf;
+}
+
+/** Reduces the rows of a [rows, cols] view; returns values [rows] and (for max) argmax [rows]. */
+function reduceRowsKernel(op: number, x: Tensor, rows: number, cols: number, factor: number, outShape: readonly number[]) {
+  const ctx = getContext();
+  const out = Tensor.empty(outShape);
+  const index = Tensor.empty([rows], 'u32');
+  if (rows > 0) {
+    if (cols === 0) throw new Error(`${op === MAX ? 'max' : 'sum'}: cannot reduce an axis of length 0`);
+    ctx.dispatch({
+      shader: source,
+      entryPoint: 'reduceRows',
+      constants: { OP: op, INDEXED: 0 },
+      resources: { x: x.buffer, out: out.buffer, outIndex: index.buffer },
+      params: rowParams(rows, cols, factor),
+      workgroups: [ctx.gridSize(rows, 1)],
+    });
+  }
+  return { out, index };
+}
+
+/** Reduces all n elements: grid-stride partials, then one workgroup over the partials. */
+function reduceAllKernel(op: number, x: Tensor, factor: number) {
+  const ctx = getContext();
+  const n = x.size;
+  if (n === 0) {
+    if (op === MAX) throw new Error('max: cannot reduce an empty tensor');
+    return { out: zeroScalar(), index: Tensor.empty([1], 'u32') };
+  }
+  const groups = ctx.gridSize(n, WG * 4);
+  const partial = Tensor.empty([groups]);
+  const partialIndex = Tensor.empty([groups], 'u32');
+  ctx.dispatch({
+    shader: source,
+    entryPoint: 'reducePartials',
+    constants: { OP: op },
+    resources: { x: x.buffer, out: partial.buffer, outIndex: partialIndex.buffer },
+    params: rowParams(1, n, 1),
+    workgroups: [groups],
+  });
+  const out = Tensor.empty([]);
+  const index = Tensor.empty([1], 'u32');
+  ctx.dispatch({
+    shader: source,
+    entryPoint: 'reduceRows',
+    constants: { OP: op, INDEXED: 1 },
+    resources: { x: partial.buffer, out: out.buffer, outIndex: index.buffer, inIndex: partialIndex.buffer },
+    params: rowParams(1, groups, factor),
+    workgroups: [1],
+  });
+  partial.dispose();
+  partialIndex.dispose();
+  return { out, index };
+}
+
+function zeroScalar(): Tensor {
+  const t = Tensor.empty([]);
+  getContext().write(t.buffer, new Float32Array(1));
+  return t;
+}
+
+interface ReduceAttrs {
+  /** true: last axis; false: all elements. */
+  lastAxis: boolean;
+  keepDim: boolean;
+}
+
+function reducedShape(x: Tensor, { lastAxis, keepDim }: ReduceAttrs): number[] {
+  if (!lastAxis) return keepDim ? x.shape.map(() => 1) : [];
+  const s = x.shape.slice(0, -1);
+  return keepDim ? [...s, 1] : s;
+}
+
+function runReduce(op: number, x: Tensor, attrs: ReduceAttrs, mean: boolean) {
+  const shape = reducedShape(x, attrs);
+  if (attrs.lastAxis) {
+    const cols = x.shape[x.rank - 1];
+    const r = reduceRowsKernel(op, x, x.size / Math.max(cols, 1), cols, mean ? 1 / cols : 1, shape);
+    return r;
+  }
+  const r = reduceAllKernel(op, x, mean ? 1 / Math.max(x.size, 1) : 1);
+  return { out: r.out.view(shape), index: r.index, scratch: r.out };
+}
+
+/** The gradient of a sum/mean: the output gradient broadcast over the reduced axes. */
+function spread(g: Tensor, x: Tensor, attrs: ReduceAttrs, factor: number): Tensor {
+  const keptShape = attrs.lastAxis ? [...x.shape.slice(0, -1), 1] : x.shape.map(() => 1);
+  const gk = g.view(keptShape);
+  const spreadOut = expand(factor === 1 ? gk : scale(gk, factor), x.shape);
+  return spreadOut;
+}
+
+function defineSumLike(name: 'sum' | 'mean') {
+  const isMean = name === 'mean';
+  return defineOp<ReduceAttrs>({
+    name,
+    forward: ([x], attrs) => {
+      const r = runReduce(SUM, x, attrs, isMean);
+      r.index.dispose();
+      if ('scratch' in r) r.scratch.dispose();
+      return r.out;
+    },
+    // d(sum x) = sum dx: every element receives the gradient of its row; a mean also divides by the count.
+    backward: (g, { inputs: [x], attrs }) => {
+      const count = attrs.lastAxis ? x.shape[x.rank - 1] : x.size;
+      return [spread(g, x, attrs, isMean ? 1 / count : 1)];
+    },
+  });
+}
+
+const sumOp = defineSumLike('sum');
+const meanOp = defineSumLike('mean');
+
+function maxBackwardKernel(g: Tensor, index: Tensor, x: Tensor, attrs: ReduceAttrs): Tensor {
+  const ctx = getContext();
+  const out = Tensor.empty(x.shape);
+  const cols = attrs.lastAxis ? x.shape[x.rank - 1] : x.size;
+  if (x.size === 0) return out;
+  ctx.dispatch({
+    shader: source,
+    entryPoint: 'maxBackward',
+    resources: { out: out.buffer, grad: g.buffer, inIndex: index.buffer },
+    params: rowParams(x.size / cols, cols, 1),
+    workgroups: [ctx.gridSize(x.size, WG)],
+  });
+  return out;
+}
+
+const maxOp = defineOp<ReduceAttrs>({
+  name: 'max',
+  forward: ([x], attrs) => {
+    const r = runReduce(MAX, x, attrs, false);
+    return { output: r.out, saved: 'scratch' in r ? [r.index, r.scratch] : [r.index] };
+  },
+  // d(max x) goes to the (first) argmax element.
+  backward: (g, { inputs: [x], saved: [index], attrs }) => [maxBackwardKernel(g, index, x, attrs)],
+});
+
+/** Options of the reductions. */
+export interface ReduceOptions {
+  /** Keep the reduced axis with size 1. */
+  keepDim?: boolean;
+}
+
+function reduceArgs(name: string, x: Tensor, axis: number | undefined, options: ReduceOptions): ReduceAttrs {
+  requireFloat(name, 'x', x);
+  if (axis === undefined) return { lastAxis: false, keepDim: options.keepDim ?? false };
+  if (x.rank === 0 || normalizeAxis(name, axis, x.rank) !== x.rank - 1) {
+    throw new Error(`${name}: only the last axis (-1) or all axes (no axis) can be reduced; got axis ${axis} for ${fmtShape(x.shape)}`);
+  }
+  return { lastAxis: true, keepDim: options.keepDim ?? false };
+}
+
+/** Sum over the last axis (`axis = -1`) or over all elements (no axis). */
+export function sum(x: Tensor, axis?: number, options: ReduceOptions = {}): Tensor {
+  return sumOp([x], reduceArgs('sum', x, axis, options));
+}
+
+/** Mean over the last axis (`axis = -1`) or over all elements (no axis). */
+export function mean(x: Tensor, axis?: number, options: ReduceOptions = {}): Tensor {
+  return meanOp([x], reduceArgs('mean', x, axis, options));
+}
+
+/** Max over the last axis (`axis = -1`) or over all elements; the gradient goes to the first argmax. */
+export function max(x: Tensor, axis?: number, options: ReduceOptions = {}): Tensor {
+  return maxOp([x], reduceArgs('max', x, axis, options));
+}
+
+/**
+ * Sums `x` over the axes where `shape` (right-aligned, a broadcast source of `x.shape`) is 1 or
+ * missing: the gradient of broadcasting. Not recorded by autograd (used inside backward rules).
+ */
+export function sumToShape(x: Tensor, shape: readonly number[]): Tensor {
+  if (sameShape(x.shape, shape)) return x;
+  const rank = x.rank;
+  if (rank > MAX_RANK) throw new Error(`sumToShape: rank ${rank} exceeds ${MAX_RANK}`);
+  const padded = [...new Array<number>(rank - shape.length).fill(1), ...shape];
+  if (padded.some((s, i) => s !== x.shape[i] && s !== 1)) {
+    throw new Error(`sumToShape: ${fmtShape(x.shape)} does not reduce to ${fmtShape(shape)}`);
+  }
+  const reduced = x.shape.map((s, i) => (padded[i] === 1 ? s : 1));
+  const out = Tensor.empty(shape);
+  const n = numel(shape);
+  if (n === 0) return out;
+  const buf = new ArrayBuffer(16 + 3 * 32);
+  const u = new Uint32Array(buf);
+  u[0] = n;
+  u[1] = rank;
+  u[2] = numel(reduced);
+  const strides = contiguousStrides(x.shape);
+  for (let i = 0; i < rank; i++) {
+    u[4 + i] = padded[i];
+    u[12 + i] = strides[i];
+    u[20 + i] = reduced[i];
+  }
+  const ctx = getContext();
+  ctx.dispatch({
+    shader: source,
+    entryPoint: 'sumToShape',
+    resources: { x: x.buffer, out: out.buffer },
+    params: buf,
+    workgroups: [ctx.gridSize(n, WG)],
+  });
+  return out;
+}

@@ -1,0 +1,50 @@
+/** Softmax and log-softmax over the last axis, over `shaders/softmax.wgsl`. */
+import source from '../../shaders/softmax.wgsl?raw';
+import { getContext } from '../gpu/context';
+import { defineOp } from '../autograd/engine';
+import { Tensor, fmtShape } from '../tensor/tensor';
+import { requireFloat } from './elementwise';
+
+function rowsOf(x: Tensor): [number, number] {
+  const cols = x.shape[x.rank - 1];
+  return [cols === 0 ? 0 : x.size / cols, cols];
+}
+
+function softmaxKernel(entryPoint: 'softmaxForward' | 'softmaxBackward', log: boolean, x: Tensor, grad?: Tensor): Tensor {
+  const out = Tensor.empty(x.shape);
+  const [rows, cols] = rowsOf(x);
+  if (rows === 0) return out;
+  const ctx = getContext();
+  const resources: Record<string, GPUBuffer> = { x: x.buffer, out: out.buffer };
+  if (grad) resources.grad = grad.buffer;
+  ctx.dispatch({
+    shader: source,
+    entryPoint,
+    label: log ? 'logSoftmax' : 'softmax',
+    constants: { LOG: log ? 1 : 0 },
+    resources,
+    params: new Uint32Array([rows, cols, 0, 0]),
+    workgroups: [ctx.gridSize(rows, 1)],
+  });
+  return out;
+}
+
+function defineSoftmax(name: 'softmax' | 'logSoftmax') {
+  const log = name === 'logSoftmax';
+  const apply = defineOp<null>({
+    name,
+    forward: ([x]) => softmaxKernel('softmaxForward', log, x),
+    // Both backward rules need only the forward output y (see the WGSL for the formulas).
+    backward: (g, { output }) => [softmaxKernel('softmaxBackward', log, output, g)],
+  });
+  return (x: Tensor): Tensor => {
+    requireFloat(name, 'x', x);
+    if (x.rank === 0) throw new Error(`${name}: needs rank >= 1, got ${fmtShape(x.shape)}`);
+    return apply([x], null);
+  };
+}
+
+/** `exp(x - max) / sum(exp(x - max))` over the last axis. */
+export const softmax = defineSoftmax('softmax');
+/** `x - max - log(sum(exp(x - max)))` over the last axis. */
+export const logSoftmax = defineSoftmax('logSoftmax');
