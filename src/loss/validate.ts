@@ -26,7 +26,7 @@ export function checkSameShape(fn: string, argA: string, a: Tensor, argB: string
 
 /**
  * Checks a `[B, T]` mask and returns it as a GPU tensor (uploading host data). A host mask must
- * hold only 0 and 1; a tensor mask must have the shape (its values are not read back).
+ * hold only 0 and 1; a tensor mask must be f32 of that shape (its values are not read back).
  * The returned flag says whether the caller owns (and must dispose) the tensor.
  */
 export function maskTensor(fn: string, arg: string, mask: MaskInput, shape: readonly [number, number]): { mask: Tensor; owned: boolean } {
@@ -36,6 +36,7 @@ export function maskTensor(fn: string, arg: string, mask: MaskInput, shape: read
     if (mask.rank !== 2 || mask.shape[0] !== shape[0] || mask.shape[1] !== shape[1]) {
       throw new Error(`${fn}: mask '${arg}' has shape ${fmtShape(mask.shape)}; expected ${want}`);
     }
+    if (mask.dtype !== 'f32') throw new Error(`${fn}: mask '${arg}' has dtype ${mask.dtype}; expected f32 (0.0 / 1.0)`);
     return { mask, owned: false };
   }
   if (mask.length !== shape[0] * shape[1]) {
