@@ -72,6 +72,7 @@ export class GpuContext {
   private arenaUsed = 0; // bytes used over all chunks of the open batch
   private afterSubmit: (() => void)[] = [];
   private errors: string[] = [];
+  private rootErrorReported = false;
   private lostMessage: string | null = null;
   private destroyed = false;
 
@@ -82,10 +83,13 @@ export class GpuContext {
     this.features = features;
     this.maxGridWorkgroups = options.maxGridWorkgroups ?? 512;
     this.pool = new BufferPool(device, options.poolBytes ?? 256 * 1024 * 1024, (b) => this.destroyLater(b));
-    this.pipelines = new PipelineCache(device);
+    this.pipelines = new PipelineCache(device, (message) => this.errors.push(message));
     device.addEventListener('uncapturederror', (event) => {
-      const e = (event as GPUUncapturedErrorEvent).error;
-      this.errors.push(e?.message ?? String(e));
+      const message = (event as GPUUncapturedErrorEvent).error?.message ?? String(event);
+      // Once a root error was reported, its knock-on effects ("X is invalid due to a previous
+      // error") carry no news and would fail an unrelated later call.
+      if (this.rootErrorReported && /due to a previous error/.test(message)) return;
+      this.errors.push(message);
     });
     void device.lost.then((info) => {
       if (!this.destroyed) this.lostMessage = `WebGPU device lost (${info.reason}): ${info.message}`;
@@ -98,13 +102,21 @@ export class GpuContext {
     return this.device.limits;
   }
 
+  /** Why this context can no longer be used (disposed or device lost), or null while it can. */
+  get deadReason(): string | null {
+    if (this.destroyed) return 'its GPU context was disposed';
+    return this.lostMessage;
+  }
+
   /** Throws if the device was lost or a GPU error was reported since the last check. */
   checkHealthy(): void {
     if (this.destroyed) throw new Error('GpuContext: used after dispose()');
     if (this.lostMessage) throw new Error(this.lostMessage);
     if (this.errors.length) {
-      const msg = this.errors.join('\n');
+      const roots = this.errors.filter((m) => !/due to a previous error/.test(m));
+      const msg = (roots.length ? roots : this.errors).join('\n');
       this.errors = [];
+      if (roots.length) this.rootErrorReported = true;
       throw new Error(`WebGPU error: ${msg}`);
     }
   }

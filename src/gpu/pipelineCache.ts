@@ -44,7 +44,11 @@ export class PipelineCache {
   private modules = new Map<string, GPUShaderModule>();
   private reflections = new Map<string, BindingSlot[]>();
 
-  constructor(private readonly device: GPUDevice) {}
+  /** `onError` receives compile / validation errors of a pipeline, which is then evicted. */
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly onError: (message: string) => void,
+  ) {}
 
   /** Number of distinct pipelines compiled so far. */
   get size(): number {
@@ -59,6 +63,9 @@ export class PipelineCache {
     const reflectKey = `${entryPoint}|${source}`;
     let slots = this.reflections.get(reflectKey);
     if (!slots) this.reflections.set(reflectKey, (slots = reflectBindings(source, entryPoint)));
+    // Errors of compilation arrive asynchronously; an error scope ties them to this kernel, and
+    // evicting the entry means the next call recompiles (and reports) instead of reusing it.
+    this.device.pushErrorScope('validation');
     let module = this.modules.get(source);
     if (!module) this.modules.set(source, (module = this.device.createShaderModule({ code: source })));
     const bindGroupLayout = this.device.createBindGroupLayout({
@@ -74,6 +81,12 @@ export class PipelineCache {
     });
     hit = { pipeline, bindGroupLayout, slots };
     this.pipelines.set(key, hit);
+    void this.device.popErrorScope().then((error) => {
+      if (!error) return;
+      this.pipelines.delete(key);
+      this.modules.delete(source);
+      this.onError(`kernel '${entryPoint}' failed to compile: ${error.message}`);
+    });
     return hit;
   }
 }

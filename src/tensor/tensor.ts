@@ -113,6 +113,8 @@ export class Tensor {
   /** The GPU buffer (throws if disposed). `where` names the op for the error. */
   bufferFor(where: string): GPUBuffer {
     if (!this.storage) throw new Error(`${where}: tensor of shape ${fmtShape(this.shape)} was used after dispose()`);
+    const dead = this.storage.ctx.deadReason;
+    if (dead) throw new Error(`${where}: tensor of shape ${fmtShape(this.shape)} is unusable: ${dead}`);
     return this.storage.buffer;
   }
 
