@@ -33,7 +33,7 @@ function reduceRowsKernel(op: number, x: Tensor, rows: number, cols: number, fac
       shader: source,
       entryPoint: 'reduceRows',
       constants: { OP: op, INDEXED: 0 },
-      resources: { x: x.buffer, out: out.buffer, outIndex: index.buffer },
+      resources: { x: x.buffer, out: out.buffer, outIndex: index.buffer, inIndex: x.buffer }, // inIndex unread (INDEXED=0) but statically used: must be bound
       params: rowParams(rows, cols, factor),
       workgroups: [ctx.gridSize(rows, 1)],
     });
