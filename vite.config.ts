@@ -29,7 +29,8 @@ export default defineConfig({
     },
     outDir: 'dist',
     sourcemap: true,
-    rollupOptions: { external: ['webgpu'] },
+    // Dependencies stay imports so that an app bundles one copy of each; Dawn is Node-only.
+    rollupOptions: { external: ['webgpu', 'comlink', /^wgsl_reflect/] },
   },
   test: {
     projects: [
@@ -46,6 +47,9 @@ export default defineConfig({
         },
       },
       {
+        // Pre-bundle the browser tests' dependencies when the server starts: comlink (imported by
+        // the worker test and its worker) found only mid-run makes Vite re-optimize and reload.
+        optimizeDeps: { include: ['comlink', 'wgsl_reflect/wgsl_reflect.module.js'] },
         test: {
           name: 'browser',
           include: ['test/browser/**/*.test.ts'],
