@@ -1,0 +1,222 @@
+// Monte Carlo mutual information between the two halves of a micro-batch (LOSSES.md section 3):
+// each transformed embedding xt[i,t] of one half is scored under the Gaussian mixture whose
+// components are the other half's (x[k,t] + mu[k,t], sigma[k,t]) at the same position t.
+//
+// Three entry points:
+//   miForward   one thread per query (i,t): the log densities under the other half's components,
+//               a max-shifted log-sum-exp, the term and its inclusion flag; also the components'
+//               centres x + mu (for the backward) and the responsibilities w[i,t,k].
+//   miReduce    one workgroup: the mean of the included terms in a fixed order (deterministic).
+//   miBackward  one thread per element (r,t,j): row r as a query (through xt and Hcond) and row r
+//               as a component of every query of the other half (through its centre and scale).
+//               Each output element has exactly one writer, so no atomics are needed.
+//
+// Layout of `saved` (f32), written by the forward and read by the backward:
+//   [0, B*T*H)                 responsibilities w[(i*T + t)*H + kk], 0 where the pair is excluded
+//   [termOffset, +B*T)         term(i,t), 0 where (i,t) is dropped
+//   [flagOffset, +B*T)         1 where (i,t) counts in the mean, else 0
+//   [statsOffset, +2)          sum of the terms, number of included (i,t)
+// Keeping everything in one buffer keeps every entry point within 8 storage buffers, the WebGPU
+// default limit that browsers grant everywhere.
+
+const LOG_2PI: f32 = 1.8378770664093453;
+const HALF_LOG_2PI_E: f32 = 1.4189385332046727; // 1/2 log(2 pi e): the entropy of N(0,1)
+const WG_ITEMS: u32 = 64u;
+const WG_ELEMENTS: u32 = 256u;
+const WG_REDUCE: u32 = 256u;
+
+struct Params {
+  B: u32,
+  T: u32,
+  d: u32,
+  half: u32,          // H = B / 2: components per query
+  allComponents: u32, // 1: every component counts (no mask on the component side)
+  termOffset: u32,
+  flagOffset: u32,
+  statsOffset: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> xt: array<f32>;
+@group(0) @binding(3) var<storage, read> mu: array<f32>;
+@group(0) @binding(4) var<storage, read> sigma: array<f32>;
+@group(0) @binding(5) var<storage, read> queryMask: array<f32>;     // N
+@group(0) @binding(6) var<storage, read> componentMask: array<f32>; // N (combined) or A
+@group(0) @binding(7) var<storage, read_write> centres: array<f32>;  // x + mu, for the backward
+@group(0) @binding(8) var<storage, read_write> saved: array<f32>;
+@group(0) @binding(9) var<storage, read_write> loss: array<f32>;
+@group(0) @binding(10) var<storage, read> centresIn: array<f32>;
+@group(0) @binding(11) var<storage, read> savedIn: array<f32>;
+@group(0) @binding(12) var<storage, read> grad: array<f32>;         // gradient of the scalar loss
+@group(0) @binding(13) var<storage, read_write> gradXt: array<f32>;
+@group(0) @binding(14) var<storage, read_write> gradMu: array<f32>; // = gradient of x + mu
+@group(0) @binding(15) var<storage, read_write> gradSigma: array<f32>;
+
+// -inf, made at run time: WGSL rejects an infinite constant expression.
+fn negInf() -> f32 {
+  let bits = 0xff800000u;
+  return bitcast<f32>(bits);
+}
+
+// First row of the half that (i, .) is NOT in: its mixture components / its queries.
+fn otherHalfStart(i: u32) -> u32 {
+  return select(0u, params.half, i < params.half);
+}
+
+fn componentIncluded(k: u32, t: u32) -> bool {
+  return params.allComponents == 1u || componentMask[k * params.T + t] > 0.5;
+}
+
+@compute @workgroup_size(WG_ITEMS)
+fn miForward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let d = params.d;
+  let H = params.half;
+  let n = params.B * params.T;
+  for (var item = gid.x; item < n; item += groups.x * WG_ITEMS) {
+    let i = item / params.T;
+    let t = item % params.T;
+    let rowI = item * d;
+    for (var j = 0u; j < d; j++) { centres[rowI + j] = x[rowI + j] + mu[rowI + j]; }
+
+    let queryIn = queryMask[item] > 0.5;
+    let kStart = otherHalfStart(i);
+    // Online (single pass) max-shifted log-sum-exp over the included components.
+    var m = negInf();
+    var s = 0.0;
+    var K = 0u;
+    for (var kk = 0u; kk < H; kk++) {
+      let k = kStart + kk;
+      var logN = 0.0;
+      if (queryIn && componentIncluded(k, t)) {
+        let rowK = (k * params.T + t) * d;
+        var quad = 0.0;
+        var logDet = 0.0;
+        for (var j = 0u; j < d; j++) {
+          let sk = sigma[rowK + j];
+          // Difference first, then divide: with sigma near its floor (1e-4) z is large but exact
+          // to f32 rounding, and squaring it keeps the relative precision.
+          let z = (xt[rowI + j] - (x[rowK + j] + mu[rowK + j])) / sk;
+          quad += z * z;
+          logDet += log(sk);
+        }
+        logN = -0.5 * quad - logDet - 0.5 * f32(d) * LOG_2PI;
+        if (logN > m) {
+          s = s * exp(m - logN) + 1.0;
+          m = logN;
+        } else {
+          s += exp(logN - m);
+        }
+        K++;
+      }
+      saved[item * H + kk] = logN; // overwritten by the responsibility below
+    }
+
+    let included = queryIn && K > 0u;
+    var term = 0.0;
+    if (included) {
+      let lse = m + log(s);
+      for (var kk = 0u; kk < H; kk++) {
+        var w = 0.0;
+        if (componentIncluded(kStart + kk, t)) { w = exp(saved[item * H + kk] - lse); }
+        saved[item * H + kk] = w;
+      }
+      var hcond = 0.0;
+      for (var j = 0u; j < d; j++) { hcond += log(sigma[rowI + j]); }
+      hcond += f32(d) * HALF_LOG_2PI_E;
+      let logQ = lse - log(f32(K));
+      term = (-logQ - hcond) / f32(d);
+    } else {
+      for (var kk = 0u; kk < H; kk++) { saved[item * H + kk] = 0.0; }
+    }
+    saved[params.termOffset + item] = term;
+    saved[params.flagOffset + item] = select(0.0, 1.0, included);
+  }
+}
+
+var<workgroup> partialSum: array<f32, WG_REDUCE>;
+var<workgroup> partialCount: array<f32, WG_REDUCE>;
+
+// One workgroup, fixed summation order: the same inputs always give the same bits.
+@compute @workgroup_size(WG_REDUCE)
+fn miReduce(@builtin(local_invocation_index) lid: u32) {
+  let n = params.B * params.T;
+  var total = 0.0;
+  var count = 0.0;
+  for (var item = lid; item < n; item += WG_REDUCE) {
+    total += saved[params.termOffset + item];
+    count += saved[params.flagOffset + item];
+  }
+  partialSum[lid] = total;
+  partialCount[lid] = count;
+  workgroupBarrier();
+  for (var step = WG_REDUCE / 2u; step > 0u; step = step / 2u) {
+    if (lid < step) {
+      partialSum[lid] += partialSum[lid + step];
+      partialCount[lid] += partialCount[lid + step];
+    }
+    workgroupBarrier();
+  }
+  if (lid == 0u) {
+    let c = partialCount[0];
+    saved[params.statsOffset] = partialSum[0];
+    saved[params.statsOffset + 1u] = c;
+    // An empty set gives 0 (and, in the backward, zero gradients), never 0/0.
+    loss[0] = select(0.0, partialSum[0] / max(c, 1.0), c > 0.0);
+  }
+}
+
+// With g the incoming gradient, C the count and w the responsibilities, for an included query i:
+//   d term / d xt[i]  =  (1/d) sum_k w_k (xt_i - c_k) / s_k^2
+//   d term / d c_k    = -(1/d) w_k (xt_i - c_k) / s_k^2            (c_k = x[k] + mu[k])
+//   d term / d s_k    =  (1/d) w_k (1/s_k - (xt_i - c_k)^2 / s_k^3)
+//   d term / d s_i    = -(1/d) / s_i                                (through Hcond)
+// each scaled by g / C. Excluded pairs have w = 0 and are skipped, not multiplied.
+@compute @workgroup_size(WG_ELEMENTS)
+fn miBackward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let d = params.d;
+  let H = params.half;
+  let count = savedIn[params.statsOffset + 1u];
+  let factor = select(0.0, grad[0] / (max(count, 1.0) * f32(d)), count > 0.0);
+  let n = params.B * params.T * d;
+  for (var e = gid.x; e < n; e += groups.x * WG_ELEMENTS) {
+    let item = e / d;
+    let j = e % d;
+    let r = item / params.T;
+    let t = item % params.T;
+    let other = otherHalfStart(r);
+    let ownLocal = r - (params.half - other); // index of r within its own half
+    let y = xt[e];
+    let cr = centresIn[e];
+    let sr = sigma[e];
+
+    var gQuery = 0.0;
+    var gSigma = 0.0;
+    if (savedIn[params.flagOffset + item] > 0.5) {
+      for (var kk = 0u; kk < H; kk++) {
+        let w = savedIn[item * H + kk];
+        if (w > 0.0) {
+          let at = ((other + kk) * params.T + t) * d + j;
+          let sk = sigma[at];
+          let z = (y - centresIn[at]) / sk;
+          gQuery += w * (z / sk);
+        }
+      }
+      gSigma -= 1.0 / sr;
+    }
+
+    var gCentre = 0.0;
+    for (var ii = 0u; ii < H; ii++) {
+      let query = (other + ii) * params.T + t;
+      let w = savedIn[query * H + ownLocal];
+      if (w > 0.0) {
+        let z = (xt[query * d + j] - cr) / sr;
+        gCentre -= w * (z / sr);
+        gSigma += w * ((1.0 - z * z) / sr);
+      }
+    }
+    gradXt[e] = factor * gQuery;
+    gradMu[e] = factor * gCentre;
+    gradSigma[e] = factor * gSigma;
+  }
+}
