@@ -1,0 +1,283 @@
+/**
+ * `npm run bench [-- --quick] [-- --size <f>] [-- --runs <n>]`
+ *
+ * Times a few kernels on the WebGPU adapter this process gets and, in the same run, a plain-JS
+ * (Float32Array) baseline for each, then prints a Markdown table. GPU times are the median over
+ * runs of (batch time / R), a batch being R recorded ops closed by one `await ctx.sync()`, so the
+ * submit and readiness round trip are amortised; the time includes recording the commands on the
+ * CPU (bind groups, uniforms), as it does in real use. Every row also checks the GPU result
+ * against the JS one once. On a software adapter absolute numbers say nothing about a GPU: read
+ * the ratios (see shared/design/WEBGPU-HERE.md).
+ *
+ * --quick     3 runs, short batches, and size 0.25 unless --size is given
+ * --size f    scales every case's data size by f (vectors: 4M f32 at f = 1; matmul edges by sqrt(f))
+ * --runs n    timed batches per case (default 5)
+ */
+import { clone, init, logSoftmax, matmul, readAll, softmax, sum, tensor, type GpuContext, type Tensor } from '../src/index';
+import { copyLoop, matmulIKJ, softmaxRows, sumAll, sumRows } from './js-baselines';
+import { gpuMlp, jsMlp, makeMlpProblem } from './mlp';
+import { timePair, type Timing, type TimingOptions } from './timing';
+
+interface Args {
+  quick: boolean;
+  size: number;
+  runs: number;
+}
+
+function parseArgs(argv: string[]): Args {
+  let quick = false;
+  let size: number | undefined;
+  let runs: number | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--quick') quick = true;
+    else if (a === '--size' || a === '--runs') {
+      const v = Number(argv[++i]);
+      if (!(v > 0)) throw new Error(`${a} needs a positive number`);
+      if (a === '--size') size = v;
+      else runs = Math.round(v);
+    } else if (a === '--help') {
+      console.log('usage: npm run bench [-- --quick] [-- --size <factor>] [-- --runs <n>]');
+      process.exit(0);
+    } else throw new Error(`unknown option ${a} (try --help)`);
+  }
+  return { quick, size: size ?? (quick ? 0.25 : 1), runs: runs ?? (quick ? 3 : 5) };
+}
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const rand = mulberry32(42);
+function randomArray(n: number, lo = -1, hi = 1): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * rand();
+  return a;
+}
+
+/** One line of the table. */
+interface Row {
+  name: string;
+  size: string;
+  unit: string;
+  /** Work per op in the unit's numerator (FLOP, bytes or steps), divided by 1e9 for G-units. */
+  work: number;
+  gpu: Timing;
+  jsLabel: string;
+  js: Timing;
+  /** Max |gpu - js| / max |js| over the result, or a note. */
+  check: string;
+}
+
+/** Relative max error of `got` against `want` (scaled by the largest |want|). */
+function relErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  if (got.length !== want.length) return Infinity;
+  let err = 0;
+  let scale = 0;
+  for (let i = 0; i < want.length; i++) {
+    err = Math.max(err, Math.abs(got[i] - want[i]));
+    scale = Math.max(scale, Math.abs(want[i]));
+  }
+  return err / (scale || 1);
+}
+
+function checkText(e: number, tol: number): string {
+  const s = e.toExponential(1);
+  return e <= tol ? `ok (${s})` : `**MISMATCH** (${s})`;
+}
+
+async function gpuResult(make: () => Tensor): Promise<Float32Array> {
+  const t = make();
+  const [a] = await readAll([t]);
+  t.dispose();
+  return a as Float32Array;
+}
+
+function roundTo(x: number, m: number): number {
+  return Math.max(m, Math.round(x / m) * m);
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const t0 = performance.now();
+  const ctx: GpuContext = await init();
+  const info = ctx.adapter.info;
+  const adapterFeatures = [...ctx.adapter.features].sort();
+  console.log(`# sgt-webgpu bench\n`);
+  console.log(`- adapter: vendor \`${info.vendor || '?'}\`, architecture \`${info.architecture || '?'}\`, ` +
+    `device \`${info.device || '?'}\`, description \`${info.description || '?'}\``);
+  console.log(`- features enabled on the device: ${[...ctx.features].sort().join(', ') || '(none)'}`);
+  console.log(`- adapter features: ${adapterFeatures.join(', ') || '(none)'}`);
+  console.log(`- limits: maxStorageBufferBindingSize ${(ctx.limits.maxStorageBufferBindingSize / 2 ** 20).toFixed(0)} MiB, ` +
+    `maxComputeInvocationsPerWorkgroup ${ctx.limits.maxComputeInvocationsPerWorkgroup}, grid-stride cap ${ctx.maxGridWorkgroups} workgroups`);
+  console.log(`- node ${process.version}, ${args.quick ? 'quick, ' : ''}size ${args.size}, ${args.runs} timed batches per case`);
+
+  const timing: TimingOptions = { runs: args.runs, batchMs: args.quick ? 60 : 250, maxRepeat: 200 };
+  const maxElems = Math.floor(Math.min(ctx.limits.maxStorageBufferBindingSize, ctx.limits.maxBufferSize) / 4);
+  const rows: Row[] = [];
+
+  /** Times one case (GPU and JS interleaved), checks the GPU result once, adds the row. */
+  const measure = async (spec: {
+    name: string;
+    size: string;
+    unit: string;
+    work: number;
+    record: () => void;
+    jsLabel: string;
+    js: () => void;
+    check: () => Promise<number>;
+    tol: number;
+    jsRuns?: number;
+  }): Promise<void> => {
+    const { gpu, js } = await timePair(ctx, spec.record, spec.js, timing, spec.jsRuns);
+    const check = checkText(await spec.check(), spec.tol);
+    rows.push({ name: spec.name, size: spec.size, unit: spec.unit, work: spec.work, gpu, jsLabel: spec.jsLabel, js, check });
+    process.stderr.write(`  done: ${spec.name}, ${spec.size}, vs ${spec.jsLabel} (${((performance.now() - t0) / 1000).toFixed(1)} s)\n`);
+  };
+
+  // Matmuls: square, edge 256 and 512 at size 1 (the data, 3 n^2 floats, scales with --size).
+  for (const base of [256, 512]) {
+    const n = roundTo(base * Math.sqrt(args.size), 32);
+    const a = randomArray(n * n);
+    const b = randomArray(n * n);
+    const c = new Float32Array(n * n);
+    const ta = tensor(a, [n, n]);
+    const tb = tensor(b, [n, n]);
+    await measure({
+      name: 'matmul', size: `${n}x${n}x${n}`, unit: 'GFLOP/s', work: 2 * n ** 3,
+      record: () => matmul(ta, tb).dispose(),
+      jsLabel: 'naive i-k-j loop', js: () => matmulIKJ(a, b, c, n, n, n), jsRuns: Math.min(timing.runs, 3),
+      check: async () => {
+        const got = await gpuResult(() => matmul(ta, tb));
+        matmulIKJ(a, b, c, n, n, n);
+        return relErr(got, c);
+      },
+      tol: 1e-4,
+    });
+    ta.dispose();
+    tb.dispose();
+  }
+
+  // Vectors: 4M f32 at size 1.
+  const n = Math.min(maxElems, roundTo(4 * 2 ** 20 * args.size, 1024));
+  const x = randomArray(n, 0, 1);
+  const tx = tensor(x, [n]);
+  const sizeLabel = n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(n % 2 ** 20 ? 2 : 0)}M f32` : `${n / 1024}K f32`;
+  const sink = new Float64Array(1); // keeps the JS sum observable
+  await measure({
+    name: 'sum (all elements)', size: sizeLabel, unit: 'GB/s', work: 4 * n,
+    record: () => sum(tx).dispose(),
+    jsLabel: 'for loop', js: () => void (sink[0] += sumAll(x)),
+    check: async () => relErr(await gpuResult(() => sum(tx)), [sumAll(x)]),
+    tol: 1e-4,
+  });
+
+  // Row-wise: the same data viewed as [rows, 1024].
+  const cols = 1024;
+  const rowCount = n / cols;
+  const t2 = tensor(x, [rowCount, cols]);
+  const rowSums = new Float32Array(rowCount);
+  await measure({
+    name: 'sum over rows (last axis)', size: `${rowCount}x${cols}`, unit: 'GB/s', work: 4 * (n + rowCount),
+    record: () => sum(t2, -1).dispose(),
+    jsLabel: 'loop per row', js: () => sumRows(x, rowSums, rowCount, cols),
+    check: async () => {
+      sumRows(x, rowSums, rowCount, cols);
+      return relErr(await gpuResult(() => sum(t2, -1)), rowSums);
+    },
+    tol: 1e-5,
+  });
+  const sm = new Float32Array(n);
+  await measure({
+    name: 'softmax over rows', size: `${rowCount}x${cols}`, unit: 'GB/s', work: 8 * n,
+    record: () => softmax(t2).dispose(),
+    jsLabel: '3 loops per row, Math.exp', js: () => softmaxRows(x, sm, rowCount, cols),
+    check: async () => {
+      softmaxRows(x, sm, rowCount, cols);
+      return relErr(await gpuResult(() => softmax(t2)), sm);
+    },
+    tol: 1e-4,
+  });
+  const logSm = () => {
+    softmaxRows(x, sm, rowCount, cols);
+    for (let i = 0; i < n; i++) sm[i] = Math.log(sm[i]);
+  };
+  await measure({
+    name: 'logSoftmax over rows', size: `${rowCount}x${cols}`, unit: 'GB/s', work: 8 * n,
+    record: () => logSoftmax(t2).dispose(),
+    jsLabel: 'softmax loops + Math.log', js: logSm,
+    check: async () => {
+      logSm();
+      return relErr(await gpuResult(() => logSoftmax(t2)), sm);
+    },
+    tol: 1e-4,
+  });
+  t2.dispose();
+
+  // Copy: `clone` (the elementwise kernel with the identity map) against set() and a loop.
+  const dst = new Float32Array(n);
+  for (const [jsLabel, js] of [
+    ['Float32Array.prototype.set', () => dst.set(x)],
+    ['copy loop', () => copyLoop(x, dst)],
+  ] as const) {
+    await measure({
+      name: 'copy (clone)', size: sizeLabel, unit: 'GB/s', work: 8 * n,
+      record: () => clone(tx).dispose(),
+      jsLabel, js,
+      check: async () => relErr(await gpuResult(() => clone(tx)), x),
+      tol: 0,
+    });
+  }
+  tx.dispose();
+
+  // Autograd: forward + backward of the 2-layer MLP step of demo/train-mlp.ts (no update).
+  {
+    const points = roundTo(512 * args.size, 64);
+    const hidden = 64;
+    const problem = makeMlpProblem(points, hidden, rand);
+    const g = gpuMlp(problem);
+    const j = jsMlp(problem);
+    await measure({
+      name: 'MLP step, forward+backward (autograd)', size: `${points} pts, 2-${hidden}-${hidden}-2`,
+      unit: 'steps/s', work: 1e9, // so that the rate column reads steps/s
+      record: g.step,
+      jsLabel: 'hand-written backward, naive loops', js: () => void j.step(),
+      check: async () => {
+        const grads = g.grads();
+        const got = await readAll(grads);
+        const want = j.step();
+        return Math.max(...want.map((w, i) => relErr(got[i], w)));
+      },
+      tol: 1e-3,
+    });
+    g.dispose(); // also frees the leaves' .grad left by the check
+  }
+
+  const fmtMs = (ms: number) => (ms >= 100 ? ms.toFixed(0) : ms >= 10 ? ms.toFixed(1) : ms >= 1 ? ms.toFixed(2) : ms.toFixed(3));
+  const fmtRate = (work: number, ms: number, unit: string) => {
+    const v = work / 1e9 / (ms / 1000);
+    return `${v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)} ${unit}`;
+  };
+  console.log('');
+  console.log('| case | size | GPU ms/op | GPU rate | R x runs | JS baseline | JS ms/op | JS rate | GPU/JS time | check (max rel err) |');
+  console.log('| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |');
+  for (const r of rows) {
+    const ratio = r.gpu.ms / r.js.ms;
+    console.log(
+      `| ${r.name} | ${r.size} | ${fmtMs(r.gpu.ms)} | ${fmtRate(r.work, r.gpu.ms, r.unit)} | ${r.gpu.repeat} x ${r.gpu.runs} | ${r.jsLabel} | ` +
+        `${fmtMs(r.js.ms)} | ${fmtRate(r.work, r.js.ms, r.unit)} | ${ratio.toFixed(2)} | ${r.check} |`,
+    );
+  }
+  console.log('');
+  console.log('GPU/JS time < 1: the GPU kernel is faster. GPU times include recording the commands on the CPU.');
+  console.log(`Total bench time: ${((performance.now() - t0) / 1000).toFixed(1)} s.`);
+}
+
+await main();
