@@ -148,3 +148,19 @@ fn sumToShape(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     out[o] = total;
   }
 }
+
+// Narrow rows: one thread per row, no barriers (see reduceRows for the wide case).
+@compute @workgroup_size(WG)
+fn reduceRowsNarrow(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  for (var row = gid.x; row < params.rows; row += groups.x * WG) {
+    var acc = identity();
+    let base = row * params.cols;
+    for (var c = 0u; c < params.cols; c++) {
+      var idx = c;
+      if (INDEXED) { idx = inIndex[base + c]; }
+      acc = combine(acc, Acc(x[base + c], idx));
+    }
+    if (OP == 1u) { out[row] = acc.v; outIndex[row] = acc.i; }
+    else { out[row] = acc.v * params.scale; }
+  }
+}

@@ -86,3 +86,37 @@ fn softmaxBackward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     }
   }
 }
+
+// Narrow rows (a few dozen columns): one thread per row, no workgroup memory and no barriers.
+// A workgroup per row would spend its time in barriers; software adapters pay dearly for them.
+@compute @workgroup_size(WG)
+fn softmaxForwardNarrow(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  for (var row = gid.x; row < params.rows; row += groups.x * WG) {
+    let base = row * params.cols;
+    var m = negInf();
+    for (var c = 0u; c < params.cols; c++) { m = max(m, x[base + c]); }
+    var s = 0.0;
+    for (var c = 0u; c < params.cols; c++) { s += exp(x[base + c] - m); }
+    let logS = log(s);
+    for (var c = 0u; c < params.cols; c++) {
+      let shifted = x[base + c] - m;
+      if (LOG) { out[base + c] = shifted - logS; } else { out[base + c] = exp(shifted) / s; }
+    }
+  }
+}
+
+@compute @workgroup_size(WG)
+fn softmaxBackwardNarrow(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  for (var row = gid.x; row < params.rows; row += groups.x * WG) {
+    let base = row * params.cols;
+    var s = 0.0;
+    for (var c = 0u; c < params.cols; c++) {
+      if (LOG) { s += grad[base + c]; } else { s += grad[base + c] * x[base + c]; }
+    }
+    for (var c = 0u; c < params.cols; c++) {
+      let y = x[base + c];
+      if (LOG) { out[base + c] = grad[base + c] - exp(y) * s; }
+      else { out[base + c] = y * (grad[base + c] - s); }
+    }
+  }
+}

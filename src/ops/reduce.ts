@@ -8,6 +8,7 @@ import { defineOp } from '../autograd/engine';
 import { Tensor, fmtShape, numel } from '../tensor/tensor';
 import { MAX_RANK, contiguousStrides, normalizeAxis, sameShape } from './shape';
 import { expand, requireFloat, scale } from './elementwise';
+import { NARROW_ROW } from './softmax';
 
 const WG = 256;
 const SUM = 0;
@@ -29,13 +30,14 @@ function reduceRowsKernel(op: number, x: Tensor, rows: number, cols: number, fac
   const index = Tensor.empty([rows], 'u32');
   if (rows > 0) {
     if (cols === 0) throw new Error(`${op === MAX ? 'max' : 'sum'}: cannot reduce an axis of length 0`);
+    const narrow = cols <= NARROW_ROW;
     ctx.dispatch({
       shader: source,
-      entryPoint: 'reduceRows',
+      entryPoint: narrow ? 'reduceRowsNarrow' : 'reduceRows',
       constants: { OP: op, INDEXED: 0 },
       resources: { x: x.buffer, out: out.buffer, outIndex: index.buffer, inIndex: x.buffer }, // inIndex unread (INDEXED=0) but statically used: must be bound
       params: rowParams(rows, cols, factor),
-      workgroups: [ctx.gridSize(rows, 1)],
+      workgroups: [narrow ? ctx.gridSize(rows, 256) : ctx.gridSize(rows, 1)],
     });
   }
   return { out, index };

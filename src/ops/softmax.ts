@@ -10,11 +10,16 @@ function rowsOf(x: Tensor): [number, number] {
   return [cols === 0 ? 0 : x.size / cols, cols];
 }
 
-function softmaxKernel(entryPoint: 'softmaxForward' | 'softmaxBackward', log: boolean, x: Tensor, grad?: Tensor): Tensor {
+/** Rows at most this long get one thread each instead of one workgroup each. */
+export const NARROW_ROW = 64;
+
+function softmaxKernel(kernel: 'softmaxForward' | 'softmaxBackward', log: boolean, x: Tensor, grad?: Tensor): Tensor {
   const out = Tensor.empty(x.shape);
   const [rows, cols] = rowsOf(x);
   if (rows === 0) return out;
   const ctx = getContext();
+  const narrow = cols <= NARROW_ROW;
+  const entryPoint = narrow ? `${kernel}Narrow` : kernel;
   const resources: Record<string, GPUBuffer> = { x: x.buffer, out: out.buffer };
   if (grad) resources.grad = grad.buffer;
   ctx.dispatch({
@@ -24,7 +29,7 @@ function softmaxKernel(entryPoint: 'softmaxForward' | 'softmaxBackward', log: bo
     constants: { LOG: log ? 1 : 0 },
     resources,
     params: new Uint32Array([rows, cols, 0, 0]),
-    workgroups: [ctx.gridSize(rows, 1)],
+    workgroups: [narrow ? ctx.gridSize(rows, 256) : ctx.gridSize(rows, 1)],
   });
   return out;
 }
