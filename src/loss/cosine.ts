@@ -1,0 +1,169 @@
+/**
+ * The row-pair losses of LOSSES.md over `shaders/cosine.wgsl`: the layer cosine distance, the
+ * layer L2 distance, the input-embedding similarity and the absolute cosine similarity. Each is
+ * one fused row-reduction pass, a small mean pass, and one elementwise backward pass per input
+ * that needs a gradient.
+ */
+import source from '../../shaders/cosine.wgsl?raw';
+import { getContext } from '../gpu/context';
+import { defineOp } from '../autograd/engine';
+import { Tensor, fmtShape } from '../tensor/tensor';
+import { checkFloatTensor, checkSameShape, maskTensor, type MaskInput } from './validate';
+
+const WG = 64;
+
+/** The four variants of the kernel family (the WGSL `VARIANT` override). */
+const VARIANTS = {
+  distillationLayerCosineDistance: 0,
+  inputEmbeddingSimilarity: 1,
+  absoluteCosineSimilarity: 2,
+  distillationLayerL2Distance: 3,
+} as const;
+
+type VariantName = keyof typeof VARIANTS;
+
+interface RowPairAttrs {
+  /** Whether the mask tensor was uploaded here (and so must live until the backward). */
+  ownedMask: boolean;
+}
+
+function params(rows: number, cols: number): Uint32Array {
+  return new Uint32Array([rows, cols, 0, 0]);
+}
+
+function gradientOf(which: 'first' | 'second', name: VariantName, u: Tensor, v: Tensor, mask: Tensor, coef: Tensor, scale: Tensor, g: Tensor): Tensor {
+  const ctx = getContext();
+  const out = Tensor.empty(u.shape);
+  if (u.size === 0) return out;
+  const cols = u.shape[2];
+  ctx.dispatch({
+    shader: source,
+    entryPoint: 'rowPairBackward',
+    label: `${name} (backward)`,
+    constants: { WRT_FIRST: which === 'first' ? 1 : 0 },
+    resources: {
+      u: u.buffer, v: v.buffer, mask: mask.buffer, savedCoef: coef.buffer, savedScale: scale.buffer, grad: g.buffer, gradOut: out.buffer,
+    },
+    params: params(u.size / cols, cols),
+    workgroups: [ctx.gridSize(u.size, WG)],
+  });
+  return out;
+}
+
+function defineRowPairOp(variant: VariantName) {
+  return defineOp<RowPairAttrs>({
+    name: variant,
+    forward: ([u, v, mask], { ownedMask }) => {
+      const ctx = getContext();
+      const cols = u.shape[2];
+      const rows = u.size / cols;
+      const rowCoef = Tensor.empty([rows, 4]);
+      const rowLoss = Tensor.empty([rows]);
+      const loss = Tensor.empty([]);
+      const lossScale = Tensor.empty([1]);
+      const p = params(rows, cols);
+      if (rows > 0) {
+        ctx.dispatch({
+          shader: source,
+          entryPoint: 'rowPairForward',
+          label: variant,
+          constants: { VARIANT: VARIANTS[variant] },
+          resources: { u: u.buffer, v: v.buffer, mask: mask.buffer, rowCoef: rowCoef.buffer, rowLoss: rowLoss.buffer },
+          params: p,
+          workgroups: [ctx.gridSize(rows, 1)],
+        });
+      }
+      ctx.dispatch({
+        shader: source,
+        entryPoint: 'rowPairMean',
+        label: variant,
+        resources: { mask: mask.buffer, rowLoss: rowLoss.buffer, loss: loss.buffer, lossScale: lossScale.buffer },
+        params: p,
+        workgroups: [1],
+      });
+      rowLoss.dispose();
+      // A mask uploaded from host data lives as long as the backward may need it.
+      return { output: loss, saved: ownedMask ? [rowCoef, lossScale, mask] : [rowCoef, lossScale] };
+    },
+    // Each row's gradient is a fixed combination of u and v (coefficients saved by the forward),
+    // scaled by g / |selected|; see shaders/cosine.wgsl for the formulas.
+    backward: (g, { inputs: [u, v, mask], saved: [coef, scale] }) => [
+      u.requiresGrad ? gradientOf('first', variant, u, v, mask, coef, scale, g) : null,
+      v.requiresGrad ? gradientOf('second', variant, u, v, mask, coef, scale, g) : null,
+      null,
+    ],
+  });
+}
+
+const rowPairOps: Record<VariantName, ReturnType<typeof defineRowPairOp>> = {
+  distillationLayerCosineDistance: defineRowPairOp('distillationLayerCosineDistance'),
+  inputEmbeddingSimilarity: defineRowPairOp('inputEmbeddingSimilarity'),
+  absoluteCosineSimilarity: defineRowPairOp('absoluteCosineSimilarity'),
+  distillationLayerL2Distance: defineRowPairOp('distillationLayerL2Distance'),
+};
+
+function rowPairLoss(variant: VariantName, names: [string, string, string], u: Tensor, v: Tensor, maskInput: MaskInput): Tensor {
+  const [uName, vName, maskName] = names;
+  checkFloatTensor(variant, uName, u, 3);
+  checkFloatTensor(variant, vName, v, 3);
+  checkSameShape(variant, vName, v, uName, u);
+  const [B, T, d] = u.shape;
+  if (d === 0) throw new Error(`${variant}: '${uName}' has shape ${fmtShape(u.shape)}; the feature axis must not be empty`);
+  const { mask, owned } = maskTensor(variant, maskName, maskInput, [B, T]);
+  return rowPairOps[variant]([u, v, mask], { ownedMask: owned });
+}
+
+/**
+ * `distillationLayerCosineDistanceLoss`: `mean over L = 1 of 1 - cos(h, ht)`, with
+ * `cos(u, v) = u.v / max(|u| |v|, 1e-8)`, one flat mean over every selected `(b, t)`.
+ *
+ * @param h - `[B, T, d]` f32: the teacher's hidden states (a gradient flows to it only if it
+ *   requires grad).
+ * @param ht - `[B, T, d]` f32: the student's hidden states.
+ * @param lossMask - `L`, `[B, T]`: an f32 tensor (a value above 0.5 selects) or host 0/1 data.
+ * @returns A 0-d tensor supporting `backward()`; 0 with zero gradients when nothing is selected.
+ */
+export function distillationLayerCosineDistance(h: Tensor, ht: Tensor, lossMask: MaskInput): Tensor {
+  return rowPairLoss('distillationLayerCosineDistance', ['h', 'ht', 'lossMask'], h, ht, lossMask);
+}
+
+/**
+ * `distillationLayerL2DistanceLoss`: `mean over L = 1 of ||h - ht||_2`. The gradient of the norm
+ * at `h == ht` is taken as 0 (it happens exactly before the first transformed token).
+ *
+ * @param h - `[B, T, d]` f32: the teacher's hidden states (a gradient flows to it only if it
+ *   requires grad).
+ * @param ht - `[B, T, d]` f32: the student's hidden states.
+ * @param lossMask - `L`, `[B, T]`: an f32 tensor (a value above 0.5 selects) or host 0/1 data.
+ * @returns A 0-d tensor supporting `backward()`; 0 with zero gradients when nothing is selected.
+ */
+export function distillationLayerL2Distance(h: Tensor, ht: Tensor, lossMask: MaskInput): Tensor {
+  return rowPairLoss('distillationLayerL2Distance', ['h', 'ht', 'lossMask'], h, ht, lossMask);
+}
+
+/**
+ * `inputEmbeddingSimilarityLoss`: `mean over N = 1 of cos(x, xt)`.
+ *
+ * @param x - `[B, T, d]` f32: the clean input embeddings (a gradient flows to it only if it
+ *   requires grad).
+ * @param xt - `[B, T, d]` f32: the transformed embeddings.
+ * @param noiseMask - `N`, `[B, T]`: an f32 tensor (a value above 0.5 selects) or host 0/1 data.
+ * @returns A 0-d tensor supporting `backward()`; 0 with zero gradients when nothing is selected.
+ */
+export function inputEmbeddingSimilarity(x: Tensor, xt: Tensor, noiseMask: MaskInput): Tensor {
+  return rowPairLoss('inputEmbeddingSimilarity', ['x', 'xt', 'noiseMask'], x, xt, noiseMask);
+}
+
+/**
+ * `absoluteCosineSimilarityPenalty`: `mean over N = 1 of |cos(x, xt)|` (the gradient of `|c|` at
+ * `c = 0` is 0).
+ *
+ * @param x - `[B, T, d]` f32: the clean input embeddings (a gradient flows to it only if it
+ *   requires grad).
+ * @param xt - `[B, T, d]` f32: the transformed embeddings.
+ * @param noiseMask - `N`, `[B, T]`: an f32 tensor (a value above 0.5 selects) or host 0/1 data.
+ * @returns A 0-d tensor supporting `backward()`; 0 with zero gradients when nothing is selected.
+ */
+export function absoluteCosineSimilarity(x: Tensor, xt: Tensor, noiseMask: MaskInput): Tensor {
+  return rowPairLoss('absoluteCosineSimilarity', ['x', 'xt', 'noiseMask'], x, xt, noiseMask);
+}
