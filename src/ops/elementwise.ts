@@ -12,7 +12,7 @@ import { sumToShape } from './reduce';
 const WG = 256;
 
 /** Codes of the unary maps (the OP override of `unary` / `unaryBackward`). */
-const UNARY = { neg: 0, exp: 1, log: 2, sqrt: 3, tanh: 4, abs: 5, pow: 6, silu: 7, geluTanh: 8, relu: 9, scale: 10, copy: 11 } as const;
+const UNARY = { neg: 0, exp: 1, log: 2, sqrt: 3, tanh: 4, abs: 5, pow: 6, silu: 7, geluTanh: 8, relu: 9, scale: 10, clone: 11 } as const;
 const BINARY = { add: 0, sub: 1, mul: 2, div: 3 } as const;
 type UnaryName = keyof typeof UNARY;
 
@@ -69,7 +69,7 @@ function unaryGradKernel(name: UnaryName, x: Tensor, g: Tensor, alpha = 0, beta 
 
 /** Copies `x` through arbitrary strides into a new contiguous tensor of shape `outShape`. */
 function stridedCopy(x: Tensor, outShape: readonly number[], strides: number[]): Tensor {
-  return launch('unary', UNARY.copy, Tensor.empty(outShape), { a: x }, [strides]);
+  return launch('unary', UNARY.clone, Tensor.empty(outShape), { a: x }, [strides]);
 }
 
 interface UnaryAttrs {
@@ -101,7 +101,7 @@ const siluOp = defineUnary('silu');
 const geluOp = defineUnary('geluTanh');
 const reluOp = defineUnary('relu');
 const scaleOp = defineUnary('scale');
-const copyOp = defineUnary('copy');
+const copyOp = defineUnary('clone');
 
 /** `-x`. */
 export const neg = (x: Tensor): Tensor => negOp(x);

@@ -1,0 +1,74 @@
+/**
+ * Seeded pseudo-random numbers for tests: the same seed gives the same inputs on every run and
+ * machine, so a failure can be replayed, and no test depends on `Math.random`.
+ */
+
+/** 32-bit FNV-1a hash of a string: derives a per-test seed from the test's name. */
+export function seedOf(name: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < name.length; i++) {
+    h ^= name.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
+/** A small seeded generator (mulberry32: 32-bit state, good enough for test data). */
+export class Rng {
+  private state: number;
+
+  /** `seed`: any number or a string (hashed). */
+  constructor(seed: number | string) {
+    this.state = (typeof seed === 'string' ? seedOf(seed) : seed) >>> 0;
+  }
+
+  /** Uniform in [0, 1). */
+  next(): number {
+    let t = (this.state = (this.state + 0x6d2b79f5) >>> 0);
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+
+  /** Uniform in [lo, hi). */
+  uniform(lo = 0, hi = 1): number {
+    return lo + (hi - lo) * this.next();
+  }
+
+  /** Standard normal (Box-Muller). */
+  normal(): number {
+    const u = 1 - this.next(); // (0, 1]: log(0) would be -Infinity
+    const v = this.next();
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+  }
+
+  /** Integer in [lo, hi). */
+  int(lo: number, hi: number): number {
+    return lo + Math.floor(this.next() * (hi - lo));
+  }
+
+  /** `n` values uniform in [lo, hi). */
+  uniforms(n: number, lo = -1, hi = 1): number[] {
+    return Array.from({ length: n }, () => this.uniform(lo, hi));
+  }
+
+  /** `n` values with magnitude uniform in [lo, hi) and a random sign: keeps clear of 0 (kinks, poles). */
+  signed(n: number, lo: number, hi: number): number[] {
+    return Array.from({ length: n }, () => (this.next() < 0.5 ? -1 : 1) * this.uniform(lo, hi));
+  }
+
+  /** `n` normal values times `std`. */
+  normals(n: number, std = 1): number[] {
+    return Array.from({ length: n }, () => std * this.normal());
+  }
+
+  /** `n` integers in [lo, hi). */
+  ints(n: number, lo: number, hi: number): number[] {
+    return Array.from({ length: n }, () => this.int(lo, hi));
+  }
+}
+
+/** Rounds to float32 and back: the values a GPU f32 tensor made from `values` really holds. */
+export function f32(values: ArrayLike<number>): Float32Array {
+  return Float32Array.from(values);
+}
