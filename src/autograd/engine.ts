@@ -70,11 +70,16 @@ export function defineOp<A>(def: OpDefinition<A>): (inputs: Tensor[], attrs: A) 
     if (gradEnabled && inputs.some((t) => t.requiresGrad)) {
       output.requiresGrad = true;
       for (const s of saved) keep(s);
+      // The graph holds its own reference to every input that receives no gradient (masks, ids,
+      // frozen weights), as PyTorch's saved tensors do: the caller may dispose those right after
+      // the forward and the backward still finds them. A view shares the buffer (no copy).
+      const recorded = inputs.map((t) => (t.requiresGrad ? t : keep(t.view(t.shape))));
+      const retained = recorded.filter((t, i) => t !== inputs[i]);
       output.gradFn = {
         op: def.name,
-        inputs,
-        saved,
-        backward: (g) => def.backward(g, { inputs, output, saved, attrs }),
+        inputs: recorded,
+        saved: [...saved, ...retained],
+        backward: (g) => def.backward(g, { inputs: recorded, output, saved, attrs }),
       };
     } else {
       for (const s of saved) s.dispose();
