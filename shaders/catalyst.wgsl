@@ -1,0 +1,248 @@
+// The inverse-L2 power-law catalyst mean over N=1 of (l / max(dmin, 1e-8))^p, dmin the distance
+// from xt to its nearest vocabulary row, and its backward; and the nearest-row search behind it
+// (also used, excluding each row itself, for the Voronoi distances of an embedding table).
+//
+// The search never materialises the positions x V distance matrix: a workgroup takes a tile of
+// up to 64 query rows, walks the table in tiles of TV rows (staged with the queries TK features at a
+// time in workgroup memory, as in a tiled matmul), and keeps a running (min, argmin) per query of
+// |b|^2 - 2 a.b (|a|^2 is the same for every b). The table is split across the grid's y axis so
+// that a few queries against a large vocabulary still fill the device; a second pass combines the
+// splits and recomputes the winner's distance exactly as ||a - b|| (no cancellation).
+
+override EXCLUDE_SELF: bool = false; // queries are the table itself: skip row p for query p
+// Query rows per thread (1, 2 or 4): a query tile holds 16 * ROWS_PER_THREAD rows, so that a
+// handful of queries does not pay for 64.
+override ROWS_PER_THREAD: u32 = 4u;
+
+const WG: u32 = 256u;
+const TV: u32 = 64u;  // table rows per tile (4 per thread column)
+const TK: u32 = 16u;  // features staged at a time
+const NONE: u32 = 0xffffffffu;
+
+fn posInf() -> f32 {
+  let bits = 0x7f800000u;
+  return bitcast<f32>(bits);
+}
+
+struct SearchParams {
+  positions: u32,
+  vocab: u32,
+  d: u32,
+  splits: u32,
+}
+
+struct LossParams {
+  positions: u32,
+  d: u32,
+  _pad0: u32,
+  _pad1: u32,
+  length: f32,    // l, the characteristic length
+  exponent: f32,  // p, the exponent of decay
+  _pad2: u32,
+  _pad3: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: SearchParams;
+@group(0) @binding(1) var<uniform> lossParams: LossParams;
+@group(0) @binding(2) var<storage, read> queries: array<f32>;       // [P, d] (xt)
+@group(0) @binding(3) var<storage, read> table: array<f32>;         // [V, d] (E)
+@group(0) @binding(4) var<storage, read> tableSqNorm: array<f32>;   // [V]
+@group(0) @binding(5) var<storage, read_write> partialValue: array<f32>; // [splits, P]
+@group(0) @binding(6) var<storage, read_write> partialIndex: array<u32>; // [splits, P]
+@group(0) @binding(7) var<storage, read_write> nearestIndex: array<u32>;    // [P]
+@group(0) @binding(8) var<storage, read_write> nearestDistance: array<f32>; // [P]
+@group(0) @binding(9) var<storage, read> mask: array<f32>;
+@group(0) @binding(10) var<storage, read_write> out: array<f32>;
+@group(0) @binding(11) var<storage, read_write> count: array<f32>;
+@group(0) @binding(12) var<storage, read> gradOut: array<f32>;
+@group(0) @binding(13) var<storage, read> nearestIndexIn: array<u32>;
+@group(0) @binding(14) var<storage, read> nearestDistanceIn: array<f32>;
+
+var<workgroup> tileA: array<f32, 1024>;  // [TK][TP], TP = 16 * ROWS_PER_THREAD <= 64
+var<workgroup> tileB: array<f32, 1024>;  // [TK][TV]
+var<workgroup> redValue: array<f32, WG>;
+var<workgroup> redIndex: array<u32, WG>;
+
+// Whether candidate (v, i) beats (best, bestI): smaller value, ties to the smaller index.
+fn better(v: f32, i: u32, best: f32, bestI: u32) -> bool {
+  return i != NONE && (bestI == NONE || v < best || (v == best && i < bestI));
+}
+
+// Grid: x strides over query tiles, y = the split; split s takes table tiles s, s + splits, ...
+// Thread (ty, tx) = (lid / 16, lid % 16) owns queries ty + 16 r (r < ROWS_PER_THREAD) and table
+// rows tx + 16 c (c < 4) of each tile: a 4 x 4 register block, as in the tiled matmul.
+@compute @workgroup_size(WG)
+fn nearestPartials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+  let P = params.positions;
+  let V = params.vocab;
+  let d = params.d;
+  let TP = 16u * ROWS_PER_THREAD;
+  let tx = lid % 16u;
+  let ty = lid / 16u;
+  let queryTiles = (P + TP - 1u) / TP;
+  let tableTiles = (V + TV - 1u) / TV;
+  for (var qt = wid.x; qt < queryTiles; qt += groups.x) {
+    let q0 = qt * TP;
+    var best: array<f32, 4>;
+    var bestI: array<u32, 4>;
+    for (var r = 0u; r < 4u; r++) {
+      best[r] = posInf();
+      bestI[r] = NONE;
+    }
+    for (var vt = wid.y; vt < tableTiles; vt += params.splits) {
+      let v0 = vt * TV;
+      var acc: array<f32, 16>;
+      for (var i = 0u; i < 16u; i++) { acc[i] = 0.0; }
+      for (var k0 = 0u; k0 < d; k0 += TK) {
+        // Stage 16 features of the query and table tiles; out-of-range entries are 0.
+        for (var e = lid; e < TP * TK; e += WG) {
+          let p = e / TK;
+          let k = e % TK;
+          var a = 0.0;
+          if (q0 + p < P && k0 + k < d) { a = queries[(q0 + p) * d + k0 + k]; }
+          tileA[k * TP + p] = a;
+        }
+        for (var e = lid; e < TV * TK; e += WG) {
+          let v = e / TK;
+          let k = e % TK;
+          var b = 0.0;
+          if (v0 + v < V && k0 + k < d) { b = table[(v0 + v) * d + k0 + k]; }
+          tileB[k * TV + v] = b;
+        }
+        workgroupBarrier();
+        for (var k = 0u; k < TK; k++) {
+          var av: array<f32, 4>;
+          var bv: array<f32, 4>;
+          for (var r = 0u; r < ROWS_PER_THREAD; r++) { av[r] = tileA[k * TP + ty + 16u * r]; }
+          for (var c = 0u; c < 4u; c++) { bv[c] = tileB[k * TV + tx + 16u * c]; }
+          for (var r = 0u; r < ROWS_PER_THREAD; r++) {
+            for (var c = 0u; c < 4u; c++) { acc[4u * r + c] += av[r] * bv[c]; }
+          }
+        }
+        workgroupBarrier();
+      }
+      for (var c = 0u; c < 4u; c++) {
+        let v = v0 + tx + 16u * c;
+        if (v < V) {
+          let bb = tableSqNorm[v];
+          for (var r = 0u; r < ROWS_PER_THREAD; r++) {
+            let value = bb - 2.0 * acc[4u * r + c];
+            let skip = EXCLUDE_SELF && v == q0 + ty + 16u * r;
+            if (!skip && better(value, v, best[r], bestI[r])) {
+              best[r] = value;
+              bestI[r] = v;
+            }
+          }
+        }
+      }
+    }
+    // Combine the 16 threads that share each query.
+    for (var r = 0u; r < ROWS_PER_THREAD; r++) {
+      redValue[lid] = best[r];
+      redIndex[lid] = bestI[r];
+      workgroupBarrier();
+      let p = q0 + ty + 16u * r;
+      if (tx == 0u && p < P) {
+        var v = redValue[lid];
+        var i = redIndex[lid];
+        for (var t = 1u; t < 16u; t++) {
+          if (better(redValue[lid + t], redIndex[lid + t], v, i)) {
+            v = redValue[lid + t];
+            i = redIndex[lid + t];
+          }
+        }
+        partialValue[wid.y * P + p] = v;
+        partialIndex[wid.y * P + p] = i;
+      }
+      workgroupBarrier();
+    }
+  }
+}
+
+// One thread per query: the best of its splits, and that row's exact distance (+inf if none).
+@compute @workgroup_size(WG)
+fn nearestCombine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let P = params.positions;
+  let d = params.d;
+  for (var p = gid.x; p < P; p += groups.x * WG) {
+    var v = posInf();
+    var i = NONE;
+    for (var s = 0u; s < params.splits; s++) {
+      let sv = partialValue[s * P + p];
+      let si = partialIndex[s * P + p];
+      if (better(sv, si, v, i)) {
+        v = sv;
+        i = si;
+      }
+    }
+    var dist = posInf();
+    if (i != NONE) {
+      var sq = 0.0;
+      for (var j = 0u; j < d; j++) {
+        let diff = queries[p * d + j] - table[i * d + j];
+        sq += diff * diff;
+      }
+      dist = sqrt(sq);
+    }
+    nearestIndex[p] = i;
+    nearestDistance[p] = dist;
+  }
+}
+
+var<workgroup> scratch: array<f32, WG>;
+var<workgroup> scratchCount: array<f32, WG>;
+
+fn term(dist: f32) -> f32 {
+  return pow(lossParams.length / max(dist, 1e-8), lossParams.exponent);
+}
+
+// One workgroup: out = mean over selected positions of (l / max(dmin, 1e-8))^p (0 when none);
+// the count is kept for the backward. Unselected positions are selected out (their distance may
+// be 0, whose term is huge).
+@compute @workgroup_size(WG)
+fn catalystFinalize(@builtin(local_invocation_index) lid: u32) {
+  var s = 0.0;
+  var c = 0.0;
+  for (var p = lid; p < lossParams.positions; p += WG) {
+    let selected = mask[p] == 1.0;
+    s += select(0.0, term(nearestDistanceIn[p]), selected);
+    c += select(0.0, 1.0, selected);
+  }
+  scratch[lid] = s;
+  scratchCount[lid] = c;
+  workgroupBarrier();
+  for (var k = WG / 2u; k > 0u; k = k / 2u) {
+    if (lid < k) {
+      scratch[lid] = scratch[lid] + scratch[lid + k];
+      scratchCount[lid] = scratchCount[lid] + scratchCount[lid + k];
+    }
+    workgroupBarrier();
+  }
+  if (lid == 0u) {
+    out[0] = select(0.0, scratch[0] / scratchCount[0], scratchCount[0] > 0.0);
+    count[0] = scratchCount[0];
+  }
+}
+
+// d (l/d)^p / dxt = -p (l/d)^p / d^2 * (xt - E_v), v the nearest row found by the forward; 0 where
+// d is at the floor or the position is not selected.
+@compute @workgroup_size(WG)
+fn catalystBackward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let d = lossParams.d;
+  let n = lossParams.positions * d;
+  let c = count[0];
+  let g = gradOut[0];
+  for (var i = gid.x; i < n; i += groups.x * WG) {
+    let p = i / d;
+    let dist = nearestDistanceIn[p];
+    var grad = 0.0;
+    let v = nearestIndexIn[p];
+    if (mask[p] == 1.0 && c > 0.0 && dist > 1e-8 && v != NONE) {
+      // Divided by d twice separately: term / d^2 alone may overflow where the product does not.
+      let factor = -lossParams.exponent * term(dist) / dist;
+      grad = g / c * factor * ((queries[i] - table[v * d + i % d]) / dist);
+    }
+    out[i] = grad;
+  }
+}
