@@ -9,3 +9,15 @@ export {
 } from './tensor/tensor';
 export { backward, noGrad, isGradEnabled, defineOp, opRegistry, type OpDefinition, type BackwardContext, type BackwardOptions } from './autograd/engine';
 export * from './ops/index';
+export { randn, randnBlocks, type RandnOptions } from './ops/random';
+export * from './loss/index';
+export {
+  AdamW, clipGradNorm, warmupCosine, accumulateGradients,
+  type AdamWOptions, type AdamWState, type AdamWParamState, type ParamGroup, type WarmupCosineOptions,
+} from './optim/index';
+export {
+  parseSafetensors, readSafetensors, toFloat32, toFloat16Bits, floatBitsToHalf, SAFETENSORS_DTYPE_BYTES,
+  type SafetensorsDType, type SafetensorsEntry, type SafetensorsFile, type SafetensorsSource, type ReadSafetensorsOptions,
+} from './models/safetensors';
+export { parseModelConfig, SUPPORTED_MODEL_TYPES, type ModelConfig, type ModelType } from './models/config';
+export { expectedWeights, checkWeights, uploadWeights, resolveWeightPrefix, type WeightOptions, type UploadWeightsOptions } from './models/weights';

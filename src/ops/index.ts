@@ -10,6 +10,9 @@ export { max, mean, sum, sumToShape, type ReduceOptions } from './reduce';
 export { matmul, type MatmulOptions } from './matmul';
 export { logSoftmax, softmax } from './softmax';
 export { gather } from './gather';
+export { rmsNorm, layerNorm } from './norm';
+export { rope, type RopeOptions } from './rope';
+export { attention, type AttentionOptions } from './attention';
 
 // Gradient accumulation in backward() uses the same kernels as the ops.
 setAccumulators(add, clone);

@@ -1,0 +1,55 @@
+// Rotary position embedding in Hugging Face's rotate_half convention: dimension i of a head pairs
+// with i + Dh/2 (not with its neighbour). One thread per pair, grid-stride. The backward is the
+// same kernel with the rotation reversed (params.direction = -1): a rotation's transpose is its
+// inverse.
+
+const WG: u32 = 256u;
+
+struct Params {
+  pairs: u32,      // B * T * H * Dh / 2
+  seq: u32,        // T
+  heads: u32,      // H
+  half: u32,       // Dh / 2
+  offset: u32,     // position of t = 0
+  direction: f32,  // +1 forward, -1 backward
+  log2Theta: f32,
+  _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+// Reduces an angle to [-pi, pi] before sin/cos: WGSL guarantees their accuracy only there, and
+// positions of a few thousand give angles of a few thousand radians. 2*pi is split Cody-Waite
+// style into a short head (k * head is exact for k < 2^16, and so is angle - k * head) and a
+// tail, so the reduction adds about 1e-10 * k of error where an f32 `angle % (2 pi)` would add
+// about 1e-4 at angle 4096.
+fn reduceAngle(angle: f32) -> f32 {
+  let k = round(angle * 0.15915494309189535);
+  let head = 6.28125;                 // 201 / 32: 8 significant bits
+  let tail = 0.0019353071795864769;   // 2 pi - head
+  return (angle - k * head) - k * tail;
+}
+
+@compute @workgroup_size(WG)
+fn ropeApply(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let half = params.half;
+  let dh = 2u * half;
+  for (var p = gid.x; p < params.pairs; p += groups.x * WG) {
+    let i = p % half;
+    let row = p / half;                       // index of the (b, t, h) head vector
+    let t = (row / params.heads) % params.seq;
+    let pos = f32(t + params.offset);
+    // theta^(-2i/Dh), computed as HF does it in f32: 1 / theta^(2i/Dh) through exp2.
+    let invFreq = exp2(-f32(2u * i) / f32(dh) * params.log2Theta);
+    let r = reduceAngle(pos * invFreq);
+    let c = cos(r);
+    let s = params.direction * sin(r);
+    let base = row * dh;
+    let a = x[base + i];
+    let z = x[base + i + half];
+    out[base + i] = a * c - z * s;
+    out[base + i + half] = z * c + a * s;
+  }
+}

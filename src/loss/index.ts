@@ -1,0 +1,34 @@
+/**
+ * The loss reductions as one namespace (`losses.distillationCrossEntropy(...)`), each a
+ * differentiable op over its own WGSL kernel family, plus the embedding statistics they use.
+ */
+import { distillationCrossEntropy } from './crossEntropy';
+import { absoluteCosineSimilarity, distillationLayerCosineDistance, distillationLayerL2Distance, inputEmbeddingSimilarity } from './cosine';
+import { stdLogRatio } from './stdLogRatio';
+import { medianNormPenalty } from './medianNorm';
+import { inverseL2PowerLawCatalyst } from './catalyst';
+import { mutualInformation } from './mutualInformation';
+
+/**
+ * Every component loss of LOSSES.md section 2 as a function returning a 0-d tensor that supports
+ * `backward()`. Masks are `[B, T]` f32 tensors or host arrays of 0/1; positions outside a mask are
+ * selected out; an empty mask gives 0 and zero gradients.
+ */
+export const losses = {
+  distillationLayerCosineDistance,
+  distillationLayerL2Distance,
+  distillationCrossEntropy,
+  stdLogRatio,
+  inputEmbeddingSimilarity,
+  absoluteCosineSimilarity,
+  medianNormPenalty,
+  inverseL2PowerLawCatalyst,
+  mutualInformation,
+} as const;
+
+export type { CatalystOptions, NearestRows, NearestRowsOptions } from './catalyst';
+export type { MutualInformationOptions } from './mutualInformation';
+export type { MaskInput } from './validate';
+export { nearestRows } from './catalyst';
+export { embeddingRowNorms, medianOfNonNegative } from './medianNorm';
+export { embeddingStats, embeddingColumnStd, percentile, recommendedCharacteristicLength, type EmbeddingStats } from './embeddingStats';
