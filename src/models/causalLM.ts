@@ -1,0 +1,369 @@
+/**
+ * Frozen base causal LMs from Hugging Face files on WebGPU: the Llama family (Llama, Mistral,
+ * Qwen2, SmolLM: RMSNorm, RoPE, grouped-query attention, SwiGLU) and GPT-2 (LayerNorm, learned
+ * positions, GELU-tanh, Conv1D weights). The forward starts from token ids or from input
+ * embeddings (so that a transform can be applied to them), can capture the residual stream after
+ * any block and stop there, and is differentiable end to end: the gradient reaches the input
+ * embeddings (and the weights, when asked).
+ */
+import { Tensor, fmtShape, keep, tensor } from '../tensor/tensor';
+import { add, gather, geluTanh, matmul, mul, reshape, silu } from '../ops/index';
+import { attention } from '../ops/attention';
+import { layerNorm, rmsNorm } from '../ops/norm';
+import { rope } from '../ops/rope';
+import { parseModelConfig, type ModelConfig } from './config';
+import { readSafetensors, toFloat32, type SafetensorsFile, type SafetensorsSource, type ReadSafetensorsOptions } from './safetensors';
+import { checkWeights, expectedWeights, resolveWeightPrefix } from './weights';
+import { getContext } from '../gpu/context';
+
+/** Token ids: an i32/u32 tensor `[B, T]`, or host data with its shape (checked against the vocabulary). */
+export type IdsInput = Tensor | { data: ArrayLike<number>; shape: readonly [number, number] };
+
+/** A `[B, T]` 0/1 attention mask (1 = real token, 0 = right padding): an f32 tensor or host data. */
+export type AttentionMaskInput = Tensor | ArrayLike<number>;
+
+/** Arguments of {@link CausalLM.forward}. */
+export interface CausalLMForwardOptions {
+  /** Input embeddings `[B, T, d]` (give this or `ids`). */
+  inputsEmbeds?: Tensor;
+  /** Token ids `[B, T]` (give this or `inputsEmbeds`). */
+  ids?: IdsInput;
+  /** `[B, T]`, 1 = real token, 0 = padding (right padding). Default: all ones. */
+  attentionMask?: AttentionMaskInput;
+  /** Blocks whose output (the residual stream after the block, before the final norm) to return. */
+  captureBlocks?: number[] | 'all';
+  /** Stop after this block: no later block runs and no logits are computed. */
+  stopAfterBlock?: number;
+}
+
+/** What {@link CausalLM.forward} returns. */
+export interface CausalLMOutput {
+  /** Captured block outputs `[B, T, d]`, in block order. */
+  blocks: Tensor[];
+  /** Logits `[B, T, V]` (absent when the pass stopped early). */
+  logits?: Tensor;
+}
+
+/** Arguments of {@link loadCausalLM}. */
+export interface LoadCausalLMOptions {
+  /** The parsed `config.json` (an object) or its text. */
+  config: unknown;
+  /** `model.safetensors`: bytes, a Blob/File, a URL, or an already parsed file. */
+  weights: SafetensorsSource | SafetensorsFile;
+  /** Progress while reading the weights. */
+  onProgress?: ReadSafetensorsOptions['onProgress'];
+  /** Whether the weights receive gradients (default false: a frozen model). */
+  trainable?: boolean;
+}
+
+interface Linear {
+  weight: Tensor;
+  bias?: Tensor;
+  /** `outIn`: torch Linear `[out, in]`; `inOut`: GPT-2's Conv1D `[in, out]`. */
+  layout: 'outIn' | 'inOut';
+}
+
+function linear(x: Tensor, l: Linear): Tensor {
+  const y = matmul(x, l.weight, { transposeB: l.layout === 'outIn' });
+  return l.bias ? add(y, l.bias) : y;
+}
+
+interface Block {
+  norm1: { weight: Tensor; bias?: Tensor };
+  norm2: { weight: Tensor; bias?: Tensor };
+  q: Linear;
+  k: Linear;
+  v: Linear;
+  o: Linear;
+  /** llama: gate and up; gpt2: fc in `up`. */
+  gate?: Linear;
+  up: Linear;
+  down: Linear;
+}
+
+function isSafetensorsFile(w: unknown): w is SafetensorsFile {
+  return typeof w === 'object' && w !== null && 'tensors' in w && (w as SafetensorsFile).tensors instanceof Map;
+}
+
+/** A frozen causal language model on the GPU. Create it with {@link loadCausalLM}. */
+export class CausalLM {
+  /** The normalised `config.json`. */
+  readonly config: ModelConfig;
+  /** The token-embedding table `[V, d]`. */
+  readonly embeddingTable: Tensor;
+  private readonly weights: Map<string, Tensor>;
+  private readonly blocks: Block[];
+  private readonly positions: Tensor | null;
+  private readonly finalNorm: { weight: Tensor; bias?: Tensor };
+  private readonly head: Linear;
+  private disposed = false;
+
+  /** @internal Use {@link loadCausalLM}. */
+  constructor(config: ModelConfig, weights: Map<string, Tensor>) {
+    this.config = config;
+    this.weights = weights;
+    const w = (name: string): Tensor => {
+      const t = weights.get(name);
+      if (!t) throw new Error(`CausalLM: weight '${name}' is missing`);
+      return t;
+    };
+    const opt = (name: string): Tensor | undefined => weights.get(name);
+    if (config.family === 'llama') {
+      this.embeddingTable = w('model.embed_tokens.weight');
+      this.positions = null;
+      this.blocks = Array.from({ length: config.numLayers }, (_, i) => {
+        const p = `model.layers.${i}.`;
+        const lin = (name: string): Linear => ({ weight: w(`${p}${name}.weight`), bias: opt(`${p}${name}.bias`), layout: 'outIn' });
+        return {
+          norm1: { weight: w(`${p}input_layernorm.weight`) },
+          norm2: { weight: w(`${p}post_attention_layernorm.weight`) },
+          q: lin('self_attn.q_proj'),
+          k: lin('self_attn.k_proj'),
+          v: lin('self_attn.v_proj'),
+          o: lin('self_attn.o_proj'),
+          gate: lin('mlp.gate_proj'),
+          up: lin('mlp.up_proj'),
+          down: lin('mlp.down_proj'),
+        };
+      });
+      this.finalNorm = { weight: w('model.norm.weight') };
+      this.head = { weight: config.tieWordEmbeddings ? this.embeddingTable : w('lm_head.weight'), layout: 'outIn' };
+    } else {
+      this.embeddingTable = w('wte.weight');
+      this.positions = w('wpe.weight');
+      this.blocks = Array.from({ length: config.numLayers }, (_, i) => {
+        const p = `h.${i}.`;
+        const conv = (name: string): Linear => ({ weight: w(`${p}${name}.weight`), bias: w(`${p}${name}.bias`), layout: 'inOut' });
+        return {
+          norm1: { weight: w(`${p}ln_1.weight`), bias: w(`${p}ln_1.bias`) },
+          norm2: { weight: w(`${p}ln_2.weight`), bias: w(`${p}ln_2.bias`) },
+          // c_attn is split into q, k and v column blocks when loading (see splitGpt2Attention).
+          q: conv('attn.q'),
+          k: conv('attn.k'),
+          v: conv('attn.v'),
+          o: conv('attn.c_proj'),
+          up: conv('mlp.c_fc'),
+          down: conv('mlp.c_proj'),
+        };
+      });
+      this.finalNorm = { weight: w('ln_f.weight'), bias: w('ln_f.bias') };
+      this.head = { weight: config.tieWordEmbeddings || !weights.has('lm_head.weight') ? this.embeddingTable : w('lm_head.weight'), layout: 'outIn' };
+    }
+  }
+
+  /** Every weight tensor (all frozen unless the model was loaded `trainable`). */
+  parameters(): Tensor[] {
+    return [...this.weights.values()];
+  }
+
+  /** Named weights, with the names of the Hugging Face file (GPT-2's c_attn appears split as attn.q/k/v). */
+  namedParameters(): Map<string, Tensor> {
+    return new Map(this.weights);
+  }
+
+  /** Turns weight gradients on or off. */
+  setTrainable(trainable: boolean): void {
+    for (const t of this.weights.values()) t.requiresGrad = trainable;
+  }
+
+  /** Token embeddings `[B, T, d]` of ids `[B, T]`. */
+  embed(ids: IdsInput): Tensor {
+    this.checkAlive('embed');
+    const { ids: t, owned } = this.idsTensor('embed', ids);
+    try {
+      return gather(this.embeddingTable, t);
+    } finally {
+      if (owned) t.dispose();
+    }
+  }
+
+  /**
+   * Runs the model. Returns the captured block outputs and, unless `stopAfterBlock` is set, the
+   * logits. Differentiable: gradients reach `inputsEmbeds` (and the weights when trainable).
+   */
+  forward(options: CausalLMForwardOptions): CausalLMOutput {
+    this.checkAlive('forward');
+    const cfg = this.config;
+    const { inputsEmbeds, ids } = options;
+    if ((inputsEmbeds === undefined) === (ids === undefined)) {
+      throw new Error("forward: give exactly one of 'inputsEmbeds' and 'ids'");
+    }
+    if (inputsEmbeds) {
+      if (!(inputsEmbeds instanceof Tensor)) throw new Error("forward: 'inputsEmbeds' must be a Tensor");
+      if (inputsEmbeds.rank !== 3 || inputsEmbeds.shape[2] !== cfg.hiddenSize) {
+        throw new Error(`forward: 'inputsEmbeds' has shape ${fmtShape(inputsEmbeds.shape)}; expected [B, T, ${cfg.hiddenSize}]`);
+      }
+    }
+    const [B, T] = inputsEmbeds ? inputsEmbeds.shape : ids instanceof Tensor ? ids.shape : ids!.shape;
+    if (T > cfg.maxPositions) throw new Error(`forward: sequence length ${T} exceeds the model's ${cfg.maxPositions} positions`);
+    if (cfg.slidingWindow !== undefined && T > cfg.slidingWindow) {
+      throw new Error(`forward: sequence length ${T} exceeds the sliding window (${cfg.slidingWindow}), which is not supported`);
+    }
+    const last = cfg.numLayers - 1;
+    const stop = options.stopAfterBlock;
+    if (stop !== undefined && (!Number.isInteger(stop) || stop < 0 || stop > last)) {
+      throw new Error(`forward: 'stopAfterBlock' ${stop} is out of range: the model has blocks 0..${last}`);
+    }
+    const capture = options.captureBlocks === 'all' ? [...Array(cfg.numLayers).keys()] : (options.captureBlocks ?? []);
+    for (const k of capture) {
+      if (!Number.isInteger(k) || k < 0 || k > last) throw new Error(`forward: block index ${k} in 'captureBlocks' is out of range 0..${last}`);
+      if (stop !== undefined && k > stop) throw new Error(`forward: block ${k} is captured but the pass stops after block ${stop}`);
+    }
+    const mask = this.maskTensor(options.attentionMask, B, T);
+    const idsIn = ids === undefined ? null : this.idsTensor('forward', ids);
+    const temporaries: Tensor[] = [];
+    if (mask.owned) temporaries.push(mask.mask);
+    if (idsIn?.owned) temporaries.push(idsIn.ids);
+    try {
+      let h = inputsEmbeds ?? gather(this.embeddingTable, idsIn!.ids);
+      if (this.positions) {
+        const positionIds = tensor(Int32Array.from({ length: T }, (_, i) => i), [T]);
+        temporaries.push(positionIds);
+        h = add(h, gather(this.positions, positionIds));
+      }
+      const blocks: Tensor[] = [];
+      const end = stop ?? last;
+      for (let i = 0; i <= end; i++) {
+        h = this.block(this.blocks[i], h, mask.mask, B, T);
+        if (capture.includes(i)) blocks.push(h);
+      }
+      if (stop !== undefined) return { blocks };
+      const n = this.finalNorm;
+      const normed = n.bias ? layerNorm(h, n.weight, n.bias, cfg.normEps) : rmsNorm(h, n.weight, cfg.normEps);
+      return { blocks, logits: linear(normed, this.head) };
+    } finally {
+      for (const t of temporaries) t.dispose();
+    }
+  }
+
+  /** Frees every weight. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const t of this.weights.values()) t.dispose();
+  }
+
+  private block(b: Block, x: Tensor, mask: Tensor, B: number, T: number): Tensor {
+    const cfg = this.config;
+    const norm = (n: { weight: Tensor; bias?: Tensor }, t: Tensor) =>
+      n.bias ? layerNorm(t, n.weight, n.bias, cfg.normEps) : rmsNorm(t, n.weight, cfg.normEps);
+    const a = norm(b.norm1, x);
+    let q = reshape(linear(a, b.q), [B, T, cfg.numHeads, cfg.headDim]);
+    let k = reshape(linear(a, b.k), [B, T, cfg.numKvHeads, cfg.headDim]);
+    const v = reshape(linear(a, b.v), [B, T, cfg.numKvHeads, cfg.headDim]);
+    if (cfg.ropeTheta !== null) {
+      q = rope(q, { theta: cfg.ropeTheta });
+      k = rope(k, { theta: cfg.ropeTheta });
+    }
+    const heads = attention(q, k, v, { causal: true, keyMask: mask });
+    const h = add(x, linear(reshape(heads, [B, T, cfg.numHeads * cfg.headDim]), b.o));
+    const m = norm(b.norm2, h);
+    const inner = b.gate ? mul(silu(linear(m, b.gate)), linear(m, b.up)) : geluTanh(linear(m, b.up));
+    return add(h, linear(inner, b.down));
+  }
+
+  private checkAlive(where: string): void {
+    if (this.disposed) throw new Error(`CausalLM.${where}: the model was disposed`);
+  }
+
+  private idsTensor(where: string, ids: IdsInput): { ids: Tensor; owned: boolean } {
+    const V = this.config.vocabSize;
+    if (ids instanceof Tensor) {
+      if (ids.dtype === 'f32') throw new Error(`${where}: 'ids' has dtype f32; expected i32 or u32`);
+      if (ids.rank !== 2) throw new Error(`${where}: 'ids' has shape ${fmtShape(ids.shape)}; expected [B, T]`);
+      return { ids, owned: false };
+    }
+    const { data, shape } = ids;
+    if (shape.length !== 2 || data.length !== shape[0] * shape[1]) {
+      throw new Error(`${where}: 'ids' has ${data.length} values for shape ${fmtShape(shape)}; expected [B, T] with B*T values`);
+    }
+    for (let i = 0; i < data.length; i++) {
+      const id = data[i];
+      if (!Number.isInteger(id) || id < 0 || id >= V) {
+        throw new Error(`${where}: token id ${id} at index ${i} is outside the vocabulary [0, ${V})`);
+      }
+    }
+    return { ids: tensor(Int32Array.from(data), shape), owned: true };
+  }
+
+  private maskTensor(mask: AttentionMaskInput | undefined, B: number, T: number): { mask: Tensor; owned: boolean } {
+    if (mask instanceof Tensor) {
+      if (mask.dtype !== 'f32' || mask.rank !== 2 || mask.shape[0] !== B || mask.shape[1] !== T) {
+        throw new Error(`forward: 'attentionMask' is ${mask.dtype} ${fmtShape(mask.shape)}; expected f32 [${B},${T}]`);
+      }
+      return { mask, owned: false };
+    }
+    if (mask === undefined) return { mask: tensor(new Float32Array(B * T).fill(1), [B, T]), owned: true };
+    if (mask.length !== B * T) throw new Error(`forward: 'attentionMask' has ${mask.length} values; expected ${B * T} for [${B},${T}]`);
+    const values = new Float32Array(B * T);
+    for (let i = 0; i < values.length; i++) {
+      if (mask[i] !== 0 && mask[i] !== 1) throw new Error(`forward: 'attentionMask' must hold only 0 and 1; found ${mask[i]} at index ${i}`);
+      values[i] = mask[i];
+    }
+    return { mask: tensor(values, [B, T]), owned: true };
+  }
+}
+
+/** GPT-2 stores q, k and v as one Conv1D `[d, 3d]`; split it into three `[d, d]` column blocks on the host. */
+function splitColumns(data: Float32Array, rows: number, cols: number, parts: number): Float32Array[] {
+  const width = cols / parts;
+  return Array.from({ length: parts }, (_, p) => {
+    const out = new Float32Array(rows * width);
+    for (let r = 0; r < rows; r++) out.set(data.subarray(r * cols + p * width, r * cols + (p + 1) * width), r * width);
+    return out;
+  });
+}
+
+/** Uploads every weight the architecture needs (checked first), freeing what was made if anything fails. */
+function uploadModelWeights(config: ModelConfig, file: SafetensorsFile, trainable: boolean): Map<string, Tensor> {
+  checkWeights(config, file);
+  const prefix = resolveWeightPrefix(config, file);
+  const limit = getContext().limits.maxStorageBufferBindingSize;
+  const out = new Map<string, Tensor>();
+  const put = (name: string, data: Float32Array, shape: number[]) => {
+    if (data.length * 4 > limit) {
+      throw new Error(`loadCausalLM: weight '${name}' ${fmtShape(shape)} needs ${data.length * 4} bytes, more than maxStorageBufferBindingSize (${limit})`);
+    }
+    out.set(name, keep(tensor(data, shape, { requiresGrad: trainable })));
+  };
+  try {
+    for (const [name, shape] of expectedWeights(config)) {
+      const entry = file.tensors.get(config.family === 'gpt2' && name === 'lm_head.weight' ? name : prefix + name)!;
+      const data = toFloat32(entry);
+      const attn = /^(h\.\d+\.attn\.)c_attn\.(weight|bias)$/.exec(name);
+      if (attn) {
+        const d = config.hiddenSize;
+        const parts = attn[2] === 'weight' ? splitColumns(data, d, 3 * d, 3) : splitColumns(data, 1, 3 * d, 3);
+        ['q', 'k', 'v'].forEach((p, i) => put(`${attn[1]}${p}.${attn[2]}`, parts[i], attn[2] === 'weight' ? [d, d] : [d]));
+      } else {
+        put(name, data, shape);
+      }
+    }
+  } catch (e) {
+    for (const t of out.values()) t.dispose();
+    throw e;
+  }
+  return out;
+}
+
+/**
+ * Loads a Hugging Face causal LM (`config.json` + `model.safetensors`) onto the GPU. Supported
+ * `model_type`s: llama (and SmolLM), mistral, qwen2, gpt2. Everything is validated before any
+ * GPU work; on failure nothing stays allocated.
+ */
+export async function loadCausalLM(options: LoadCausalLMOptions): Promise<CausalLM> {
+  const raw = typeof options.config === 'string' ? parseJson(options.config) : options.config;
+  const config = parseModelConfig(raw);
+  const file = isSafetensorsFile(options.weights)
+    ? options.weights
+    : await readSafetensors(options.weights, { onProgress: options.onProgress });
+  return new CausalLM(config, uploadModelWeights(config, file, options.trainable ?? false));
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new Error(`loadCausalLM: config.json is not valid JSON: ${(e as Error).message}`);
+  }
+}
