@@ -16,6 +16,7 @@ export class BufferPool {
   private pooledBytes = 0;
   private liveCount = 0;
   private liveBytesTotal = 0;
+  private peakBytes = 0;
 
   constructor(
     private readonly device: GPUDevice,
@@ -31,6 +32,16 @@ export class BufferPool {
   /** Bytes of buffers handed out and not yet released. */
   get liveBytes(): number {
     return this.liveBytesTotal;
+  }
+
+  /** Most bytes handed out at once since the pool was made or {@link resetPeak} was called. */
+  get peakLiveBytes(): number {
+    return this.peakBytes;
+  }
+
+  /** Starts a new peak measurement from the current live bytes. */
+  resetPeak(): void {
+    this.peakBytes = this.liveBytesTotal;
   }
 
   /** A storage buffer of at least `bytes` bytes (usable as copy source and destination). */
@@ -83,6 +94,7 @@ export class BufferPool {
   private track(b: GPUBuffer): GPUBuffer {
     this.liveCount++;
     this.liveBytesTotal += b.size;
+    this.peakBytes = Math.max(this.peakBytes, this.liveBytesTotal);
     return b;
   }
 }
