@@ -30,7 +30,7 @@ export default defineConfig({
     outDir: 'dist',
     sourcemap: true,
     // Dependencies stay imports so that an app bundles one copy of each; Dawn is Node-only.
-    rollupOptions: { external: ['webgpu', 'comlink', /^wgsl_reflect/] },
+    rollupOptions: { external: ['webgpu', 'comlink', /^wgsl_reflect/, /^@huggingface\/tokenizers/] },
   },
   test: {
     projects: [
