@@ -70,6 +70,12 @@ fn unaryOp(x: f32) -> f32 {
     case 8u: { return 0.5 * x * (1.0 + tanh(GELU_C * (x + 0.044715 * x * x * x))); }
     case 9u: { return max(x, 0.0); } // relu
     case 10u: { return params.alpha * x + params.beta; } // scale
+    case 12u: { // sigmoidRange: low + (high - low) * sigmoid(x), strictly inside (low, high)
+      // sigmoid(x) rather than (1 + tanh(x/2)) / 2: near the floor it keeps full relative
+      // precision. The clamp keeps the result off the bounds even where f32 saturates.
+      let s = clamp(1.0 / (1.0 + exp(-x)), 1.4551915e-11, 0.99999994);
+      return params.alpha + (params.beta - params.alpha) * s;
+    }
     default: { return x; } // copy (also expand and permute, through the strides)
   }
 }
@@ -99,6 +105,7 @@ fn unaryDerivative(x: f32) -> f32 {
     }
     case 9u: { return select(0.0, 1.0, x > 0.0); }
     case 10u: { return params.alpha; }
+    case 12u: { let s = 1.0 / (1.0 + exp(-x)); return (params.beta - params.alpha) * s * (1.0 - s); }
     default: { return 1.0; }
   }
 }

@@ -12,7 +12,7 @@ import { sumToShape } from './reduce';
 const WG = 256;
 
 /** Codes of the unary maps (the OP override of `unary` / `unaryBackward`). */
-const UNARY = { neg: 0, exp: 1, log: 2, sqrt: 3, tanh: 4, abs: 5, pow: 6, silu: 7, geluTanh: 8, relu: 9, scale: 10, clone: 11 } as const;
+const UNARY = { neg: 0, exp: 1, log: 2, sqrt: 3, tanh: 4, abs: 5, pow: 6, silu: 7, geluTanh: 8, relu: 9, scale: 10, clone: 11, sigmoidRange: 12 } as const;
 const BINARY = { add: 0, sub: 1, mul: 2, div: 3 } as const;
 type UnaryName = keyof typeof UNARY;
 
@@ -102,6 +102,7 @@ const geluOp = defineUnary('geluTanh');
 const reluOp = defineUnary('relu');
 const scaleOp = defineUnary('scale');
 const copyOp = defineUnary('clone');
+const sigmoidRangeOp = defineUnary('sigmoidRange');
 
 /** `-x`. */
 export const neg = (x: Tensor): Tensor => negOp(x);
@@ -130,6 +131,17 @@ export const relu = (x: Tensor): Tensor => reluOp(x);
 export function scale(x: Tensor, factor: number, offset = 0): Tensor {
   if (!Number.isFinite(factor) || !Number.isFinite(offset)) throw new Error(`scale: factor and offset must be finite, got ${factor}, ${offset}`);
   return scaleOp(x, factor, offset);
+}
+/**
+ * `low + (high - low) * sigmoid(x)`, kept strictly inside `(low, high)` even where f32 would
+ * round to a bound (the sigmoid is clamped to [2^-36, 1 - 2^-24]; the gradient is the unclamped
+ * one). With `x = 2 rho / shallow` it is the cloak's `sMin + (sMax - sMin) (1 + tanh(rho / shallow)) / 2`.
+ */
+export function sigmoidRange(x: Tensor, low: number, high: number): Tensor {
+  if (!Number.isFinite(low) || !Number.isFinite(high) || !(low < high)) {
+    throw new Error(`sigmoidRange: need finite low < high, got low=${low}, high=${high}`);
+  }
+  return sigmoidRangeOp(x, low, high);
 }
 /** A new tensor with the same elements (differentiable). */
 export const clone = (x: Tensor): Tensor => copyOp(x);

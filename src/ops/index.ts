@@ -3,7 +3,7 @@ import { setAccumulators } from '../autograd/engine';
 import { add, clone } from './elementwise';
 
 export {
-  abs, add, clone, div, exp, expand, geluTanh, log, mul, neg, permute, pow, relu, reshape, scale, silu, sqrt, sub, tanh,
+  abs, add, clone, div, exp, expand, geluTanh, log, mul, neg, permute, pow, relu, reshape, scale, sigmoidRange, silu, sqrt, sub, tanh,
   transpose, where,
 } from './elementwise';
 export { max, mean, sum, sumToShape, type ReduceOptions } from './reduce';

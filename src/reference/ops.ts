@@ -272,6 +272,18 @@ export function scaleBackward(g: NDArray, x: NDArray, factor: number, _offset = 
   return chain(g, x, () => factor, 'scale');
 }
 
+/** `low + (high - low) * sigmoid(x)`, with the GPU's clamp of the sigmoid to [2^-36, 1 - 2^-24]. */
+export function sigmoidRange(x: NDArray, low: number, high: number): NDArray {
+  return map(x, (v) => low + (high - low) * Math.min(Math.max(1 / (1 + Math.exp(-v)), 2 ** -36), 1 - 2 ** -24));
+}
+/** Backward of {@link sigmoidRange}: `[(high - low) s (1 - s) g]` with the unclamped sigmoid `s`. */
+export function sigmoidRangeBackward(g: NDArray, x: NDArray, low: number, high: number): [NDArray] {
+  return chain(g, x, (v) => {
+    const s = 1 / (1 + Math.exp(-v));
+    return (high - low) * s * (1 - s);
+  }, 'sigmoidRange');
+}
+
 /** A copy of `x`. */
 export function clone(x: NDArray): NDArray {
   return { shape: [...x.shape], data: Float64Array.from(x.data) };

@@ -238,6 +238,13 @@ defineCases('unary ops', [
     (g, x) => R.scaleBackward(g, x, -0.75, 0.5),
   ),
   unaryCase('clone', U(-3, 3), G.clone, R.clone, R.cloneBackward),
+  unaryCase(
+    'sigmoidRange(x, 1e-4, 2)',
+    U(-8, 8),
+    (x) => G.sigmoidRange(x, 1e-4, 2),
+    (x) => R.sigmoidRange(x, 1e-4, 2),
+    (g, x) => R.sigmoidRangeBackward(g, x, 1e-4, 2),
+  ),
 ]);
 
 // ---------------------------------------------------------------------------------------------

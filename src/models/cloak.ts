@@ -1,0 +1,380 @@
+/**
+ * The Stained Glass Transform (LOSSES.md section 1): `TransformerCloak`, a small bidirectional
+ * transformer encoder reading the clean embeddings and giving a mean `mu` and a scale `sigma` per
+ * position, and `NoiseMaskedNoisyTransformerModel`, which runs the frozen base model twice —
+ * teacher on `x`, student on `xt = x + N * (mu + sigma * eps)` — and exposes what the losses need.
+ */
+import { Tensor, fmtShape, keep, scope, tensor } from '../tensor/tensor';
+import { noGrad } from '../autograd/engine';
+import { add, geluTanh, matmul, mul, reshape, scale, sigmoidRange, tanh, where } from '../ops/index';
+import { attention } from '../ops/attention';
+import { layerNorm } from '../ops/norm';
+import { randn, randnBlocks } from '../ops/random';
+import type { CausalLM } from './causalLM';
+
+/** Options of {@link TransformerCloak} (LOSSES.md section 1 for the defaults). */
+export interface TransformerCloakOptions {
+  /** Hidden size `d` of the base model's embeddings. */
+  hiddenSize: number;
+  /** Encoder width `dc` (default `min(d, 256)`). */
+  encoderWidth?: number;
+  /** Encoder layers `nc` (default 1). */
+  numLayers?: number;
+  /** Attention heads of the encoder (default 4; must divide `dc`). */
+  numHeads?: number;
+  /** MLP width as a multiple of `dc` (default 4). */
+  mlpRatio?: number;
+  /** Lower bound of sigma (default 1e-4). */
+  sMin?: number;
+  /** Upper bound of sigma (default 2.0). */
+  sMax?: number;
+  /** Slope of the tanh parameterisation: `sigma = sMin + (sMax - sMin) (1 + tanh(rho / shallow)) / 2` (default 1). */
+  shallow?: number;
+  /** When set, `mu <- b * tanh(mu / b)` (default null: unbounded). */
+  meanBound?: number | null;
+  /** Initial bias of the rho head (default -4: sigma starts near sMin, the transform near the identity). */
+  rhoInit?: number;
+  /** Seed of the weight initialisation (default 0). */
+  seed?: number;
+  /** Standard deviation of the initial weights (default 0.02). */
+  initStd?: number;
+}
+
+type ResolvedCloakOptions = Required<Omit<TransformerCloakOptions, 'meanBound'>> & { meanBound: number | null };
+
+function resolveCloakOptions(o: TransformerCloakOptions): ResolvedCloakOptions {
+  const fail = (msg: string): never => {
+    throw new Error(`TransformerCloak: ${msg}`);
+  };
+  if (!o || typeof o !== 'object') fail("options must be an object with 'hiddenSize'");
+  const d = o.hiddenSize;
+  if (!Number.isInteger(d) || d < 1) fail(`'hiddenSize' must be a positive integer, got ${d}`);
+  const r: ResolvedCloakOptions = {
+    hiddenSize: d,
+    encoderWidth: o.encoderWidth ?? Math.min(d, 256),
+    numLayers: o.numLayers ?? 1,
+    numHeads: o.numHeads ?? 4,
+    mlpRatio: o.mlpRatio ?? 4,
+    sMin: o.sMin ?? 1e-4,
+    sMax: o.sMax ?? 2.0,
+    shallow: o.shallow ?? 1.0,
+    meanBound: o.meanBound ?? null,
+    rhoInit: o.rhoInit ?? -4,
+    seed: o.seed ?? 0,
+    initStd: o.initStd ?? 0.02,
+  };
+  const positiveInt = (k: 'encoderWidth' | 'numHeads' | 'mlpRatio') => {
+    if (!Number.isInteger(r[k]) || r[k] < 1) fail(`'${k}' must be a positive integer, got ${r[k]}`);
+  };
+  positiveInt('encoderWidth');
+  positiveInt('numHeads');
+  positiveInt('mlpRatio');
+  if (!Number.isInteger(r.numLayers) || r.numLayers < 0) fail(`'numLayers' must be an integer >= 0, got ${r.numLayers}`);
+  if (r.encoderWidth % r.numHeads !== 0) fail(`'numHeads' (${r.numHeads}) must divide 'encoderWidth' (${r.encoderWidth})`);
+  if (r.encoderWidth / r.numHeads > 128) fail(`head width encoderWidth / numHeads = ${r.encoderWidth / r.numHeads} exceeds 128`);
+  if (!(Number.isFinite(r.sMin) && r.sMin >= 0)) fail(`'sMin' must be a finite number >= 0, got ${r.sMin}`);
+  if (!(Number.isFinite(r.sMax) && r.sMax > r.sMin)) fail(`'sMax' must be finite and greater than sMin (${r.sMin}), got ${r.sMax}`);
+  if (!(Number.isFinite(r.shallow) && r.shallow > 0)) fail(`'shallow' must be positive, got ${r.shallow}`);
+  if (r.meanBound !== null && !(Number.isFinite(r.meanBound) && r.meanBound > 0)) fail(`'meanBound' must be positive or null, got ${r.meanBound}`);
+  if (!Number.isFinite(r.rhoInit)) fail(`'rhoInit' must be finite, got ${r.rhoInit}`);
+  if (!Number.isSafeInteger(r.seed) || r.seed < 0) fail(`'seed' must be a non-negative integer, got ${r.seed}`);
+  if (!(Number.isFinite(r.initStd) && r.initStd >= 0)) fail(`'initStd' must be >= 0, got ${r.initStd}`);
+  return r;
+}
+
+/** What {@link TransformerCloak.forward} returns. */
+export interface CloakOutput {
+  /** Mean shift `[B, T, d]`. */
+  mu: Tensor;
+  /** Scale `[B, T, d]`, strictly inside `(sMin, sMax)`. */
+  sigma: Tensor;
+}
+
+/**
+ * The learned stochastic transform. Its parameters carry PyTorch-style names (see
+ * {@link TransformerCloak.namedParameters}); the mu head starts at zero and the rho head's bias at
+ * `rhoInit`, so the transform starts nearly the identity.
+ */
+export class TransformerCloak {
+  /** The options with every default filled in. */
+  readonly options: Readonly<ResolvedCloakOptions>;
+  private readonly params = new Map<string, Tensor>();
+  private disposed = false;
+
+  /** Creates the cloak's parameters on the GPU (seeded: the same seed gives the same weights). */
+  constructor(options: TransformerCloakOptions) {
+    this.options = Object.freeze(resolveCloakOptions(options));
+    const { hiddenSize: d, encoderWidth: dc, numLayers, mlpRatio, rhoInit, seed, initStd } = this.options;
+    let offset = 0;
+    const make = (name: string, shape: number[], init: 'normal' | 'zeros' | 'ones' | number) => {
+      const n = shape.reduce((a, b) => a * b, 1);
+      let t: Tensor;
+      if (init === 'normal') {
+        t = noGrad(() => scope(() => scale(randn(shape, { seed, offset }), initStd)));
+        offset += randnBlocks(n);
+      } else {
+        const value = init === 'zeros' ? 0 : init === 'ones' ? 1 : init;
+        t = tensor(new Float32Array(n).fill(value), shape);
+      }
+      t.requiresGrad = true;
+      this.params.set(name, keep(t));
+    };
+    const linear = (name: string, out: number, inp: number, weight: 'normal' | 'zeros' = 'normal', bias: 'zeros' | number = 'zeros') => {
+      make(`${name}.weight`, [out, inp], weight);
+      make(`${name}.bias`, [out], bias);
+    };
+    const norm = (name: string, width: number) => {
+      make(`${name}.weight`, [width], 'ones');
+      make(`${name}.bias`, [width], 'zeros');
+    };
+    try {
+      linear('input_projection', dc, d);
+      for (let i = 0; i < numLayers; i++) {
+        const p = `encoder.layers.${i}.`;
+        norm(`${p}norm1`, dc);
+        for (const proj of ['q_proj', 'k_proj', 'v_proj', 'out_proj']) linear(`${p}self_attn.${proj}`, dc, dc);
+        norm(`${p}norm2`, dc);
+        linear(`${p}linear1`, mlpRatio * dc, dc);
+        linear(`${p}linear2`, dc, mlpRatio * dc);
+      }
+      norm('encoder.norm', dc);
+      linear('mu_head', d, dc, 'zeros', 'zeros');
+      linear('rho_head', d, dc, 'normal', rhoInit);
+    } catch (e) {
+      this.dispose();
+      throw e;
+    }
+  }
+
+  /** The trainable parameters, in a fixed order. */
+  parameters(): Tensor[] {
+    this.checkAlive('parameters');
+    return [...this.params.values()];
+  }
+
+  /** The parameters by their PyTorch-style names (for checkpoints). */
+  namedParameters(): Map<string, Tensor> {
+    this.checkAlive('namedParameters');
+    return new Map(this.params);
+  }
+
+  /**
+   * `mu` and `sigma` for clean embeddings `x` `[B, T, d]`; padding keys (`attentionMask` 0) are
+   * hidden from the encoder's bidirectional attention.
+   */
+  forward(x: Tensor, attentionMask: Tensor): CloakOutput {
+    this.checkAlive('forward');
+    const { hiddenSize: d, encoderWidth: dc, numLayers, numHeads, sMin, sMax, shallow, meanBound } = this.options;
+    if (x.rank !== 3 || x.shape[2] !== d) throw new Error(`TransformerCloak.forward: 'x' has shape ${fmtShape(x.shape)}; expected [B, T, ${d}]`);
+    const [B, T] = x.shape;
+    if (attentionMask.dtype !== 'f32' || attentionMask.rank !== 2 || attentionMask.shape[0] !== B || attentionMask.shape[1] !== T) {
+      throw new Error(`TransformerCloak.forward: 'attentionMask' is ${attentionMask.dtype} ${fmtShape(attentionMask.shape)}; expected f32 [${B},${T}]`);
+    }
+    const p = (name: string) => this.params.get(name)!;
+    const linear = (t: Tensor, name: string) => add(matmul(t, p(`${name}.weight`), { transposeB: true }), p(`${name}.bias`));
+    const norm = (t: Tensor, name: string) => layerNorm(t, p(`${name}.weight`), p(`${name}.bias`), 1e-5);
+    let e = linear(x, 'input_projection');
+    for (let i = 0; i < numLayers; i++) {
+      const l = `encoder.layers.${i}.`;
+      const a = norm(e, `${l}norm1`);
+      const heads = (name: string) => reshape(linear(a, `${l}self_attn.${name}`), [B, T, numHeads, dc / numHeads]);
+      const att = attention(heads('q_proj'), heads('k_proj'), heads('v_proj'), { causal: false, keyMask: attentionMask });
+      e = add(e, linear(reshape(att, [B, T, dc]), `${l}self_attn.out_proj`));
+      e = add(e, linear(geluTanh(linear(norm(e, `${l}norm2`), `${l}linear1`)), `${l}linear2`));
+    }
+    e = norm(e, 'encoder.norm');
+    let mu = linear(e, 'mu_head');
+    if (meanBound !== null) mu = scale(tanh(scale(mu, 1 / meanBound)), meanBound);
+    // (1 + tanh(u)) / 2 = sigmoid(2u), computed as a sigmoid for precision near sMin.
+    const sigma = sigmoidRange(scale(linear(e, 'rho_head'), 2 / shallow), sMin, sMax);
+    return { mu, sigma };
+  }
+
+  /** Frees the parameters. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const t of this.params.values()) t.dispose();
+  }
+
+  private checkAlive(where: string): void {
+    if (this.disposed) throw new Error(`TransformerCloak.${where}: the cloak was disposed`);
+  }
+}
+
+/** A batch for {@link NoiseMaskedNoisyTransformerModel.forward}: host arrays, row-major `[B, T]`. */
+export interface NoisyBatch {
+  /** Token ids. */
+  ids: ArrayLike<number>;
+  /** 1 = real token, 0 = padding. */
+  attentionMask: ArrayLike<number>;
+  /** 1 = transformed (must be <= attentionMask); default: the attention mask. */
+  noiseMask?: ArrayLike<number>;
+  /** 1 = counted in the distillation terms; default: the attention mask. */
+  lossMask?: ArrayLike<number>;
+  /** B. */
+  batchSize: number;
+  /** T. */
+  seqLen: number;
+}
+
+/** Everything one {@link NoiseMaskedNoisyTransformerModel.forward} produced. */
+export interface NoisyForwardOutput {
+  /** Clean input embeddings `[B, T, d]`. */
+  x: Tensor;
+  /** Transformed input embeddings `[B, T, d]`. */
+  xt: Tensor;
+  /** The cloak's mean `[B, T, d]`. */
+  mu: Tensor;
+  /** The cloak's scale `[B, T, d]`. */
+  sigma: Tensor;
+  /** The standard normal draw used for this pass `[B, T, d]`. */
+  eps: Tensor;
+  /** Masks `[B, T]` (f32 0/1) on the GPU. */
+  attentionMask: Tensor;
+  noiseMask: Tensor;
+  lossMask: Tensor;
+  /** Teacher's and student's output of the distillation layer (the logits when the layer is null). */
+  h: Tensor | null;
+  ht: Tensor | null;
+  /** Logits `[B, T, V]`, when requested. */
+  teacherLogits: Tensor | null;
+  studentLogits: Tensor | null;
+  /** Which block `h`/`ht` come from (null: the logits). */
+  distillationLayerIndex: number | null;
+  /** Batch size and sequence length. */
+  batchSize: number;
+  seqLen: number;
+}
+
+/** What the losses need from the forward pass (set by the loss factories). */
+export interface NoisyOutputsRequest {
+  /** Block whose output is `h`/`ht`, or null for the logits. */
+  distillationLayerIndex: number | null;
+  /** Whether the logits are needed (a cross-entropy term, metrics). */
+  logits: boolean;
+}
+
+function checkMask(name: string, mask: ArrayLike<number>, n: number): Float32Array {
+  if (mask.length !== n) throw new Error(`NoiseMaskedNoisyTransformerModel.forward: '${name}' has ${mask.length} values; expected ${n}`);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const v = mask[i];
+    if (v !== 0 && v !== 1) throw new Error(`NoiseMaskedNoisyTransformerModel.forward: '${name}' must hold only 0 and 1; found ${v} at index ${i}`);
+    out[i] = v;
+  }
+  return out;
+}
+
+/**
+ * The frozen base causal LM and the cloak, run as teacher (on `x`, no gradient) and student (on
+ * `xt`, gradients to the cloak's parameters only). `parameters()` is the cloak's.
+ */
+export class NoiseMaskedNoisyTransformerModel {
+  /** The frozen base model. */
+  readonly baseModel: CausalLM;
+  /** The trainable transform. */
+  readonly cloak: TransformerCloak;
+  private seed: number;
+  private offset = 0;
+  private request: NoisyOutputsRequest = { distillationLayerIndex: null, logits: true };
+  private forwardListeners = new Set<() => void>();
+
+  /** `seed` drives the noise `eps` (the cloak's own seed drives its initial weights). */
+  constructor(baseModel: CausalLM, cloak: TransformerCloak, options: { seed?: number } = {}) {
+    if (cloak.options.hiddenSize !== baseModel.config.hiddenSize) {
+      throw new Error(
+        `NoiseMaskedNoisyTransformerModel: the cloak's hiddenSize (${cloak.options.hiddenSize}) differs from the model's (${baseModel.config.hiddenSize})`,
+      );
+    }
+    const seed = options.seed ?? 0;
+    if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`NoiseMaskedNoisyTransformerModel: 'seed' must be a non-negative integer, got ${seed}`);
+    this.baseModel = baseModel;
+    this.cloak = cloak;
+    this.seed = seed;
+  }
+
+  /** The cloak's parameters (the base model is frozen). */
+  parameters(): Tensor[] {
+    return this.cloak.parameters();
+  }
+
+  /** Sets which outputs the forward computes (the loss factories call this). */
+  requestOutputs(request: NoisyOutputsRequest): void {
+    const k = request.distillationLayerIndex;
+    const last = this.baseModel.config.numLayers - 1;
+    if (k !== null && (!Number.isInteger(k) || k < 0 || k > last)) {
+      throw new Error(`distillationLayerIndex ${k} is out of range: the model has blocks 0..${last} (or null for the logits)`);
+    }
+    this.request = { ...request };
+  }
+
+  /** The outputs the forward currently computes. */
+  get outputsRequest(): Readonly<NoisyOutputsRequest> {
+    return this.request;
+  }
+
+  /** @internal Called after every forward (the factories reset their call-once guards). */
+  onForward(listener: () => void): () => void {
+    this.forwardListeners.add(listener);
+    return () => this.forwardListeners.delete(listener);
+  }
+
+  /** The noise generator's position (for checkpoints). */
+  rngState(): { seed: number; offset: number } {
+    return { seed: this.seed, offset: this.offset };
+  }
+
+  /** Restores {@link rngState}. */
+  setRngState(state: { seed: number; offset: number }): void {
+    if (!Number.isSafeInteger(state.seed) || state.seed < 0 || !Number.isSafeInteger(state.offset) || state.offset < 0) {
+      throw new Error(`setRngState: seed and offset must be non-negative integers, got ${JSON.stringify(state)}`);
+    }
+    this.seed = state.seed;
+    this.offset = state.offset;
+  }
+
+  /**
+   * Teacher pass on `x`, the cloak, `xt = x + N (mu + sigma eps)`, and the student pass on `xt`.
+   * Everything returned is a tensor of the current scope: run it inside `scope(...)`.
+   */
+  forward(batch: NoisyBatch): NoisyForwardOutput {
+    const { batchSize: B, seqLen: T } = batch;
+    if (!Number.isInteger(B) || B < 1 || !Number.isInteger(T) || T < 1) {
+      throw new Error(`NoiseMaskedNoisyTransformerModel.forward: batchSize and seqLen must be positive integers, got ${B}, ${T}`);
+    }
+    const n = B * T;
+    const A = checkMask('attentionMask', batch.attentionMask, n);
+    const N = batch.noiseMask ? checkMask('noiseMask', batch.noiseMask, n) : A;
+    const L = batch.lossMask ? checkMask('lossMask', batch.lossMask, n) : A;
+    for (let i = 0; i < n; i++) {
+      if (N[i] > A[i]) throw new Error(`NoiseMaskedNoisyTransformerModel.forward: noiseMask is 1 at index ${i} where attentionMask is 0 (N must be <= A)`);
+    }
+    const { distillationLayerIndex: k, logits: wantLogits } = this.request;
+    const d = this.baseModel.config.hiddenSize;
+    const x = this.baseModel.embed({ data: batch.ids, shape: [B, T] });
+    const attentionMask = tensor(A, [B, T]);
+    const noiseMask = tensor(N, [B, T]);
+    const lossMask = tensor(L, [B, T]);
+    const stopAfterBlock = wantLogits || k === null ? undefined : k;
+    const capture = k === null ? [] : [k];
+    // The teacher's intermediates are not needed for any backward: free them right away.
+    const teacher = scope(() => noGrad(() => this.baseModel.forward({ inputsEmbeds: x, attentionMask, captureBlocks: capture, stopAfterBlock })));
+    const { mu, sigma } = this.cloak.forward(x, attentionMask);
+    const eps = randn([B, T, d], { seed: this.seed, offset: this.offset });
+    this.offset += randnBlocks(n * d);
+    const xt = where(reshape(noiseMask, [B, T, 1]), add(x, add(mu, mul(sigma, eps))), x);
+    const student = this.baseModel.forward({ inputsEmbeds: xt, attentionMask, captureBlocks: capture, stopAfterBlock });
+    for (const f of this.forwardListeners) f();
+    return {
+      x, xt, mu, sigma, eps, attentionMask, noiseMask, lossMask,
+      h: k === null ? (teacher.logits ?? null) : teacher.blocks[0],
+      ht: k === null ? (student.logits ?? null) : student.blocks[0],
+      teacherLogits: teacher.logits ?? null,
+      studentLogits: student.logits ?? null,
+      distillationLayerIndex: k,
+      batchSize: B,
+      seqLen: T,
+    };
+  }
+}
