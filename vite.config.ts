@@ -50,6 +50,9 @@ export default defineConfig({
         // Pre-bundle the browser tests' dependencies when the server starts: comlink (imported by
         // the worker test and its worker) found only mid-run makes Vite re-optimize and reload.
         optimizeDeps: { include: ['comlink', 'wgsl_reflect/wgsl_reflect.module.js'] },
+        // The page reads the PyTorch fixtures beside the repository (test/browser/fixtures.ts):
+        // allow that folder besides the repository itself (setting `allow` replaces the default).
+        server: { fs: { allow: [import.meta.dirname, resolve(import.meta.dirname, '../shared/fixtures')] } },
         test: {
           name: 'browser',
           include: ['test/browser/**/*.test.ts'],

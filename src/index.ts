@@ -21,3 +21,17 @@ export {
 } from './models/safetensors';
 export { parseModelConfig, SUPPORTED_MODEL_TYPES, type ModelConfig, type ModelType } from './models/config';
 export { expectedWeights, checkWeights, uploadWeights, resolveWeightPrefix, type WeightOptions, type UploadWeightsOptions } from './models/weights';
+export { writeSafetensors, type SafetensorsWriteDType, type SafetensorsWriteData, type SafetensorsWriteTensor } from './models/safetensorsWriter';
+export {
+  loadCausalLM, CausalLM,
+  type CausalLMForwardOptions, type CausalLMOutput, type LoadCausalLMOptions, type IdsInput, type AttentionMaskInput,
+} from './models/causalLM';
+export {
+  TransformerCloak, NoiseMaskedNoisyTransformerModel,
+  type TransformerCloakOptions, type CloakOutput, type NoisyBatch, type NoisyForwardOutput, type NoisyOutputsRequest,
+} from './models/cloak';
+export { loadHuggingFaceTokenizer, byteTokenizer, type Tokenizer, type ByteTokenizerOptions } from './train/tokenizer';
+export {
+  packSequences, batches, trainHeldOutSplit, textDataset, seededRandom, seededPermutation,
+  type PackedSequence, type NoiseMaskOptions, type PackOptions, type HostBatch, type BatchOptions, type TextDatasetOptions,
+} from './train/data';
