@@ -35,3 +35,10 @@ export {
   packSequences, batches, trainHeldOutSplit, textDataset, seededRandom, seededPermutation,
   type PackedSequence, type NoiseMaskOptions, type PackOptions, type HostBatch, type BatchOptions, type TextDatasetOptions,
 } from './train/data';
+export {
+  distillationLossFactory, mutualInformationDistillationLossFactory, crossEntropyDistillationFactory,
+  mutualInformationCrossEntropyDistillationFactory,
+  type DistillationLossFn, type ComponentLosses, type Hyperparameters, type LossFactoryResult, type DistillationLossOptions,
+  type MutualInformationDistillationLossOptions, type CrossEntropyDistillationOptions, type MutualInformationCrossEntropyDistillationOptions,
+} from './loss/distillation';
+export { type EmbeddingStatistics } from './models/causalLM';

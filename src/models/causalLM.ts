@@ -15,6 +15,17 @@ import { parseModelConfig, type ModelConfig } from './config';
 import { readSafetensors, toFloat32, type SafetensorsFile, type SafetensorsSource, type ReadSafetensorsOptions } from './safetensors';
 import { checkWeights, expectedWeights, resolveWeightPrefix } from './weights';
 import { getContext } from '../gpu/context';
+import { noGrad } from '../autograd/engine';
+import { embeddingColumnStd } from '../loss/embeddingStats';
+import { embeddingRowNorms, medianOfNonNegative } from '../loss/medianNorm';
+
+/** Statistics of the embedding table that the losses use, computed once on the GPU. */
+export interface EmbeddingStatistics {
+  /** Population standard deviation of each column of `E` `[d]` (std-log-ratio). */
+  columnStd: Tensor;
+  /** Median of the row norms of `E`, 0-d (median-norm penalty). */
+  medianNorm: Tensor;
+}
 
 /** Token ids: an i32/u32 tensor `[B, T]`, or host data with its shape (checked against the vocabulary). */
 export type IdsInput = Tensor | { data: ArrayLike<number>; shape: readonly [number, number] };
@@ -97,6 +108,7 @@ export class CausalLM {
   private readonly finalNorm: { weight: Tensor; bias?: Tensor };
   private readonly head: Linear;
   private disposed = false;
+  private stats: EmbeddingStatistics | null = null;
 
   /** @internal Use {@link loadCausalLM}. */
   constructor(config: ModelConfig, weights: Map<string, Tensor>) {
@@ -236,11 +248,31 @@ export class CausalLM {
     }
   }
 
-  /** Frees every weight. */
+  /**
+   * Column std and median row norm of the embedding table (LOSSES.md section 1), computed on the
+   * GPU the first time and cached; owned by the model (freed by {@link dispose}).
+   */
+  embeddingStatistics(): EmbeddingStatistics {
+    this.checkAlive('embeddingStatistics');
+    if (!this.stats) {
+      this.stats = noGrad(() => {
+        const norms = embeddingRowNorms(this.embeddingTable);
+        const medianNorm = keep(medianOfNonNegative(norms));
+        norms.dispose();
+        return { columnStd: keep(embeddingColumnStd(this.embeddingTable)), medianNorm };
+      });
+    }
+    return this.stats;
+  }
+
+  /** Frees every weight (and the cached statistics). */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
     for (const t of this.weights.values()) t.dispose();
+    this.stats?.columnStd.dispose();
+    this.stats?.medianNorm.dispose();
+    this.stats = null;
   }
 
   private block(b: Block, x: Tensor, mask: Tensor, B: number, T: number): Tensor {

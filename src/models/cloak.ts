@@ -279,6 +279,7 @@ export class NoiseMaskedNoisyTransformerModel {
   private offset = 0;
   private request: NoisyOutputsRequest = { distillationLayerIndex: null, logits: true };
   private forwardListeners = new Set<() => void>();
+  private latest: NoisyForwardOutput | null = null;
 
   /** `seed` drives the noise `eps` (the cloak's own seed drives its initial weights). */
   constructor(baseModel: CausalLM, cloak: TransformerCloak, options: { seed?: number } = {}) {
@@ -312,6 +313,11 @@ export class NoiseMaskedNoisyTransformerModel {
   /** The outputs the forward currently computes. */
   get outputsRequest(): Readonly<NoisyOutputsRequest> {
     return this.request;
+  }
+
+  /** The output of the latest {@link forward} (null before the first), which the loss functions read. */
+  get lastOutput(): NoisyForwardOutput | null {
+    return this.latest;
   }
 
   /** @internal Called after every forward (the factories reset their call-once guards). */
@@ -365,8 +371,7 @@ export class NoiseMaskedNoisyTransformerModel {
     this.offset += randnBlocks(n * d);
     const xt = where(reshape(noiseMask, [B, T, 1]), add(x, add(mu, mul(sigma, eps))), x);
     const student = this.baseModel.forward({ inputsEmbeds: xt, attentionMask, captureBlocks: capture, stopAfterBlock });
-    for (const f of this.forwardListeners) f();
-    return {
+    const output: NoisyForwardOutput = {
       x, xt, mu, sigma, eps, attentionMask, noiseMask, lossMask,
       h: k === null ? (teacher.logits ?? null) : teacher.blocks[0],
       ht: k === null ? (student.logits ?? null) : student.blocks[0],
@@ -376,5 +381,8 @@ export class NoiseMaskedNoisyTransformerModel {
       batchSize: B,
       seqLen: T,
     };
+    this.latest = output;
+    for (const f of this.forwardListeners) f();
+    return output;
   }
 }
