@@ -1,0 +1,95 @@
+/**
+ * The float64 PyTorch reference cases of ../shared/fixtures (beside the repository, as in CI),
+ * loaded in the page: JSON through Vite's module graph, `model.safetensors` through its `?url`
+ * and fetch. The browser project's `server.fs.allow` in vite.config.ts lets the page read that
+ * folder. A missing fixture fails with the path and what to do, never a skip.
+ */
+import type { FixtureArray, LossFixture } from '../helpers/fixtures';
+
+export type { FixtureArray, LossFixture } from '../helpers/fixtures';
+
+/** Names of the loss fixture files (as in test/helpers/fixtures.ts, which is Node-only). */
+export const LOSS_FIXTURES = ['losses-small', 'losses-small-sigma', 'losses-uncombined'] as const;
+export type LossFixtureName = (typeof LOSS_FIXTURES)[number];
+
+/** The fixture models. */
+export const MODEL_FIXTURES = ['tiny-llama', 'tiny-gpt2'] as const;
+export type ModelFixtureName = (typeof MODEL_FIXTURES)[number];
+
+/** The fixtures folder, as the globs below spell it (relative to this file). */
+const DIR = '../../../shared/fixtures';
+
+// Lazy globs: a missing file is a missing key (a clear error below), not a failed import of the
+// whole test module. The patterns must be literals.
+const jsonFiles = import.meta.glob<unknown>(['../../../shared/fixtures/*.json', '../../../shared/fixtures/*/*.json'], {
+  import: 'default',
+});
+const safetensorsUrls = import.meta.glob<string>('../../../shared/fixtures/*/model.safetensors', {
+  query: '?url',
+  import: 'default',
+});
+
+function missing(relativePath: string, available: string[]): Error {
+  return new Error(
+    `fixture ${relativePath} is missing: expected ${DIR}/${relativePath} relative to test/browser ` +
+      `(the shared/ folder must sit beside the repository, and the browser project's server.fs.allow in ` +
+      `vite.config.ts must include it). Found: ${available.length ? available.map((k) => k.slice(DIR.length + 1)).join(', ') : 'nothing'}`,
+  );
+}
+
+/** Parses a JSON file under the fixtures folder, failing with the path when it is missing. */
+export async function readFixtureJson<T>(relativePath: string): Promise<T> {
+  const load = jsonFiles[`${DIR}/${relativePath}`];
+  if (!load) throw missing(relativePath, Object.keys(jsonFiles));
+  try {
+    return (await load()) as T;
+  } catch (e) {
+    throw new Error(`cannot load fixture ${DIR}/${relativePath}: ${(e as Error).message}`);
+  }
+}
+
+/** Loads `losses-*.json` by name. */
+export function loadLossFixture(name: LossFixtureName): Promise<LossFixture> {
+  return readFixtureJson<LossFixture>(`${name}.json`);
+}
+
+/** The bytes of a binary fixture reached by its Vite `?url`. */
+async function fetchBytes(relativePath: string, url: string): Promise<Uint8Array> {
+  let response: Response;
+  try {
+    response = await fetch(url);
+  } catch (e) {
+    throw new Error(`cannot fetch fixture ${DIR}/${relativePath} from ${url}: ${(e as Error).message}`);
+  }
+  if (!response.ok) {
+    throw new Error(
+      `cannot fetch fixture ${DIR}/${relativePath} from ${url}: HTTP ${response.status} ${response.statusText} ` +
+        "(a 403 means the browser project's server.fs.allow in vite.config.ts does not include the fixtures folder)",
+    );
+  }
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+/** One fixture model's PyTorch reference (see test/node/models.test.ts). */
+export interface ModelReference {
+  ids: FixtureArray;
+  attentionMask: FixtureArray;
+  R: FixtureArray;
+  blockOutputs: FixtureArray[];
+  logits: FixtureArray;
+  gradInputsEmbedsOfSumLogitsTimesR: FixtureArray;
+}
+
+/** A fixture model's `config.json` (parsed), `model.safetensors` bytes and `reference.json`. */
+export async function loadModelFixture(name: ModelFixtureName): Promise<{ config: unknown; bytes: Uint8Array; ref: ModelReference }> {
+  const weightsPath = `${name}/model.safetensors`;
+  const loadUrl = safetensorsUrls[`${DIR}/${weightsPath}`];
+  if (!loadUrl) throw missing(weightsPath, Object.keys(safetensorsUrls));
+  const [config, ref, bytes] = await Promise.all([
+    readFixtureJson<unknown>(`${name}/config.json`),
+    readFixtureJson<ModelReference>(`${name}/reference.json`),
+    loadUrl().then((url) => fetchBytes(weightsPath, url)),
+  ]);
+  if (bytes.byteLength < 8) throw new Error(`fixture ${DIR}/${weightsPath} has only ${bytes.byteLength} bytes`);
+  return { config, bytes, ref };
+}
