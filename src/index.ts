@@ -42,3 +42,9 @@ export {
   type MutualInformationDistillationLossOptions, type CrossEntropyDistillationOptions, type MutualInformationCrossEntropyDistillationOptions,
 } from './loss/distillation';
 export { type EmbeddingStatistics } from './models/causalLM';
+export {
+  nearestNeighbourInversion, nearestRowsByCosine, agreementAndKL, type InversionMetrics, type AgreementMetrics, type CosineSearchOptions,
+} from './train/metrics';
+export {
+  Trainer, FACTORIES, type FactoryName, type TrainerOptions, type StepReport, type EvaluationReport,
+} from './train/trainer';

@@ -1,0 +1,373 @@
+// Training metrics, computed without a graph: the nearest-neighbour inversion failure rate (NN-FR)
+// and the teacher/student top-1 agreement and KL(teacher || student) (LOSSES.md section 5).
+// Every result is a handful of scalars, so that a trainer reads a whole step's metrics at once.
+//
+// Nearest by cosine: argmax_v (x . E_v) / (|x| |E_v|). |x| is the same for every candidate, so the
+// search ranks x . E_v / |E_v| and never divides by |x| (a zero query then ties every nonzero row
+// at 0 instead of making NaN). A zero-norm row scores -inf: it wins only when every row is zero,
+// and then the first row wins the tie. The search is tiled like the catalyst's L2 search
+// (catalyst.wgsl): no positions x V matrix ever exists, and the table is split across the grid's y
+// axis so that a tiny batch still fills the device.
+//
+// Agreement and KL: one workgroup per row reads both logit rows once, each thread keeping an
+// online summary of its slice (maxima, rescaled exp sums, argmaxes and the KL numerator), merged
+// in a fixed tree order (deterministic). With p = softmax(z), q = softmax(zs):
+//   KL = sum_v p_v ((z_v - mz - log sz) - (zs_v - ms - log ss))
+//      = D / sz + log(ss / sz),   D = sum_v exp(z_v - mz) ((z_v - zs_v) - (mz - ms)),
+// every term relative to the row maxima, so large logits lose nothing and identical rows give 0
+// exactly (each term of D is 0 - 0 and the two exp sums are computed by the same operations).
+
+override ROWS_PER_THREAD: u32 = 4u; // query rows per thread of cosinePartials (1, 2 or 4)
+
+const WG: u32 = 256u;
+const TV: u32 = 64u;  // table rows per tile (4 per thread column)
+const TK: u32 = 16u;  // features staged at a time
+const NONE: u32 = 0xffffffffu;
+
+// -inf, made at run time: WGSL rejects an infinite constant expression.
+fn negInf() -> f32 {
+  let bits = 0xff800000u;
+  return bitcast<f32>(bits);
+}
+
+struct SearchParams {
+  positions: u32,
+  vocab: u32,
+  d: u32,
+  splits: u32,
+}
+
+struct RowParams {
+  rows: u32,
+  cols: u32,
+  _pad0: u32,
+  _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> searchParams: SearchParams;
+@group(0) @binding(1) var<uniform> rowParams: RowParams;
+@group(0) @binding(2) var<storage, read> queries: array<f32>;             // [P, d] (xt)
+@group(0) @binding(3) var<storage, read> table: array<f32>;               // [V, d] (E)
+@group(0) @binding(4) var<storage, read> tableNorm: array<f32>;           // [V], |E_v|
+@group(0) @binding(5) var<storage, read_write> partialValue: array<f32>;  // [splits, P]
+@group(0) @binding(6) var<storage, read_write> partialIndex: array<u32>;  // [splits, P]
+@group(0) @binding(7) var<storage, read_write> nearest: array<i32>;       // [P]
+@group(0) @binding(8) var<storage, read> nearestIn: array<i32>;           // [P]
+@group(0) @binding(9) var<storage, read> ids: array<i32>;                 // [P], i32 or u32 bits
+@group(0) @binding(10) var<storage, read> mask: array<f32>;               // [P] or [rows], > 0.5 selects
+@group(0) @binding(11) var<storage, read_write> outFailures: array<f32>;  // [1]
+@group(0) @binding(12) var<storage, read_write> outCount: array<f32>;     // [1]
+@group(0) @binding(13) var<storage, read> teacher: array<f32>;            // z  [rows, cols]
+@group(0) @binding(14) var<storage, read> student: array<f32>;            // zs [rows, cols]
+@group(0) @binding(15) var<storage, read_write> rowStats: array<f32>;     // [rows, 2]: KL, agree (selected rows only)
+@group(0) @binding(16) var<storage, read_write> outAgree: array<f32>;     // [1]
+@group(0) @binding(17) var<storage, read_write> outKL: array<f32>;        // [1]
+
+// ---------------------------------------------------------------------------------------------
+// Nearest vocabulary row by cosine.
+
+var<workgroup> tileA: array<f32, 1024>;  // [TK][TP], TP = 16 * ROWS_PER_THREAD <= 64
+var<workgroup> tileB: array<f32, 1024>;  // [TK][TV]
+var<workgroup> redValue: array<f32, WG>;
+var<workgroup> redIndex: array<u32, WG>;
+
+// Whether candidate (s, i) beats (best, bestI): a larger score, ties to the smaller index. The
+// first real candidate always beats NONE, even at -inf (a table of zero rows still has a winner).
+fn better(s: f32, i: u32, best: f32, bestI: u32) -> bool {
+  return i != NONE && (bestI == NONE || s > best || (s == best && i < bestI));
+}
+
+// Grid: x strides over query tiles, y = the split; split s takes table tiles s, s + splits, ...
+// Thread (ty, tx) = (lid / 16, lid % 16) owns queries ty + 16 r (r < ROWS_PER_THREAD) and table
+// rows tx + 16 c (c < 4) of each tile: a register block, as in the tiled matmul.
+@compute @workgroup_size(WG)
+fn cosinePartials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+  let P = searchParams.positions;
+  let V = searchParams.vocab;
+  let d = searchParams.d;
+  let TP = 16u * ROWS_PER_THREAD;
+  let tx = lid % 16u;
+  let ty = lid / 16u;
+  let queryTiles = (P + TP - 1u) / TP;
+  let tableTiles = (V + TV - 1u) / TV;
+  for (var qt = wid.x; qt < queryTiles; qt += groups.x) {
+    let q0 = qt * TP;
+    var best: array<f32, 4>;
+    var bestI: array<u32, 4>;
+    for (var r = 0u; r < 4u; r++) {
+      best[r] = negInf();
+      bestI[r] = NONE;
+    }
+    for (var vt = wid.y; vt < tableTiles; vt += searchParams.splits) {
+      let v0 = vt * TV;
+      var acc: array<f32, 16>;
+      for (var i = 0u; i < 16u; i++) { acc[i] = 0.0; }
+      for (var k0 = 0u; k0 < d; k0 += TK) {
+        // Stage 16 features of the query and table tiles; out-of-range entries are 0.
+        for (var e = lid; e < TP * TK; e += WG) {
+          let p = e / TK;
+          let k = e % TK;
+          var a = 0.0;
+          if (q0 + p < P && k0 + k < d) { a = queries[(q0 + p) * d + k0 + k]; }
+          tileA[k * TP + p] = a;
+        }
+        for (var e = lid; e < TV * TK; e += WG) {
+          let v = e / TK;
+          let k = e % TK;
+          var b = 0.0;
+          if (v0 + v < V && k0 + k < d) { b = table[(v0 + v) * d + k0 + k]; }
+          tileB[k * TV + v] = b;
+        }
+        workgroupBarrier();
+        for (var k = 0u; k < TK; k++) {
+          var av: array<f32, 4>;
+          var bv: array<f32, 4>;
+          for (var r = 0u; r < ROWS_PER_THREAD; r++) { av[r] = tileA[k * TP + ty + 16u * r]; }
+          for (var c = 0u; c < 4u; c++) { bv[c] = tileB[k * TV + tx + 16u * c]; }
+          for (var r = 0u; r < ROWS_PER_THREAD; r++) {
+            for (var c = 0u; c < 4u; c++) { acc[4u * r + c] += av[r] * bv[c]; }
+          }
+        }
+        workgroupBarrier();
+      }
+      for (var c = 0u; c < 4u; c++) {
+        let v = v0 + tx + 16u * c;
+        if (v < V) {
+          let n = tableNorm[v];
+          for (var r = 0u; r < ROWS_PER_THREAD; r++) {
+            let score = select(negInf(), acc[4u * r + c] / n, n > 0.0);
+            if (better(score, v, best[r], bestI[r])) {
+              best[r] = score;
+              bestI[r] = v;
+            }
+          }
+        }
+      }
+    }
+    // Combine the 16 threads that share each query.
+    for (var r = 0u; r < ROWS_PER_THREAD; r++) {
+      redValue[lid] = best[r];
+      redIndex[lid] = bestI[r];
+      workgroupBarrier();
+      let p = q0 + ty + 16u * r;
+      if (tx == 0u && p < P) {
+        var s = redValue[lid];
+        var i = redIndex[lid];
+        for (var t = 1u; t < 16u; t++) {
+          if (better(redValue[lid + t], redIndex[lid + t], s, i)) {
+            s = redValue[lid + t];
+            i = redIndex[lid + t];
+          }
+        }
+        partialValue[wid.y * P + p] = s;
+        partialIndex[wid.y * P + p] = i;
+      }
+      workgroupBarrier();
+    }
+  }
+}
+
+// One thread per query: the best of its splits (the splits see disjoint rows, so the index
+// tie-break makes the result independent of how the table was split).
+@compute @workgroup_size(WG)
+fn cosineCombine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let P = searchParams.positions;
+  for (var p = gid.x; p < P; p += groups.x * WG) {
+    var s = negInf();
+    var i = NONE;
+    for (var k = 0u; k < searchParams.splits; k++) {
+      let ks = partialValue[k * P + p];
+      let ki = partialIndex[k * P + p];
+      if (better(ks, ki, s, i)) {
+        s = ks;
+        i = ki;
+      }
+    }
+    nearest[p] = bitcast<i32>(i);
+  }
+}
+
+var<workgroup> sumA: array<f32, WG>;
+var<workgroup> sumB: array<f32, WG>;
+var<workgroup> sumC: array<f32, WG>;
+
+// One workgroup, fixed order: failures = selected positions whose nearest row is not their token,
+// count = selected positions. Unselected positions are selected out, whatever their ids hold.
+@compute @workgroup_size(WG)
+fn inversionCount(@builtin(local_invocation_index) lid: u32) {
+  var failures = 0.0;
+  var count = 0.0;
+  for (var p = lid; p < searchParams.positions; p += WG) {
+    let selected = mask[p] > 0.5;
+    failures += select(0.0, 1.0, selected && nearestIn[p] != ids[p]);
+    count += select(0.0, 1.0, selected);
+  }
+  sumA[lid] = failures;
+  sumB[lid] = count;
+  workgroupBarrier();
+  for (var step = WG / 2u; step > 0u; step = step / 2u) {
+    if (lid < step) {
+      sumA[lid] += sumA[lid + step];
+      sumB[lid] += sumB[lid + step];
+    }
+    workgroupBarrier();
+  }
+  if (lid == 0u) {
+    outFailures[0] = sumA[0];
+    outCount[0] = sumB[0];
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Top-1 agreement and KL(teacher || student).
+
+// Summary of a set of columns of one row (see the header): mz = max z, sz = sum exp(z - mz),
+// ms = max zs, ss = sum exp(zs - ms), dd = D, argZ / argS = first index of each maximum.
+// sz == 0 marks the empty set (a non-empty set has sz >= 1: its maximum contributes exp(0)).
+struct Summary {
+  mz: f32,
+  sz: f32,
+  ms: f32,
+  ss: f32,
+  dd: f32,
+  argZ: u32,
+  argS: u32,
+}
+
+fn emptySummary() -> Summary {
+  return Summary(negInf(), 0.0, negInf(), 0.0, 0.0, NONE, NONE);
+}
+
+// Whether maximum (m, i) of one set beats (mBest, iBest) of another: larger, ties to the smaller
+// index (the sets interleave, so the first index on ties needs the comparison).
+fn wins(m: f32, i: u32, mBest: f32, iBest: u32) -> bool {
+  return m > mBest || (m == mBest && i < iBest);
+}
+
+// Union of two disjoint summaries: rescale each to the common maxima. Moving the references of a
+// set from (a.mz, a.ms) to (mz, ms) changes each of its D terms by (ms - a.ms) - (mz - a.mz),
+// weighted by a.sz in total; computed as one difference so that equal shifts cancel exactly.
+fn mergeSummary(a: Summary, b: Summary) -> Summary {
+  if (b.sz == 0.0) { return a; }
+  if (a.sz == 0.0) { return b; }
+  let mz = max(a.mz, b.mz);
+  let ms = max(a.ms, b.ms);
+  let fa = exp(a.mz - mz);
+  let fb = exp(b.mz - mz);
+  let da = a.dd + ((ms - a.ms) - (mz - a.mz)) * a.sz;
+  let db = b.dd + ((ms - b.ms) - (mz - b.mz)) * b.sz;
+  let argZ = select(a.argZ, b.argZ, wins(b.mz, b.argZ, a.mz, a.argZ));
+  let argS = select(a.argS, b.argS, wins(b.ms, b.argS, a.ms, a.argS));
+  return Summary(mz, a.sz * fa + b.sz * fb, ms, a.ss * exp(a.ms - ms) + b.ss * exp(b.ms - ms), da * fa + db * fb, argZ, argS);
+}
+
+var<workgroup> rowSelected: u32;
+var<workgroup> wMz: array<f32, WG>;
+var<workgroup> wSz: array<f32, WG>;
+var<workgroup> wMs: array<f32, WG>;
+var<workgroup> wSs: array<f32, WG>;
+var<workgroup> wDd: array<f32, WG>;
+var<workgroup> wArgZ: array<u32, WG>;
+var<workgroup> wArgS: array<u32, WG>;
+
+fn storeSummary(i: u32, s: Summary) {
+  wMz[i] = s.mz;
+  wSz[i] = s.sz;
+  wMs[i] = s.ms;
+  wSs[i] = s.ss;
+  wDd[i] = s.dd;
+  wArgZ[i] = s.argZ;
+  wArgS[i] = s.argS;
+}
+
+fn loadSummary(i: u32) -> Summary {
+  return Summary(wMz[i], wSz[i], wMs[i], wSs[i], wDd[i], wArgZ[i], wArgS[i]);
+}
+
+// One workgroup per row (grid-stride over rows), its threads striding over the vocabulary, each
+// column of both rows read once. Rows outside the mask are skipped: nothing of theirs is read.
+@compute @workgroup_size(WG)
+fn agreementKLRows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+  let cols = rowParams.cols;
+  for (var row = wid.x; row < rowParams.rows; row += groups.x) {
+    if (lid == 0u) { rowSelected = select(0u, 1u, mask[row] > 0.5); }
+    // The barrier inside also keeps thread 0's reads of the previous row's result ahead of the
+    // stores below.
+    if (workgroupUniformLoad(&rowSelected) == 0u) { continue; }
+    let base = row * cols;
+    var acc = emptySummary();
+    if (lid < cols) {
+      acc = Summary(teacher[base + lid], 1.0, student[base + lid], 1.0, 0.0, lid, lid);
+    }
+    for (var c = lid + WG; c < cols; c += WG) {
+      let z = teacher[base + c];
+      let zs = student[base + c];
+      if (z > acc.mz || zs > acc.ms) {
+        // A new maximum (rare past the first columns): move both references at once, so that
+        // equal jumps of the two maxima shift D by exactly 0.
+        let mz = max(acc.mz, z);
+        let ms = max(acc.ms, zs);
+        let f = exp(acc.mz - mz);
+        let w = exp(z - mz);
+        acc.dd = (acc.dd + ((ms - acc.ms) - (mz - acc.mz)) * acc.sz) * f + w * ((z - zs) - (mz - ms));
+        acc.sz = acc.sz * f + w;
+        acc.ss = acc.ss * exp(acc.ms - ms) + exp(zs - ms);
+        acc.argZ = select(acc.argZ, c, z > acc.mz);
+        acc.argS = select(acc.argS, c, zs > acc.ms);
+        acc.mz = mz;
+        acc.ms = ms;
+      } else {
+        let w = exp(z - acc.mz);
+        acc.dd += w * ((z - zs) - (acc.mz - acc.ms));
+        acc.sz += w;
+        acc.ss += exp(zs - acc.ms);
+      }
+    }
+    storeSummary(lid, acc);
+    workgroupBarrier();
+    for (var step = WG / 2u; step > 0u; step = step / 2u) {
+      if (lid < step) { storeSummary(lid, mergeSummary(loadSummary(lid), loadSummary(lid + step))); }
+      workgroupBarrier();
+    }
+    if (lid == 0u) {
+      let s = loadSummary(0u);
+      // KL >= 0; rounding may leave a tiny negative value, which would read as nonsense.
+      rowStats[2u * row] = max(s.dd / s.sz + log(s.ss / s.sz), 0.0);
+      rowStats[2u * row + 1u] = select(0.0, 1.0, s.argZ == s.argS);
+    }
+  }
+}
+
+// One workgroup, fixed order: agree, sum of KL and count over the selected rows. Unselected rows
+// are selected out (their rowStats were never written and may hold anything).
+@compute @workgroup_size(WG)
+fn agreementKLReduce(@builtin(local_invocation_index) lid: u32) {
+  var kl = 0.0;
+  var agree = 0.0;
+  var count = 0.0;
+  for (var r = lid; r < rowParams.rows; r += WG) {
+    let selected = mask[r] > 0.5;
+    kl += select(0.0, rowStats[2u * r], selected);
+    agree += select(0.0, rowStats[2u * r + 1u], selected);
+    count += select(0.0, 1.0, selected);
+  }
+  sumA[lid] = kl;
+  sumB[lid] = agree;
+  sumC[lid] = count;
+  workgroupBarrier();
+  for (var step = WG / 2u; step > 0u; step = step / 2u) {
+    if (lid < step) {
+      sumA[lid] += sumA[lid + step];
+      sumB[lid] += sumB[lid + step];
+      sumC[lid] += sumC[lid + step];
+    }
+    workgroupBarrier();
+  }
+  if (lid == 0u) {
+    outKL[0] = sumA[0];
+    outAgree[0] = sumB[0];
+    outCount[0] = sumC[0];
+  }
+}

@@ -1,0 +1,247 @@
+/**
+ * The training metrics of LOSSES.md section 5, on the GPU over `shaders/metrics.wgsl`: the
+ * nearest-neighbour inversion failure rate (privacy) and the teacher/student top-1 agreement and
+ * KL divergence (utility). None is differentiable and none records a graph. Each returns a few
+ * small tensors, so that a trainer reads every metric of a step with one `readAll`.
+ */
+import source from '../../shaders/metrics.wgsl?raw';
+import { getContext } from '../gpu/context';
+import { Tensor, fmtShape } from '../tensor/tensor';
+import { checkFloatTensor, checkSameShape, maskTensor, type MaskInput } from '../loss/validate';
+import { embeddingRowNorms } from '../loss/medianNorm';
+
+const WG = 256;
+const TABLE_TILE = 64;
+const MAX_SPLITS = 64;
+const NN_FN = 'nearestNeighbourInversion';
+const COS_FN = 'nearestRowsByCosine';
+const KL_FN = 'agreementAndKL';
+
+/** Throws when `t` does not fit in one storage binding of this device. */
+function checkBindingSize(fn: string, arg: string, t: Tensor): void {
+  const limit = getContext().limits.maxStorageBufferBindingSize;
+  if (t.size * 4 > limit) {
+    throw new Error(
+      `${fn}: '${arg}' of shape ${fmtShape(t.shape)} needs ${t.size * 4} bytes, more than this device's ` +
+        `maxStorageBufferBindingSize (${limit}); split the batch into smaller micro-batches`,
+    );
+  }
+}
+
+/** Options of {@link nearestRowsByCosine} and {@link nearestNeighbourInversion}. */
+export interface CosineSearchOptions {
+  /**
+   * `|E_v|` of the table's rows (`[V]` f32), e.g. from `embeddingRowNorms(table)`. The table is the
+   * frozen base model's, so a trainer can compute this once instead of on every call.
+   */
+  tableNorms?: Tensor;
+}
+
+function checkTableNorms(fn: string, norms: Tensor | undefined, V: number): void {
+  if (!norms) return;
+  checkFloatTensor(fn, 'tableNorms', norms, 1);
+  if (norms.shape[0] !== V) throw new Error(`${fn}: 'tableNorms' has shape ${fmtShape(norms.shape)}; expected [${V}]`);
+}
+
+/** The search itself, on checked arguments; `where` names the public caller in GPU errors. */
+function cosineSearch(queries: Tensor, table: Tensor, norms: Tensor | undefined, where: string): Tensor {
+  const [P, d] = queries.shape;
+  const V = table.shape[0];
+  const nearest = Tensor.empty([P], 'i32');
+  if (P === 0) return nearest;
+  const ctx = getContext();
+  const tableNorms = norms ?? embeddingRowNorms(table);
+  // Query rows per thread: a tile of 16, 32 or 64 queries, the smallest that P fills.
+  const rowsPerThread = P <= 16 ? 1 : P <= 32 ? 2 : 4;
+  const queryTiles = Math.ceil(P / (16 * rowsPerThread));
+  const tableTiles = Math.max(1, Math.ceil(V / TABLE_TILE));
+  const groupsX = Math.min(queryTiles, ctx.maxGridWorkgroups);
+  // Split the vocabulary across the grid's y axis so that a small batch still fills the device.
+  const splits = Math.max(1, Math.min(tableTiles, MAX_SPLITS, Math.floor(ctx.maxGridWorkgroups / groupsX)));
+  const partialValue = Tensor.empty([splits, P]);
+  const partialIndex = Tensor.empty([splits, P], 'u32');
+  const params = new Uint32Array([P, V, d, splits]);
+  ctx.dispatch({
+    shader: source,
+    entryPoint: 'cosinePartials',
+    label: where,
+    constants: { ROWS_PER_THREAD: rowsPerThread },
+    resources: {
+      queries: queries.buffer, table: table.buffer, tableNorm: tableNorms.buffer,
+      partialValue: partialValue.buffer, partialIndex: partialIndex.buffer,
+    },
+    params,
+    workgroups: [groupsX, splits],
+  });
+  ctx.dispatch({
+    shader: source,
+    entryPoint: 'cosineCombine',
+    label: where,
+    resources: { partialValue: partialValue.buffer, partialIndex: partialIndex.buffer, nearest: nearest.buffer },
+    params,
+    workgroups: [ctx.gridSize(P, WG)],
+  });
+  // Recorded dispatches keep their buffers valid: the pool only hands these out again to later work.
+  partialValue.dispose();
+  partialIndex.dispose();
+  if (!norms) tableNorms.dispose();
+  return nearest;
+}
+
+/**
+ * For each row of `queries` (`[P, d]`), the index of the row of `table` (`[V, d]`) with the
+ * largest cosine similarity `q . E_v / (|q| |E_v|)`, as a `[P]` i32 tensor. Ties go to the
+ * smaller index; a zero-norm row never wins unless every row is zero (then row 0 does); a zero
+ * query ties every nonzero row (the first one wins). Tiled over the vocabulary on the GPU: the
+ * `P x V` similarity matrix is never stored. Not differentiable.
+ *
+ * @throws When a tensor is not f32 of rank 2, the feature sizes differ, the table has no rows,
+ *   `tableNorms` has the wrong shape, or a tensor exceeds the device's storage binding size.
+ */
+export function nearestRowsByCosine(queries: Tensor, table: Tensor, options: CosineSearchOptions = {}): Tensor {
+  checkFloatTensor(COS_FN, 'queries', queries, 2);
+  checkFloatTensor(COS_FN, 'table', table, 2);
+  const [, d] = queries.shape;
+  const [V, dt] = table.shape;
+  if (d !== dt) throw new Error(`${COS_FN}: 'queries' has shape ${fmtShape(queries.shape)} but 'table' has shape ${fmtShape(table.shape)}; the rows must have the same length`);
+  if (V === 0) throw new Error(`${COS_FN}: 'table' has no rows; a nearest row needs at least one`);
+  checkTableNorms(COS_FN, options.tableNorms, V);
+  checkBindingSize(COS_FN, 'queries', queries);
+  checkBindingSize(COS_FN, 'table', table);
+  return cosineSearch(queries, table, options.tableNorms, COS_FN);
+}
+
+/** What {@link nearestNeighbourInversion} returns; NN-FR = `failures / count`. */
+export interface InversionMetrics {
+  /** 0-d f32: selected positions whose nearest vocabulary row (by cosine) is not the true token. */
+  failures: Tensor;
+  /** 0-d f32: selected (transformed) positions. */
+  count: Tensor;
+  /** `[B, T]` i32: the nearest vocabulary row of every position, selected or not (the decoding of `xt`). */
+  nearest: Tensor;
+}
+
+/**
+ * The nearest-neighbour inversion attack on a transformed batch: for every position, the
+ * vocabulary row nearest to `xt` by cosine similarity (see {@link nearestRowsByCosine}), and how
+ * many of the positions `noiseMask` selects it fails to recover (the true token is not the
+ * nearest row). NN-FR = `failures / count`; the higher, the more private. Runs on the GPU
+ * without recording a graph.
+ *
+ * @param xt - `[B, T, d]` f32: the transformed embeddings.
+ * @param embeddingTable - `[V, d]` f32: the base model's input-embedding table, `V >= 1`.
+ * @param ids - `[B, T]` i32 (or u32): the true token ids. An id outside `[0, V)` on a selected
+ *   position counts as a failure (no row can match it).
+ * @param noiseMask - `[B, T]`: an f32 tensor (above 0.5 selects) or host data of 0 and 1; the
+ *   positions the transform changed. Unselected positions are never counted.
+ * @param options - `tableNorms`: precomputed `|E_v|` (`[V]`) to skip their pass.
+ * @returns `{ failures, count, nearest }`; `failures` and `count` are 0 when nothing is selected.
+ * @throws When a shape or dtype is wrong (the message names the function and the argument).
+ */
+export function nearestNeighbourInversion(
+  xt: Tensor,
+  embeddingTable: Tensor,
+  ids: Tensor,
+  noiseMask: MaskInput,
+  options: CosineSearchOptions = {},
+): InversionMetrics {
+  checkFloatTensor(NN_FN, 'xt', xt, 3);
+  checkFloatTensor(NN_FN, 'embeddingTable', embeddingTable, 2);
+  const [B, T, d] = xt.shape;
+  const [V, dE] = embeddingTable.shape;
+  if (dE !== d) throw new Error(`${NN_FN}: 'xt' has shape ${fmtShape(xt.shape)} but 'embeddingTable' has shape ${fmtShape(embeddingTable.shape)}; the feature sizes must match`);
+  if (V === 0) throw new Error(`${NN_FN}: 'embeddingTable' has no rows; the inversion needs at least one vocabulary embedding`);
+  if (!(ids instanceof Tensor)) throw new Error(`${NN_FN}: argument 'ids' must be a Tensor`);
+  ids.bufferFor(`${NN_FN} (argument 'ids')`);
+  if (ids.dtype !== 'i32' && ids.dtype !== 'u32') throw new Error(`${NN_FN}: argument 'ids' has dtype ${ids.dtype}; expected i32 (or u32) token ids`);
+  if (ids.rank !== 2 || ids.shape[0] !== B || ids.shape[1] !== T) {
+    throw new Error(`${NN_FN}: argument 'ids' has shape ${fmtShape(ids.shape)}; expected [${B},${T}] to match 'xt' ${fmtShape(xt.shape)}`);
+  }
+  checkTableNorms(NN_FN, options.tableNorms, V);
+  checkBindingSize(NN_FN, 'xt', xt);
+  checkBindingSize(NN_FN, 'embeddingTable', embeddingTable);
+  const { mask, owned } = maskTensor(NN_FN, 'noiseMask', noiseMask, [B, T]);
+  const ctx = getContext();
+  const queries = xt.view([B * T, d]);
+  const flat = cosineSearch(queries, embeddingTable, options.tableNorms, NN_FN);
+  queries.dispose();
+  const failures = Tensor.empty([]);
+  const count = Tensor.empty([]);
+  // Runs even for an empty batch: it is what writes the zeros.
+  ctx.dispatch({
+    shader: source,
+    entryPoint: 'inversionCount',
+    label: NN_FN,
+    resources: { mask: mask.buffer, nearestIn: flat.buffer, ids: ids.buffer, outFailures: failures.buffer, outCount: count.buffer },
+    params: new Uint32Array([B * T, V, d, 1]),
+    workgroups: [1],
+  });
+  const nearest = flat.view([B, T]);
+  flat.dispose();
+  if (owned) mask.dispose();
+  return { failures, count, nearest };
+}
+
+/** What {@link agreementAndKL} returns; agreement rate = `agree / count`, mean KL = `kl / count`. */
+export interface AgreementMetrics {
+  /** 0-d f32: selected positions where the teacher's and the student's argmax agree. */
+  agree: Tensor;
+  /** 0-d f32: the SUM over selected positions of KL(softmax(teacher) || softmax(student)), in nats. */
+  kl: Tensor;
+  /** 0-d f32: selected positions. */
+  count: Tensor;
+}
+
+/**
+ * Top-1 agreement and KL(teacher || student) of next-token predictions, in one fused GPU pass
+ * that reads each selected row of both logit tensors once (online maxima, log-sum-exps and
+ * argmaxes; no softmax is stored, so vocabularies of 150,000+ cost only their logits), then one
+ * small deterministic reduction. Runs without recording a graph.
+ *
+ * @param teacherLogits - `[B, T, V]` f32, `V >= 1`: the teacher's logits.
+ * @param studentLogits - `[B, T, V]` f32: the student's logits (the same shape).
+ * @param mask - `[B, T]`: an f32 tensor (above 0.5 selects) or host data of 0 and 1. Unselected
+ *   positions are never read (their logits may even be NaN). Selected rows need finite logits.
+ * @returns `{ agree, kl, count }`; all 0 when nothing is selected. The argmax takes the first index
+ *   on ties; each row's KL is clamped at 0 against rounding.
+ * @throws When a shape or dtype is wrong (the message names the function and the argument), or a
+ *   logits tensor exceeds the device's storage binding size.
+ */
+export function agreementAndKL(teacherLogits: Tensor, studentLogits: Tensor, mask: MaskInput): AgreementMetrics {
+  checkFloatTensor(KL_FN, 'teacherLogits', teacherLogits, 3);
+  checkFloatTensor(KL_FN, 'studentLogits', studentLogits, 3);
+  checkSameShape(KL_FN, 'studentLogits', studentLogits, 'teacherLogits', teacherLogits);
+  const [B, T, V] = teacherLogits.shape;
+  if (V === 0) throw new Error(`${KL_FN}: 'teacherLogits' has shape ${fmtShape(teacherLogits.shape)}; the vocabulary axis must not be empty`);
+  checkBindingSize(KL_FN, 'teacherLogits', teacherLogits);
+  checkBindingSize(KL_FN, 'studentLogits', studentLogits);
+  const { mask: m, owned } = maskTensor(KL_FN, 'mask', mask, [B, T]);
+  const ctx = getContext();
+  const rows = B * T;
+  const rowStats = Tensor.empty([rows, 2]);
+  const agree = Tensor.empty([]);
+  const kl = Tensor.empty([]);
+  const count = Tensor.empty([]);
+  const params = new Uint32Array([rows, V, 0, 0]);
+  if (rows > 0) {
+    ctx.dispatch({
+      shader: source,
+      entryPoint: 'agreementKLRows',
+      label: KL_FN,
+      resources: { teacher: teacherLogits.buffer, student: studentLogits.buffer, mask: m.buffer, rowStats: rowStats.buffer },
+      params,
+      workgroups: [ctx.gridSize(rows, 1)],
+    });
+  }
+  ctx.dispatch({
+    shader: source,
+    entryPoint: 'agreementKLReduce',
+    label: KL_FN,
+    resources: { mask: m.buffer, rowStats: rowStats.buffer, outAgree: agree.buffer, outKL: kl.buffer, outCount: count.buffer },
+    params,
+    workgroups: [1],
+  });
+  rowStats.dispose();
+  if (owned) m.dispose();
+  return { agree, kl, count };
+}

@@ -1,0 +1,444 @@
+/**
+ * The training loop: a `Trainer` owns the noisy model (frozen base + cloak), the data, one of the
+ * four loss factories and AdamW. A step runs its micro-batches' forward and backward passes,
+ * clips, updates, and reads every scalar of the step back with one readback. Checkpoints hold the
+ * cloak's weights, the optimizer state, the step, the data position and the noise generator's
+ * position, so that a resumed run repeats the loss curve of an uninterrupted one.
+ */
+import { getContext } from '../gpu/context';
+import { Tensor, fmtShape, readAll, scope, tensor } from '../tensor/tensor';
+import { noGrad } from '../autograd/engine';
+import { add, scale } from '../ops/index';
+import { AdamW } from '../optim/adamw';
+import { clipGradNorm } from '../optim/clip';
+import { warmupCosine } from '../optim/schedule';
+import type { CausalLM } from '../models/causalLM';
+import { NoiseMaskedNoisyTransformerModel, TransformerCloak, type TransformerCloakOptions } from '../models/cloak';
+import {
+  crossEntropyDistillationFactory, distillationLossFactory, mutualInformationCrossEntropyDistillationFactory,
+  mutualInformationDistillationLossFactory, type LossFactoryResult,
+} from '../loss/distillation';
+import { batches, type HostBatch, type PackedSequence } from './data';
+import { writeSafetensors, type SafetensorsWriteTensor } from '../models/safetensorsWriter';
+import { parseSafetensors, toFloat32 } from '../models/safetensors';
+import { agreementAndKL, nearestNeighbourInversion } from './metrics';
+
+/** The four factories, by name. */
+export const FACTORIES = {
+  distillation: distillationLossFactory,
+  mutualInformationDistillation: mutualInformationDistillationLossFactory,
+  crossEntropyDistillation: crossEntropyDistillationFactory,
+  mutualInformationCrossEntropyDistillation: mutualInformationCrossEntropyDistillationFactory,
+} as const;
+
+/** Name of a loss factory. */
+export type FactoryName = keyof typeof FACTORIES;
+
+/** Options of {@link Trainer}. */
+export interface TrainerOptions {
+  /** Which loss factory to train with. */
+  factory: FactoryName;
+  /** The factory's options (the reference's argument names in camelCase). */
+  factoryOptions: Record<string, unknown>;
+  /** Options of the cloak (its `hiddenSize` comes from the model). */
+  cloak?: Omit<TransformerCloakOptions, 'hiddenSize'>;
+  /** Sequences per micro-batch (even for the mutual-information factories). */
+  batchSize: number;
+  /** Micro-batches per optimizer step (default 1); each micro-batch loss is scaled by 1/k. */
+  accumulationSteps?: number;
+  /** Peak learning rate (default 1e-3). */
+  learningRate?: number;
+  /** AdamW weight decay (default 0.01). */
+  weightDecay?: number;
+  /** Linear warm-up steps (default 0). */
+  warmupSteps?: number;
+  /** Steps of the cosine schedule (default: constant learning rate after warm-up). */
+  totalSteps?: number;
+  /** Final learning rate of the cosine schedule (default 0). */
+  minLearningRate?: number;
+  /** Clip the gradients' global norm to this (default 1; null: no clipping). */
+  maxGradNorm?: number | null;
+  /** Seed of the data order and the noise (default 0). */
+  seed?: number;
+}
+
+/** Scalars of one optimizer step, read back once. */
+export interface StepReport {
+  /** Steps done, this one included. */
+  step: number;
+  /** Total loss (mean over the micro-batches). */
+  loss: number;
+  /** Every component loss (mean over the micro-batches), by its camelCase key. */
+  components: Record<string, number>;
+  /** Learning rate used. */
+  learningRate: number;
+  /** Global gradient norm before clipping (null without clipping). */
+  gradNorm: number | null;
+  /** Real (attention-mask) tokens in the step. */
+  tokens: number;
+  /** Wall time of the step. */
+  seconds: number;
+  /** Real tokens per second. */
+  tokensPerSecond: number;
+}
+
+/** Metrics on held-out batches (LOSSES.md section 5). */
+export interface EvaluationReport {
+  /** Share of transformed positions whose nearest vocabulary embedding to `xt` (by cosine) is not the true token. */
+  nearestNeighbourFailureRate: number;
+  /** Share of loss-mask positions where the student's top-1 next token equals the teacher's. */
+  top1Agreement: number;
+  /** Mean KL(teacher || student) per loss-mask position. */
+  meanKL: number;
+  /** Transformed positions and loss positions counted. */
+  transformedPositions: number;
+  lossPositions: number;
+}
+
+const MI_FACTORIES: FactoryName[] = ['mutualInformationDistillation', 'mutualInformationCrossEntropyDistillation'];
+
+function checkTrainerOptions(o: TrainerOptions): Required<Omit<TrainerOptions, 'cloak' | 'totalSteps' | 'maxGradNorm'>> & Pick<TrainerOptions, 'cloak' | 'totalSteps'> & { maxGradNorm: number | null } {
+  const fail = (m: string): never => {
+    throw new Error(`Trainer: ${m}`);
+  };
+  if (!o || typeof o !== 'object') fail('options must be an object');
+  if (!(o.factory in FACTORIES)) fail(`'factory' must be one of ${Object.keys(FACTORIES).join(', ')}, got ${String(o.factory)}`);
+  if (!o.factoryOptions || typeof o.factoryOptions !== 'object') fail(`'factoryOptions' must be an object`);
+  const int = (k: string, v: unknown, min: number) => {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) fail(`'${k}' must be an integer >= ${min}, got ${String(v)}`);
+    return v as number;
+  };
+  const num = (k: string, v: unknown, min: number) => {
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min) fail(`'${k}' must be a finite number >= ${min}, got ${String(v)}`);
+    return v as number;
+  };
+  const batchSize = int('batchSize', o.batchSize, 1);
+  if (MI_FACTORIES.includes(o.factory) && batchSize % 2 !== 0) fail(`'batchSize' must be even for the ${o.factory} factory (mutual information pairs two halves), got ${batchSize}`);
+  const maxGradNorm = o.maxGradNorm === null ? null : num('maxGradNorm', o.maxGradNorm ?? 1, 0);
+  if (maxGradNorm === 0) fail(`'maxGradNorm' must be positive or null`);
+  return {
+    factory: o.factory,
+    factoryOptions: o.factoryOptions,
+    cloak: o.cloak,
+    batchSize,
+    accumulationSteps: int('accumulationSteps', o.accumulationSteps ?? 1, 1),
+    learningRate: num('learningRate', o.learningRate ?? 1e-3, 0),
+    weightDecay: num('weightDecay', o.weightDecay ?? 0.01, 0),
+    warmupSteps: int('warmupSteps', o.warmupSteps ?? 0, 0),
+    totalSteps: o.totalSteps === undefined ? undefined : int('totalSteps', o.totalSteps, 1),
+    minLearningRate: num('minLearningRate', o.minLearningRate ?? 0, 0),
+    maxGradNorm,
+    seed: int('seed', o.seed ?? 0, 0),
+  };
+}
+
+/** The counters a checkpoint keeps in its metadata. */
+interface CheckpointCounters {
+  step: number;
+  optimizerStep: number;
+  parameterSteps: number[];
+  optimizerGroups: { lr: number; weightDecay: number }[];
+  data: DataPosition;
+  rng: { seed: number; offset: number };
+}
+
+/** Where the data iterator stands: the epoch and the next batch in it. */
+interface DataPosition {
+  epoch: number;
+  batch: number;
+}
+
+/**
+ * Trains a Stained Glass Transform for a frozen causal LM. Create it, call {@link step} as often as
+ * you like (or {@link evaluate}), save with {@link checkpoint}, resume with {@link loadCheckpoint}.
+ */
+export class Trainer {
+  /** The noisy model (base model + cloak) being trained. */
+  readonly noisyModel: NoiseMaskedNoisyTransformerModel;
+  /** The resolved options. */
+  readonly options: ReturnType<typeof checkTrainerOptions>;
+  private readonly model: CausalLM;
+  private readonly cloak: TransformerCloak;
+  private readonly optimizer: AdamW;
+  private readonly lossFns: LossFactoryResult;
+  private readonly schedule: (step: number) => number;
+  private readonly train: readonly PackedSequence[];
+  private readonly heldOut: readonly PackedSequence[];
+  private position: DataPosition = { epoch: 0, batch: 0 };
+  private epochBatches: HostBatch[] | null = null;
+  private steps = 0;
+  private disposed = false;
+  private busy = false;
+
+  /**
+   * `model` is the frozen base model (the trainer does not own it); `data.train` are packed
+   * sequences of one length, `data.heldOut` the sequences {@link evaluate} uses.
+   */
+  constructor(model: CausalLM, data: { train: readonly PackedSequence[]; heldOut?: readonly PackedSequence[] }, options: TrainerOptions) {
+    this.options = checkTrainerOptions(options);
+    const { batchSize } = this.options;
+    if (!data || !Array.isArray(data.train) || data.train.length < batchSize) {
+      throw new Error(`Trainer: 'data.train' must hold at least batchSize (${batchSize}) sequences, got ${data?.train?.length ?? 'none'}`);
+    }
+    const seqLen = data.train[0].ids.length;
+    for (const [name, set] of [['train', data.train], ['heldOut', data.heldOut ?? []]] as const) {
+      set.forEach((s, i) => {
+        if (s.ids.length !== seqLen) throw new Error(`Trainer: data.${name}[${i}] has length ${s.ids.length}; every sequence must have length ${seqLen}`);
+        for (const id of s.ids) {
+          if (id < 0 || id >= model.config.vocabSize) throw new Error(`Trainer: data.${name}[${i}] holds token id ${id}, outside the model's vocabulary [0, ${model.config.vocabSize})`);
+        }
+      });
+    }
+    if (seqLen > model.config.maxPositions) throw new Error(`Trainer: sequences of length ${seqLen} exceed the model's ${model.config.maxPositions} positions`);
+    this.model = model;
+    this.train = data.train;
+    this.heldOut = data.heldOut ?? [];
+    this.cloak = new TransformerCloak({ ...this.options.cloak, hiddenSize: model.config.hiddenSize });
+    try {
+      this.noisyModel = new NoiseMaskedNoisyTransformerModel(model, this.cloak, { seed: this.options.seed });
+      this.lossFns = (FACTORIES[this.options.factory] as (m: NoiseMaskedNoisyTransformerModel, o: unknown) => LossFactoryResult)(
+        this.noisyModel,
+        this.options.factoryOptions,
+      );
+      this.optimizer = new AdamW(this.cloak.parameters(), { lr: this.options.learningRate, weightDecay: this.options.weightDecay });
+    } catch (e) {
+      this.cloak.dispose();
+      throw e;
+    }
+    const { learningRate, warmupSteps, totalSteps, minLearningRate } = this.options;
+    this.schedule =
+      totalSteps === undefined
+        ? (s) => (warmupSteps > 0 && s < warmupSteps ? (learningRate * (s + 1)) / warmupSteps : learningRate)
+        : warmupCosine({ baseLr: learningRate, warmupSteps, totalSteps, minLr: minLearningRate });
+  }
+
+  /** Optimizer steps done. */
+  get stepCount(): number {
+    return this.steps;
+  }
+
+  /** The cloak being trained. */
+  get transform(): TransformerCloak {
+    return this.cloak;
+  }
+
+  /** One optimizer step over `accumulationSteps` micro-batches; resolves with the step's scalars. */
+  async step(): Promise<StepReport> {
+    this.enter('step');
+    const started = performance.now();
+    const k = this.options.accumulationSteps;
+    const learningRate = this.schedule(this.steps);
+    try {
+      this.optimizer.setLearningRate('all', learningRate);
+      const [lossFn, getComponents] = this.lossFns;
+      const params = this.cloak.parameters();
+      let tokens = 0;
+      const result = await scope(async () => {
+        let sums: Record<string, Tensor> = {};
+        for (let micro = 0; micro < k; micro++) {
+          const batch = this.nextBatch();
+          tokens += batch.attentionMask.reduce((a, b) => a + b, 0);
+          const out = this.noisyModel.forward(batch);
+          const loss = lossFn(out.studentLogits);
+          const components = getComponents();
+          (k === 1 ? loss : scale(loss, 1 / k)).backward();
+          sums = noGrad(() => {
+            const next: Record<string, Tensor> = {};
+            for (const [key, value] of Object.entries(components)) {
+              const part = k === 1 ? value : scale(value, 1 / k);
+              next[key] = sums[key] ? add(sums[key], part) : part;
+            }
+            return next;
+          });
+        }
+        const gradNorm = this.options.maxGradNorm === null ? null : clipGradNorm(params, this.options.maxGradNorm);
+        this.optimizer.step();
+        this.optimizer.zeroGrad();
+        const keys = Object.keys(sums);
+        const values = await readAll([...keys.map((key) => sums[key]), ...(gradNorm ? [gradNorm] : [])]);
+        gradNorm?.dispose();
+        return { components: Object.fromEntries(keys.map((key, i) => [key, values[i][0]])), gradNorm: gradNorm ? values[keys.length][0] : null };
+      });
+      this.steps++;
+      const seconds = (performance.now() - started) / 1000;
+      return {
+        step: this.steps,
+        loss: result.components.loss,
+        components: result.components,
+        learningRate,
+        gradNorm: result.gradNorm,
+        tokens,
+        seconds,
+        tokensPerSecond: tokens / Math.max(seconds, 1e-9),
+      };
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /**
+   * NN-FR, top-1 agreement and mean KL on the held-out sequences (or `maxBatches` of them), with a
+   * fixed noise draw so that evaluations at different steps are comparable. Training's noise
+   * stream is left where it was.
+   */
+  async evaluate(maxBatches = Infinity): Promise<EvaluationReport> {
+    this.enter('evaluate');
+    const savedRng = this.noisyModel.rngState();
+    const savedRequest = { ...this.noisyModel.outputsRequest };
+    try {
+      const sets = this.heldOut.length >= this.options.batchSize ? this.heldOut : this.train;
+      const evalBatches = [...batches(sets, this.options.batchSize, { dropLast: true })].slice(0, maxBatches);
+      this.noisyModel.setRngState({ seed: this.options.seed + 1, offset: 0 });
+      this.noisyModel.requestOutputs({ distillationLayerIndex: null, logits: true });
+      let failures = 0;
+      let transformed = 0;
+      let agree = 0;
+      let kl = 0;
+      let lossPositions = 0;
+      for (const batch of evalBatches) {
+        const [f, tcount, a, klSum, lcount] = await scope(async () => {
+          const out = noGrad(() => this.noisyModel.forward(batch));
+          const ids = tensor(batch.ids, [batch.batchSize, batch.seqLen]);
+          const nn = nearestNeighbourInversion(out.xt, this.model.embeddingTable, ids, out.noiseMask);
+          const ak = agreementAndKL(out.teacherLogits!, out.studentLogits!, out.lossMask);
+          const values = await readAll([nn.failures, nn.count, ak.agree, ak.kl, ak.count]);
+          return values.map((v) => v[0]);
+        });
+        failures += f;
+        transformed += tcount;
+        agree += a;
+        kl += klSum;
+        lossPositions += lcount;
+      }
+      return {
+        nearestNeighbourFailureRate: transformed ? failures / transformed : 0,
+        top1Agreement: lossPositions ? agree / lossPositions : 0,
+        meanKL: lossPositions ? kl / lossPositions : 0,
+        transformedPositions: transformed,
+        lossPositions,
+      };
+    } finally {
+      this.noisyModel.setRngState(savedRng);
+      this.noisyModel.requestOutputs(savedRequest);
+      this.busy = false;
+    }
+  }
+
+  /**
+   * A checkpoint as safetensors bytes: the cloak's weights (`cloak.<name>`) and AdamW's moments
+   * (`optimizer.state.<i>.exp_avg`, `.exp_avg_sq`) as F32 tensors; the counters (step, per-parameter
+   * optimizer steps, data position, noise-generator position) and the configuration in the
+   * metadata, as JSON strings — integers up to 2^53 that an F32 tensor could not hold exactly.
+   */
+  async checkpoint(): Promise<Uint8Array> {
+    this.enter('checkpoint');
+    try {
+      const named = [...this.cloak.namedParameters()];
+      const values = await readAll(named.map(([, t]) => t));
+      const state = await this.optimizer.state();
+      const tensors: Record<string, SafetensorsWriteTensor> = {};
+      named.forEach(([name, t], i) => (tensors[`cloak.${name}`] = { dtype: 'F32', shape: [...t.shape], data: values[i] as Float32Array }));
+      state.params.forEach((p, i) => {
+        tensors[`optimizer.state.${i}.exp_avg`] = { dtype: 'F32', shape: p.shape, data: p.m };
+        tensors[`optimizer.state.${i}.exp_avg_sq`] = { dtype: 'F32', shape: p.shape, data: p.v };
+      });
+      const counters: CheckpointCounters = {
+        step: this.steps,
+        optimizerStep: state.step,
+        parameterSteps: state.params.map((p) => p.step),
+        optimizerGroups: state.groups,
+        data: { ...this.position },
+        rng: this.noisyModel.rngState(),
+      };
+      return writeSafetensors(tensors, {
+        format: 'pt',
+        sgt_model: JSON.stringify(this.modelFingerprint()),
+        sgt_cloak: JSON.stringify(this.cloak.options),
+        sgt_factory: this.options.factory,
+        sgt_factory_options: JSON.stringify(this.options.factoryOptions),
+        sgt_state: JSON.stringify(counters),
+      });
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /**
+   * Restores a {@link checkpoint}. It must come from the same base model and cloak configuration;
+   * everything is checked before anything changes.
+   */
+  loadCheckpoint(bytes: Uint8Array | ArrayBuffer): void {
+    this.enter('loadCheckpoint');
+    try {
+      const where = 'Trainer.loadCheckpoint';
+      const file = parseSafetensors(bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes));
+      const meta = file.metadata;
+      if (meta.sgt_model !== JSON.stringify(this.modelFingerprint())) {
+        throw new Error(`${where}: the checkpoint is from another model (${meta.sgt_model ?? 'unknown'}); this trainer's model is ${JSON.stringify(this.modelFingerprint())}`);
+      }
+      if (meta.sgt_cloak !== JSON.stringify(this.cloak.options)) {
+        throw new Error(`${where}: the checkpoint is from another cloak configuration (${meta.sgt_cloak ?? 'unknown'}); this trainer's is ${JSON.stringify(this.cloak.options)}`);
+      }
+      let counters: CheckpointCounters;
+      try {
+        counters = JSON.parse(meta.sgt_state ?? '') as CheckpointCounters;
+      } catch {
+        throw new Error(`${where}: the checkpoint has no valid 'sgt_state' metadata`);
+      }
+      const named = [...this.cloak.namedParameters()];
+      const tensorOf = (name: string, shape: readonly number[]): Float32Array => {
+        const entry = file.tensors.get(name);
+        if (!entry || entry.shape.join() !== shape.join()) throw new Error(`${where}: tensor '${name}' is missing or mis-shaped (expected ${fmtShape(shape)})`);
+        return Float32Array.from(toFloat32(entry));
+      };
+      const weights = named.map(([name, t]) => tensorOf(`cloak.${name}`, t.shape));
+      const params = named.map(([, t], i) => ({
+        shape: [...t.shape],
+        step: counters.parameterSteps?.[i] ?? 0,
+        m: tensorOf(`optimizer.state.${i}.exp_avg`, t.shape),
+        v: tensorOf(`optimizer.state.${i}.exp_avg_sq`, t.shape),
+      }));
+      // Everything parsed and checked (loadState checks the rest before changing anything): apply.
+      this.optimizer.loadState({ step: counters.optimizerStep, groups: counters.optimizerGroups, params });
+      this.noisyModel.setRngState(counters.rng);
+      named.forEach(([, t], i) => getContext().write(t.buffer, weights[i]));
+      this.position = { epoch: counters.data.epoch, batch: counters.data.batch };
+      this.epochBatches = null;
+      this.steps = counters.step;
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** Frees the cloak and the optimizer state (not the base model, which the caller owns). */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.optimizer.dispose();
+    this.cloak.dispose();
+  }
+
+  private modelFingerprint() {
+    const c = this.model.config;
+    return { modelType: c.modelType, vocabSize: c.vocabSize, hiddenSize: c.hiddenSize, numLayers: c.numLayers, numHeads: c.numHeads };
+  }
+
+  private enter(what: string): void {
+    if (this.disposed) throw new Error(`Trainer.${what}: the trainer was disposed`);
+    if (this.busy) throw new Error(`Trainer.${what}: another call is still running (await it first)`);
+    this.busy = true;
+  }
+
+  private nextBatch(): HostBatch {
+    const { batchSize, seed } = this.options;
+    for (;;) {
+      if (!this.epochBatches) {
+        this.epochBatches = [...batches(this.train, batchSize, { shuffle: true, seed, epoch: this.position.epoch, dropLast: true })];
+      }
+      if (this.position.batch < this.epochBatches.length) return this.epochBatches[this.position.batch++];
+      this.position = { epoch: this.position.epoch + 1, batch: 0 };
+      this.epochBatches = null;
+    }
+  }
+}
+
