@@ -4,9 +4,11 @@
 #   - Mesa 25's lavapipe from bookworm-backports: a software Vulkan driver that Dawn (Node) accepts
 #     and that is 5-17x faster than SwiftShader here (Debian 12's own Mesa 22 is rejected by Dawn);
 #   - the npm packages (npm ci) when node_modules is missing or older than package-lock.json.
+#   --node-only: only the npm packages (what serving the demo needs; the browser brings its own WebGPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+if [ "${1:-}" != "--node-only" ]; then
 need_apt=()
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 ldconfig -p 2>/dev/null | grep -q 'libvulkan.so.1' || need_apt+=(libvulkan1)
@@ -32,6 +34,7 @@ if [ ${#need_apt[@]} -gt 0 ] || [ "$lavapipe_ok" = false ]; then
   $SUDO apt-get update -q
   $SUDO apt-get install -y -q --no-install-recommends chromium libvulkan1
   $SUDO apt-get install -y -q --no-install-recommends -t bookworm-backports mesa-vulkan-drivers
+fi
 fi
 
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
