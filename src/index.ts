@@ -27,8 +27,8 @@ export {
   type CausalLMForwardOptions, type CausalLMOutput, type LoadCausalLMOptions, type IdsInput, type AttentionMaskInput,
 } from './models/causalLM';
 export {
-  TransformerCloak, NoiseMaskedNoisyTransformerModel,
-  type TransformerCloakOptions, type CloakOutput, type NoisyBatch, type NoisyForwardOutput, type NoisyOutputsRequest,
+  TransformerCloak, NoiseMaskedNoisyTransformerModel, serializeTransformedPrompt,
+  type TransformOptions, type TransformedPrompt, type TransformerCloakOptions, type CloakOutput, type NoisyBatch, type NoisyForwardOutput, type NoisyOutputsRequest,
 } from './models/cloak';
 export { loadHuggingFaceTokenizer, byteTokenizer, type Tokenizer, type ByteTokenizerOptions } from './train/tokenizer';
 export {

@@ -11,6 +11,59 @@ import { attention } from '../ops/attention';
 import { layerNorm } from '../ops/norm';
 import { randn, randnBlocks } from '../ops/random';
 import type { CausalLM } from './causalLM';
+import type { Tokenizer } from '../train/tokenizer';
+import { writeSafetensors } from './safetensorsWriter';
+import { parseSafetensors, toFloat32 } from './safetensors';
+import { getContext } from '../gpu/context';
+import { readAll } from '../tensor/tensor';
+
+/** Options of {@link TransformerCloak.transform}. */
+export interface TransformOptions {
+  /** The frozen base model whose embeddings are transformed. */
+  model: CausalLM;
+  /** Turns text into ids (needed when the input is a string). */
+  tokenizer?: Tokenizer;
+  /** 1 = transform this position (default: every position). */
+  noiseMask?: ArrayLike<number>;
+  /**
+   * Seed of the noise. Default: a fresh random seed from `crypto.getRandomValues`, so that two
+   * transforms of the same prompt differ (a fixed seed is for tests and reproducible demos).
+   */
+  seed?: number;
+}
+
+/** What {@link TransformerCloak.transform} returns: what an app sends instead of the prompt. */
+export interface TransformedPrompt {
+  /** Transformed input embeddings, row-major `[T, d]`. */
+  embeddings: Float32Array;
+  /** `[T, d]`. */
+  shape: [number, number];
+  /** The noise mask that was used `[T]`. */
+  noiseMask: Float32Array;
+}
+
+/**
+ * Serialises a transformed prompt as safetensors (`inputs_embeds` F32 `[1, T, d]` and
+ * `attention_mask` F32 `[1, T]`), which a server feeds to the model as input embeddings. The token
+ * ids are not included: they are what the transform hides.
+ */
+export function serializeTransformedPrompt(prompt: TransformedPrompt, metadata: Record<string, string> = {}): Uint8Array {
+  const [T, d] = prompt.shape;
+  return writeSafetensors(
+    {
+      inputs_embeds: { dtype: 'F32', shape: [1, T, d], data: prompt.embeddings },
+      attention_mask: { dtype: 'F32', shape: [1, T], data: new Float32Array(T).fill(1) },
+    },
+    { format: 'pt', ...metadata },
+  );
+}
+
+function randomSeed(): number {
+  const words = new Uint32Array(2);
+  globalThis.crypto.getRandomValues(words);
+  // 53 random bits: the largest seed randn accepts.
+  return (words[0] & 0x1fffff) * 2 ** 32 + words[1];
+}
 
 /** Options of {@link TransformerCloak} (LOSSES.md section 1 for the defaults). */
 export interface TransformerCloakOptions {
@@ -82,6 +135,38 @@ function resolveCloakOptions(o: TransformerCloakOptions): ResolvedCloakOptions {
   return r;
 }
 
+/** The parameter names and shapes of a cloak configuration (the same walk as the constructor). */
+class TransformerCloakShapes {
+  constructor(private readonly o: ResolvedCloakOptions) {}
+  /** name -> shape and initialisation, in a fixed order. */
+  layout(): Map<string, { shape: number[]; init: 'normal' | 'zeros' | 'ones' | number }> {
+    const { hiddenSize: d, encoderWidth: dc, numLayers, mlpRatio, rhoInit } = this.o;
+    const m = new Map<string, { shape: number[]; init: 'normal' | 'zeros' | 'ones' | number }>();
+    const linear = (name: string, out: number, inp: number, weight: 'normal' | 'zeros' = 'normal', bias: 'zeros' | number = 'zeros') => {
+      m.set(`${name}.weight`, { shape: [out, inp], init: weight });
+      m.set(`${name}.bias`, { shape: [out], init: bias });
+    };
+    const norm = (name: string, width: number) => {
+      m.set(`${name}.weight`, { shape: [width], init: 'ones' });
+      m.set(`${name}.bias`, { shape: [width], init: 'zeros' });
+    };
+    linear('input_projection', dc, d);
+    for (let i = 0; i < numLayers; i++) {
+      const p = `encoder.layers.${i}.`;
+      norm(`${p}norm1`, dc);
+      for (const proj of ['q_proj', 'k_proj', 'v_proj', 'out_proj']) linear(`${p}self_attn.${proj}`, dc, dc);
+      norm(`${p}norm2`, dc);
+      linear(`${p}linear1`, mlpRatio * dc, dc);
+      linear(`${p}linear2`, dc, mlpRatio * dc);
+    }
+    norm('encoder.norm', dc);
+    // The mu head starts at zero and the rho head's bias at rhoInit: the transform starts near the identity.
+    linear('mu_head', d, dc, 'zeros', 'zeros');
+    linear('rho_head', d, dc, 'normal', rhoInit);
+    return m;
+  }
+}
+
 /** What {@link TransformerCloak.forward} returns. */
 export interface CloakOutput {
   /** Mean shift `[B, T, d]`. */
@@ -104,42 +189,21 @@ export class TransformerCloak {
   /** Creates the cloak's parameters on the GPU (seeded: the same seed gives the same weights). */
   constructor(options: TransformerCloakOptions) {
     this.options = Object.freeze(resolveCloakOptions(options));
-    const { hiddenSize: d, encoderWidth: dc, numLayers, mlpRatio, rhoInit, seed, initStd } = this.options;
+    const { seed, initStd } = this.options;
     let offset = 0;
-    const make = (name: string, shape: number[], init: 'normal' | 'zeros' | 'ones' | number) => {
-      const n = shape.reduce((a, b) => a * b, 1);
-      let t: Tensor;
-      if (init === 'normal') {
-        t = noGrad(() => scope(() => scale(randn(shape, { seed, offset }), initStd)));
-        offset += randnBlocks(n);
-      } else {
-        const value = init === 'zeros' ? 0 : init === 'ones' ? 1 : init;
-        t = tensor(new Float32Array(n).fill(value), shape);
-      }
-      t.requiresGrad = true;
-      this.params.set(name, keep(t));
-    };
-    const linear = (name: string, out: number, inp: number, weight: 'normal' | 'zeros' = 'normal', bias: 'zeros' | number = 'zeros') => {
-      make(`${name}.weight`, [out, inp], weight);
-      make(`${name}.bias`, [out], bias);
-    };
-    const norm = (name: string, width: number) => {
-      make(`${name}.weight`, [width], 'ones');
-      make(`${name}.bias`, [width], 'zeros');
-    };
     try {
-      linear('input_projection', dc, d);
-      for (let i = 0; i < numLayers; i++) {
-        const p = `encoder.layers.${i}.`;
-        norm(`${p}norm1`, dc);
-        for (const proj of ['q_proj', 'k_proj', 'v_proj', 'out_proj']) linear(`${p}self_attn.${proj}`, dc, dc);
-        norm(`${p}norm2`, dc);
-        linear(`${p}linear1`, mlpRatio * dc, dc);
-        linear(`${p}linear2`, dc, mlpRatio * dc);
+      for (const [name, { shape, init }] of new TransformerCloakShapes(this.options).layout()) {
+        const n = shape.reduce((a, b) => a * b, 1);
+        let t: Tensor;
+        if (init === 'normal') {
+          t = noGrad(() => scope(() => scale(randn(shape, { seed, offset }), initStd)));
+          offset += randnBlocks(n);
+        } else {
+          t = tensor(new Float32Array(n).fill(init === 'zeros' ? 0 : init === 'ones' ? 1 : init), shape);
+        }
+        t.requiresGrad = true;
+        this.params.set(name, keep(t));
       }
-      norm('encoder.norm', dc);
-      linear('mu_head', d, dc, 'zeros', 'zeros');
-      linear('rho_head', d, dc, 'normal', rhoInit);
     } catch (e) {
       this.dispose();
       throw e;
@@ -188,6 +252,80 @@ export class TransformerCloak {
     // (1 + tanh(u)) / 2 = sigmoid(2u), computed as a sigmoid for precision near sMin.
     const sigma = sigmoidRange(scale(linear(e, 'rho_head'), 2 / shallow), sMin, sMax);
     return { mu, sigma };
+  }
+
+  /**
+   * The client-side obfuscation: the prompt (text or ids) -> its transformed input embeddings
+   * `xt = x + N (mu + sigma eps)`, read back to the host. This, not the prompt, is what an app
+   * sends to a server (see {@link serializeTransformedPrompt}).
+   */
+  async transform(input: string | ArrayLike<number>, options: TransformOptions): Promise<TransformedPrompt> {
+    this.checkAlive('transform');
+    const { model, tokenizer } = options;
+    if (!model || typeof model.embed !== 'function') throw new Error("TransformerCloak.transform: option 'model' (the base CausalLM) is required");
+    if (model.config.hiddenSize !== this.options.hiddenSize) {
+      throw new Error(`TransformerCloak.transform: the model's hidden size ${model.config.hiddenSize} differs from the cloak's ${this.options.hiddenSize}`);
+    }
+    let ids: ArrayLike<number>;
+    if (typeof input === 'string') {
+      if (!tokenizer) throw new Error("TransformerCloak.transform: a text input needs option 'tokenizer'");
+      ids = tokenizer.encode(input);
+    } else {
+      ids = input;
+    }
+    const T = ids.length;
+    if (T === 0) throw new Error('TransformerCloak.transform: the prompt is empty');
+    const noiseMask = Float32Array.from(options.noiseMask ?? new Array<number>(T).fill(1));
+    if (noiseMask.length !== T || noiseMask.some((v) => v !== 0 && v !== 1)) {
+      throw new Error(`TransformerCloak.transform: 'noiseMask' must hold ${T} values of 0 or 1`);
+    }
+    const seed = options.seed ?? randomSeed();
+    const d = this.options.hiddenSize;
+    const embeddings = await scope(async () =>
+      noGrad(async () => {
+        const x = model.embed({ data: ids, shape: [1, T] });
+        const { mu, sigma } = this.forward(x, tensor(new Float32Array(T).fill(1), [1, T]));
+        const eps = randn([1, T, d], { seed });
+        const xt = where(reshape(tensor(noiseMask, [1, T]), [1, T, 1]), add(x, add(mu, mul(sigma, eps))), x);
+        return (await xt.toArray()) as Float32Array;
+      }),
+    );
+    return { embeddings, shape: [T, d], noiseMask };
+  }
+
+  /**
+   * The cloak as safetensors: every parameter under its PyTorch-style name (F32), and the resolved
+   * options as JSON in the metadata key `sgt_cloak`, so that {@link TransformerCloak.fromSafetensors}
+   * rebuilds the same transform.
+   */
+  async toSafetensors(): Promise<Uint8Array> {
+    this.checkAlive('toSafetensors');
+    const named = [...this.params];
+    const values = await readAll(named.map(([, t]) => t));
+    const tensors = Object.fromEntries(named.map(([name, t], i) => [name, { dtype: 'F32' as const, shape: [...t.shape], data: values[i] as Float32Array }]));
+    return writeSafetensors(tensors, { format: 'pt', sgt_cloak: JSON.stringify(this.options) });
+  }
+
+  /** Rebuilds a cloak saved by {@link toSafetensors} (options from its metadata, then its weights). */
+  static fromSafetensors(bytes: Uint8Array | ArrayBuffer): TransformerCloak {
+    const file = parseSafetensors(bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes));
+    let options: TransformerCloakOptions;
+    try {
+      options = JSON.parse(file.metadata.sgt_cloak ?? '') as TransformerCloakOptions;
+    } catch {
+      throw new Error("TransformerCloak.fromSafetensors: the file has no 'sgt_cloak' metadata (was it written by toSafetensors?)");
+    }
+    // Check every tensor before allocating anything.
+    const expected = new TransformerCloakShapes(resolveCloakOptions(options)).layout();
+    for (const [name, { shape }] of expected) {
+      const entry = file.tensors.get(name);
+      if (!entry || entry.shape.join() !== shape.join()) {
+        throw new Error(`TransformerCloak.fromSafetensors: tensor '${name}' is missing or has the wrong shape (expected [${shape.join(',')}])`);
+      }
+    }
+    const cloak = new TransformerCloak(options);
+    for (const [name, t] of cloak.params) getContext().write(t.buffer, Float32Array.from(toFloat32(file.tensors.get(name)!)));
+    return cloak;
   }
 
   /** Frees the parameters. */

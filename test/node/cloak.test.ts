@@ -7,7 +7,9 @@ import { FIXTURES_DIR } from '../helpers/fixtures';
 import { expectClose } from '../helpers/compare';
 import { Rng } from '../helpers/random';
 import { getContext, liveBufferCount, mul, randn, readAll, scope, sum, tensor, type Tensor } from '../../src/index';
-import { TransformerCloak, NoiseMaskedNoisyTransformerModel } from '../../src/models/cloak';
+import { TransformerCloak, NoiseMaskedNoisyTransformerModel, serializeTransformedPrompt } from '../../src/models/cloak';
+import { parseSafetensors, toFloat32 } from '../../src/models/safetensors';
+import { writeSafetensors } from '../../src/models/safetensorsWriter';
 import { loadCausalLM } from '../../src/models/causalLM';
 import { referenceCloakTransform } from '../../src/reference/cloak';
 import { ndarray, type NDArray } from '../../src/reference/ops';
@@ -234,5 +236,56 @@ describe('NoiseMaskedNoisyTransformerModel', () => {
     expect(() => new NoiseMaskedNoisyTransformerModel(model, new TransformerCloak({ hiddenSize: 8 }))).toThrow(/hiddenSize/);
     cloak.dispose();
     model.dispose();
+  });
+});
+
+describe('client-side obfuscation', () => {
+  it('transform(ids) gives xt of the prompt, differs per call by default, repeats with a seed, and serialises without the ids', async () => {
+    await gpu();
+    const config = JSON.parse(readFileSync(resolve(FIXTURES_DIR, 'tiny-llama/config.json'), 'utf8')) as unknown;
+    const weights = new Uint8Array(readFileSync(resolve(FIXTURES_DIR, 'tiny-llama/model.safetensors')));
+    const model = await loadCausalLM({ config, weights });
+    const cloak = new TransformerCloak({ hiddenSize: model.config.hiddenSize, rhoInit: 0 });
+    const ids = [5, 17, 33, 2];
+    const start = liveBufferCount();
+    const a = await cloak.transform(ids, { model, seed: 4, noiseMask: [0, 1, 1, 1] });
+    const b = await cloak.transform(ids, { model, seed: 4, noiseMask: [0, 1, 1, 1] });
+    const c = await cloak.transform(ids, { model });
+    const d2 = await cloak.transform(ids, { model });
+    expect(liveBufferCount()).toBe(start);
+    expect(a.shape).toEqual([4, 32]);
+    expect(Array.from(a.embeddings)).toEqual(Array.from(b.embeddings));
+    expect(Array.from(c.embeddings)).not.toEqual(Array.from(d2.embeddings));
+    const x = await scope(() => model.embed({ data: ids, shape: [1, 4] }).toArray());
+    expect(Array.from(a.embeddings.slice(0, 32))).toEqual(Array.from(x.slice(0, 32))); // position 0 is not transformed
+    expect(Array.from(a.embeddings.slice(32))).not.toEqual(Array.from(x.slice(32)));
+    const file = parseSafetensors(serializeTransformedPrompt(a));
+    expect([...file.tensors.keys()].sort()).toEqual(['attention_mask', 'inputs_embeds']);
+    expect(file.tensors.get('inputs_embeds')!.shape).toEqual([1, 4, 32]);
+    expect(Array.from(toFloat32(file.tensors.get('inputs_embeds')!))).toEqual(Array.from(a.embeddings));
+    await expect(cloak.transform('text', { model })).rejects.toThrow(/needs option 'tokenizer'/);
+    await expect(cloak.transform([], { model })).rejects.toThrow(/empty/);
+    cloak.dispose();
+    model.dispose();
+  });
+
+  it('round-trips through safetensors (options in the metadata) and rejects a mismatched file', async () => {
+    await gpu();
+    const cloak = new TransformerCloak({ hiddenSize: 16, encoderWidth: 8, numHeads: 2, seed: 8, meanBound: 0.5 });
+    const bytes = await cloak.toSafetensors();
+    const again = TransformerCloak.fromSafetensors(bytes);
+    expect(again.options).toEqual(cloak.options);
+    const [pa, pb] = await Promise.all([hostParams(cloak), hostParams(again)]);
+    for (const [name, v] of pa) expect(Array.from(pb.get(name)!.data), name).toEqual(Array.from(v.data));
+    const start = liveBufferCount();
+    const file = parseSafetensors(bytes);
+    const broken = writeSafetensors(
+      Object.fromEntries([...file.tensors].filter(([n]) => n !== 'mu_head.bias').map(([n, e]) => [n, { dtype: 'F32' as const, shape: e.shape, data: Float32Array.from(toFloat32(e)) }])),
+      file.metadata,
+    );
+    expect(() => TransformerCloak.fromSafetensors(broken)).toThrow(/tensor 'mu_head.bias' is missing/);
+    expect(liveBufferCount()).toBe(start);
+    cloak.dispose();
+    again.dispose();
   });
 });
