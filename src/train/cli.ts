@@ -1,0 +1,474 @@
+/**
+ * `npm run train`: trains a Stained Glass Transform for a Hugging Face causal LM folder in Node
+ * (Dawn), with the same {@link TrainerService} a page drives in its Web Worker, and writes
+ * `cloak.safetensors`, `checkpoint.safetensors` and `report.json`. Run `npm run train -- --help`.
+ *
+ * Arguments are parsed with Node's own `util.parseArgs` and the progress bar is a line redrawn
+ * on stderr, so the CLI adds no dependency to a package whose main users are browsers.
+ */
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { FACTORIES, type FactoryName } from './trainer';
+import {
+  DEFAULT_FACTORY_OPTIONS, TrainerService, type AdapterSummary, type ConfigureSummary, type EvaluationResult, type MetricsEvent,
+  type ModelSummary, type ProgressEvent, type StepEvent, type TrainingConfig,
+} from './workerApi';
+
+/** A mistake in the command line (exit code 2), as opposed to a failure while training (exit code 1). */
+export class UsageError extends Error {
+  /** @param message what is wrong and how to fix it. */
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+/** Where {@link main} writes: the progress bar and notes go to `stderr`, results to `stdout`. */
+export interface CliIO {
+  stdout?: (text: string) => void;
+  stderr?: (text: string) => void;
+  /** Redraw the progress bar in place (a terminal) rather than print a line every tenth of the run. Default: whether stderr is a TTY. */
+  interactive?: boolean;
+}
+
+/** What `report.json` holds. */
+export interface TrainingReport {
+  createdAt: string;
+  adapter: AdapterSummary;
+  model: ModelSummary & { dir: string };
+  data: Omit<ConfigureSummary, 'factoryOptions' | 'cloak' | 'cloakParameterCount' | 'maxSteps'> & { source: string };
+  hyperparameters: {
+    factory: FactoryName;
+    factoryOptions: Record<string, unknown>;
+    cloak: Record<string, unknown>;
+    cloakParameterCount: number;
+    steps: number;
+    batchSize: number;
+    seqLen: number;
+    learningRate: number;
+    warmupSteps: number;
+    schedule: string;
+    maxGradNorm: number;
+    seed: number;
+    heldOutFraction: number;
+    evaluateEvery: number;
+  };
+  final: { step: number; loss: number | null; components: Record<string, number>; metrics: EvaluationResult };
+  /** Every evaluation made during the run (`--eval-every`), then the final one. */
+  metricsHistory: Omit<MetricsEvent, 'type'>[];
+  lossCurve: {
+    first: number;
+    last: number;
+    min: number;
+    max: number;
+    /** Means over the first and the last tenth of the steps (at least one step each). */
+    meanFirstTenth: number;
+    meanLastTenth: number;
+    /** At most 200 `[step, loss]` points, evenly spaced over the run. */
+    points: [number, number][];
+  };
+  seconds: number;
+  meanTokensPerSecond: number;
+  files: string[];
+}
+
+/** What {@link main} returns: the help text, or where it wrote and the report. */
+export type CliResult = { help: true } | { help: false; outDir: string; files: string[]; report: TrainingReport };
+
+const FACTORY_NAMES = Object.keys(FACTORIES) as FactoryName[];
+
+const DEFAULTS = {
+  factory: 'crossEntropyDistillation' as FactoryName,
+  batchSize: 4,
+  seqLen: 64,
+  learningRate: 1e-3,
+  warmupSteps: 0,
+  seed: 0,
+  evalEvery: 0,
+  heldOutFraction: 0.1,
+  maxGradNorm: 1,
+};
+
+function formatDefaults(): string {
+  return FACTORY_NAMES.map((f) => `    ${f}:\n${Object.entries(DEFAULT_FACTORY_OPTIONS[f]).map(([k, v]) => `      ${k}=${JSON.stringify(v)}`).join('\n')}`).join('\n');
+}
+
+/** The `--help` text. */
+export function helpText(): string {
+  return `Train a Stained Glass Transform for a causal LM on WebGPU (Node, Dawn).
+
+Usage: npm run train -- --model DIR --steps N --out DIR [options]
+       sgt-train --model DIR --steps N --out DIR [options]
+
+Required:
+  --model DIR              Hugging Face model folder: config.json, model.safetensors, and
+                           tokenizer.json (+ tokenizer_config.json) if the model has one.
+                           Without tokenizer.json the byte-level tokenizer is used, which needs a
+                           vocabulary of at least 259 ids; otherwise pass --tokens-file.
+  --steps N                optimizer steps to train (>= 1)
+  --out DIR                output folder (created): cloak.safetensors, checkpoint.safetensors, report.json
+
+Data (at most one; default: a small built-in English corpus):
+  --text FILE              UTF-8 text; paragraphs (separated by blank lines) are documents
+  --tokens-file FILE       JSON array of documents, each an array of token ids (packed as given)
+
+Training:
+  --factory NAME           loss factory (default ${DEFAULTS.factory}): ${FACTORY_NAMES.join(', ')}
+  --set key=value          a factory option (repeatable); the value is read as JSON when it parses
+                           (numbers, true, false, null), else as a string
+  --cloak key=value        a cloak option (repeatable): numLayers, encoderWidth, numHeads, mlpRatio,
+                           sMin, sMax, shallow, meanBound, rhoInit, seed, initStd
+  --batch-size B           sequences per step (default ${DEFAULTS.batchSize}; even for the mutual-information factories)
+  --seq-len T              tokens per sequence (default ${DEFAULTS.seqLen}, at most the model's positions)
+  --lr X                   peak learning rate (default ${DEFAULTS.learningRate}); cosine decay to 0 over --steps
+  --warmup-steps N         linear warm-up steps (default ${DEFAULTS.warmupSteps})
+  --max-grad-norm X        gradient clipping norm (default ${DEFAULTS.maxGradNorm})
+  --seed S                 seed of the data order and the noise (default ${DEFAULTS.seed})
+  --held-out-fraction F    share of the sequences held out for the metrics (default ${DEFAULTS.heldOutFraction})
+  --eval-every K           evaluate every K steps (default ${DEFAULTS.evalEvery}: only at the end)
+  --eval-batches N         held-out batches per evaluation (default: all)
+  --quiet                  no progress output
+  -h, --help               this text
+
+Factory option defaults (override with --set):
+${formatDefaults()}
+`;
+}
+
+/** A small English corpus (written for this package) for smoke runs; a later default corpus will replace it. */
+export const DEFAULT_CORPUS: readonly string[] = [
+  'The river runs slowly past the old mill, where the water wheel has not turned for many years. In spring the banks fill with yellow flowers, and children come down from the village to throw sticks into the current and race them to the bridge.',
+  'A good recipe for bread needs only flour, water, salt and yeast, but it also needs patience. The dough should rest until it has doubled in size, and the oven should be hot before the loaf goes in. The smell of baking bread fills the whole house.',
+  'The library opens at nine in the morning and closes at six in the evening. Students work at the long wooden tables near the windows, while older readers prefer the quiet armchairs by the fireplace. Books may be borrowed for three weeks at a time.',
+  'Weather in the mountains changes quickly. A clear blue sky at breakfast can turn into rain and wind by noon, so experienced walkers always carry a warm jacket, a map and enough water. They also tell someone where they are going and when they expect to return.',
+  'The train left the station exactly on time. Through the windows the passengers watched the city give way to fields, then to forests, and finally to the grey sea. Some read newspapers, some slept, and a small boy counted every cow he could see.',
+  'Learning a new language takes practice every day. It helps to listen to the radio, to read simple stories, and to speak with people who are patient with mistakes. After a few months the strange sounds begin to turn into words, and the words into meaning.',
+  'The market on the square sells fruit, vegetables, cheese and fresh fish. Traders arrive before dawn to set up their stalls, and by eight o\'clock the square is full of voices. The best tomatoes are usually gone before ten.',
+  'Computers follow instructions exactly as they are written. A program that works for one input may fail for another, which is why careful programmers test their code with many different examples before they trust it with anything important.',
+  'In the evening the lighthouse keeper climbs the narrow stairs to light the lamp. Its beam sweeps across the dark water every few seconds, warning ships away from the rocks. On stormy nights he stays awake until morning, listening to the waves.',
+  'The garden behind the house is small but full of life. Bees visit the lavender, birds nest in the old apple tree, and a family of hedgehogs lives under the shed. Every year the owner plants beans, peas and potatoes in neat rows.',
+  'The museum keeps a collection of old maps drawn by sailors and explorers. Some show coasts that do not exist, and others leave large empty spaces marked only with the words unknown lands. Visitors spend hours comparing them with modern maps.',
+  'When the snow finally melted, the road to the farm was open again. The farmer drove to town for the first time in weeks, bought seeds and tools, and stopped at the cafe for a cup of coffee and a long conversation with his neighbours.',
+];
+
+function parsePair(flag: string, text: string): [string, unknown] {
+  const eq = text.indexOf('=');
+  if (eq <= 0) throw new UsageError(`${flag} expects key=value, got '${text}'`);
+  const key = text.slice(0, eq).trim();
+  const raw = text.slice(eq + 1).trim();
+  let value: unknown = raw;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    // Not JSON: an unquoted string, which the options checks will judge.
+  }
+  return [key, value];
+}
+
+function intArg(flag: string, raw: string | undefined, fallback: number | undefined, min: number): number {
+  if (raw === undefined) {
+    if (fallback === undefined) throw new UsageError(`${flag} is required (see --help)`);
+    return fallback;
+  }
+  const v = Number(raw);
+  if (!/^[+-]?\d+$/.test(raw.trim()) || !Number.isSafeInteger(v) || v < min) throw new UsageError(`${flag} must be an integer >= ${min}, got '${raw}'`);
+  return v;
+}
+
+function numArg(flag: string, raw: string | undefined, fallback: number, check: (v: number) => boolean, what: string): number {
+  if (raw === undefined) return fallback;
+  const v = Number(raw);
+  if (raw.trim() === '' || !Number.isFinite(v) || !check(v)) throw new UsageError(`${flag} must be ${what}, got '${raw}'`);
+  return v;
+}
+
+function readJsonFile(path: string, what: string): unknown {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new UsageError(`${what} ${path} is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+/** The model folder's files, checked before any GPU work. */
+function readModelDir(dir: string): { config: unknown; weights: Uint8Array; tokenizerJson?: unknown; tokenizerConfig?: unknown } {
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UsageError(`--model ${dir}: no such folder`);
+  const configPath = join(dir, 'config.json');
+  if (!existsSync(configPath)) throw new UsageError(`--model ${dir}: no config.json in that folder (expected a Hugging Face model folder with config.json and model.safetensors)`);
+  const weightsPath = join(dir, 'model.safetensors');
+  if (!existsSync(weightsPath)) {
+    const sharded = existsSync(join(dir, 'model.safetensors.index.json'));
+    throw new UsageError(
+      sharded
+        ? `--model ${dir}: the weights are sharded (model.safetensors.index.json); only a single model.safetensors is supported`
+        : `--model ${dir}: no model.safetensors in that folder`,
+    );
+  }
+  const config = readJsonFile(configPath, 'config.json');
+  const buf = readFileSync(weightsPath);
+  // A Buffer may be a view into a shared pool: copy to a buffer of its own.
+  const weights = new Uint8Array(buf.byteLength);
+  weights.set(buf);
+  const tokenizerPath = join(dir, 'tokenizer.json');
+  const tokenizerConfigPath = join(dir, 'tokenizer_config.json');
+  return {
+    config,
+    weights,
+    tokenizerJson: existsSync(tokenizerPath) ? readFileSync(tokenizerPath, 'utf8') : undefined,
+    tokenizerConfig: existsSync(tokenizerConfigPath) ? readFileSync(tokenizerConfigPath, 'utf8') : undefined,
+  };
+}
+
+function readTokensFile(path: string): number[][] {
+  if (!existsSync(path)) throw new UsageError(`--tokens-file ${path}: no such file`);
+  const docs = readJsonFile(path, '--tokens-file');
+  if (!Array.isArray(docs) || docs.length === 0 || !docs.every((d) => Array.isArray(d) && d.every((id) => Number.isInteger(id)))) {
+    throw new UsageError(`--tokens-file ${path} must hold a non-empty JSON array of documents, each an array of integer token ids`);
+  }
+  return docs as number[][];
+}
+
+function readTextFile(path: string): string[] {
+  if (!existsSync(path)) throw new UsageError(`--text ${path}: no such file`);
+  const docs = readFileSync(path, 'utf8').split(/\r?\n\s*\r?\n/).map((p) => p.trim()).filter((p) => p.length > 0);
+  if (docs.length === 0) throw new UsageError(`--text ${path} holds no text`);
+  return docs;
+}
+
+/** A one-line progress bar: redrawn in place on a terminal, else printed every tenth of the run. */
+class ProgressBar {
+  private lastLine = 0;
+  private readonly started = performance.now();
+  constructor(private readonly total: number, private readonly write: (s: string) => void, private readonly interactive: boolean) {}
+
+  update(e: StepEvent): void {
+    const width = 24;
+    const filled = Math.round((width * e.step) / this.total);
+    const elapsed = (performance.now() - this.started) / 1000;
+    const eta = e.step > 0 ? (elapsed / e.step) * (this.total - e.step) : 0;
+    const line = `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${e.step}/${this.total} loss ${e.loss.toFixed(4)} lr ${e.learningRate.toExponential(2)} ${Math.round(e.tokensPerSecond)} tok/s eta ${formatSeconds(eta)}`;
+    if (this.interactive) {
+      this.write(`\r${line}\x1b[K`);
+      if (e.step === this.total) this.write('\n');
+    } else if (e.step === this.total || e.step - this.lastLine >= Math.max(1, Math.ceil(this.total / 10))) {
+      this.lastLine = e.step;
+      this.write(`${line}\n`);
+    }
+  }
+
+  note(text: string): void {
+    this.write(this.interactive ? `\r${text}\x1b[K\n` : `${text}\n`);
+  }
+}
+
+function formatSeconds(s: number): string {
+  if (s < 60) return `${s.toFixed(0)}s`;
+  const m = Math.floor(s / 60);
+  return m < 60 ? `${m}m${String(Math.round(s % 60)).padStart(2, '0')}s` : `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
+}
+
+function mean(xs: number[]): number {
+  return xs.reduce((a, b) => a + b, 0) / Math.max(xs.length, 1);
+}
+
+function lossCurve(steps: StepEvent[]): TrainingReport['lossCurve'] {
+  const losses = steps.map((s) => s.loss);
+  const tenth = Math.max(1, Math.floor(losses.length / 10));
+  const stride = Math.max(1, Math.ceil(steps.length / 200));
+  const points: [number, number][] = steps.filter((_, i) => i % stride === 0 || i === steps.length - 1).map((s) => [s.step, s.loss]);
+  return {
+    first: losses[0],
+    last: losses[losses.length - 1],
+    min: Math.min(...losses),
+    max: Math.max(...losses),
+    meanFirstTenth: mean(losses.slice(0, tenth)),
+    meanLastTenth: mean(losses.slice(-tenth)),
+    points,
+  };
+}
+
+/**
+ * Runs the CLI on `argv` (the arguments after the script name) in this process: parses them,
+ * trains, writes the three files and returns the report. Throws {@link UsageError} on a bad
+ * command line or model folder, and the training's own error otherwise; the device is destroyed
+ * either way.
+ */
+export async function main(argv: readonly string[], io: CliIO = {}): Promise<CliResult> {
+  const out = io.stdout ?? ((s: string) => process.stdout.write(s));
+  const err = io.stderr ?? ((s: string) => process.stderr.write(s));
+  let parsed: ReturnType<typeof parseCli>;
+  try {
+    parsed = parseCli(argv);
+  } catch (e) {
+    // parseArgs' own errors (unknown flag, missing value) are usage errors too.
+    throw e instanceof UsageError ? e : new UsageError(`${(e as Error).message} (see --help)`);
+  }
+  const { values } = parsed;
+  if (values.help) {
+    out(helpText());
+    return { help: true };
+  }
+  if (values.model === undefined) throw new UsageError('--model DIR is required (see --help)');
+  if (values.out === undefined) throw new UsageError('--out DIR is required (see --help)');
+  const steps = intArg('--steps', values.steps, undefined, 1);
+  const factory = (values.factory ?? DEFAULTS.factory) as FactoryName;
+  if (!FACTORY_NAMES.includes(factory)) throw new UsageError(`--factory must be one of ${FACTORY_NAMES.join(', ')}, got '${factory}'`);
+  if (values.text !== undefined && values['tokens-file'] !== undefined) throw new UsageError('give at most one of --text and --tokens-file');
+  const batchSize = intArg('--batch-size', values['batch-size'], DEFAULTS.batchSize, 1);
+  const seqLenArg = values['seq-len'] === undefined ? undefined : intArg('--seq-len', values['seq-len'], undefined, 2);
+  const learningRate = numArg('--lr', values.lr, DEFAULTS.learningRate, (v) => v > 0, 'a positive number');
+  const warmupSteps = intArg('--warmup-steps', values['warmup-steps'], DEFAULTS.warmupSteps, 0);
+  const maxGradNorm = numArg('--max-grad-norm', values['max-grad-norm'], DEFAULTS.maxGradNorm, (v) => v > 0, 'a positive number');
+  const seed = intArg('--seed', values.seed, DEFAULTS.seed, 0);
+  const evaluateEvery = intArg('--eval-every', values['eval-every'], DEFAULTS.evalEvery, 0);
+  const evaluateBatches = values['eval-batches'] === undefined ? undefined : intArg('--eval-batches', values['eval-batches'], undefined, 1);
+  const heldOutFraction = numArg('--held-out-fraction', values['held-out-fraction'], DEFAULTS.heldOutFraction, (v) => v >= 0 && v < 1, 'a number in [0, 1)');
+  const factoryOverrides = Object.fromEntries((values.set ?? []).map((p) => parsePair('--set', p)));
+  const cloak = Object.fromEntries((values.cloak ?? []).map((p) => parsePair('--cloak', p)));
+
+  const modelDir = resolve(values.model);
+  const outDir = resolve(values.out);
+  const files = readModelDir(modelDir);
+  const tokens = values['tokens-file'] !== undefined ? readTokensFile(resolve(values['tokens-file'])) : undefined;
+  const text = tokens ? undefined : values.text !== undefined ? readTextFile(resolve(values.text)) : [...DEFAULT_CORPUS];
+  const source = tokens ? `tokens-file ${resolve(values['tokens-file']!)}` : values.text !== undefined ? `text ${resolve(values.text)}` : 'built-in corpus';
+  const quiet = values.quiet ?? false;
+  const bar = new ProgressBar(steps, quiet ? () => {} : err, io.interactive ?? (!io.stderr && process.stderr.isTTY === true));
+
+  const service = new TrainerService();
+  try {
+    const adapter = await service.init();
+    const model = await service.loadModel(files);
+    if (!tokens && model.tokenizer === 'none') {
+      throw new UsageError(
+        `--model ${modelDir} has no tokenizer.json and its vocabulary (${model.vocabSize} ids) is too small for the byte-level ` +
+          'tokenizer (it needs 259): a tokenizer is needed (put tokenizer.json in the folder), or pass pre-tokenized data with --tokens-file',
+      );
+    }
+    const seqLen = seqLenArg ?? Math.min(DEFAULTS.seqLen, model.maxPositions);
+    const config: TrainingConfig = {
+      factory,
+      factoryOptions: factoryOverrides,
+      cloak,
+      batchSize,
+      seqLen,
+      learningRate,
+      warmupSteps,
+      totalSteps: steps,
+      maxSteps: steps,
+      maxGradNorm,
+      seed,
+      heldOutFraction,
+      evaluateEvery,
+      evaluateBatches,
+      ...(tokens ? { tokens } : { text }),
+    };
+    const data = await service.configure(config);
+    if (!quiet) {
+      bar.note(
+        `${model.type}: ${model.layers} layers, d=${model.hiddenSize}, vocab ${model.vocabSize}, ${model.parameterCount} parameters; ` +
+          `${data.trainSequences} training / ${data.heldOutSequences} held-out sequences of ${seqLen} (${data.tokenizer}); ` +
+          `${factory}, cloak of ${data.cloakParameterCount} parameters; ${adapter.vendor || adapter.description || 'WebGPU'}`,
+      );
+    }
+    const stepEvents: StepEvent[] = [];
+    const metricsHistory: Omit<MetricsEvent, 'type'>[] = [];
+    const started = performance.now();
+    await service.start((e: ProgressEvent) => {
+      if (e.type === 'step') {
+        if (!Number.isFinite(e.loss)) throw new Error(`the loss is ${e.loss} at step ${e.step}: lower --lr or check the factory options`);
+        stepEvents.push(e);
+        bar.update(e);
+      } else if (e.type === 'metrics') {
+        const { type: _type, ...m } = e;
+        metricsHistory.push(m);
+        if (!quiet) bar.note(`step ${e.step}: NN-FR ${e.nearestNeighbourFailureRate.toFixed(4)}, top-1 agreement ${e.top1Agreement.toFixed(4)}, mean KL ${e.meanKL.toFixed(4)}`);
+      }
+    });
+    const seconds = (performance.now() - started) / 1000;
+    const metrics = await service.evaluate(evaluateBatches);
+    if (metricsHistory.at(-1)?.step !== metrics.step) {
+      metricsHistory.push({ step: metrics.step, nearestNeighbourFailureRate: metrics.nearestNeighbourFailureRate, top1Agreement: metrics.top1Agreement, meanKL: metrics.meanKL });
+    }
+    const cloakBytes = await service.cloakSafetensors();
+    const checkpointBytes = await service.checkpoint();
+
+    const last = stepEvents.at(-1);
+    const report: TrainingReport = {
+      createdAt: new Date().toISOString(),
+      adapter,
+      model: { ...model, dir: modelDir },
+      data: { tokenizer: data.tokenizer, trainSequences: data.trainSequences, heldOutSequences: data.heldOutSequences, seqLen: data.seqLen, trainTokens: data.trainTokens, source },
+      hyperparameters: {
+        factory, factoryOptions: data.factoryOptions, cloak: data.cloak, cloakParameterCount: data.cloakParameterCount, steps, batchSize, seqLen,
+        learningRate, warmupSteps, schedule: `linear warm-up for ${warmupSteps} steps, then cosine decay to 0 at step ${steps}`, maxGradNorm, seed,
+        heldOutFraction, evaluateEvery,
+      },
+      final: { step: metrics.step, loss: last?.loss ?? null, components: last?.components ?? {}, metrics },
+      metricsHistory,
+      lossCurve: lossCurve(stepEvents),
+      seconds,
+      meanTokensPerSecond: stepEvents.reduce((a, s) => a + s.tokens, 0) / Math.max(seconds, 1e-9),
+      files: ['cloak.safetensors', 'checkpoint.safetensors', 'report.json'],
+    };
+    mkdirSync(outDir, { recursive: true });
+    writeFileSync(join(outDir, 'cloak.safetensors'), cloakBytes);
+    writeFileSync(join(outDir, 'checkpoint.safetensors'), checkpointBytes);
+    writeFileSync(join(outDir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
+    const written = report.files.map((f) => join(outDir, f));
+    out(
+      `trained ${metrics.step} steps in ${formatSeconds(seconds)}: loss ${report.lossCurve.first.toFixed(4)} -> ${report.lossCurve.last.toFixed(4)}; ` +
+        `NN-FR ${metrics.nearestNeighbourFailureRate.toFixed(4)}, top-1 agreement ${metrics.top1Agreement.toFixed(4)}, mean KL ${metrics.meanKL.toFixed(4)}\n` +
+        written.map((f) => `  ${f}\n`).join(''),
+    );
+    return { help: false, outDir, files: written, report };
+  } finally {
+    await service.dispose();
+  }
+}
+
+function parseCli(argv: readonly string[]) {
+  return parseArgs({
+    args: [...argv],
+    strict: true,
+    allowPositionals: false,
+    options: {
+      model: { type: 'string' },
+      steps: { type: 'string' },
+      out: { type: 'string' },
+      factory: { type: 'string' },
+      text: { type: 'string' },
+      'tokens-file': { type: 'string' },
+      'batch-size': { type: 'string' },
+      'seq-len': { type: 'string' },
+      lr: { type: 'string' },
+      'warmup-steps': { type: 'string' },
+      'max-grad-norm': { type: 'string' },
+      seed: { type: 'string' },
+      'held-out-fraction': { type: 'string' },
+      'eval-every': { type: 'string' },
+      'eval-batches': { type: 'string' },
+      set: { type: 'string', multiple: true },
+      cloak: { type: 'string', multiple: true },
+      quiet: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+}
+
+// Run when this file is the entry point (`node scripts/run.mjs src/train/cli.ts`, or the bin),
+// not when a test imports `main`.
+const entry = process.argv[1];
+if (entry && resolve(entry) === fileURLToPath(import.meta.url)) {
+  try {
+    await main(process.argv.slice(2));
+  } catch (e) {
+    const usage = e instanceof UsageError;
+    process.stderr.write(`\nsgt-train: ${(e as Error).message}\n`);
+    if (!usage && process.env.SGT_DEBUG) process.stderr.write(`${(e as Error).stack ?? ''}\n`);
+    // Exit here rather than rethrow: the runner would print a stack for a plain usage mistake.
+    process.exit(usage ? 2 : 1);
+  }
+}

@@ -1,0 +1,299 @@
+/**
+ * The `npm run train` CLI, called in-process through `main(argv)`, and the TrainerService it
+ * drives (the same class the page drives in its Web Worker): files written and readable, the
+ * report's metrics, run control (pause / resume / stop), and clear errors for bad arguments and
+ * calls made in the wrong order. Each `main` and each service destroys its device when done, so
+ * this file runs in its own process (forks pool).
+ */
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { FIXTURES_DIR } from '../helpers/fixtures';
+import { parseSafetensors, toFloat32 } from '../../src/models/safetensors';
+import { writeSafetensors, type SafetensorsWriteTensor } from '../../src/models/safetensorsWriter';
+import { TransformerCloak } from '../../src/models/cloak';
+import { seededRandom } from '../../src/train/data';
+import { main, helpText, UsageError, DEFAULT_CORPUS, type TrainingReport } from '../../src/train/cli';
+import { TrainerService, DEFAULT_FACTORY_OPTIONS, type ProgressEvent, type StepEvent } from '../../src/train/workerApi';
+
+const TINY_LLAMA = resolve(FIXTURES_DIR, 'tiny-llama');
+const work = mkdtempSync(join(tmpdir(), 'sgt-cli-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+/** Pre-tokenized documents inside tiny-llama's 96-token vocabulary (ids 3..92: no specials). */
+function documents(seed: number, count: number): number[][] {
+  const random = seededRandom(seed);
+  return Array.from({ length: count }, () => Array.from({ length: 5 + Math.floor(random() * 10) }, () => 3 + Math.floor(random() * 90)));
+}
+
+const tokensFile = join(work, 'tokens.json');
+writeFileSync(tokensFile, JSON.stringify(documents(7, 24)));
+
+/** The names a TransformerCloak with `numLayers` encoder layers gives its parameters. */
+function cloakNames(numLayers: number): string[] {
+  const names = ['input_projection', 'encoder.norm', 'mu_head', 'rho_head'];
+  for (let i = 0; i < numLayers; i++) {
+    const p = `encoder.layers.${i}.`;
+    names.push(`${p}norm1`, `${p}norm2`, `${p}linear1`, `${p}linear2`, ...['q_proj', 'k_proj', 'v_proj', 'out_proj'].map((q) => `${p}self_attn.${q}`));
+  }
+  return names.flatMap((n) => [`${n}.weight`, `${n}.bias`]).sort();
+}
+
+const quietIO = () => {
+  const out: string[] = [];
+  const err: string[] = [];
+  return { io: { stdout: (s: string) => void out.push(s), stderr: (s: string) => void err.push(s), interactive: false }, out, err };
+};
+
+describe('npm run train (main)', () => {
+  it('trains tiny-llama on a tokens file and writes the cloak, the checkpoint and the report', async () => {
+    const outDir = join(work, 'run1');
+    const { io, out, err } = quietIO();
+    const result = await main(
+      ['--model', TINY_LLAMA, '--steps', '3', '--out', outDir, '--tokens-file', tokensFile, '--batch-size', '2', '--seq-len', '8',
+        '--eval-every', '2', '--seed', '4', '--cloak', 'numLayers=1', '--set', 'medianNormPenaltyWeight=0.2'],
+      io,
+    );
+    if (result.help) throw new Error('main printed the help instead of training');
+    for (const f of ['cloak.safetensors', 'checkpoint.safetensors', 'report.json']) expect(existsSync(join(outDir, f)), f).toBe(true);
+    expect(result.files).toEqual(['cloak.safetensors', 'checkpoint.safetensors', 'report.json'].map((f) => join(outDir, f)));
+
+    const report = JSON.parse(readFileSync(join(outDir, 'report.json'), 'utf8')) as TrainingReport;
+    expect(report).toEqual(JSON.parse(JSON.stringify(result.report)));
+    expect(report.model).toMatchObject({ type: 'llama', layers: 2, hiddenSize: 32, vocabSize: 96, heads: 4, tokenizer: 'none' });
+    // tiny-llama: embeddings and head 2*96*32, two blocks of 2*32 norms + q,o 32x32 + k,v 16x32 + three 64x32 MLP mats, final norm.
+    expect(report.model.parameterCount).toBe(2 * 96 * 32 + 2 * (2 * 32 + 2 * 32 * 32 + 2 * 16 * 32 + 3 * 64 * 32) + 32);
+    expect(report.data.tokenizer).toBe('pretokenized');
+    expect(report.data.trainSequences + report.data.heldOutSequences).toBeGreaterThanOrEqual(20);
+    expect(report.data.heldOutSequences).toBeGreaterThanOrEqual(2);
+    expect(report.hyperparameters).toMatchObject({
+      factory: 'crossEntropyDistillation', steps: 3, batchSize: 2, seqLen: 8, learningRate: 1e-3, seed: 4, evaluateEvery: 2,
+      factoryOptions: { ...DEFAULT_FACTORY_OPTIONS.crossEntropyDistillation, medianNormPenaltyWeight: 0.2 },
+      cloak: { numLayers: 1, hiddenSize: 32 },
+    });
+    expect(report.final.step).toBe(3);
+    expect(Object.keys(report.final.components).sort()).toEqual(['absoluteCosineSimilarityPenalty', 'distillationCrossEntropyLoss', 'loss', 'medianNormPenalty']);
+    const m = report.final.metrics;
+    for (const v of [m.nearestNeighbourFailureRate, m.top1Agreement]) {
+      expect(v).toBeGreaterThanOrEqual(0);
+      expect(v).toBeLessThanOrEqual(1);
+    }
+    expect(m.meanKL).toBeGreaterThanOrEqual(0);
+    expect(m.transformedPositions).toBeGreaterThan(0);
+    expect(m.lossPositions).toBeGreaterThan(0);
+    // Evaluated at step 2 (--eval-every 2) and at the end.
+    expect(report.metricsHistory.map((h) => h.step)).toEqual([2, 3]);
+    expect(report.lossCurve.points.map(([s]) => s)).toEqual([1, 2, 3]);
+    for (const [, loss] of report.lossCurve.points) expect(Number.isFinite(loss)).toBe(true);
+    expect(report.lossCurve.last).toBe(report.final.loss);
+    expect(report.lossCurve.min).toBeLessThanOrEqual(report.lossCurve.max);
+
+    // The cloak file: the cloak's PyTorch-style names alone, F32, and the same values as the checkpoint's cloak.* tensors.
+    const cloak = parseSafetensors(new Uint8Array(readFileSync(join(outDir, 'cloak.safetensors'))));
+    expect([...cloak.tensors.keys()].sort()).toEqual(cloakNames(1));
+    expect(cloak.tensors.get('input_projection.weight')!.shape).toEqual([32, 32]);
+    expect(cloak.tensors.get('rho_head.bias')!.shape).toEqual([32]);
+    expect(JSON.parse(cloak.metadata.sgt_cloak)).toMatchObject({ numLayers: 1, hiddenSize: 32 });
+    expect(cloak.metadata.sgt_step).toBe('3');
+    const checkpoint = parseSafetensors(new Uint8Array(readFileSync(join(outDir, 'checkpoint.safetensors'))));
+    for (const [name, entry] of cloak.tensors) {
+      expect(entry.dtype).toBe('F32');
+      expect(Array.from(toFloat32(entry)), name).toEqual(Array.from(toFloat32(checkpoint.tensors.get(`cloak.${name}`)!)));
+    }
+    // Three steps moved the mu head off its zero initialisation.
+    expect(Array.from(toFloat32(cloak.tensors.get('mu_head.weight')!)).some((v) => v !== 0)).toBe(true);
+    // The checkpoint resumes: a fresh service with the same model and cloak options picks it up at step 3.
+    const resumed = new TrainerService();
+    try {
+      await resumed.init();
+      await resumed.loadModel({ config: readFileSync(join(TINY_LLAMA, 'config.json'), 'utf8'), weights: new Uint8Array(readFileSync(join(TINY_LLAMA, 'model.safetensors'))) });
+      await resumed.configure({ factory: 'crossEntropyDistillation', cloak: { numLayers: 1 }, batchSize: 2, seqLen: 8, tokens: documents(7, 24), maxSteps: 4 });
+      expect(await resumed.loadCheckpoint(readFileSync(join(outDir, 'checkpoint.safetensors')))).toEqual({ state: 'configured', step: 3 });
+      expect((await resumed.step()).step).toBe(4);
+      // cloak.safetensors is what TransformerCloak.fromSafetensors reads back.
+      const rebuilt = TransformerCloak.fromSafetensors(readFileSync(join(outDir, 'cloak.safetensors')));
+      expect({ ...rebuilt.options }).toEqual(JSON.parse(cloak.metadata.sgt_cloak));
+      rebuilt.dispose();
+    } finally {
+      await resumed.dispose();
+    }
+
+    expect(out.join('')).toMatch(/trained 3 steps/);
+    expect(err.join('')).toMatch(/3\/3 loss \d/);
+  });
+
+  it('falls back to the byte-level tokenizer and the built-in corpus for a model with room for bytes', async () => {
+    // tiny-llama with its embedding and head grown to 300 rows (rows repeat): a vocabulary the byte tokenizer fits in.
+    const dir = join(work, 'byte-llama');
+    mkdirSync(dir, { recursive: true });
+    const config = JSON.parse(readFileSync(join(TINY_LLAMA, 'config.json'), 'utf8')) as Record<string, unknown>;
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, vocab_size: 300 }));
+    const file = parseSafetensors(new Uint8Array(readFileSync(join(TINY_LLAMA, 'model.safetensors'))));
+    const tensors: Record<string, SafetensorsWriteTensor> = {};
+    for (const [name, entry] of file.tensors) {
+      let data = toFloat32(entry);
+      let shape = entry.shape;
+      if (name === 'model.embed_tokens.weight' || name === 'lm_head.weight') {
+        const [v, d] = shape;
+        const grown = new Float32Array(300 * d);
+        for (let r = 0; r < 300; r++) grown.set(data.subarray((r % v) * d, (r % v + 1) * d), r * d);
+        data = grown;
+        shape = [300, d];
+      }
+      tensors[name] = { dtype: 'F32', shape, data: Float32Array.from(data) };
+    }
+    writeFileSync(join(dir, 'model.safetensors'), writeSafetensors(tensors));
+
+    const { io } = quietIO();
+    const result = await main(['--model', dir, '--steps', '2', '--out', join(work, 'run-bytes'), '--batch-size', '2', '--seq-len', '32', '--eval-batches', '2', '--quiet'], io);
+    if (result.help) throw new Error('main printed the help instead of training');
+    const report = result.report;
+    expect(report.model.tokenizer).toBe('byte');
+    expect(report.data.tokenizer).toBe('byte');
+    expect(report.data.source).toBe('built-in corpus');
+    // Every byte of the corpus, plus a BOS and an EOS per paragraph, is a real token.
+    const bytes = DEFAULT_CORPUS.reduce((n, p) => n + new TextEncoder().encode(p).length + 2, 0);
+    expect(report.data.trainTokens).toBeLessThan(bytes);
+    expect(report.data.trainTokens).toBeGreaterThan(0.7 * bytes);
+    expect(report.final.step).toBe(2);
+    expect(report.final.metrics.lossPositions).toBeGreaterThan(0);
+    expect(Number.isFinite(report.lossCurve.last)).toBe(true);
+  });
+
+  it('--help lists every option and the factory defaults', async () => {
+    const { io, out } = quietIO();
+    expect(await main(['--help'], io)).toEqual({ help: true });
+    const text = out.join('');
+    expect(text).toBe(helpText());
+    for (const flag of ['--model', '--steps', '--out', '--factory', '--text', '--tokens-file', '--batch-size', '--seq-len', '--lr', '--seed', '--eval-every', '--set', '--cloak', '--quiet']) {
+      expect(text).toContain(flag);
+    }
+    for (const [factory, options] of Object.entries(DEFAULT_FACTORY_OPTIONS)) {
+      expect(text).toContain(`${factory}:`);
+      for (const key of Object.keys(options)) expect(text).toContain(`${key}=`);
+    }
+  });
+
+  it('rejects bad arguments with clear errors', async () => {
+    const { io } = quietIO();
+    const run = (...args: string[]) => main(args, io);
+    const base = ['--model', TINY_LLAMA, '--out', join(work, 'bad')];
+    await expect(run(...base, '--steps', '0')).rejects.toThrow("--steps must be an integer >= 1, got '0'");
+    await expect(run(...base, '--steps', '2.5')).rejects.toThrow("--steps must be an integer >= 1, got '2.5'");
+    await expect(run(...base)).rejects.toThrow('--steps is required');
+    await expect(run('--steps', '3', '--out', join(work, 'bad'))).rejects.toThrow('--model DIR is required');
+    await expect(run('--steps', '3', '--model', TINY_LLAMA)).rejects.toThrow('--out DIR is required');
+    const empty = join(work, 'empty-model');
+    mkdirSync(empty, { recursive: true });
+    await expect(run('--model', empty, '--steps', '3', '--out', join(work, 'bad'))).rejects.toThrow(/no config\.json in that folder/);
+    await expect(run('--model', join(work, 'nowhere'), '--steps', '3', '--out', join(work, 'bad'))).rejects.toThrow(/no such folder/);
+    await expect(run(...base, '--steps', '3', '--factory', 'nope')).rejects.toThrow(/--factory must be one of distillation, /);
+    await expect(run(...base, '--steps', '3', '--lr=-1')).rejects.toThrow("--lr must be a positive number, got '-1'");
+    await expect(run(...base, '--steps', '3', '--set', 'alpha')).rejects.toThrow("--set expects key=value, got 'alpha'");
+    await expect(run(...base, '--steps', '3', '--frobnicate')).rejects.toThrow(/Unknown option '--frobnicate'/);
+    await expect(run(...base, '--steps', '3', '--text', tokensFile, '--tokens-file', tokensFile)).rejects.toThrow('give at most one of --text and --tokens-file');
+    await expect(run(...base, '--steps', '0')).rejects.toBeInstanceOf(UsageError);
+    // These reach the GPU: the tokenizer check needs the model's vocabulary, the option checks the factory.
+    await expect(run(...base, '--steps', '3')).rejects.toThrow(/has no tokenizer\.json and its vocabulary \(96 ids\) is too small for the byte-level tokenizer.*--tokens-file/);
+    await expect(run(...base, '--steps', '3', '--tokens-file', tokensFile, '--seq-len', '8', '--factory', 'distillation', '--set', 'alpha=2'))
+      .rejects.toThrow("distillationLossFactory: option 'alpha' must be in [0, 1], got 2");
+    expect(existsSync(join(work, 'bad'))).toBe(false);
+  });
+});
+
+describe('TrainerService in Node', () => {
+  const config = {
+    factory: 'crossEntropyDistillation' as const,
+    cloak: { numLayers: 1, seed: 2 },
+    batchSize: 2,
+    seqLen: 8,
+    learningRate: 3e-3,
+    seed: 5,
+    tokens: documents(11, 24),
+  };
+  const modelArgs = () => ({
+    config: JSON.parse(readFileSync(join(TINY_LLAMA, 'config.json'), 'utf8')) as unknown,
+    weights: new Uint8Array(readFileSync(join(TINY_LLAMA, 'model.safetensors'))).slice().buffer,
+  });
+
+  it('refuses calls made in the wrong order, with what to call first', async () => {
+    const s = new TrainerService();
+    await expect(s.loadModel(modelArgs())).rejects.toThrow('TrainerService.loadModel: call init() first');
+    await s.init();
+    await expect(s.configure(config)).rejects.toThrow('TrainerService.configure: no model is loaded: call loadModel() first');
+    await expect(s.start()).rejects.toThrow('TrainerService.start: no model is loaded: call loadModel() and configure() first');
+    await expect(s.pause()).rejects.toThrow('TrainerService.pause: no run is in progress (no model loaded)');
+    const model = await s.loadModel(modelArgs());
+    expect(model).toMatchObject({ type: 'llama', layers: 2, hiddenSize: 32, vocabSize: 96, tokenizer: 'none' });
+    await expect(s.evaluate()).rejects.toThrow('TrainerService.evaluate: call configure() first');
+    await expect(s.configure({ ...config, tokens: undefined, text: 'hello' })).rejects.toThrow(/too small for the byte-level fallback .*pass tokenizerJson to loadModel\(\), or pre-tokenized 'tokens'/);
+    await expect(s.configure({ ...config, text: 'hello' })).rejects.toThrow("give exactly one of 'text'");
+    await expect(s.configure({ ...config, seqLen: 100 })).rejects.toThrow("'seqLen' (100) exceeds the model's 64 positions");
+    await expect(s.configure({ ...config, factory: 'distillation', factoryOptions: { alpha: 2 } })).rejects.toThrow("option 'alpha' must be in [0, 1], got 2");
+    const summary = await s.configure({ ...config, maxSteps: 2 });
+    expect(summary).toMatchObject({ tokenizer: 'pretokenized', seqLen: 8, maxSteps: 2, factoryOptions: DEFAULT_FACTORY_OPTIONS.crossEntropyDistillation });
+    expect(await s.getState()).toEqual({ state: 'configured', step: 0 });
+    await expect(s.resume()).rejects.toThrow('TrainerService.resume: the run is not paused (not started)');
+    const events: ProgressEvent[] = [];
+    expect(await s.start((e) => void events.push(e))).toMatchObject({ state: 'finished', step: 2, stepsThisRun: 2 });
+    expect(events.map((e) => (e.type === 'state' ? e.state : e.type))).toEqual(['running', 'step', 'step', 'finished']);
+    await expect(s.start()).rejects.toThrow(/already reached maxSteps \(2\)/);
+    await expect(s.stop()).rejects.toThrow('TrainerService.stop: no run is in progress (the last run finished)');
+    const one = await s.step();
+    expect(one.step).toBe(3);
+    await s.dispose();
+    await expect(s.step()).rejects.toThrow('TrainerService.step: the service was disposed');
+    await expect(s.init()).rejects.toThrow('TrainerService.init: the service was disposed');
+    expect(await s.getState()).toMatchObject({ state: 'disposed' });
+  });
+
+  it('pauses, resumes and stops between steps; a failing callback rejects start with its message', async () => {
+    const s = new TrainerService();
+    await s.init();
+    await s.loadModel(modelArgs());
+    await s.configure({ ...config, evaluateEvery: 3 });
+    const events: ProgressEvent[] = [];
+    const steps = () => events.filter((e): e is StepEvent => e.type === 'step').length;
+    const until = async (cond: () => boolean) => {
+      for (let i = 0; i < 2000 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
+      expect(cond()).toBe(true);
+    };
+    const done = s.start((e) => void events.push(e));
+    await until(() => steps() >= 2);
+    await expect(s.start()).rejects.toThrow('TrainerService.start: a run is already running: stop() it first');
+    await expect(s.checkpoint()).rejects.toThrow('TrainerService.checkpoint: a run is in progress: pause() or stop() it first');
+    await expect(s.configure(config)).rejects.toThrow('TrainerService.configure: a run is in progress: stop() it first');
+    expect(await s.pause()).toBe('paused');
+    const atPause = steps();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(steps()).toBe(atPause);
+    expect(await s.getState()).toEqual({ state: 'paused', step: atPause });
+    // While paused the trainer may be inspected.
+    const m = await s.evaluate();
+    expect(m.step).toBe(atPause);
+    expect(m.top1Agreement).toBeGreaterThanOrEqual(0);
+    expect(await s.resume()).toBe('running');
+    await until(() => steps() >= atPause + 2);
+    expect(await s.stop()).toBe('stopped');
+    const summary = await done;
+    expect(summary.state).toBe('stopped');
+    expect(summary.step).toBe(steps());
+    const kinds = events.map((e) => (e.type === 'state' ? e.state : e.type));
+    expect(kinds[0]).toBe('running');
+    expect(kinds.at(-1)).toBe('stopped');
+    expect(kinds).toContain('paused');
+    // evaluateEvery 3: a metrics event after step 3.
+    const metrics = events.find((e) => e.type === 'metrics');
+    expect(metrics).toMatchObject({ type: 'metrics', step: 3 });
+    for (const e of events) if (e.type === 'step') expect(Number.isFinite(e.loss)).toBe(true);
+
+    // A stopped run goes on where it stopped; an error in the callback ends it and reaches the caller.
+    const before = (await s.getState()).step;
+    await expect(s.start((e) => {
+      if (e.type === 'step') throw new RangeError(`callback refused step ${e.step}`);
+    })).rejects.toThrow(`callback refused step ${before + 1}`);
+    expect(await s.getState()).toEqual({ state: 'stopped', step: before + 1 });
+    await s.dispose();
+  });
+});
