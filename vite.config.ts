@@ -23,9 +23,11 @@ const chromiumArgs = [
 export default defineConfig({
   build: {
     lib: {
-      entry: resolve(import.meta.dirname, 'src/index.ts'),
+      // `sgt-webgpu` (the library) and `sgt-webgpu/worker` (a module that, imported in a Web
+      // Worker, exposes the TrainerService over comlink).
+      entry: { index: resolve(import.meta.dirname, 'src/index.ts'), worker: resolve(import.meta.dirname, 'src/train/worker.ts') },
       formats: ['es'],
-      fileName: 'index',
+      fileName: (_format, name) => `${name}.js`,
     },
     outDir: 'dist',
     sourcemap: true,

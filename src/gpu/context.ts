@@ -338,10 +338,12 @@ async function findGpu(options: InitOptions): Promise<GPU> {
   if (!g.__sgtDawnGpu) {
     // A variable module name keeps bundlers from pulling the native Dawn addon into browser builds.
     const moduleName = 'webgpu';
-    const dawn = (await import(/* @vite-ignore */ moduleName)) as {
-      create: (flags: string[]) => GPU;
-      globals: Record<string, unknown>;
-    };
+    let dawn: { create: (flags: string[]) => GPU; globals: Record<string, unknown> };
+    try {
+      dawn = await import(/* @vite-ignore */ moduleName);
+    } catch (e) {
+      throw new Error(`WebGPU in Node needs the 'webgpu' package (Dawn): npm install webgpu (${(e as Error).message})`);
+    }
     Object.assign(globalThis, dawn.globals);
     // Dawn's GPU object must stay reachable for the life of the process, or the process crashes.
     g.__sgtDawnGpu = dawn.create(options.dawnFlags ?? []);

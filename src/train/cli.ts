@@ -464,6 +464,8 @@ const entry = process.argv[1];
 if (entry && resolve(entry) === fileURLToPath(import.meta.url)) {
   try {
     await main(process.argv.slice(2));
+    // Dawn keeps native handles open: leave explicitly once the work is done.
+    process.exit(0);
   } catch (e) {
     const usage = e instanceof UsageError;
     process.stderr.write(`\nsgt-train: ${(e as Error).message}\n`);

@@ -1,0 +1,18 @@
+/**
+ * Bundles the Node CLI (`sgt-train`) into `dist/cli/cli.js` for the published package: the WGSL
+ * `?raw` imports are inlined and the dependencies stay imports, so an installed package runs the
+ * CLI with plain Node (a checkout can also run the TypeScript through `scripts/run.mjs`).
+ */
+import { defineConfig } from 'vite';
+import { resolve } from 'node:path';
+
+export default defineConfig({
+  build: {
+    ssr: resolve(import.meta.dirname, 'src/train/cli.ts'),
+    outDir: 'dist/cli',
+    emptyOutDir: true,
+    target: 'node20',
+    sourcemap: true,
+    rollupOptions: { output: { entryFileNames: 'cli.js' } },
+  },
+});
