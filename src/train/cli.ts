@@ -7,7 +7,7 @@
  * on stderr, so the CLI adds no dependency to a package whose main users are browsers.
  */
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { FACTORIES, type FactoryName } from './trainer';
@@ -99,16 +99,18 @@ function formatDefaults(): string {
 export function helpText(): string {
   return `Train a Stained Glass Transform for a causal LM on WebGPU (Node, Dawn).
 
-Usage: npm run train -- --model DIR --steps N --out DIR [options]
-       sgt-train --model DIR --steps N --out DIR [options]
+Usage: npm run train -- [--model DIR] [--steps N] [--out DIR] [options]
+       sgt-train [--model DIR] [--steps N] [--out DIR] [options]
 
-Required:
+Main:
   --model DIR              Hugging Face model folder: config.json, model.safetensors, and
                            tokenizer.json (+ tokenizer_config.json) if the model has one.
                            Without tokenizer.json the byte-level tokenizer is used, which needs a
                            vocabulary of at least 259 ids; otherwise pass --tokens-file.
-  --steps N                optimizer steps to train (>= 1)
-  --out DIR                output folder (created): cloak.safetensors, checkpoint.safetensors, report.json
+                           Default: the embedded default model (models/default).
+  --steps N                optimizer steps to train (>= 1; default ${DEFAULT_STEPS})
+  --out DIR                output folder (created): cloak.safetensors, checkpoint.safetensors,
+                           report.json (default ${DEFAULT_OUT})
 
 Data (at most one; default: a small built-in English corpus):
   --text FILE              UTF-8 text; paragraphs (separated by blank lines) are documents
@@ -191,6 +193,15 @@ function readJsonFile(path: string, what: string): unknown {
     throw new UsageError(`${what} ${path} is not valid JSON: ${(e as Error).message}`);
   }
 }
+
+/**
+ * The embedded default model, used without --model. This file is `src/train/cli.ts` in a checkout
+ * and `dist/cli/cli.js` in the package: both two folders below the package root.
+ */
+export const DEFAULT_MODEL_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../models/default');
+/** Steps and output folder without --steps / --out. */
+const DEFAULT_STEPS = 50;
+const DEFAULT_OUT = 'runs/latest';
 
 /** The model folder's files, checked before any GPU work. */
 function readModelDir(dir: string): { config: unknown; weights: Uint8Array; tokenizerJson?: unknown; tokenizerConfig?: unknown } {
@@ -310,9 +321,7 @@ export async function main(argv: readonly string[], io: CliIO = {}): Promise<Cli
     out(helpText());
     return { help: true };
   }
-  if (values.model === undefined) throw new UsageError('--model DIR is required (see --help)');
-  if (values.out === undefined) throw new UsageError('--out DIR is required (see --help)');
-  const steps = intArg('--steps', values.steps, undefined, 1);
+  const steps = intArg('--steps', values.steps, DEFAULT_STEPS, 1);
   const factory = (values.factory ?? DEFAULTS.factory) as FactoryName;
   if (!FACTORY_NAMES.includes(factory)) throw new UsageError(`--factory must be one of ${FACTORY_NAMES.join(', ')}, got '${factory}'`);
   if (values.text !== undefined && values['tokens-file'] !== undefined) throw new UsageError('give at most one of --text and --tokens-file');
@@ -328,8 +337,8 @@ export async function main(argv: readonly string[], io: CliIO = {}): Promise<Cli
   const factoryOverrides = Object.fromEntries((values.set ?? []).map((p) => parsePair('--set', p)));
   const cloak = Object.fromEntries((values.cloak ?? []).map((p) => parsePair('--cloak', p)));
 
-  const modelDir = resolve(values.model);
-  const outDir = resolve(values.out);
+  const modelDir = resolve(values.model ?? DEFAULT_MODEL_DIR);
+  const outDir = resolve(values.out ?? DEFAULT_OUT);
   const files = readModelDir(modelDir);
   const tokens = values['tokens-file'] !== undefined ? readTokensFile(resolve(values['tokens-file'])) : undefined;
   const text = tokens ? undefined : values.text !== undefined ? readTextFile(resolve(values.text)) : [...DEFAULT_CORPUS];

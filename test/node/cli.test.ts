@@ -14,7 +14,7 @@ import { parseSafetensors, toFloat32 } from '../../src/models/safetensors';
 import { writeSafetensors, type SafetensorsWriteTensor } from '../../src/models/safetensorsWriter';
 import { TransformerCloak } from '../../src/models/cloak';
 import { seededRandom } from '../../src/train/data';
-import { main, helpText, UsageError, DEFAULT_CORPUS, type TrainingReport } from '../../src/train/cli';
+import { DEFAULT_MODEL_DIR, main, helpText, UsageError, DEFAULT_CORPUS, type TrainingReport } from '../../src/train/cli';
 import { TrainerService, DEFAULT_FACTORY_OPTIONS, type ProgressEvent, type StepEvent } from '../../src/train/workerApi';
 
 const TINY_LLAMA = resolve(FIXTURES_DIR, 'tiny-llama');
@@ -181,9 +181,8 @@ describe('npm run train (main)', () => {
     const base = ['--model', TINY_LLAMA, '--out', join(work, 'bad')];
     await expect(run(...base, '--steps', '0')).rejects.toThrow("--steps must be an integer >= 1, got '0'");
     await expect(run(...base, '--steps', '2.5')).rejects.toThrow("--steps must be an integer >= 1, got '2.5'");
-    await expect(run(...base)).rejects.toThrow('--steps is required');
-    await expect(run('--steps', '3', '--out', join(work, 'bad'))).rejects.toThrow('--model DIR is required');
-    await expect(run('--steps', '3', '--model', TINY_LLAMA)).rejects.toThrow('--out DIR is required');
+    // Without --model the embedded default model is used: it must be there, loadable.
+    expect(existsSync(join(DEFAULT_MODEL_DIR, 'config.json')) && existsSync(join(DEFAULT_MODEL_DIR, 'model.safetensors'))).toBe(true);
     const empty = join(work, 'empty-model');
     mkdirSync(empty, { recursive: true });
     await expect(run('--model', empty, '--steps', '3', '--out', join(work, 'bad'))).rejects.toThrow(/no config\.json in that folder/);
