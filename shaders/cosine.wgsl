@@ -130,34 +130,6 @@ fn rowPairForward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
   }
 }
 
-// One workgroup: the mean of the row values over the selected rows, in a fixed order
-// (deterministic). Rows outside the mask are selected out (their rowLoss was never written).
-@compute @workgroup_size(WG)
-fn rowPairMean(@builtin(local_invocation_index) lid: u32) {
-  var total = 0.0;
-  var count = 0.0;
-  for (var r = lid; r < params.rows; r += WG) {
-    let selected = mask[r] > 0.5;
-    total += select(0.0, rowLoss[r], selected);
-    count += select(0.0, 1.0, selected);
-  }
-  wA[lid] = total;
-  wB[lid] = count;
-  workgroupBarrier();
-  for (var step = WG / 2u; step > 0u; step = step / 2u) {
-    if (lid < step) {
-      wA[lid] += wA[lid + step];
-      wB[lid] += wB[lid + step];
-    }
-    workgroupBarrier();
-  }
-  if (lid == 0u) {
-    let n = wB[0];
-    loss[0] = select(0.0, wA[0] / n, n > 0.0);
-    lossScale[0] = select(0.0, 1.0 / n, n > 0.0);
-  }
-}
-
 // The gradient of u or v: g / |selected| times the row's combination of u and v on selected rows,
 // 0 elsewhere. One elementwise pass, grid-stride over all elements.
 @compute @workgroup_size(WG)

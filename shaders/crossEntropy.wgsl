@@ -141,37 +141,6 @@ fn crossEntropyForward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
   }
 }
 
-var<workgroup> wTotal: array<f32, WG>;
-var<workgroup> wCount: array<f32, WG>;
-
-// One workgroup: the mean of CE_row over the selected rows, in a fixed order (deterministic).
-// Rows outside the mask are selected out (their rowLoss was never written and may be anything).
-@compute @workgroup_size(WG)
-fn crossEntropyMean(@builtin(local_invocation_index) lid: u32) {
-  var total = 0.0;
-  var count = 0.0;
-  for (var r = lid; r < params.rows; r += WG) {
-    let selected = mask[r] > 0.5;
-    total += select(0.0, rowLoss[r], selected);
-    count += select(0.0, 1.0, selected);
-  }
-  wTotal[lid] = total;
-  wCount[lid] = count;
-  workgroupBarrier();
-  for (var step = WG / 2u; step > 0u; step = step / 2u) {
-    if (lid < step) {
-      wTotal[lid] += wTotal[lid + step];
-      wCount[lid] += wCount[lid + step];
-    }
-    workgroupBarrier();
-  }
-  if (lid == 0u) {
-    let n = wCount[0];
-    loss[0] = select(0.0, wTotal[0] / n, n > 0.0);
-    lossScale[0] = select(0.0, 1.0 / n, n > 0.0);
-  }
-}
-
 // d(loss)/d(zt) = (softmax(zt) - softmax(z)) * g / |selected| on selected rows, 0 elsewhere,
 // from the forward's row statistics: one elementwise pass, grid-stride over all elements.
 @compute @workgroup_size(WG)

@@ -6,6 +6,7 @@
  */
 import source from '../../shaders/cosine.wgsl?raw';
 import { getContext } from '../gpu/context';
+import { maskedRowMean } from './maskedMean';
 import { defineOp } from '../autograd/engine';
 import { Tensor, fmtShape } from '../tensor/tensor';
 import { checkFloatTensor, checkSameShape, maskTensor, type MaskInput } from './validate';
@@ -59,8 +60,6 @@ function defineRowPairOp(variant: VariantName) {
       const rows = u.size / cols;
       const rowCoef = Tensor.empty([rows, 4]);
       const rowLoss = Tensor.empty([rows]);
-      const loss = Tensor.empty([]);
-      const lossScale = Tensor.empty([1]);
       const p = params(rows, cols);
       if (rows > 0) {
         ctx.dispatch({
@@ -73,14 +72,7 @@ function defineRowPairOp(variant: VariantName) {
           workgroups: [ctx.gridSize(rows, 1)],
         });
       }
-      ctx.dispatch({
-        shader: source,
-        entryPoint: 'rowPairMean',
-        label: variant,
-        resources: { mask: mask.buffer, rowLoss: rowLoss.buffer, loss: loss.buffer, lossScale: lossScale.buffer },
-        params: p,
-        workgroups: [1],
-      });
+      const { loss, lossScale } = maskedRowMean(rowLoss, mask, variant);
       rowLoss.dispose();
       // A mask uploaded from host data lives as long as the backward may need it.
       return { output: loss, saved: ownedMask ? [rowCoef, lossScale, mask] : [rowCoef, lossScale] };

@@ -6,6 +6,7 @@
  */
 import source from '../../shaders/crossEntropy.wgsl?raw';
 import { getContext } from '../gpu/context';
+import { maskedRowMean } from './maskedMean';
 import { defineOp } from '../autograd/engine';
 import { Tensor, fmtShape } from '../tensor/tensor';
 import { checkFloatTensor, checkSameShape, maskTensor, type MaskInput } from './validate';
@@ -36,8 +37,6 @@ const crossEntropyOp = defineOp<{ ownedMask: boolean }>({
     const rows = student.size / cols;
     const rowStats = Tensor.empty([rows, 4]);
     const rowLoss = Tensor.empty([rows]);
-    const loss = Tensor.empty([]);
-    const lossScale = Tensor.empty([1]);
     const p = params(rows, cols);
     if (rows > 0) {
       ctx.dispatch({
@@ -49,14 +48,7 @@ const crossEntropyOp = defineOp<{ ownedMask: boolean }>({
         workgroups: [ctx.gridSize(rows, 1)],
       });
     }
-    ctx.dispatch({
-      shader: source,
-      entryPoint: 'crossEntropyMean',
-      label: FN,
-      resources: { mask: mask.buffer, rowLoss: rowLoss.buffer, loss: loss.buffer, lossScale: lossScale.buffer },
-      params: p,
-      workgroups: [1],
-    });
+    const { loss, lossScale } = maskedRowMean(rowLoss, mask, FN);
     rowLoss.dispose();
     // A mask uploaded from host data lives as long as the backward may need it.
     return { output: loss, saved: ownedMask ? [rowStats, lossScale, mask] : [rowStats, lossScale] };

@@ -1,0 +1,48 @@
+// The last pass of a masked-mean loss: one workgroup averages the per-row values of the selected
+// rows, in a fixed order (deterministic). Rows outside the mask are selected out — their values
+// were never written and may be anything — and an empty selection gives 0, never 0/0. It also
+// stores 1/|selected| for the backward (0 when nothing is selected: zero gradients).
+
+const WG: u32 = 256u;
+
+struct Params {
+  rows: u32,
+  _pad0: u32,
+  _pad1: u32,
+  _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> mask: array<f32>;
+@group(0) @binding(2) var<storage, read> rowLoss: array<f32>;
+@group(0) @binding(3) var<storage, read_write> loss: array<f32>;
+@group(0) @binding(4) var<storage, read_write> lossScale: array<f32>;
+
+var<workgroup> partialTotal: array<f32, WG>;
+var<workgroup> partialCount: array<f32, WG>;
+
+@compute @workgroup_size(WG)
+fn maskedRowMean(@builtin(local_invocation_index) lid: u32) {
+  var total = 0.0;
+  var count = 0.0;
+  for (var r = lid; r < params.rows; r += WG) {
+    let selected = mask[r] > 0.5;
+    total += select(0.0, rowLoss[r], selected);
+    count += select(0.0, 1.0, selected);
+  }
+  partialTotal[lid] = total;
+  partialCount[lid] = count;
+  workgroupBarrier();
+  for (var step = WG / 2u; step > 0u; step = step / 2u) {
+    if (lid < step) {
+      partialTotal[lid] += partialTotal[lid + step];
+      partialCount[lid] += partialCount[lid + step];
+    }
+    workgroupBarrier();
+  }
+  if (lid == 0u) {
+    let n = partialCount[0];
+    loss[0] = select(0.0, partialTotal[0] / n, n > 0.0);
+    lossScale[0] = select(0.0, 1.0 / n, n > 0.0);
+  }
+}
