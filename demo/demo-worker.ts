@@ -5,22 +5,7 @@
  */
 import * as Comlink from 'comlink';
 import { DEFAULT_FACTORY_OPTIONS, TrainerService, type FactoryName } from '../src/train/workerApi';
-import type { Trainer } from '../src/train/trainer';
-import type { Tokenizer } from '../src/train/tokenizer';
 import { inspectPrompt, type InspectOptions, type InspectResult } from './inspect';
-
-/**
- * The service's private state that `inspect` needs. TrainerService exposes no accessor for its
- * trainer and tokenizer (nor its one-call-at-a-time lock), so this reads them by name; the names
- * are checked at run time, so a rename in the library fails loudly here rather than silently.
- */
-interface ServiceInternals {
-  trainer: Trainer | null;
-  tokenizer: Tokenizer | null;
-  busy: string | null;
-  running: Promise<unknown> | null;
-  runState: string | null;
-}
 
 /** {@link TrainerService} with the demo's extra calls. */
 export class DemoService extends TrainerService {
@@ -35,25 +20,12 @@ export class DemoService extends TrainerService {
    * call it before a run, while paused, or after a run ends.
    */
   async inspect(prompt: string, options: InspectOptions = {}): Promise<InspectResult> {
-    const self = this as unknown as ServiceInternals;
-    for (const key of ['trainer', 'tokenizer', 'busy', 'running', 'runState'] as const) {
-      if (!(key in self)) throw new Error(`inspect: TrainerService has no '${key}' field any more; update demo/demo-worker.ts`);
-    }
-    const { state } = await this.getState();
-    if (state === 'disposed') throw new Error('inspect: the service was disposed');
-    if (!self.trainer) throw new Error('inspect: no transform yet: start training first');
-    if (!self.tokenizer) throw new Error('inspect: the model has no tokenizer to read a text prompt with');
-    if (self.running && self.runState !== 'paused') throw new Error('inspect: a run is in progress: pause() it first');
-    if (self.busy) throw new Error(`inspect: ${self.busy}() is still running: await it first`);
     if (typeof prompt !== 'string' || prompt.length === 0) throw new Error('inspect: type a prompt first');
-    // Taking the service's lock makes resume() and the other GPU calls wait for this one.
-    self.busy = 'inspect';
-    try {
-      const trainer = self.trainer;
-      return await inspectPrompt(trainer.noisyModel.baseModel, trainer.transform, self.tokenizer, prompt, options);
-    } finally {
-      self.busy = null;
-    }
+    // withSession holds the service's lock, so resume() and the other GPU calls wait for this one.
+    return this.withSession('inspect', ({ trainer, tokenizer }) => {
+      if (!tokenizer) throw new Error('inspect: the model has no tokenizer to read a text prompt with');
+      return inspectPrompt(trainer.noisyModel.baseModel, trainer.transform, tokenizer, prompt, options);
+    });
   }
 }
 

@@ -658,6 +658,20 @@ export class TrainerService implements TrainerWorkerApi {
   }
 
   /** Runs `f` unless another exclusive call is in flight: the GPU work of two calls must not interleave. */
+  /**
+   * For subclasses that add calls (the demo's prompt inspection): runs `f` with the loaded model,
+   * its tokenizer and the trainer, holding the one-call-at-a-time lock, and refuses while a run is
+   * stepping (pause it first) or before a trainer exists.
+   */
+  protected withSession<T>(method: string, f: (session: { model: CausalLM; tokenizer: Tokenizer | null; trainer: Trainer }) => Promise<T>): Promise<T> {
+    if (this.disposed) fail(method, 'the service was disposed');
+    if (this.running && this.runState !== 'paused') fail(method, 'a run is in progress: pause() it first');
+    return this.exclusive(method, () => {
+      if (!this.model || !this.trainer) fail(method, 'no transform yet: configure() first');
+      return f({ model: this.model!, tokenizer: this.tokenizer, trainer: this.trainer! });
+    });
+  }
+
   private async exclusive<T>(method: string, f: () => Promise<T>): Promise<T> {
     if (this.busy) fail(method, `${this.busy}() is still running: await it first`);
     this.busy = method;
