@@ -5,7 +5,8 @@
  * LOSSES.md section 5: NN-FR, top-1 agreement and mean KL. Writes `docs/privacy-utility.json`
  * and the Markdown table `docs/privacy-utility.md` that the README shows.
  *
- * Options: --steps N (default 150), --model DIR (default models/default), --only NAME.
+ * Options: --steps N (default 150), --model DIR (default models/default), --only NAME,
+ * --set key=value,... (override factory options), --lr X, --tag T (write docs/privacy-utility-T.*).
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -17,6 +18,14 @@ for (let i = 2; i < process.argv.length; i += 2) args.set(process.argv[i].replac
 const STEPS = Number(args.get('steps') ?? 150);
 const MODEL_DIR = resolve(args.get('model') ?? 'models/default');
 const ONLY = args.get('only');
+/** --set key=value[,key=value]: override factory options (for tuning runs). */
+const OVERRIDES = Object.fromEntries(
+  (args.get('set') ?? '').split(',').filter(Boolean).map((kv) => {
+    const [k, v] = kv.split('=');
+    return [k, v === 'null' ? null : Number(v)];
+  }),
+);
+const LR = args.has('lr') ? Number(args.get('lr')) : undefined;
 
 /** Recommended settings for the default model (4 blocks, d = 128, byte vocabulary). */
 export const RECOMMENDED: Record<FactoryName, { factoryOptions: Record<string, unknown>; learningRate: number }> = {
@@ -72,7 +81,7 @@ async function main(): Promise<void> {
   for (const [factory, settings] of Object.entries(RECOMMENDED) as [FactoryName, (typeof RECOMMENDED)[FactoryName]][]) {
     if (ONLY && ONLY !== factory) continue;
     const options: TrainerOptions = {
-      factory, factoryOptions: settings.factoryOptions, batchSize: 4, learningRate: settings.learningRate,
+      factory, factoryOptions: { ...settings.factoryOptions, ...OVERRIDES }, batchSize: 4, learningRate: LR ?? settings.learningRate,
       warmupSteps: 10, totalSteps: STEPS, seed: 7, cloak: { seed: 7 },
     };
     const trainer = new Trainer(model, { train, heldOut }, options);
@@ -91,7 +100,8 @@ async function main(): Promise<void> {
   }
   mkdirSync('docs', { recursive: true });
   const info = `${ctx.adapter.info.vendor} ${ctx.adapter.info.architecture}`;
-  writeFileSync('docs/privacy-utility.json', JSON.stringify({ adapter: info, date: new Date().toISOString().slice(0, 10), rows }, null, 2) + '\n');
+  const suffix = args.get('tag') ? `-${args.get('tag')}` : '';
+  writeFileSync(`docs/privacy-utility${suffix}.json`, JSON.stringify({ adapter: info, date: new Date().toISOString().slice(0, 10), rows }, null, 2) + '\n');
   const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
   const table = [
     `| factory | steps | NN-FR (before → after) | top-1 agreement (before → after) | mean KL (before → after) |`,
@@ -102,7 +112,7 @@ async function main(): Promise<void> {
       return `| \`${r.factory as string}\` | ${r.steps as number} | ${pct(b.nearestNeighbourFailureRate)} → **${pct(a.nearestNeighbourFailureRate)}** | ${pct(b.top1Agreement)} → **${pct(a.top1Agreement)}** | ${b.meanKL.toFixed(4)} → **${a.meanKL.toFixed(4)}** |`;
     }),
   ].join('\n');
-  writeFileSync('docs/privacy-utility.md', `Measured by \`npm run measure-privacy\` on ${info}, ${new Date().toISOString().slice(0, 10)}; held-out text: Jude and Revelation.\n\n${table}\n`);
+  writeFileSync(`docs/privacy-utility${suffix}.md`, `Measured by \`npm run measure-privacy\` on ${info}, ${new Date().toISOString().slice(0, 10)}; held-out text: Jude and Revelation.\n\n${table}\n`);
   console.log(table);
   model.dispose();
 }
