@@ -1,7 +1,16 @@
 /**
- * `npm run bench [-- --quick] [-- --size <f>] [-- --runs <n>]`
+ * `npm run bench [-- --quick] [-- --only <sections>] [-- --size <f>] [-- --runs <n>]`
  *
- * Times a few kernels on the WebGPU adapter this process gets and, in the same run, a plain-JS
+ * Sections (all by default, printed as one Markdown table each):
+ *
+ * - `core`: the kernels below against plain-JS baselines;
+ * - `losses`: every `bench/loss-*.ts` (fused kernels vs the same loss composed from generic ops
+ *   vs the float64 twin, forward + backward);
+ * - `optim`: `bench/optim.ts` (fused AdamW step and global-norm clipping vs float64 twins);
+ * - `models`: `bench/models.ts` (causal-LM forward and forward + backward per token, with the
+ *   peak GPU bytes, vs the float64 twin).
+ *
+ * `core`: times a few kernels on the WebGPU adapter this process gets and, in the same run, a plain-JS
  * (Float32Array) baseline for each, then prints a Markdown table. GPU times are the median over
  * runs of (batch time / R), a batch being R recorded ops closed by one `await ctx.sync()`, so the
  * submit and readiness round trip are amortised; the time includes recording the commands on the
@@ -9,39 +18,63 @@
  * against the JS one once. On a software adapter absolute numbers say nothing about a GPU: read
  * the ratios (see shared/design/WEBGPU-HERE.md).
  *
- * --quick     3 runs, short batches, and size 0.25 unless --size is given
- * --size f    scales every case's data size by f (vectors: 4M f32 at f = 1; matmul edges by sqrt(f))
- * --runs n    timed batches per case (default 5)
+ * --quick          core: 3 runs, short batches, size 0.25 unless --size is given; models: shorter
+ *                  sequences, one timed pass; losses and optim are skipped unless --only names them
+ *                  (their modules have fixed sizes and repeats: about 40 s on lavapipe)
+ * --only a,b       runs only these sections (core, losses, optim, models); repeatable
+ * --size f         core: scales every case's data size by f (vectors: 4M f32 at f = 1; matmul edges by sqrt(f))
+ * --runs n         core: timed batches per case (default 5)
  */
 import { clone, init, logSoftmax, matmul, readAll, softmax, sum, tensor, type GpuContext, type Tensor } from '../src/index';
 import { copyLoop, matmulIKJ, softmaxRows, sumAll, sumRows } from './js-baselines';
 import { gpuMlp, jsMlp, makeMlpProblem } from './mlp';
 import { timePair, type Timing, type TimingOptions } from './timing';
+import { lossBenchmarks } from './losses';
+import { benchmarks as optimBenchmarks } from './optim';
+import { benchmarks as modelBenchmarks, type ModelBenchRow } from './models';
+
+const SECTIONS = ['core', 'losses', 'optim', 'models'] as const;
+type Section = (typeof SECTIONS)[number];
+/** What `--quick` runs when `--only` is not given. */
+const QUICK_SECTIONS: readonly Section[] = ['core', 'models'];
 
 interface Args {
   quick: boolean;
   size: number;
   runs: number;
+  sections: Set<Section>;
 }
+
+const USAGE = 'usage: npm run bench [-- --quick] [-- --only core,losses,optim,models] [-- --size <factor>] [-- --runs <n>]';
 
 function parseArgs(argv: string[]): Args {
   let quick = false;
   let size: number | undefined;
   let runs: number | undefined;
+  let only: Set<Section> | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--quick') quick = true;
-    else if (a === '--size' || a === '--runs') {
+    else if (a === '--only' || a.startsWith('--only=')) {
+      const value = a === '--only' ? argv[++i] : a.slice('--only='.length);
+      if (!value) throw new Error(`--only needs a section: ${SECTIONS.join(', ')}`);
+      only ??= new Set();
+      for (const name of value.split(',').map((x) => x.trim()).filter(Boolean)) {
+        if (!(SECTIONS as readonly string[]).includes(name)) throw new Error(`--only: unknown section '${name}' (sections: ${SECTIONS.join(', ')})`);
+        only.add(name as Section);
+      }
+    } else if (a === '--size' || a === '--runs') {
       const v = Number(argv[++i]);
       if (!(v > 0)) throw new Error(`${a} needs a positive number`);
       if (a === '--size') size = v;
       else runs = Math.round(v);
     } else if (a === '--help') {
-      console.log('usage: npm run bench [-- --quick] [-- --size <factor>] [-- --runs <n>]');
+      console.log(USAGE);
       process.exit(0);
     } else throw new Error(`unknown option ${a} (try --help)`);
   }
-  return { quick, size: size ?? (quick ? 0.25 : 1), runs: runs ?? (quick ? 3 : 5) };
+  const sections = only ?? new Set<Section>(quick ? QUICK_SECTIONS : SECTIONS);
+  return { quick, size: size ?? (quick ? 0.25 : 1), runs: runs ?? (quick ? 3 : 5), sections };
 }
 
 function mulberry32(seed: number): () => number {
@@ -117,8 +150,35 @@ async function main(): Promise<void> {
   console.log(`- adapter features: ${adapterFeatures.join(', ') || '(none)'}`);
   console.log(`- limits: maxStorageBufferBindingSize ${(ctx.limits.maxStorageBufferBindingSize / 2 ** 20).toFixed(0)} MiB, ` +
     `maxComputeInvocationsPerWorkgroup ${ctx.limits.maxComputeInvocationsPerWorkgroup}, grid-stride cap ${ctx.maxGridWorkgroups} workgroups`);
-  console.log(`- node ${process.version}, ${args.quick ? 'quick, ' : ''}size ${args.size}, ${args.runs} timed batches per case`);
+  console.log(`- node ${process.version}, ${new Date().toISOString().slice(0, 10)}, sections: ${SECTIONS.filter((x) => args.sections.has(x)).join(', ')}` +
+    `${args.quick ? ' (quick)' : ''}; core: size ${args.size}, ${args.runs} timed batches per case`);
+  if (args.quick && !args.sections.has('losses') && !args.sections.has('optim')) {
+    console.log('- --quick skips the losses and optim sections (fixed sizes, about 40 s here): `--quick --only losses,optim` runs them');
+  }
 
+  const progress = (what: string) => process.stderr.write(`  done: ${what} (${((performance.now() - t0) / 1000).toFixed(1)} s)\n`);
+  if (args.sections.has('core')) await runCore(ctx, args, t0);
+  if (args.sections.has('losses')) await runLosses(progress);
+  if (args.sections.has('optim')) await runOptim(progress);
+  if (args.sections.has('models')) await runModels(args.quick, progress);
+  console.log('');
+  console.log(`Total bench time: ${((performance.now() - t0) / 1000).toFixed(1)} s.`);
+}
+
+const fmtMs = (ms: number): string => (ms >= 100 ? ms.toFixed(0) : ms >= 10 ? ms.toFixed(1) : ms >= 1 ? ms.toFixed(2) : ms.toFixed(3));
+const fmtRate = (work: number, ms: number, unit: string): string => {
+  const v = work / 1e9 / (ms / 1000);
+  return `${v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)} ${unit}`;
+};
+
+/** `a / b` as a speed-up factor. */
+const fmtRatio = (a: number, b: number): string => {
+  const r = a / b;
+  return `${r >= 100 ? r.toFixed(0) : r >= 10 ? r.toFixed(1) : r.toFixed(2)}x`;
+};
+
+/** The kernels of `src/ops` against plain-JS baselines, with a correctness check per row. */
+async function runCore(ctx: GpuContext, args: Args, t0: number): Promise<void> {
   const timing: TimingOptions = { runs: args.runs, batchMs: args.quick ? 60 : 250, maxRepeat: 200 };
   const maxElems = Math.floor(Math.min(ctx.limits.maxStorageBufferBindingSize, ctx.limits.maxBufferSize) / 4);
   const rows: Row[] = [];
@@ -260,12 +320,7 @@ async function main(): Promise<void> {
     g.dispose(); // also frees the leaves' .grad left by the check
   }
 
-  const fmtMs = (ms: number) => (ms >= 100 ? ms.toFixed(0) : ms >= 10 ? ms.toFixed(1) : ms >= 1 ? ms.toFixed(2) : ms.toFixed(3));
-  const fmtRate = (work: number, ms: number, unit: string) => {
-    const v = work / 1e9 / (ms / 1000);
-    return `${v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)} ${unit}`;
-  };
-  console.log('');
+  console.log('\n## Core kernels vs plain JS\n');
   console.log('| case | size | GPU ms/op | GPU rate | R x runs | JS baseline | JS ms/op | JS rate | GPU/JS time | check (max rel err) |');
   console.log('| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |');
   for (const r of rows) {
@@ -277,7 +332,61 @@ async function main(): Promise<void> {
   }
   console.log('');
   console.log('GPU/JS time < 1: the GPU kernel is faster. GPU times include recording the commands on the CPU.');
-  console.log(`Total bench time: ${((performance.now() - t0) / 1000).toFixed(1)} s.`);
+}
+
+/** Every loss family: fused vs composed from generic ops vs the float64 twin, forward + backward. */
+async function runLosses(progress: (what: string) => void): Promise<void> {
+  const rows = await lossBenchmarks((family) => progress(family));
+  console.log('\n## Losses: fused kernels vs composed ops vs float64 twin (forward + backward)\n');
+  console.log('| loss | fused ms | composed ms | float64 ms | fused speed-up vs composed | vs float64 |');
+  console.log('| --- | ---: | ---: | ---: | ---: | ---: |');
+  const errors: string[] = [];
+  for (const r of rows) {
+    if ('error' in r) {
+      console.log(`| ${r.family}: **FAILED** (see below) | | | | | |`);
+      errors.push(`- ${r.family}: ${r.error}`);
+      continue;
+    }
+    console.log(`| ${r.name} | ${fmtMs(r.fusedMs)} | ${fmtMs(r.composedMs)} | ${fmtMs(r.float64Ms)} | ` +
+      `${fmtRatio(r.composedMs, r.fusedMs)} | ${fmtRatio(r.float64Ms, r.fusedMs)} |`);
+  }
+  console.log('');
+  console.log('Median ms of one forward + backward. Speed-up > 1: the fused GPU kernels are faster.');
+  if (errors.length) console.log(`\nFailed families:\n${errors.join('\n')}`);
+}
+
+/** The fused AdamW step and gradient clipping against their float64 twins. */
+async function runOptim(progress: (what: string) => void): Promise<void> {
+  const rows = await optimBenchmarks();
+  progress('optim');
+  console.log('\n## Optimizer: fused GPU kernels vs float64 twin\n');
+  console.log('| op | GPU ms | float64 ms | GPU speed-up vs float64 | GPU GB/s (minimum bytes moved) |');
+  console.log('| --- | ---: | ---: | ---: | ---: |');
+  for (const r of rows) {
+    console.log(`| ${r.name} | ${fmtMs(r.gpuMs)} | ${fmtMs(r.float64Ms)} | ${fmtRatio(r.float64Ms, r.gpuMs)} | ${r.gbPerS.toFixed(2)} |`);
+  }
+}
+
+/** Causal LMs per token, forward and forward + backward, with the peak GPU bytes, vs the float64 twin. */
+async function runModels(quick: boolean, progress: (what: string) => void): Promise<void> {
+  const rows: ModelBenchRow[] = await modelBenchmarks({ quick, onProgress: (m) => progress(`model ${m}`) });
+  const mib = (b: number) => (b / 2 ** 20).toFixed(b >= 10 * 2 ** 20 ? 1 : 2);
+  const runs = (n: number) => `${n} run${n === 1 ? '' : 's'}`;
+  const params = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : `${(n / 1e3).toFixed(1)}K`);
+  console.log('\n## Causal LMs: time per token, GPU vs float64 twin\n');
+  console.log('| model | params | pass | GPU ms/token (B x T) | GPU ms/token at the twin\'s T | float64 ms/token (B x T) | GPU speed-up vs float64 (same T) | ' +
+    'peak GPU MiB (weights included) | of which the pass | check vs twin (max rel err) |');
+  console.log('| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |');
+  for (const r of rows) {
+    const check = r.relErr <= 1e-4 ? `ok (${r.relErr.toExponential(1)})` : `**MISMATCH** (${r.relErr.toExponential(1)})`;
+    console.log(`| ${r.model} | ${params(r.params)} | ${r.pass} | ${fmtMs(r.gpuMsPerToken)} (1 x ${r.gpuT}, ${runs(r.gpuRuns)}) | ` +
+      `${r.gpuShortRuns ? `${fmtMs(r.gpuMsPerTokenAtFloat64T)} (1 x ${r.float64T}, ${runs(r.gpuShortRuns)})` : 'same'} | ${fmtMs(r.float64MsPerToken)} (1 x ${r.float64T}, ${runs(r.float64Runs)}) | ` +
+      `${fmtRatio(r.float64MsPerToken, r.gpuMsPerTokenAtFloat64T)} | ${mib(r.peakBytes)} | ${mib(r.passPeakBytes)} | ${check} |`);
+  }
+  console.log('');
+  console.log('forward: inference under noGrad, from token ids. forward+backward: embeddings -> logits -> sum(logits * R) -> ' +
+    'gradient of the input embeddings, weights frozen. Per token = pass time / (B*T). Peak: most bytes the buffer pool handed ' +
+    'out during one pass (resetPeak before, peakLiveBytes after); "of which the pass" excludes what was live before it.');
 }
 
 await main();

@@ -17,6 +17,8 @@ const server = await createServer({
   logLevel: 'error',
   appType: 'custom',
   server: { middlewareMode: true, hmr: false, ws: false },
+  // A Node script needs no browser dependency pre-bundling (and must not scan the demo pages).
+  optimizeDeps: { noDiscovery: true, entries: [] },
 });
 const runner = createServerModuleRunner(server.environments.ssr, { hmr: false });
 process.argv = [process.argv[0], entry, ...args];
