@@ -5,11 +5,15 @@
 // The search never materialises the positions x V distance matrix: a workgroup takes a tile of
 // up to 64 query rows, walks the table in tiles of TV rows (staged with the queries TK features at a
 // time in workgroup memory, as in a tiled matmul), and keeps a running (min, argmin) per query of
-// |b|^2 - 2 a.b (|a|^2 is the same for every b). The table is split across the grid's y axis so
+// |b|^2 - 2 a.b (|a|^2 is the same for every b), or of -a.b / |b| for the cosine search. The table is split across the grid's y axis so
 // that a few queries against a large vocabulary still fill the device; a second pass combines the
 // splits and recomputes the winner's distance exactly as ||a - b|| (no cancellation).
 
 override EXCLUDE_SELF: bool = false; // queries are the table itself: skip row p for query p
+// Nearest by cosine instead (the training metrics' NN-FR): minimise -a.b / |b|; |a| is the same for
+// every candidate, so it never divides. A zero-norm row scores +inf: it wins only when every row is
+// zero (the first candidate always beats "none"), and the combine pass computes no distance.
+override COSINE: bool = false;
 // Query rows per thread (1, 2 or 4): a query tile holds 16 * ROWS_PER_THREAD rows, so that a
 // handful of queries does not pay for 64.
 override ROWS_PER_THREAD: u32 = 4u;
@@ -46,7 +50,7 @@ struct LossParams {
 @group(0) @binding(1) var<uniform> lossParams: LossParams;
 @group(0) @binding(2) var<storage, read> queries: array<f32>;       // [P, d] (xt)
 @group(0) @binding(3) var<storage, read> table: array<f32>;         // [V, d] (E)
-@group(0) @binding(4) var<storage, read> tableSqNorm: array<f32>;   // [V]
+@group(0) @binding(4) var<storage, read> tableNorm: array<f32>;     // [V]: |E_v|^2 (L2) or |E_v| (COSINE)
 @group(0) @binding(5) var<storage, read_write> partialValue: array<f32>; // [splits, P]
 @group(0) @binding(6) var<storage, read_write> partialIndex: array<u32>; // [splits, P]
 @group(0) @binding(7) var<storage, read_write> nearestIndex: array<u32>;    // [P]
@@ -125,9 +129,10 @@ fn nearestPartials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
       for (var c = 0u; c < 4u; c++) {
         let v = v0 + tx + 16u * c;
         if (v < V) {
-          let bb = tableSqNorm[v];
+          let n = tableNorm[v];
           for (var r = 0u; r < ROWS_PER_THREAD; r++) {
-            let value = bb - 2.0 * acc[4u * r + c];
+            var value = n - 2.0 * acc[4u * r + c];
+            if (COSINE) { value = select(posInf(), -acc[4u * r + c] / n, n > 0.0); }
             let skip = EXCLUDE_SELF && v == q0 + ty + 16u * r;
             if (!skip && better(value, v, best[r], bestI[r])) {
               best[r] = value;
@@ -160,7 +165,7 @@ fn nearestPartials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
   }
 }
 
-// One thread per query: the best of its splits, and that row's exact distance (+inf if none).
+// One thread per query: the best of its splits, and (L2) that row's exact distance (+inf if none).
 @compute @workgroup_size(WG)
 fn nearestCombine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   let P = params.positions;
@@ -177,7 +182,7 @@ fn nearestCombine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
       }
     }
     var dist = posInf();
-    if (i != NONE) {
+    if (!COSINE && i != NONE) {
       var sq = 0.0;
       for (var j = 0u; j < d; j++) {
         let diff = queries[p * d + j] - table[i * d + j];

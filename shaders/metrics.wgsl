@@ -2,12 +2,8 @@
 // and the teacher/student top-1 agreement and KL(teacher || student) (LOSSES.md section 5).
 // Every result is a handful of scalars, so that a trainer reads a whole step's metrics at once.
 //
-// Nearest by cosine: argmax_v (x . E_v) / (|x| |E_v|). |x| is the same for every candidate, so the
-// search ranks x . E_v / |E_v| and never divides by |x| (a zero query then ties every nonzero row
-// at 0 instead of making NaN). A zero-norm row scores -inf: it wins only when every row is zero,
-// and then the first row wins the tie. The search is tiled like the catalyst's L2 search
-// (catalyst.wgsl): no positions x V matrix ever exists, and the table is split across the grid's y
-// axis so that a tiny batch still fills the device.
+// NN-FR: the nearest vocabulary row by cosine comes from the catalyst's tiled search in its cosine
+// mode (catalyst.wgsl, COSINE); this file counts the failures.
 //
 // Agreement and KL: one workgroup per row reads both logit rows once, each thread keeping an
 // online summary of its slice (maxima, rescaled exp sums, argmaxes and the KL numerator), merged
@@ -17,11 +13,7 @@
 // every term relative to the row maxima, so large logits lose nothing and identical rows give 0
 // exactly (each term of D is 0 - 0 and the two exp sums are computed by the same operations).
 
-override ROWS_PER_THREAD: u32 = 4u; // query rows per thread of cosinePartials (1, 2 or 4)
-
 const WG: u32 = 256u;
-const TV: u32 = 64u;  // table rows per tile (4 per thread column)
-const TK: u32 = 16u;  // features staged at a time
 const NONE: u32 = 0xffffffffu;
 
 // -inf, made at run time: WGSL rejects an infinite constant expression.
@@ -32,9 +24,9 @@ fn negInf() -> f32 {
 
 struct SearchParams {
   positions: u32,
-  vocab: u32,
-  d: u32,
-  splits: u32,
+  _pad0: u32,
+  _pad1: u32,
+  _pad2: u32,
 }
 
 struct RowParams {
@@ -46,12 +38,6 @@ struct RowParams {
 
 @group(0) @binding(0) var<uniform> searchParams: SearchParams;
 @group(0) @binding(1) var<uniform> rowParams: RowParams;
-@group(0) @binding(2) var<storage, read> queries: array<f32>;             // [P, d] (xt)
-@group(0) @binding(3) var<storage, read> table: array<f32>;               // [V, d] (E)
-@group(0) @binding(4) var<storage, read> tableNorm: array<f32>;           // [V], |E_v|
-@group(0) @binding(5) var<storage, read_write> partialValue: array<f32>;  // [splits, P]
-@group(0) @binding(6) var<storage, read_write> partialIndex: array<u32>;  // [splits, P]
-@group(0) @binding(7) var<storage, read_write> nearest: array<i32>;       // [P]
 @group(0) @binding(8) var<storage, read> nearestIn: array<i32>;           // [P]
 @group(0) @binding(9) var<storage, read> ids: array<i32>;                 // [P], i32 or u32 bits
 @group(0) @binding(10) var<storage, read> mask: array<f32>;               // [P] or [rows], > 0.5 selects
@@ -64,129 +50,7 @@ struct RowParams {
 @group(0) @binding(17) var<storage, read_write> outKL: array<f32>;        // [1]
 
 // ---------------------------------------------------------------------------------------------
-// Nearest vocabulary row by cosine.
-
-var<workgroup> tileA: array<f32, 1024>;  // [TK][TP], TP = 16 * ROWS_PER_THREAD <= 64
-var<workgroup> tileB: array<f32, 1024>;  // [TK][TV]
-var<workgroup> redValue: array<f32, WG>;
-var<workgroup> redIndex: array<u32, WG>;
-
-// Whether candidate (s, i) beats (best, bestI): a larger score, ties to the smaller index. The
-// first real candidate always beats NONE, even at -inf (a table of zero rows still has a winner).
-fn better(s: f32, i: u32, best: f32, bestI: u32) -> bool {
-  return i != NONE && (bestI == NONE || s > best || (s == best && i < bestI));
-}
-
-// Grid: x strides over query tiles, y = the split; split s takes table tiles s, s + splits, ...
-// Thread (ty, tx) = (lid / 16, lid % 16) owns queries ty + 16 r (r < ROWS_PER_THREAD) and table
-// rows tx + 16 c (c < 4) of each tile: a register block, as in the tiled matmul.
-@compute @workgroup_size(WG)
-fn cosinePartials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
-                  @builtin(local_invocation_index) lid: u32) {
-  let P = searchParams.positions;
-  let V = searchParams.vocab;
-  let d = searchParams.d;
-  let TP = 16u * ROWS_PER_THREAD;
-  let tx = lid % 16u;
-  let ty = lid / 16u;
-  let queryTiles = (P + TP - 1u) / TP;
-  let tableTiles = (V + TV - 1u) / TV;
-  for (var qt = wid.x; qt < queryTiles; qt += groups.x) {
-    let q0 = qt * TP;
-    var best: array<f32, 4>;
-    var bestI: array<u32, 4>;
-    for (var r = 0u; r < 4u; r++) {
-      best[r] = negInf();
-      bestI[r] = NONE;
-    }
-    for (var vt = wid.y; vt < tableTiles; vt += searchParams.splits) {
-      let v0 = vt * TV;
-      var acc: array<f32, 16>;
-      for (var i = 0u; i < 16u; i++) { acc[i] = 0.0; }
-      for (var k0 = 0u; k0 < d; k0 += TK) {
-        // Stage 16 features of the query and table tiles; out-of-range entries are 0.
-        for (var e = lid; e < TP * TK; e += WG) {
-          let p = e / TK;
-          let k = e % TK;
-          var a = 0.0;
-          if (q0 + p < P && k0 + k < d) { a = queries[(q0 + p) * d + k0 + k]; }
-          tileA[k * TP + p] = a;
-        }
-        for (var e = lid; e < TV * TK; e += WG) {
-          let v = e / TK;
-          let k = e % TK;
-          var b = 0.0;
-          if (v0 + v < V && k0 + k < d) { b = table[(v0 + v) * d + k0 + k]; }
-          tileB[k * TV + v] = b;
-        }
-        workgroupBarrier();
-        for (var k = 0u; k < TK; k++) {
-          var av: array<f32, 4>;
-          var bv: array<f32, 4>;
-          for (var r = 0u; r < ROWS_PER_THREAD; r++) { av[r] = tileA[k * TP + ty + 16u * r]; }
-          for (var c = 0u; c < 4u; c++) { bv[c] = tileB[k * TV + tx + 16u * c]; }
-          for (var r = 0u; r < ROWS_PER_THREAD; r++) {
-            for (var c = 0u; c < 4u; c++) { acc[4u * r + c] += av[r] * bv[c]; }
-          }
-        }
-        workgroupBarrier();
-      }
-      for (var c = 0u; c < 4u; c++) {
-        let v = v0 + tx + 16u * c;
-        if (v < V) {
-          let n = tableNorm[v];
-          for (var r = 0u; r < ROWS_PER_THREAD; r++) {
-            let score = select(negInf(), acc[4u * r + c] / n, n > 0.0);
-            if (better(score, v, best[r], bestI[r])) {
-              best[r] = score;
-              bestI[r] = v;
-            }
-          }
-        }
-      }
-    }
-    // Combine the 16 threads that share each query.
-    for (var r = 0u; r < ROWS_PER_THREAD; r++) {
-      redValue[lid] = best[r];
-      redIndex[lid] = bestI[r];
-      workgroupBarrier();
-      let p = q0 + ty + 16u * r;
-      if (tx == 0u && p < P) {
-        var s = redValue[lid];
-        var i = redIndex[lid];
-        for (var t = 1u; t < 16u; t++) {
-          if (better(redValue[lid + t], redIndex[lid + t], s, i)) {
-            s = redValue[lid + t];
-            i = redIndex[lid + t];
-          }
-        }
-        partialValue[wid.y * P + p] = s;
-        partialIndex[wid.y * P + p] = i;
-      }
-      workgroupBarrier();
-    }
-  }
-}
-
-// One thread per query: the best of its splits (the splits see disjoint rows, so the index
-// tie-break makes the result independent of how the table was split).
-@compute @workgroup_size(WG)
-fn cosineCombine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-  let P = searchParams.positions;
-  for (var p = gid.x; p < P; p += groups.x * WG) {
-    var s = negInf();
-    var i = NONE;
-    for (var k = 0u; k < searchParams.splits; k++) {
-      let ks = partialValue[k * P + p];
-      let ki = partialIndex[k * P + p];
-      if (better(ks, ki, s, i)) {
-        s = ks;
-        i = ki;
-      }
-    }
-    nearest[p] = bitcast<i32>(i);
-  }
-}
+// NN-FR: count the positions whose nearest row is not their token.
 
 var<workgroup> sumA: array<f32, WG>;
 var<workgroup> sumB: array<f32, WG>;

@@ -27,8 +27,17 @@ export interface NearestRows {
 export interface NearestRowsOptions {
   /** The queries are the table itself: row `p` is not a candidate for query `p` (Voronoi distances). */
   excludeSelf?: boolean;
-  /** `||E_v||^2` of the table's rows (`[V]`), when the caller already has them. */
+  /** `||E_v||^2` of the table's rows (`[V]`), when the caller already has them (Euclidean search). */
   tableSquaredNorms?: Tensor;
+  /**
+   * `'euclidean'` (default) or `'cosine'`: the row with the largest `q . E_v / (|q| |E_v|)`, ties to
+   * the smaller index, a zero-norm row never winning unless all are zero; `distance` is then unset.
+   */
+  metric?: 'euclidean' | 'cosine';
+  /** `||E_v||` of the table's rows (`[V]`), when the caller already has them (cosine search). */
+  tableNorms?: Tensor;
+  /** Element type of the returned `index` (default `u32`; `i32` gives -1 where there is no row). */
+  indexDtype?: 'u32' | 'i32';
 }
 
 /**
@@ -44,16 +53,18 @@ export function nearestRows(queries: Tensor, table: Tensor, options: NearestRows
   const [V, dt] = table.shape;
   if (d !== dt) throw new Error(`${where}: 'queries' has shape ${fmtShape(queries.shape)} but 'table' has shape ${fmtShape(table.shape)}; the rows must have the same length`);
   if (options.excludeSelf && P !== V) throw new Error(`${where}: excludeSelf needs the queries to be the table (${P} queries, ${V} rows)`);
-  const sq = options.tableSquaredNorms;
+  const cosine = options.metric === 'cosine';
+  const normsArg = cosine ? 'tableNorms' : 'tableSquaredNorms';
+  const sq = cosine ? options.tableNorms : options.tableSquaredNorms;
   if (sq) {
-    checkFloatTensor(where, 'tableSquaredNorms', sq, 1);
-    if (sq.shape[0] !== V) throw new Error(`${where}: 'tableSquaredNorms' has shape ${fmtShape(sq.shape)}; expected [${V}]`);
+    checkFloatTensor(where, normsArg, sq, 1);
+    if (sq.shape[0] !== V) throw new Error(`${where}: '${normsArg}' has shape ${fmtShape(sq.shape)}; expected [${V}]`);
   }
-  const index = Tensor.empty([P], 'u32');
+  const index = Tensor.empty([P], options.indexDtype ?? 'u32');
   const distance = Tensor.empty([P]);
   if (P === 0) return { index, distance };
   const ctx = getContext();
-  const norms = sq ?? embeddingRowNorms(table, true);
+  const norms = sq ?? embeddingRowNorms(table, !cosine);
   // Query rows per thread: a tile of 16, 32 or 64 queries, the smallest that P fills.
   const rowsPerThread = P <= 16 ? 1 : P <= 32 ? 2 : 4;
   const queryTiles = Math.ceil(P / (16 * rowsPerThread));
@@ -67,8 +78,8 @@ export function nearestRows(queries: Tensor, table: Tensor, options: NearestRows
     shader: source,
     entryPoint: 'nearestPartials',
     label: where,
-    constants: { EXCLUDE_SELF: options.excludeSelf ? 1 : 0, ROWS_PER_THREAD: rowsPerThread },
-    resources: { queries: queries.buffer, table: table.buffer, tableSqNorm: norms.buffer, partialValue: partialValue.buffer, partialIndex: partialIndex.buffer },
+    constants: { EXCLUDE_SELF: options.excludeSelf ? 1 : 0, ROWS_PER_THREAD: rowsPerThread, COSINE: cosine ? 1 : 0 },
+    resources: { queries: queries.buffer, table: table.buffer, tableNorm: norms.buffer, partialValue: partialValue.buffer, partialIndex: partialIndex.buffer },
     params,
     workgroups: [groupsX, splits],
   });
@@ -76,6 +87,7 @@ export function nearestRows(queries: Tensor, table: Tensor, options: NearestRows
     shader: source,
     entryPoint: 'nearestCombine',
     label: where,
+    constants: { COSINE: cosine ? 1 : 0 },
     resources: {
       queries: queries.buffer, table: table.buffer, partialValue: partialValue.buffer, partialIndex: partialIndex.buffer,
       nearestIndex: index.buffer, nearestDistance: distance.buffer,

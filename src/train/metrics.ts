@@ -8,11 +8,8 @@ import source from '../../shaders/metrics.wgsl?raw';
 import { getContext } from '../gpu/context';
 import { Tensor, fmtShape } from '../tensor/tensor';
 import { checkFloatTensor, checkSameShape, maskTensor, type MaskInput } from '../loss/validate';
-import { embeddingRowNorms } from '../loss/medianNorm';
+import { nearestRows } from '../loss/catalyst';
 
-const WG = 256;
-const TABLE_TILE = 64;
-const MAX_SPLITS = 64;
 const NN_FN = 'nearestNeighbourInversion';
 const COS_FN = 'nearestRowsByCosine';
 const KL_FN = 'agreementAndKL';
@@ -43,49 +40,14 @@ function checkTableNorms(fn: string, norms: Tensor | undefined, V: number): void
   if (norms.shape[0] !== V) throw new Error(`${fn}: 'tableNorms' has shape ${fmtShape(norms.shape)}; expected [${V}]`);
 }
 
-/** The search itself, on checked arguments; `where` names the public caller in GPU errors. */
-function cosineSearch(queries: Tensor, table: Tensor, norms: Tensor | undefined, where: string): Tensor {
-  const [P, d] = queries.shape;
-  const V = table.shape[0];
-  const nearest = Tensor.empty([P], 'i32');
-  if (P === 0) return nearest;
-  const ctx = getContext();
-  const tableNorms = norms ?? embeddingRowNorms(table);
-  // Query rows per thread: a tile of 16, 32 or 64 queries, the smallest that P fills.
-  const rowsPerThread = P <= 16 ? 1 : P <= 32 ? 2 : 4;
-  const queryTiles = Math.ceil(P / (16 * rowsPerThread));
-  const tableTiles = Math.max(1, Math.ceil(V / TABLE_TILE));
-  const groupsX = Math.min(queryTiles, ctx.maxGridWorkgroups);
-  // Split the vocabulary across the grid's y axis so that a small batch still fills the device.
-  const splits = Math.max(1, Math.min(tableTiles, MAX_SPLITS, Math.floor(ctx.maxGridWorkgroups / groupsX)));
-  const partialValue = Tensor.empty([splits, P]);
-  const partialIndex = Tensor.empty([splits, P], 'u32');
-  const params = new Uint32Array([P, V, d, splits]);
-  ctx.dispatch({
-    shader: source,
-    entryPoint: 'cosinePartials',
-    label: where,
-    constants: { ROWS_PER_THREAD: rowsPerThread },
-    resources: {
-      queries: queries.buffer, table: table.buffer, tableNorm: tableNorms.buffer,
-      partialValue: partialValue.buffer, partialIndex: partialIndex.buffer,
-    },
-    params,
-    workgroups: [groupsX, splits],
-  });
-  ctx.dispatch({
-    shader: source,
-    entryPoint: 'cosineCombine',
-    label: where,
-    resources: { partialValue: partialValue.buffer, partialIndex: partialIndex.buffer, nearest: nearest.buffer },
-    params,
-    workgroups: [ctx.gridSize(P, WG)],
-  });
-  // Recorded dispatches keep their buffers valid: the pool only hands these out again to later work.
-  partialValue.dispose();
-  partialIndex.dispose();
-  if (!norms) tableNorms.dispose();
-  return nearest;
+/**
+ * The search itself, on checked arguments: the catalyst's tiled nearest-row kernel in its cosine
+ * mode (one search kernel for the loss, the Voronoi distances and the metrics).
+ */
+function cosineSearch(queries: Tensor, table: Tensor, norms: Tensor | undefined): Tensor {
+  const { index, distance } = nearestRows(queries, table, { metric: 'cosine', tableNorms: norms, indexDtype: 'i32' });
+  distance.dispose();
+  return index;
 }
 
 /**
@@ -108,7 +70,7 @@ export function nearestRowsByCosine(queries: Tensor, table: Tensor, options: Cos
   checkTableNorms(COS_FN, options.tableNorms, V);
   checkBindingSize(COS_FN, 'queries', queries);
   checkBindingSize(COS_FN, 'table', table);
-  return cosineSearch(queries, table, options.tableNorms, COS_FN);
+  return cosineSearch(queries, table, options.tableNorms);
 }
 
 /** What {@link nearestNeighbourInversion} returns; NN-FR = `failures / count`. */
@@ -163,7 +125,7 @@ export function nearestNeighbourInversion(
   const { mask, owned } = maskTensor(NN_FN, 'noiseMask', noiseMask, [B, T]);
   const ctx = getContext();
   const queries = xt.view([B * T, d]);
-  const flat = cosineSearch(queries, embeddingTable, options.tableNorms, NN_FN);
+  const flat = cosineSearch(queries, embeddingTable, options.tableNorms);
   queries.dispose();
   const failures = Tensor.empty([]);
   const count = Tensor.empty([]);
@@ -173,7 +135,7 @@ export function nearestNeighbourInversion(
     entryPoint: 'inversionCount',
     label: NN_FN,
     resources: { mask: mask.buffer, nearestIn: flat.buffer, ids: ids.buffer, outFailures: failures.buffer, outCount: count.buffer },
-    params: new Uint32Array([B * T, V, d, 1]),
+    params: new Uint32Array([B * T, 0, 0, 0]),
     workgroups: [1],
   });
   const nearest = flat.view([B, T]);
