@@ -1,0 +1,93 @@
+/**
+ * The npm module as a user gets it: scripts/e2e-consumer.mjs builds and packs this repository,
+ * installs the tarball into a temporary copy of the fixture app test/consumer/ (outside the
+ * repository, so nothing resolves from its node_modules), type-checks the app against the packed
+ * declarations and `vite build`s it. Here the built app is served with `vite preview` and opened
+ * in Chromium: its page parses tiny-llama's weights with `sgt-webgpu`, and its worker (`import
+ * 'sgt-webgpu/worker'`) loads the model and takes one training step, whose loss must be finite.
+ */
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { expect, test } from '@playwright/test';
+import { collectPageErrors, CONSUMER_PORT, forbidExternalRequests, screenshot } from './helpers';
+
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const origin = `http://127.0.0.1:${CONSUMER_PORT}`;
+
+let server: ChildProcess | null = null;
+let work: string | null = null;
+let serverLog = '';
+
+/** Resolves once `url` answers 200, or fails after `ms` (or when the server exits). */
+async function waitForServer(url: string, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  for (;;) {
+    if (server?.exitCode !== null) throw new Error(`vite preview exited (${server?.exitCode}) before serving ${url}:\n${serverLog}`);
+    try {
+      const r = await fetch(url);
+      if (r.ok) return;
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > end) throw new Error(`vite preview did not serve ${url} within ${ms} ms:\n${serverLog}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+test.describe('sgt-webgpu from its npm tarball in a Vite app', () => {
+  test.describe.configure({ mode: 'serial' });
+
+  test.beforeAll(async () => {
+    test.setTimeout(300_000);
+    const { stdout } = await promisify(execFile)(process.execPath, [join(repo, 'scripts/e2e-consumer.mjs')], {
+      cwd: repo,
+      maxBuffer: 16 * 1024 * 1024,
+    }).catch((e: Error & { stderr?: string }) => {
+      throw new Error(`scripts/e2e-consumer.mjs failed: ${e.message}\n${e.stderr ?? ''}`);
+    });
+    const { app } = JSON.parse(stdout.trim().split('\n').pop()!) as { app: string; tarball: string };
+    work = dirname(app);
+    server = spawn(join(app, 'node_modules/.bin/vite'), ['preview', '--host', '127.0.0.1', '--port', String(CONSUMER_PORT), '--strictPort'], {
+      cwd: app,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    server.stdout!.on('data', (d: Buffer) => (serverLog += d.toString()));
+    server.stderr!.on('data', (d: Buffer) => (serverLog += d.toString()));
+    await waitForServer(`${origin}/`, 30_000);
+  });
+
+  test.afterAll(() => {
+    server?.kill();
+    server = null;
+    if (work && !process.env.SGT_KEEP_CONSUMER) rmSync(work, { recursive: true, force: true });
+  });
+
+  test('the worker entry trains one step on tiny-llama and the page shows a finite loss', async ({ page }, testInfo) => {
+    const errors = collectPageErrors(page);
+    const external = forbidExternalRequests(page, origin);
+    await page.goto(`${origin}/`);
+
+    const status = page.getByTestId('status');
+    await expect(status).toHaveAttribute('data-status', /^(done|error)$/, { timeout: 120_000 });
+    await screenshot(page, testInfo, 'consumer-after-one-step');
+    const error = (await page.getByTestId('error').textContent()) ?? '';
+    expect(await status.getAttribute('data-status'), `the app failed: ${error}`).toBe('done');
+
+    // The trainer ran in the Web Worker that the package's worker entry set up.
+    await expect(page.getByTestId('scope')).toHaveText('worker');
+    // The main entry parsed the weights on the page: tiny-llama has 2 blocks of 9 tensors, the embedding, the final norm and lm_head.
+    await expect(page.getByTestId('tensors')).toHaveText('21');
+    await expect(page.getByTestId('model')).toHaveText('llama, 2 layers, width 32, vocabulary 96');
+    await expect(page.getByTestId('step')).toHaveText('1');
+    const loss = Number(await page.getByTestId('loss').textContent());
+    expect(Number.isFinite(loss), `loss ${loss}`).toBe(true);
+    // Cross entropy plus two non-negative penalties.
+    expect(loss).toBeGreaterThan(0);
+
+    expect(errors).toEqual([]);
+    expect(external).toEqual([]);
+  });
+});

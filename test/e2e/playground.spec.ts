@@ -1,0 +1,107 @@
+/**
+ * The kernel playground (demo/playground.html, built): library kernels run on WebGPU
+ * (SwiftShader) and match their float64 twins, and edited WGSL with a syntax error is reported
+ * with its line number.
+ */
+import { expect, test, type Page } from '@playwright/test';
+import { collectPageErrors, DEMO_URL, expectGpuReady, forbidExternalRequests, screenshot } from './helpers';
+
+/** Opens the playground on a kernel (through the URL hash) and waits for its WebGPU device. */
+async function open(page: Page, kernel: string): Promise<void> {
+  await page.goto(`/playground.html#${kernel}`);
+  await expectGpuReady(page);
+  await expect(page.getByTestId('kernel-picker')).toHaveValue(kernel);
+  // One timed run is enough here (the timing is not under test) and keeps SwiftShader quick.
+  await page.getByTestId('timing-runs').fill('1');
+}
+
+/** Clicks a run button and waits for the run to end; returns the status it ended with. */
+async function runAndWait(page: Page, button: 'run-button' | 'run-edited-button'): Promise<string | null> {
+  const status = page.getByTestId('result-status');
+  await page.getByTestId(button).click();
+  await expect(status).toHaveAttribute('data-status', /^(match|mismatch|error)$/, { timeout: 120_000 });
+  return status.getAttribute('data-status');
+}
+
+/** A run that matched: the status says so, every comparison row passed, the timing is shown. */
+async function expectMatch(page: Page): Promise<void> {
+  const status = page.getByTestId('result-status');
+  const detail = await page.locator('#status-detail').textContent();
+  const error = (await page.getByTestId('error-box').isVisible()) ? await page.getByTestId('error-box').textContent() : '';
+  await expect(status, `status detail: ${detail}; error box: ${error}`).toHaveText('match');
+  await expect(status).toHaveAttribute('data-status', 'match');
+  await expect(page.getByTestId('error-box')).toBeHidden();
+  const details = page.getByTestId('result-details');
+  // The forward and at least one gradient, compared with the float64 twin; no FAIL anywhere.
+  await expect(details.locator('td.ok').first()).toBeVisible();
+  expect(await details.locator('td.ok').count()).toBeGreaterThanOrEqual(2);
+  await expect(details.locator('td.bad')).toHaveCount(0);
+  await expect(page.getByTestId('gpu-time')).toContainText(/\d+\.\d{3} ms median of 1 run/);
+}
+
+test.describe('kernel playground', () => {
+  let errors: string[];
+  let external: string[];
+
+  test.beforeEach(({ page }) => {
+    errors = collectPageErrors(page);
+    external = forbidExternalRequests(page, DEMO_URL);
+  });
+
+  test.afterEach(() => {
+    expect(errors, 'errors on the page or in its workers').toEqual([]);
+    expect(external, 'requests off the test server').toEqual([]);
+  });
+
+  test('softmax (picked by the URL hash) matches its float64 twin', async ({ page }, testInfo) => {
+    await open(page, 'softmax');
+    await expect(page.getByTestId('result-status')).toHaveText('not run');
+    expect(await runAndWait(page, 'run-button')).toBe('match');
+    await expectMatch(page);
+    await screenshot(page, testInfo, 'playground-softmax-match');
+  });
+
+  test('a loss picked in the kernel picker matches its float64 twin', async ({ page }, testInfo) => {
+    await open(page, 'softmax');
+    await page.getByTestId('kernel-picker').selectOption('distillationCrossEntropy');
+    await expect(page).toHaveURL(/#distillationCrossEntropy$/);
+    await expect(page.getByTestId('case-description')).toContainText('losses.distillationCrossEntropy');
+    await page.getByTestId('size-picker').selectOption('tiny');
+    expect(await runAndWait(page, 'run-button')).toBe('match');
+    await expectMatch(page);
+    // A 0-d loss: the twin's backward was also checked against central finite differences.
+    await expect(page.getByTestId('result-details')).toContainText('Central finite differences');
+    await screenshot(page, testInfo, 'playground-loss-match');
+  });
+
+  test('edited WGSL with a syntax error shows the compiler error with its line number', async ({ page }, testInfo) => {
+    await open(page, 'softmax');
+    const editor = page.getByTestId('wgsl-editor');
+    await expect(editor).toBeEditable();
+    const source = await editor.inputValue();
+    const lines = source.split('\n');
+    // Break one statement in the middle of the file: the error must point at that line.
+    const target = lines.findIndex((l) => /^\s*let bits = 0xff800000u;\s*$/.test(l));
+    expect(target, 'softmax.wgsl no longer has the line this test edits').toBeGreaterThan(0);
+    const lineNumber = target + 1;
+    lines[target] = lines[target].replace('0xff800000u;', '0xff800000u + ;');
+    // Type it the way a user does: select everything in the editor and type over it.
+    await editor.fill(lines.join('\n'));
+
+    expect(await runAndWait(page, 'run-edited-button')).toBe('error');
+    const box = page.getByTestId('error-box');
+    await expect(box).toBeVisible();
+    await expect(box).toContainText('does not compile');
+    await expect(box).toContainText(new RegExp(`\\bline ${lineNumber}(:\\d+)?\\b`));
+    // The excerpt quotes the broken line, and the gutter marks it.
+    await expect(box).toContainText('0xff800000u + ;');
+    await expect(page.locator('#gutter .err')).toHaveText(String(lineNumber));
+    await screenshot(page, testInfo, 'playground-wgsl-syntax-error');
+
+    // Putting the library's source back, the edited path runs and matches again.
+    await page.getByTestId('wgsl-reset').click();
+    await expect(editor).toHaveValue(source);
+    expect(await runAndWait(page, 'run-edited-button')).toBe('match');
+    await expectMatch(page);
+  });
+});
