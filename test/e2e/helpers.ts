@@ -4,28 +4,7 @@
  */
 import { expect, type Page, type TestInfo } from '@playwright/test';
 
-/**
- * Flags for Debian's headless Chromium on a machine with no GPU: WebGPU on SwiftShader, and no
- * background network traffic (the network is closed at test time). The same list as
- * `chromiumArgs` in vite.config.ts (the Vitest browser project), which does not export it.
- */
-export const chromiumArgs = [
-  '--enable-unsafe-webgpu',
-  '--enable-features=Vulkan',
-  '--use-vulkan=swiftshader',
-  '--use-webgpu-adapter=swiftshader',
-  '--enable-unsafe-swiftshader',
-  '--disable-gpu-sandbox',
-  '--no-sandbox',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-];
-
-/** The browser: Debian's Chromium (no Playwright browser download), or `CHROMIUM_PATH`. */
-export const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+export { chromiumArgs, chromiumPath } from '../chromium';
 
 /** Where `vite preview` serves the built demo site (dist-demo/). */
 export const DEMO_PORT = 4173;
