@@ -339,6 +339,7 @@ ui.start.addEventListener('click', async () => {
       `${result.state === 'finished' ? 'Finished' : 'Stopped'} after ${result.step} steps (${result.seconds.toFixed(1)} s). Download the transform or try it on a prompt below.`,
       'ok',
     );
+    setStatus(ui.inspectStatus, `A transform trained for ${result.step} steps is ready: type a prompt and press Transform.`);
   } catch (e) {
     state.run = 'idle';
     setStatus(ui.runStatus, `Training failed: ${message(e)}`, 'error');
