@@ -2,7 +2,7 @@
 import { defineConfig } from 'vite';
 import { playwright } from '@vitest/browser-playwright';
 import { resolve } from 'node:path';
-import { chromiumArgs, chromiumPath } from './test/chromium';
+import { chromiumArgs, chromiumPath } from './test/chromium.ts';
 
 
 export default defineConfig({

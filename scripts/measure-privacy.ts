@@ -94,7 +94,10 @@ async function main(): Promise<void> {
     }
     const after = await trainer.evaluate();
     trainer.dispose();
-    const row = { factory, steps: STEPS, minutes: (Date.now() - started) / 60000, ...settings, before, after, finalLoss: last };
+    const row = {
+      factory, steps: STEPS, minutes: (Date.now() - started) / 60000,
+      factoryOptions: options.factoryOptions, learningRate: options.learningRate, before, after, finalLoss: last,
+    };
     console.log(JSON.stringify(row));
     rows.push(row);
   }
