@@ -25,6 +25,7 @@
  * --size f         core: scales every case's data size by f (vectors: 4M f32 at f = 1; matmul edges by sqrt(f))
  * --runs n         core: timed batches per case (default 5)
  */
+import { seededRandom } from '../src/train/data';
 import { clone, init, logSoftmax, matmul, readAll, softmax, sum, tensor, type GpuContext, type Tensor } from '../src/index';
 import { copyLoop, matmulIKJ, softmaxRows, sumAll, sumRows } from './js-baselines';
 import { gpuMlp, jsMlp, makeMlpProblem } from './mlp';
@@ -77,18 +78,7 @@ function parseArgs(argv: string[]): Args {
   return { quick, size: size ?? (quick ? 0.25 : 1), runs: runs ?? (quick ? 3 : 5), sections };
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const rand = mulberry32(42);
+const rand = seededRandom(42);
 function randomArray(n: number, lo = -1, hi = 1): Float32Array {
   const a = new Float32Array(n);
   for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * rand();

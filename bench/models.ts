@@ -15,6 +15,7 @@
  * once: GPU logits and input gradient against the twin on the twin's sequence. Rows are
  * returned, not printed.
  */
+import { seededRandom } from '../src/train/data';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { getContext, init } from '../src/gpu/context';
@@ -87,23 +88,12 @@ export const GENERATED_LLAMA_CONFIG = {
 
 const FIXTURE_DIR = resolve(import.meta.dirname, '../../shared/fixtures/tiny-llama');
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * A `SafetensorsFile` of F32 tensors for `config`, in memory: norm weights 1, every other weight
  * uniform with standard deviation 0.02 (Hugging Face's initialiser range), from a seeded PRNG.
  */
 function randomWeights(config: ModelConfig, seed: number): SafetensorsFile {
-  const rand = mulberry32(seed);
+  const rand = seededRandom(seed);
   const half = 0.02 * Math.sqrt(3);
   const tensors = new Map<string, { dtype: 'F32'; shape: number[]; bytes: Uint8Array }>();
   for (const [name, shape] of expectedWeights(config)) {
@@ -269,7 +259,7 @@ async function benchModel(name: string, rawConfig: unknown, file: SafetensorsFil
   const config = parseModelConfig(rawConfig);
   const params = [...expectedWeights(config).values()].reduce((s, shape) => s + shape.reduce((a, b) => a * b, 1), 0);
   const V = config.vocabSize;
-  const rand = mulberry32(1234);
+  const rand = seededRandom(1234);
   const idsData = Int32Array.from({ length: sizes.T }, () => Math.floor(rand() * V));
   const seedData = Float32Array.from({ length: sizes.T * V }, () => 2 * rand() - 1);
   // The GPU first: the twin's float64 copy of the weights (and its garbage) does not exist yet.

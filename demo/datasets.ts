@@ -1,4 +1,5 @@
 /** Small synthetic 2-D classification sets, generated with a seeded PRNG (same data every run). */
+import { seededRandom } from '../src/train/data';
 
 /** A labelled point set: `x` is [count, 2] row-major, `y` the class of each point. */
 export interface Dataset {
@@ -6,18 +7,6 @@ export interface Dataset {
   y: Int32Array;
   count: number;
   classes: number;
-}
-
-/** mulberry32: a tiny seeded PRNG with uniform output in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** A standard normal sample (Box-Muller). */
@@ -32,7 +21,7 @@ export function randn(rand: () => number): number {
  * with `t` over `turns` turns, plus Gaussian noise. Coordinates are roughly in [-1, 1].
  */
 export function spirals(perClass: number, seed: number, turns = 1.5, noise = 0.03): Dataset {
-  const rand = mulberry32(seed);
+  const rand = seededRandom(seed);
   const count = 2 * perClass;
   const x = new Float32Array(count * 2);
   const y = new Int32Array(count);
@@ -51,7 +40,7 @@ export function spirals(perClass: number, seed: number, turns = 1.5, noise = 0.0
 
 /** Two interleaving half circles ("moons"), `perClass` points each, centred and scaled to about [-1, 1]. */
 export function moons(perClass: number, seed: number, noise = 0.1): Dataset {
-  const rand = mulberry32(seed);
+  const rand = seededRandom(seed);
   const count = 2 * perClass;
   const x = new Float32Array(count * 2);
   const y = new Int32Array(count);

@@ -18,7 +18,8 @@ import {
   add, backward, init, keep, liveBufferCount, logSoftmax, matmul, max, mul, noGrad, readAll, relu, scale, scope, sub, sum,
   tanh, tensor, where, type Tensor,
 } from '../src/index';
-import { makeDataset, randn, mulberry32, type Dataset } from './datasets';
+import { makeDataset, randn, type Dataset } from './datasets';
+import { seededRandom } from '../src/train/data';
 
 interface Args {
   data: 'spirals' | 'moons';
@@ -122,7 +123,7 @@ async function main(): Promise<void> {
   const zero = tensor(0, []);
   const one = tensor(1, []);
 
-  const rand = mulberry32(args.seed * 7919 + 17);
+  const rand = seededRandom(args.seed * 7919 + 17);
   const params: Param[] = [
     param('w1', initWeights(rand, 2, H), [2, H]),
     param('b1', new Float32Array(H), [H]),

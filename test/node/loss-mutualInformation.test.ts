@@ -1,4 +1,5 @@
 /** mutualInformationLoss (LOSSES.md section 3): the GPU kernels and the float64 twin. */
+import { seededRandom } from '../../src/train/data';
 import { describe, expect, it } from 'vitest';
 import { gpu } from '../gpu';
 import { liveBufferCount, readAll, scale, scope, tensor, type Tensor } from '../../src/index';
@@ -24,17 +25,8 @@ function gradAtol(expected: ArrayLike<number>, rel: number): number {
   return Math.max(rel * maxAbs(expected), 1e-30);
 }
 
-/** A small deterministic generator (mulberry32) so that random cases are repeatable. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A small deterministic generator so that random cases are repeatable. */
+const rng = seededRandom;
 
 function normal(r: () => number): number {
   return Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
