@@ -2,8 +2,9 @@
  * `npm run measure-privacy`: for each of the four loss factories, trains a cloak for the default
  * model (`models/default`) with the recommended settings below, then measures on held-out text
  * (Jude and Revelation, never seen by the base model or the cloak) the privacy and utility of
- * LOSSES.md section 5: NN-FR, top-1 agreement and mean KL. Writes `docs/privacy-utility.json`
- * and the Markdown table `docs/privacy-utility.md` that the README shows.
+ * LOSSES.md section 5: NN-FR, top-1 agreement and mean KL. Writes
+ * `docs/measurements/privacy-utility-<tag>.{json,md}`; `node scripts/privacy-table.mjs` turns
+ * every measurement there into the README's table.
  *
  * Options: --steps N (default 150), --model DIR (default models/default), --only NAME,
  * --set key=value,... (override factory options), --lr X, --tag T (write docs/privacy-utility-T.*).
@@ -101,10 +102,10 @@ async function main(): Promise<void> {
     console.log(JSON.stringify(row));
     rows.push(row);
   }
-  mkdirSync('docs', { recursive: true });
+  mkdirSync('docs/measurements', { recursive: true });
   const info = `${ctx.adapter.info.vendor} ${ctx.adapter.info.architecture}`;
-  const suffix = args.get('tag') ? `-${args.get('tag')}` : '';
-  writeFileSync(`docs/privacy-utility${suffix}.json`, JSON.stringify({ adapter: info, date: new Date().toISOString().slice(0, 10), rows }, null, 2) + '\n');
+  const suffix = `-${args.get('tag') ?? 'recommended'}`;
+  writeFileSync(`docs/measurements/privacy-utility${suffix}.json`, JSON.stringify({ adapter: info, date: new Date().toISOString().slice(0, 10), rows }, null, 2) + '\n');
   const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
   const table = [
     `| factory | steps | NN-FR (before → after) | top-1 agreement (before → after) | mean KL (before → after) |`,
@@ -115,7 +116,7 @@ async function main(): Promise<void> {
       return `| \`${r.factory as string}\` | ${r.steps as number} | ${pct(b.nearestNeighbourFailureRate)} → **${pct(a.nearestNeighbourFailureRate)}** | ${pct(b.top1Agreement)} → **${pct(a.top1Agreement)}** | ${b.meanKL.toFixed(4)} → **${a.meanKL.toFixed(4)}** |`;
     }),
   ].join('\n');
-  writeFileSync(`docs/privacy-utility${suffix}.md`, `Measured by \`npm run measure-privacy\` on ${info}, ${new Date().toISOString().slice(0, 10)}; held-out text: Jude and Revelation.\n\n${table}\n`);
+  writeFileSync(`docs/measurements/privacy-utility${suffix}.md`, `Measured by \`npm run measure-privacy\` on ${info}, ${new Date().toISOString().slice(0, 10)}; held-out text: Jude and Revelation.\n\n${table}\n`);
   console.log(table);
   model.dispose();
 }
