@@ -11,6 +11,7 @@ export function sizeClass(bytes: number): number {
   return Math.ceil(b / step) * step;
 }
 
+/** The pool of storage buffers of one device (see the file comment). */
 export class BufferPool {
   private free = new Map<number, GPUBuffer[]>();
   private pooledBytes = 0;

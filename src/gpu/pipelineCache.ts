@@ -39,6 +39,7 @@ export function reflectBindings(source: string, entryPoint: string): BindingSlot
   return slots.sort((a, b) => a.binding - b.binding);
 }
 
+/** Compiled compute pipelines of one device, by WGSL source, entry point and override constants. */
 export class PipelineCache {
   private pipelines = new Map<string, CompiledPipeline>();
   private modules = new Map<string, GPUShaderModule>();
@@ -55,6 +56,7 @@ export class PipelineCache {
     return this.pipelines.size;
   }
 
+  /** The pipeline of `entryPoint` in `source` with these override `constants`, compiled on first use. */
   get(source: string, entryPoint: string, constants: Record<string, number> = {}): CompiledPipeline {
     const constKey = Object.keys(constants).sort().map((k) => `${k}=${constants[k]}`).join(',');
     const key = `${entryPoint}|${constKey}|${source}`;
