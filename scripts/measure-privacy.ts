@@ -7,7 +7,8 @@
  * every measurement there into the README's table.
  *
  * Options: --steps N (default 150), --model DIR (default models/default), --only NAME,
- * --set key=value,... (override factory options), --lr X, --tag T (write docs/privacy-utility-T.*).
+ * --set key=value,... (override factory options), --cloak key=value,... (cloak options), --lr X,
+ * --tag T (write docs/measurements/privacy-utility-T.*).
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -27,6 +28,13 @@ const OVERRIDES = Object.fromEntries(
   }),
 );
 const LR = args.has('lr') ? Number(args.get('lr')) : undefined;
+/** --cloak key=value[,key=value]: cloak options (e.g. sMax=0.05). */
+const CLOAK = Object.fromEntries(
+  (args.get('cloak') ?? '').split(',').filter(Boolean).map((kv) => {
+    const [k, v] = kv.split('=');
+    return [k, Number(v)];
+  }),
+);
 
 /** Recommended settings for the default model (4 blocks, d = 128, byte vocabulary). */
 export const RECOMMENDED: Record<FactoryName, { factoryOptions: Record<string, unknown>; learningRate: number }> = {
@@ -83,7 +91,7 @@ async function main(): Promise<void> {
     if (ONLY && ONLY !== factory) continue;
     const options: TrainerOptions = {
       factory, factoryOptions: { ...settings.factoryOptions, ...OVERRIDES }, batchSize: 4, learningRate: LR ?? settings.learningRate,
-      warmupSteps: 10, totalSteps: STEPS, seed: 7, cloak: { seed: 7 },
+      warmupSteps: 10, totalSteps: STEPS, seed: 7, cloak: { seed: 7, ...CLOAK },
     };
     const trainer = new Trainer(model, { train, heldOut }, options);
     const before = await trainer.evaluate();
@@ -97,7 +105,7 @@ async function main(): Promise<void> {
     trainer.dispose();
     const row = {
       factory, steps: STEPS, minutes: (Date.now() - started) / 60000,
-      factoryOptions: options.factoryOptions, learningRate: options.learningRate, before, after, finalLoss: last,
+      factoryOptions: options.factoryOptions, learningRate: options.learningRate, cloak: CLOAK, before, after, finalLoss: last,
     };
     console.log(JSON.stringify(row));
     rows.push(row);

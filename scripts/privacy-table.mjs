@@ -24,6 +24,7 @@ for (const r of rows) {
     .filter(([, v]) => v !== 0)
     .map(([k, v]) => `${ABBREVIATIONS[k] ?? k}=${v}`)
     .join(', ');
+  const cloak = Object.entries(r.cloak ?? {}).map(([k, v]) => `${k}=${v}`).join(', ');
   const a = r.after;
-  console.log(`| \`${r.factory}\` | ${settings} | ${r.learningRate} | ${r.steps} | ${pct(a.nearestNeighbourFailureRate)} | ${pct(a.top1Agreement)} | ${a.meanKL.toFixed(3)} |`);
+  console.log(`| \`${r.factory}\` | ${settings}${cloak ? `; cloak ${cloak}` : ''} | ${r.learningRate} | ${r.steps} | ${pct(a.nearestNeighbourFailureRate)} | ${pct(a.top1Agreement)} | ${a.meanKL.toFixed(3)} |`);
 }
