@@ -2,6 +2,7 @@
  * Kernels in a real page (Vitest browser mode, headless Chromium, WebGPU on SwiftShader), checked
  * against float64 computations written out here. Inputs are tiny: SwiftShader is slow.
  */
+import { matmul64, transpose64 } from './float64';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { GpuContext } from '../../src/index';
 import {
@@ -9,26 +10,6 @@ import {
 } from '../../src/index';
 import { expectClose } from '../helpers/compare';
 import { browserGpu, randomF32 } from './browser-gpu';
-
-/** float64 row-major [m,k] @ [k,n]. */
-function matmul64(a: ArrayLike<number>, b: ArrayLike<number>, m: number, k: number, n: number): Float64Array {
-  const c = new Float64Array(m * n);
-  for (let i = 0; i < m; i++) {
-    for (let j = 0; j < n; j++) {
-      let s = 0;
-      for (let p = 0; p < k; p++) s += a[i * k + p] * b[p * n + j];
-      c[i * n + j] = s;
-    }
-  }
-  return c;
-}
-
-/** float64 transpose of a row-major [r,c]. */
-function transpose64(a: ArrayLike<number>, r: number, c: number): Float64Array {
-  const t = new Float64Array(r * c);
-  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) t[j * r + i] = a[i * c + j];
-  return t;
-}
 
 let ctx: GpuContext;
 

@@ -3,31 +3,12 @@
  * match float64 computations written out here, typed arrays travel both ways (transferred),
  * errors arrive as rejections with their message, and progress callbacks cross over as proxies.
  */
+import { matmul64, transpose64 } from './float64';
 import * as Comlink from 'comlink';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectClose } from '../helpers/compare';
 import { randomF32 } from './browser-gpu';
 import type { KernelWorkerApi, WorkerAdapterInfo } from './kernel-worker';
-
-/** float64 row-major [m,k] @ [k,n]. */
-function matmul64(a: ArrayLike<number>, b: ArrayLike<number>, m: number, k: number, n: number): Float64Array {
-  const c = new Float64Array(m * n);
-  for (let i = 0; i < m; i++) {
-    for (let j = 0; j < n; j++) {
-      let s = 0;
-      for (let p = 0; p < k; p++) s += a[i * k + p] * b[p * n + j];
-      c[i * n + j] = s;
-    }
-  }
-  return c;
-}
-
-/** float64 transpose of a row-major [r,c]. */
-function transpose64(a: ArrayLike<number>, r: number, c: number): Float64Array {
-  const t = new Float64Array(r * c);
-  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) t[j * r + i] = a[i * c + j];
-  return t;
-}
 
 let worker: Worker | null = null;
 let api: Comlink.Remote<KernelWorkerApi> | null = null;

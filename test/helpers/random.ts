@@ -72,3 +72,14 @@ export class Rng {
 export function f32(values: ArrayLike<number>): Float32Array {
   return Float32Array.from(values);
 }
+
+/** Deterministic pseudo-random numbers in [-1, 1) from a 32-bit LCG (a quick source of test data). */
+export function noise(n: number, seed: number): Float64Array {
+  let s = seed >>> 0;
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = s / 2 ** 31 - 1;
+  }
+  return out;
+}

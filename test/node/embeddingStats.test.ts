@@ -1,3 +1,4 @@
+import { noise } from '../helpers/random';
 import { describe, expect, it } from 'vitest';
 import { gpu } from '../gpu';
 import { expectClose } from '../helpers/compare';
@@ -5,17 +6,6 @@ import { LOSS_FIXTURES, loadLossFixture } from '../helpers/fixtures';
 import { liveBufferCount, scope, tensor } from '../../src/index';
 import { embeddingColumnStd, embeddingStats, percentile, recommendedCharacteristicLength } from '../../src/loss/embeddingStats';
 import { columnStdReference, embeddingStatsReference, percentileReference, voronoiDistancesReference } from '../../src/reference/embeddingStats';
-
-/** Deterministic pseudo-random numbers in [-1, 1). */
-function noise(n: number, seed: number): Float64Array {
-  let s = seed >>> 0;
-  const out = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 2 ** 31 - 1;
-  }
-  return out;
-}
 
 describe('embeddingStats', () => {
   for (const name of LOSS_FIXTURES) {

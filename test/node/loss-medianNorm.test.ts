@@ -1,3 +1,4 @@
+import { noise } from '../helpers/random';
 import { describe, expect, it } from 'vitest';
 import { gpu } from '../gpu';
 import { expectClose } from '../helpers/compare';
@@ -17,17 +18,6 @@ async function run(x: Tensor, mu: Tensor, m: number | Tensor, mask: Tensor | num
   const gradX = x.requiresGrad ? await x.grad!.toArray() : null;
   loss.dispose();
   return { value, gradMu, gradX };
-}
-
-/** Deterministic pseudo-random numbers in [-1, 1). */
-function noise(n: number, seed: number): Float64Array {
-  let s = seed >>> 0;
-  const out = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 2 ** 31 - 1;
-  }
-  return out;
 }
 
 describe('medianNormPenalty', () => {
