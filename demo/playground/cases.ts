@@ -4,8 +4,8 @@
  * A case names its inputs (shapes per size, how random values are drawn, dtype, whether they are
  * differentiated), the library call that runs it on the GPU, its float64 twin from
  * `src/reference/` (forward and backward), the tolerances the Node tests use for it, the WGSL file
- * it runs, and either a re-implemented launcher (`./edited.ts`) that runs that file's edited text,
- * or the reason the source is shown read-only. The page (`./main.ts`) is generic over this table.
+ * it runs (its edited text runs through the library itself: `GpuContext.withShaderSource`). The page
+ * (`./main.ts`) is generic over this table.
  */
 import * as G from '../../src/index';
 import type { Tensor } from '../../src/index';
@@ -21,7 +21,6 @@ import { medianNormPenaltyReference } from '../../src/reference/medianNorm';
 import { inverseL2PowerLawCatalystReference } from '../../src/reference/catalyst';
 import { mutualInformationReference, mutualInformationReferenceBackward } from '../../src/reference/mutualInformation';
 import type { Tol } from './compare';
-import * as E from './edited';
 import type { Rng } from './random';
 import type { ShaderFile } from './shaders';
 
@@ -87,18 +86,6 @@ export interface InputSpec {
   mask?: boolean;
 }
 
-/** A launcher of the case's WGSL file with a given source text (see `./edited.ts`). */
-export interface EditSupport {
-  /** The entry points it launches from the edited file. */
-  entryPoints: string[];
-  /** What else the gradient path runs, when not everything comes from the edited file. */
-  note?: string;
-  /** Runs the forward with `source`; `saved` is passed on to the backward (e.g. max's argmax). */
-  forward(source: string, inputs: Tensor[]): { out: Tensor; saved?: Tensor[] };
-  /** Gradients of the inputs (null where not differentiated), given `g`, the gradient of `out`. */
-  backward(source: string, inputs: Tensor[], out: Tensor, saved: Tensor[], g: Tensor): (Tensor | null)[];
-}
-
 /** A kernel of the playground. */
 export interface KernelCase {
   /** Stable id (the URL hash and the picker's option value). */
@@ -130,8 +117,6 @@ export interface KernelCase {
   tol: Tol | ((x: NDArray[]) => Tol);
   /** Gradient tolerance per input (default: `tol`). */
   gradTol?: Tol | ((x: NDArray[], input: number) => Tol);
-  /** The edited-WGSL launcher, or why the source is read-only. */
-  edit: EditSupport | { readOnly: string };
 }
 
 /** Whether input `spec` is differentiated. */
@@ -180,20 +165,6 @@ const nd = (data: ArrayLike<number>, shape: readonly number[]): NDArray => R.nda
 const rowsCols = (d: Dims) => [d.rows, d.cols];
 const lastDim = (x: NDArray) => x.shape[x.shape.length - 1] ?? 1;
 
-/** Launchers for the families whose wrapper the playground does not re-implement: reasons. */
-const READ_ONLY = {
-  norm:
-    'rmsNorm and layerNorm save per-row statistics for the backward and sum the weight gradients in 64-row chunks before a ' +
-    'fixed-order reduction; that wrapper (src/ops/norm.ts) is not re-implemented here, so edits cannot be run.',
-  attention:
-    'Fused attention launches four kernels (the forward, which saves the row logsumexp, then the backward prep, dq and dk/dv ' +
-    'passes) with tile sizes derived from Dh; that wrapper (src/ops/attention.ts) is not re-implemented here.',
-  loss: (file: string) =>
-    `This loss runs several passes over saved buffers (row statistics, selected counts, the uploaded mask) laid out by ` +
-    `src/loss/${file}; the playground does not duplicate that wrapper, so the source is read-only. The library has no hook ` +
-    'to substitute a kernel source.',
-};
-
 // ---------------------------------------------------------------------------------------------
 // Elementwise: unary maps
 // ---------------------------------------------------------------------------------------------
@@ -203,7 +174,6 @@ type RefUnaryBack = (g: NDArray, x: NDArray) => [NDArray];
 
 function unaryCase(
   id: string,
-  name: E.UnaryName,
   call: string,
   formula: string,
   gen: Gen,
@@ -211,8 +181,6 @@ function unaryCase(
   ref: RefUnary,
   back: RefUnaryBack,
   twin: string,
-  alpha = 0,
-  beta = 0,
 ): KernelCase {
   return {
     id,
@@ -227,41 +195,36 @@ function unaryCase(
     ref: ([x]) => ref(x),
     refBackward: (g, [x]) => back(g, x),
     tol: F32,
-    edit: {
-      entryPoints: ['unary', 'unaryBackward'],
-      forward: (src, [x]) => ({ out: E.unary(src, name, x, alpha, beta) }),
-      backward: (src, [x], _out, _saved, g) => [E.unaryBackward(src, name, x, g, alpha, beta)],
-    },
   };
 }
 
 const UNARY_CASES: KernelCase[] = [
-  unaryCase('neg', 'neg', 'neg(x)', '-x', U(-3, 3), G.neg, R.neg, R.negBackward, 'neg / negBackward'),
-  unaryCase('exp', 'exp', 'exp(x)', 'e^x', U(-4, 4), G.exp, R.exp, R.expBackward, 'exp / expBackward'),
-  unaryCase('log', 'log', 'log(x)', 'ln x, for x in [0.05, 5)', U(0.05, 5), G.log, R.log, R.logBackward, 'log / logBackward'),
-  unaryCase('sqrt', 'sqrt', 'sqrt(x)', 'sqrt x, for x in [0.05, 5)', U(0.05, 5), G.sqrt, R.sqrt, R.sqrtBackward, 'sqrt / sqrtBackward'),
-  unaryCase('tanh', 'tanh', 'tanh(x)', 'tanh x', U(-4, 4), G.tanh, R.tanh, R.tanhBackward, 'tanh / tanhBackward'),
-  unaryCase('abs', 'abs', 'abs(x)', '|x| (inputs kept clear of the kink at 0)', S(0.01, 3), G.abs, R.abs, R.absBackward, 'abs / absBackward'),
+  unaryCase('neg', 'neg(x)', '-x', U(-3, 3), G.neg, R.neg, R.negBackward, 'neg / negBackward'),
+  unaryCase('exp', 'exp(x)', 'e^x', U(-4, 4), G.exp, R.exp, R.expBackward, 'exp / expBackward'),
+  unaryCase('log', 'log(x)', 'ln x, for x in [0.05, 5)', U(0.05, 5), G.log, R.log, R.logBackward, 'log / logBackward'),
+  unaryCase('sqrt', 'sqrt(x)', 'sqrt x, for x in [0.05, 5)', U(0.05, 5), G.sqrt, R.sqrt, R.sqrtBackward, 'sqrt / sqrtBackward'),
+  unaryCase('tanh', 'tanh(x)', 'tanh x', U(-4, 4), G.tanh, R.tanh, R.tanhBackward, 'tanh / tanhBackward'),
+  unaryCase('abs', 'abs(x)', '|x| (inputs kept clear of the kink at 0)', S(0.01, 3), G.abs, R.abs, R.absBackward, 'abs / absBackward'),
   unaryCase(
-    'pow3', 'pow', 'pow(x, 3)', 'x^3, negative bases included', S(0.1, 2),
-    (x) => G.pow(x, 3), (x) => R.pow(x, 3), (g, x) => R.powBackward(g, x, 3), 'pow / powBackward (p = 3)', 3,
+    'pow3', 'pow(x, 3)', 'x^3, negative bases included', S(0.1, 2),
+    (x) => G.pow(x, 3), (x) => R.pow(x, 3), (g, x) => R.powBackward(g, x, 3), 'pow / powBackward (p = 3)',
   ),
   unaryCase(
-    'pow0.5', 'pow', 'pow(x, 0.5)', 'x^0.5, for x in [0.05, 4)', U(0.05, 4),
-    (x) => G.pow(x, 0.5), (x) => R.pow(x, 0.5), (g, x) => R.powBackward(g, x, 0.5), 'pow / powBackward (p = 0.5)', 0.5,
+    'pow0.5', 'pow(x, 0.5)', 'x^0.5, for x in [0.05, 4)', U(0.05, 4),
+    (x) => G.pow(x, 0.5), (x) => R.pow(x, 0.5), (g, x) => R.powBackward(g, x, 0.5), 'pow / powBackward (p = 0.5)',
   ),
-  unaryCase('silu', 'silu', 'silu(x)', 'x sigmoid(x)', U(-6, 6), G.silu, R.silu, R.siluBackward, 'silu / siluBackward'),
-  unaryCase('geluTanh', 'geluTanh', 'geluTanh(x)', 'GELU, tanh approximation', U(-5, 5), G.geluTanh, R.geluTanh, R.geluTanhBackward, 'geluTanh / geluTanhBackward'),
-  unaryCase('relu', 'relu', 'relu(x)', 'max(x, 0) (inputs kept clear of 0)', S(0.01, 3), G.relu, R.relu, R.reluBackward, 'relu / reluBackward'),
+  unaryCase('silu', 'silu(x)', 'x sigmoid(x)', U(-6, 6), G.silu, R.silu, R.siluBackward, 'silu / siluBackward'),
+  unaryCase('geluTanh', 'geluTanh(x)', 'GELU, tanh approximation', U(-5, 5), G.geluTanh, R.geluTanh, R.geluTanhBackward, 'geluTanh / geluTanhBackward'),
+  unaryCase('relu', 'relu(x)', 'max(x, 0) (inputs kept clear of 0)', S(0.01, 3), G.relu, R.relu, R.reluBackward, 'relu / reluBackward'),
   unaryCase(
-    'scale', 'scale', 'scale(x, -0.75, 0.5)', '-0.75 x + 0.5', U(-3, 3),
+    'scale', 'scale(x, -0.75, 0.5)', '-0.75 x + 0.5', U(-3, 3),
     (x) => G.scale(x, -0.75, 0.5), (x) => R.scale(x, -0.75, 0.5), (g, x) => R.scaleBackward(g, x, -0.75, 0.5),
-    'scale / scaleBackward', -0.75, 0.5,
+    'scale / scaleBackward',
   ),
   unaryCase(
-    'sigmoidRange', 'sigmoidRange', 'sigmoidRange(x, 1e-4, 2)', '1e-4 + (2 - 1e-4) sigmoid(x)', U(-8, 8),
+    'sigmoidRange', 'sigmoidRange(x, 1e-4, 2)', '1e-4 + (2 - 1e-4) sigmoid(x)', U(-8, 8),
     (x) => G.sigmoidRange(x, 1e-4, 2), (x) => R.sigmoidRange(x, 1e-4, 2), (g, x) => R.sigmoidRangeBackward(g, x, 1e-4, 2),
-    'sigmoidRange / sigmoidRangeBackward', 1e-4, 2,
+    'sigmoidRange / sigmoidRangeBackward',
   ),
 ];
 
@@ -272,7 +235,7 @@ const UNARY_CASES: KernelCase[] = [
 type RefBinary = (a: NDArray, b: NDArray) => NDArray;
 type RefBinaryBack = (g: NDArray, a: NDArray, b: NDArray) => [NDArray, NDArray];
 
-function binaryCase(name: E.BinaryName, symbol: string, gpu: (a: Tensor, b: Tensor) => Tensor, ref: RefBinary, back: RefBinaryBack): KernelCase {
+function binaryCase(name: 'add' | 'sub' | 'mul' | 'div', symbol: string, gpu: (a: Tensor, b: Tensor) => Tensor, ref: RefBinary, back: RefBinaryBack): KernelCase {
   return {
     id: name,
     label: `${name}(a, b)`,
@@ -293,12 +256,6 @@ function binaryCase(name: E.BinaryName, symbol: string, gpu: (a: Tensor, b: Tens
     // The broadcast operand's gradient sums a column of `rows` values.
     tol: F32,
     gradTol: (x, input) => (input === 1 ? sumTol(x[0].shape[0] ?? 1) : F32),
-    edit: {
-      entryPoints: ['binary', 'unary (neg, in the backward)'],
-      note: "The broadcast operand's gradient is summed back to its shape by the library's sumToShape (reduce.wgsl, not edited).",
-      forward: (src, [a, b]) => ({ out: E.binary(src, name, a, b) }),
-      backward: (src, [a, b], out, _saved, g) => E.binaryBackward(src, name, a, b, out, g),
-    },
   };
 }
 
@@ -326,12 +283,6 @@ const BINARY_CASES: KernelCase[] = [
     refBackward: (g, [c, a, b]) => [null, ...R.whereBackward(g, c, a, b)],
     tol: F32,
     gradTol: (x, input) => (input === 2 ? sumTol(x[0].shape[0] ?? 1) : F32),
-    edit: {
-      entryPoints: ['selectWhere'],
-      note: "The broadcast operand's gradient is summed back to its shape by the library's sumToShape (reduce.wgsl, not edited).",
-      forward: (src, [c, a, b]) => ({ out: E.where(src, c, a, b) }),
-      backward: (src, [c, a, b], _out, _saved, g) => [null, ...E.whereBackward(src, c, a, b, g)],
-    },
   },
 ];
 
@@ -342,7 +293,7 @@ const BINARY_CASES: KernelCase[] = [
 type RefReduce = (x: NDArray, axis?: number) => NDArray;
 type RefReduceBack = (g: NDArray, x: NDArray, axis?: number) => [NDArray];
 
-function reduceCase(name: E.ReduceName, lastAxis: boolean, gpu: (x: Tensor, axis?: number) => Tensor, ref: RefReduce, back: RefReduceBack): KernelCase {
+function reduceCase(name: 'sum' | 'mean' | 'max', lastAxis: boolean, gpu: (x: Tensor, axis?: number) => Tensor, ref: RefReduce, back: RefReduceBack): KernelCase {
   const axis = lastAxis ? -1 : undefined;
   const call = lastAxis ? `${name}(x, -1)` : `${name}(x)`;
   return {
@@ -362,15 +313,6 @@ function reduceCase(name: E.ReduceName, lastAxis: boolean, gpu: (x: Tensor, axis
     tol: (x) => (name === 'max' ? EXACT : sumTol(lastAxis ? lastDim(x[0]) : x[0].data.length)),
     // Every backward is a broadcast (times 1/n for mean) or a select: one rounding at most.
     gradTol: F32,
-    edit: {
-      entryPoints: name === 'max' ? ['reduceRows(Narrow)', 'reducePartials', 'maxBackward'] : ['reduceRows(Narrow)', 'reducePartials'],
-      note: name === 'max' ? undefined : "The backward of a sum or mean is a broadcast, run by the library's expand/scale (elementwise.wgsl, not edited).",
-      forward: (src, [x]) => {
-        const r = E.reduce(src, name, x, lastAxis);
-        return { out: r.out, saved: [r.index] };
-      },
-      backward: (src, [x], _out, [index], g) => [E.reduceBackward(src, name, x, lastAxis, index, g)],
-    },
   };
 }
 
@@ -406,11 +348,6 @@ function matmulCase(transposeB: boolean): KernelCase {
     refBackward: (g, [a, b]) => R.matmulBackward(g, a, b, options),
     // The longest reduction: K forward, N for dA, M for dB.
     tol: ([a, b]) => dotTol(Math.max(...a.shape, ...b.shape)),
-    edit: {
-      entryPoints: ['matmul'],
-      forward: (src, [a, b]) => ({ out: E.matmul(src, a, b, false, transposeB) }),
-      backward: (src, [a, b], _out, _saved, g) => E.matmulBackward(src, a, b, false, transposeB, g),
-    },
   };
 }
 
@@ -431,11 +368,6 @@ function softmaxCase(log: boolean): KernelCase {
     tol: F32,
     // The log-softmax backward subtracts softmax * sum(g) over a whole row.
     gradTol: log ? { rtol: 1e-4, atol: 2e-5 } : F32,
-    edit: {
-      entryPoints: ['softmaxForward(Narrow)', 'softmaxBackward(Narrow)'],
-      forward: (src, [x]) => ({ out: E.softmax(src, log, x) }),
-      backward: (src, _x, out, _saved, g) => [E.softmax(src, log, out, g)],
-    },
   };
 }
 
@@ -465,11 +397,6 @@ const LINALG_CASES: KernelCase[] = [
     ref: ([t, i]) => R.gather(t, i),
     refBackward: (g, [t, i]) => [...R.gatherBackward(g, t, i), null],
     tol: F32,
-    edit: {
-      entryPoints: ['gatherRows', 'scatterAddRows'],
-      forward: (src, [t, i]) => ({ out: E.gather(src, t, i) }),
-      backward: (src, [t, i], _out, _saved, g) => [E.gatherBackward(src, t, i, g), null],
-    },
   },
 ];
 
@@ -499,7 +426,6 @@ const MODEL_CASES: KernelCase[] = [
     refBackward: (g, [x, w]) => RNorm.rmsNormBackward(g, x, w, EPS),
     tol: F32,
     gradTol: { rtol: 2e-4, atol: 2e-5 },
-    edit: { readOnly: READ_ONLY.norm },
   },
   {
     id: 'layerNorm',
@@ -520,7 +446,6 @@ const MODEL_CASES: KernelCase[] = [
     refBackward: (g, [x, w, b]) => RNorm.layerNormBackward(g, x, w, b, EPS),
     tol: { rtol: 1e-3, atol: 1e-4 },
     gradTol: (_x, input) => [{ rtol: 2e-3, atol: 2e-4 }, { rtol: 1e-3, atol: 1e-4 }, { rtol: 1e-4, atol: 1e-5 }][input],
-    edit: { readOnly: READ_ONLY.norm },
   },
   {
     id: 'rope',
@@ -535,11 +460,6 @@ const MODEL_CASES: KernelCase[] = [
     ref: ([x]) => RRope.rope(x, ROPE),
     refBackward: (g, [x]) => RRope.ropeBackward(g, x, ROPE),
     tol: { rtol: 1e-5, atol: 1e-5 },
-    edit: {
-      entryPoints: ['ropeApply'],
-      forward: (src, [x]) => ({ out: E.rope(src, x, ROPE.theta, ROPE.positionOffset, 1) }),
-      backward: (src, _x, _out, _saved, g) => [E.rope(src, g, ROPE.theta, ROPE.positionOffset, -1)],
-    },
   },
   {
     id: 'attention',
@@ -559,7 +479,6 @@ const MODEL_CASES: KernelCase[] = [
     refBackward: (g, [q, k, v]) => RAttention.attentionBackward(g, q, k, v, { causal: true }),
     tol: F32,
     gradTol: { rtol: 5e-4, atol: 5e-5 },
-    edit: { readOnly: READ_ONLY.attention },
   },
 ];
 
@@ -594,7 +513,6 @@ function rowPairCase(name: RowPairLossName, label: string, formula: string, uNam
     },
     tol: LOSS_VALUE,
     gradTol: LOSS_GRAD,
-    edit: { readOnly: READ_ONLY.loss('cosine.ts') },
   };
 }
 
@@ -630,7 +548,6 @@ const LOSS_CASES: KernelCase[] = [
     ],
     tol: LOSS_VALUE,
     gradTol: LOSS_GRAD,
-    edit: { readOnly: READ_ONLY.loss('crossEntropy.ts') },
   },
   rowPairCase(
     'distillationLayerCosineDistance', 'losses.distillationLayerCosineDistance',
@@ -666,7 +583,6 @@ const LOSS_CASES: KernelCase[] = [
     refBackward: (g, [s, c, m]) => [nd(stdLogRatioReference(s.data, c.data, m.data).gradSigma.map((v) => v * g.data[0]), s.shape), null, null],
     tol: LOSS_VALUE,
     gradTol: LOSS_GRAD,
-    edit: { readOnly: READ_ONLY.loss('stdLogRatio.ts') },
   },
   {
     id: 'medianNormPenalty',
@@ -689,7 +605,6 @@ const LOSS_CASES: KernelCase[] = [
     },
     tol: LOSS_VALUE,
     gradTol: LOSS_GRAD,
-    edit: { readOnly: READ_ONLY.loss('medianNorm.ts') },
   },
   {
     id: 'inverseL2PowerLawCatalyst',
@@ -714,7 +629,6 @@ const LOSS_CASES: KernelCase[] = [
     },
     tol: LOSS_VALUE,
     gradTol: LOSS_GRAD,
-    edit: { readOnly: READ_ONLY.loss('catalyst.ts') },
   },
   {
     id: 'mutualInformation',
@@ -754,7 +668,6 @@ const LOSS_CASES: KernelCase[] = [
     // As loss-mutualInformation.test.ts: gradients relative to their largest element.
     tol: { rtol: 1e-4, atol: 0 },
     gradTol: { rtol: 1e-3, atol: 0, atolOfMax: 1e-5 },
-    edit: { readOnly: READ_ONLY.loss('mutualInformation.ts') },
   },
 ];
 

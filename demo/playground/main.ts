@@ -51,7 +51,6 @@ const ui = {
   gutter: byId<HTMLPreElement>('gutter'),
   wgsl: byId<HTMLTextAreaElement>('wgsl'),
   reset: byId<HTMLButtonElement>('reset'),
-  editHint: byId<HTMLSpanElement>('edit-hint'),
 };
 
 /** Creates an element with attributes and children (strings become text: no HTML is parsed). */
@@ -196,26 +195,15 @@ function setInputMode(): void {
 // WGSL editor
 // ---------------------------------------------------------------------------------------------
 
-function editable(c: KernelCase): boolean {
-  return !('readOnly' in c.edit);
-}
-
 function loadEditor(): void {
   const file = current.wgsl;
   ui.wgslFile.textContent = `shaders/${file}`;
   ui.wgsl.value = edits.get(file) ?? SHADERS[file];
-  ui.wgsl.readOnly = !editable(current);
-  ui.reset.disabled = !editable(current);
-  ui.editHint.hidden = !editable(current);
   ui.wgsl.scrollTop = 0;
-  if ('readOnly' in current.edit) {
-    ui.editNote.textContent = `Read-only. ${current.edit.readOnly}`;
-  } else {
-    const note = current.edit.note ? ` ${current.edit.note}` : '';
-    ui.editNote.textContent =
-      `Editable: "Run edited WGSL" compiles this text and runs ${current.edit.entryPoints.join(', ')} from it through the ` +
-      `playground's own launcher (demo/playground/edited.ts), which packs the same parameters as the library.${note}`;
-  }
+  const also = current.alsoRuns?.length ? ` (${current.alsoRuns.map((f) => `shaders/${f}`).join(', ')} still run as shipped)` : '';
+  ui.editNote.textContent =
+    `Editable: "Run edited WGSL" compiles this text and runs the library's own ${current.call} and its backward with ` +
+    `shaders/${file} replaced by it${also}.`;
   renderGutter(new Map());
 }
 
@@ -433,8 +421,8 @@ function summary(report: RunReport): string {
 
 function updateButtons(): void {
   ui.run.disabled = busy || !gpuAvailable;
-  ui.runEdited.disabled = busy || !gpuAvailable || !editable(current);
-  ui.runEdited.title = editable(current) ? 'Compile the editor text and run this kernel with it' : 'This kernel\'s source is read-only (see the note above the editor)';
+  ui.runEdited.disabled = busy || !gpuAvailable;
+  ui.runEdited.title = 'Compile the editor text and run this kernel with it';
   ui.kernel.disabled = busy;
 }
 
@@ -492,7 +480,7 @@ ui.reset.addEventListener('click', () => {
   loadEditor();
 });
 ui.wgsl.addEventListener('input', () => {
-  if (editable(current)) edits.set(current.wgsl, ui.wgsl.value);
+  edits.set(current.wgsl, ui.wgsl.value);
   // Marks from the last compile no longer match the lines once the text changes.
   renderGutter(new Map());
 });
@@ -500,7 +488,7 @@ ui.wgsl.addEventListener('scroll', () => {
   ui.gutter.scrollTop = ui.wgsl.scrollTop;
 });
 ui.wgsl.addEventListener('keydown', (e) => {
-  if (e.key === 'Enter' && (e.ctrlKey || e.metaKey) && editable(current)) {
+  if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) {
     e.preventDefault();
     void run(true);
   }

@@ -1,11 +1,12 @@
 /**
- * Runs one kernel case: on the GPU (the library's op with autograd, or the playground's launcher
- * with edited WGSL), against the float64 twin (forward and backward), the twin's backward against
+ * Runs one kernel case: on the GPU (the library's op with autograd, with its WGSL file replaced by
+ * the edited text when asked), against the float64 twin (forward and backward), the twin's backward against
  * central finite differences, and a timing of the GPU forward. No DOM here.
  */
 import { getContext, liveBufferCount, mul, noGrad, readAll, scope, sum, tensor, type Tensor } from '../../src/index';
 import * as R from '../../src/reference/ops';
-import { forwardTol, gradientTol, isGrad, type EditSupport, type KernelCase } from './cases';
+import { forwardTol, gradientTol, isGrad, type KernelCase } from './cases';
+import { SHADERS } from './shaders';
 import { FD_TOL, centralDifference, compare, type Comparison, type FdPoint } from './compare';
 import type { HostInput } from './inputs';
 import { Rng } from './random';
@@ -17,7 +18,7 @@ export interface RunOptions {
   seed: string;
   /** Timed forward runs (after one untimed warm-up). */
   timingRuns: number;
-  /** Run this WGSL through the case's launcher instead of the library op. */
+  /** Run the library op with the case's WGSL file replaced by this text. */
   editedSource?: string;
   /** Elements per differentiated input checked by finite differences (default 3). */
   fdElements?: number;
@@ -57,11 +58,6 @@ function upload(inputs: HostInput[], withGrad: (k: number) => boolean): Tensor[]
   return inputs.map((i, k) => tensor(i.values, i.shape, { dtype: i.dtype, requiresGrad: withGrad(k) }));
 }
 
-function editSupport(c: KernelCase): EditSupport {
-  if ('readOnly' in c.edit) throw new Error(`${c.label}: the edited WGSL cannot be run. ${c.edit.readOnly}`);
-  return c.edit;
-}
-
 interface GpuResult {
   outShape: number[];
   out: ArrayLike<number>;
@@ -75,30 +71,22 @@ interface GpuResult {
  * its gradient with respect to `out` is exactly w, so the twin's backward given w is the answer.
  */
 async function runGpu(c: KernelCase, inputs: HostInput[], rng: Rng, source: string | undefined): Promise<GpuResult> {
-  return scope(async () => {
-    const differentiated = (k: number) => isGrad(c.inputs[k]);
-    let out: Tensor;
-    let grads: (Tensor | null)[];
-    if (source === undefined) {
+  const run = () =>
+    scope(async () => {
+      const differentiated = (k: number) => isGrad(c.inputs[k]);
       const ts = upload(inputs, differentiated);
-      out = c.gpu(ts);
+      const out = c.gpu(ts);
       const w = Float32Array.from(rng.uniforms(out.size, -1, 1));
       sum(mul(out, tensor(w, out.shape))).backward();
-      grads = ts.map((t, k) => {
+      const grads = ts.map((t, k) => {
         if (!differentiated(k)) return null;
         if (!t.grad) throw new Error(`${c.label}: the library gave input '${c.inputs[k].name}' no gradient`);
         return t.grad;
       });
       return finish(out, grads, w);
-    }
-    const edit = editSupport(c);
-    const ts = upload(inputs, () => false);
-    const f = edit.forward(source, ts);
-    out = f.out;
-    const w = Float32Array.from(rng.uniforms(out.size, -1, 1));
-    grads = edit.backward(source, ts, out, f.saved ?? [], tensor(w, out.shape)).map((g, k) => (differentiated(k) ? g : null));
-    return finish(out, grads, w);
-  });
+    });
+  // Edited WGSL runs through the library itself: every dispatch of the case's file uses the edit.
+  return source === undefined ? run() : getContext().withShaderSource(SHADERS[c.wgsl], source, run);
 }
 
 async function finish(out: Tensor, grads: (Tensor | null)[], w: Float32Array): Promise<GpuResult> {
@@ -135,7 +123,6 @@ export async function runCase(c: KernelCase, inputs: HostInput[], options: RunOp
   if (ctx.deadReason) throw new Error(`the GPU is unusable (${ctx.deadReason}); reload the page`);
   const source = options.editedSource;
   const compileMessages = source === undefined ? [] : await checkWgsl(ctx.device, source);
-  if (source !== undefined) editSupport(c);
   const buffersBefore = liveBufferCount();
 
   // The GPU first: the library checks its arguments (shapes, dtypes, masks) before any GPU work
@@ -165,11 +152,12 @@ export async function runCase(c: KernelCase, inputs: HostInput[], options: RunOp
     });
   }
 
-  const timesMs = await scope(async () => {
-    const ts = upload(inputs, () => false);
-    const edit = source === undefined ? null : editSupport(c);
-    return timeForward(() => (edit ? edit.forward(source!, ts) : c.gpu(ts)), Math.max(1, options.timingRuns));
-  });
+  const time = () =>
+    scope(async () => {
+      const ts = upload(inputs, () => false);
+      return timeForward(() => c.gpu(ts), Math.max(1, options.timingRuns));
+    });
+  const timesMs = await (source === undefined ? time() : getContext().withShaderSource(SHADERS[c.wgsl], source, time));
 
   const leakedBuffers = liveBufferCount() - buffersBefore;
   const pass = comparisons.every((r) => r.pass) && fd.every((p) => p.ratio <= 1);

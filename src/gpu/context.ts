@@ -73,6 +73,7 @@ export class GpuContext {
   private afterSubmit: (() => void)[] = [];
   private errors: string[] = [];
   private rootErrorReported = false;
+  private shaderOverrides = new Map<string, string>();
   private lostMessage: string | null = null;
   private destroyed = false;
 
@@ -134,7 +135,8 @@ export class GpuContext {
   /** Records one compute dispatch into the open batch (nothing runs until {@link flush}). */
   dispatch(d: Dispatch): void {
     this.checkHealthy();
-    const pipe: CompiledPipeline = this.pipelines.get(d.shader, d.entryPoint, d.constants);
+    const shader = this.shaderOverrides.get(d.shader) ?? d.shader;
+    const pipe: CompiledPipeline = this.pipelines.get(shader, d.entryPoint, d.constants);
     const entries: GPUBindGroupEntry[] = [];
     for (const slot of pipe.slots) {
       if (slot.kind === 'uniform') {
@@ -157,6 +159,27 @@ export class GpuContext {
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(x, y, z);
     this.pendingDispatches++;
+  }
+
+  /**
+   * Runs `fn` with every dispatch of the WGSL module `original` compiled from `replacement`
+   * instead: the library's own ops and their backward passes, with an edited kernel family (the
+   * playground's "run edited WGSL"). `fn` may be async; the override ends when it settles.
+   */
+  withShaderSource<R>(original: string, replacement: string, fn: () => R): R {
+    if (this.shaderOverrides.has(original)) throw new Error('withShaderSource: this shader is already overridden');
+    this.shaderOverrides.set(original, replacement);
+    const restore = () => this.shaderOverrides.delete(original);
+    let result: R;
+    try {
+      result = fn();
+    } catch (e) {
+      restore();
+      throw e;
+    }
+    if (result instanceof Promise) return result.finally(restore) as R;
+    restore();
+    return result;
   }
 
   /** Records a buffer-to-buffer copy into the open batch. */

@@ -50,6 +50,21 @@ describe('context', () => {
     a.dispose();
   });
 
+  it('withShaderSource runs the library ops on an edited kernel family, only while it lasts', async () => {
+    const ctx = await gpu();
+    const original = (await import('../../shaders/elementwise.wgsl?raw')).default;
+    const edited = original.replace('case 0u: { return x + y; }', 'case 0u: { return x - y; }');
+    expect(edited).not.toBe(original);
+    const a = tensor([5, 7]);
+    const b = tensor([1, 2]);
+    const inside = await ctx.withShaderSource(original, edited, () => add(a, b).toArray());
+    expect([...inside]).toEqual([4, 5]);
+    expect([...(await add(a, b).toArray())]).toEqual([6, 9]);
+    expect(() => ctx.withShaderSource(original, edited, () => ctx.withShaderSource(original, edited, () => 0))).toThrow(/already overridden/);
+    a.dispose();
+    b.dispose();
+  });
+
   it('turns a WGSL compile error into a thrown error, not a silent NaN', async () => {
     const ctx = await gpu();
     const out = tensor([0]);
