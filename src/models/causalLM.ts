@@ -12,9 +12,8 @@ import { attention } from '../ops/attention';
 import { layerNorm, rmsNorm } from '../ops/norm';
 import { rope } from '../ops/rope';
 import { parseModelConfig, type ModelConfig } from './config';
-import { readSafetensors, toFloat32, type SafetensorsFile, type SafetensorsSource, type ReadSafetensorsOptions } from './safetensors';
-import { checkWeights, expectedWeights, resolveWeightPrefix } from './weights';
-import { getContext } from '../gpu/context';
+import { readSafetensors, type SafetensorsFile, type SafetensorsSource, type ReadSafetensorsOptions } from './safetensors';
+import { uploadWeights } from './weights';
 import { noGrad } from '../autograd/engine';
 import { embeddingColumnStd } from '../loss/embeddingStats';
 import { embeddingRowNorms, medianOfNonNegative } from '../loss/medianNorm';
@@ -346,36 +345,17 @@ function splitColumns(data: Float32Array, rows: number, cols: number, parts: num
   });
 }
 
-/** Uploads every weight the architecture needs (checked first), freeing what was made if anything fails. */
-function uploadModelWeights(config: ModelConfig, file: SafetensorsFile, trainable: boolean): Map<string, Tensor> {
-  checkWeights(config, file);
-  const prefix = resolveWeightPrefix(config, file);
-  const limit = getContext().limits.maxStorageBufferBindingSize;
-  const out = new Map<string, Tensor>();
-  const put = (name: string, data: Float32Array, shape: number[]) => {
-    if (data.length * 4 > limit) {
-      throw new Error(`loadCausalLM: weight '${name}' ${fmtShape(shape)} needs ${data.length * 4} bytes, more than maxStorageBufferBindingSize (${limit})`);
-    }
-    out.set(name, keep(tensor(data, shape, { requiresGrad: trainable })));
-  };
-  try {
-    for (const [name, shape] of expectedWeights(config)) {
-      const entry = file.tensors.get(config.family === 'gpt2' && name === 'lm_head.weight' ? name : prefix + name)!;
-      const data = toFloat32(entry);
-      const attn = /^(h\.\d+\.attn\.)c_attn\.(weight|bias)$/.exec(name);
-      if (attn) {
-        const d = config.hiddenSize;
-        const parts = attn[2] === 'weight' ? splitColumns(data, d, 3 * d, 3) : splitColumns(data, 1, 3 * d, 3);
-        ['q', 'k', 'v'].forEach((p, i) => put(`${attn[1]}${p}.${attn[2]}`, parts[i], attn[2] === 'weight' ? [d, d] : [d]));
-      } else {
-        put(name, data, shape);
-      }
-    }
-  } catch (e) {
-    for (const t of out.values()) t.dispose();
-    throw e;
+/** GPT-2's fused `h.<i>.attn.c_attn` weight / bias, split into `h.<i>.attn.{q,k,v}` column blocks. */
+function* splitGpt2Attention(config: ModelConfig, name: string, data: Float32Array, shape: number[]): Iterable<[string, Float32Array, number[]]> {
+  const attn = /^(h\.\d+\.attn\.)c_attn\.(weight|bias)$/.exec(name);
+  if (!attn) {
+    yield [name, data, shape];
+    return;
   }
-  return out;
+  const d = config.hiddenSize;
+  const isWeight = attn[2] === 'weight';
+  const parts = splitColumns(data, isWeight ? d : 1, 3 * d, 3);
+  for (const [i, p] of ['q', 'k', 'v'].entries()) yield [`${attn[1]}${p}.${attn[2]}`, parts[i], isWeight ? [d, d] : [d]];
 }
 
 /**
@@ -389,7 +369,11 @@ export async function loadCausalLM(options: LoadCausalLMOptions): Promise<Causal
   const file = isSafetensorsFile(options.weights)
     ? options.weights
     : await readSafetensors(options.weights, { onProgress: options.onProgress });
-  return new CausalLM(config, uploadModelWeights(config, file, options.trainable ?? false));
+  const weights = uploadWeights(config, file, {
+    requiresGrad: options.trainable ?? false,
+    transform: config.family === 'gpt2' ? (name, data, shape) => splitGpt2Attention(config, name, data, shape) : undefined,
+  });
+  return new CausalLM(config, weights);
 }
 
 function parseJson(text: string): unknown {

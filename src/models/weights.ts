@@ -23,6 +23,11 @@ export interface UploadWeightsOptions extends WeightOptions {
   requiresGrad?: boolean;
   /** Called after each tensor is on the GPU. */
   onProgress?: (uploaded: number, total: number, name: string) => void;
+  /**
+   * Rewrites a weight on the host before it is uploaded, e.g. into several tensors (GPT-2's fused
+   * `c_attn` into q, k and v blocks); by default each weight is uploaded as it is.
+   */
+  transform?: (name: string, data: Float32Array, shape: number[]) => Iterable<[string, Float32Array, number[]]>;
 }
 
 /**
@@ -164,8 +169,10 @@ export function uploadWeights(config: ModelConfig, file: SafetensorsFile, option
     let done = 0;
     for (const [name, shape] of expected) {
       const entry = file.tensors.get(fileName(config, name, prefix))!;
-      const t = keep(tensor(toFloat32(entry), shape, { requiresGrad: options.requiresGrad ?? false }));
-      out.set(name, t);
+      const parts = options.transform ? options.transform(name, toFloat32(entry), shape) : [[name, toFloat32(entry), shape] as const];
+      for (const [partName, data, partShape] of parts) {
+        out.set(partName, keep(tensor(data, partShape, { requiresGrad: options.requiresGrad ?? false })));
+      }
       options.onProgress?.(++done, expected.size, name);
     }
   } catch (e) {
