@@ -76,6 +76,7 @@ fn unaryOp(x: f32) -> f32 {
       let s = clamp(1.0 / (1.0 + exp(-x)), 1.4551915e-11, 0.99999994);
       return params.alpha + (params.beta - params.alpha) * s;
     }
+    case 13u: { return params.beta; } // fill: a constant of x's shape (x is not read)
     default: { return x; } // copy (also expand and permute, through the strides)
   }
 }

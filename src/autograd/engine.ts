@@ -4,7 +4,7 @@
  * input requires grad and grad mode is on. `backward()` walks the graph in reverse topological
  * order, accumulates into `.grad` of leaves, and frees every intermediate it made.
  */
-import { Tensor, fmtShape, keep, scope, setBackwardImpl, tensor } from '../tensor/tensor';
+import { Tensor, fmtShape, keep, scope, setBackwardImpl } from '../tensor/tensor';
 
 let gradEnabled = true;
 
@@ -145,7 +145,7 @@ export function backward(root: Tensor, seed?: Tensor, options: BackwardOptions =
       // A backward rule may hand the same tensor to several inputs (add: dA = dB = dOut); a leaf
       // must own its .grad alone, so a tensor already given to a leaf is copied.
       const givenToLeaf = new Set<Tensor>();
-      grads.set(root, seed ?? tensor(new Float32Array(root.size).fill(1), root.shape));
+      grads.set(root, seed ?? onesLike(root));
       for (const t of order) {
         const g = grads.get(t);
         if (!g) continue;
@@ -184,10 +184,18 @@ export function backward(root: Tensor, seed?: Tensor, options: BackwardOptions =
 
 let addImpl: ((a: Tensor, b: Tensor) => Tensor) | null = null;
 let copyImpl: ((a: Tensor) => Tensor) | null = null;
-/** @internal The ops module provides gradient accumulation (an import cycle otherwise). */
-export function setAccumulators(add: (a: Tensor, b: Tensor) => Tensor, copy: (a: Tensor) => Tensor): void {
+let onesImpl: ((a: Tensor) => Tensor) | null = null;
+/**
+ * @internal The ops module provides gradient accumulation and the seed of ones (an import cycle
+ * otherwise). The seed is made on the GPU: an upload would split the step's submit in two.
+ */
+export function setAccumulators(add: (a: Tensor, b: Tensor) => Tensor, copy: (a: Tensor) => Tensor, ones: (a: Tensor) => Tensor): void {
   addImpl = add;
   copyImpl = copy;
+  onesImpl = ones;
+}
+function onesLike(a: Tensor): Tensor {
+  return onesImpl!(a);
 }
 function addTensors(a: Tensor, b: Tensor): Tensor {
   return addImpl!(a, b);

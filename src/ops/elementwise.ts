@@ -12,7 +12,7 @@ import { sumToShape } from './reduce';
 const WG = 256;
 
 /** Codes of the unary maps (the OP override of `unary` / `unaryBackward`). */
-const UNARY = { neg: 0, exp: 1, log: 2, sqrt: 3, tanh: 4, abs: 5, pow: 6, silu: 7, geluTanh: 8, relu: 9, scale: 10, clone: 11, sigmoidRange: 12 } as const;
+const UNARY = { neg: 0, exp: 1, log: 2, sqrt: 3, tanh: 4, abs: 5, pow: 6, silu: 7, geluTanh: 8, relu: 9, scale: 10, clone: 11, sigmoidRange: 12, fill: 13 } as const;
 const BINARY = { add: 0, sub: 1, mul: 2, div: 3 } as const;
 type UnaryName = keyof typeof UNARY;
 
@@ -142,6 +142,13 @@ export function sigmoidRange(x: Tensor, low: number, high: number): Tensor {
     throw new Error(`sigmoidRange: need finite low < high, got low=${low}, high=${high}`);
   }
   return sigmoidRangeOp(x, low, high);
+}
+/**
+ * A tensor of `x`'s shape filled with `value`, made on the GPU (no upload, so no submit in the
+ * middle of a step). Not recorded by autograd.
+ */
+export function fullLike(x: Tensor, value: number): Tensor {
+  return unaryKernel('fill', x, 0, value);
 }
 /** A new tensor with the same elements (differentiable). */
 export const clone = (x: Tensor): Tensor => copyOp(x);

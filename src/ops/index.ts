@@ -1,6 +1,6 @@
 /** Every differentiable op, as plain functions. */
 import { setAccumulators } from '../autograd/engine';
-import { add, clone } from './elementwise';
+import { add, clone, fullLike } from './elementwise';
 
 export {
   abs, add, clone, div, exp, expand, geluTanh, log, mul, neg, permute, pow, relu, reshape, scale, sigmoidRange, silu, sqrt, sub, tanh,
@@ -15,4 +15,4 @@ export { rope, type RopeOptions } from './rope';
 export { attention, type AttentionOptions } from './attention';
 
 // Gradient accumulation in backward() uses the same kernels as the ops.
-setAccumulators(add, clone);
+setAccumulators(add, clone, (t) => fullLike(t, 1));
