@@ -8,7 +8,7 @@ import { resolve } from 'node:path';
 
 export default defineConfig({
   build: {
-    ssr: resolve(import.meta.dirname, 'src/train/cli.ts'),
+    ssr: resolve(import.meta.dirname, 'src/cli/cli.ts'),
     outDir: 'dist/cli',
     emptyOutDir: true,
     target: 'node20',

@@ -10,7 +10,7 @@ export default defineConfig({
     lib: {
       // `sgt-webgpu` (the library) and `sgt-webgpu/worker` (a module that, imported in a Web
       // Worker, exposes the TrainerService over comlink).
-      entry: { index: resolve(import.meta.dirname, 'src/index.ts'), worker: resolve(import.meta.dirname, 'src/train/worker.ts') },
+      entry: { index: resolve(import.meta.dirname, 'src/index.ts'), worker: resolve(import.meta.dirname, 'src/worker/worker.ts') },
       formats: ['es'],
       fileName: (_format, name) => `${name}.js`,
     },

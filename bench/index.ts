@@ -25,7 +25,7 @@
  * --size f         core: scales every case's data size by f (vectors: 4M f32 at f = 1; matmul edges by sqrt(f))
  * --runs n         core: timed batches per case (default 5)
  */
-import { seededRandom } from '../src/train/data';
+import { seededRandom } from '../src/text/data';
 import { clone, init, logSoftmax, matmul, readAll, softmax, sum, tensor, type GpuContext, type Tensor } from '../src/index';
 import { copyLoop, matmulIKJ, softmaxRows, sumAll, sumRows } from './js-baselines';
 import { gpuMlp, jsMlp, makeMlpProblem } from './mlp';

@@ -8,7 +8,7 @@ import { getContext, init } from '../src/gpu/context';
 import { noGrad } from '../src/autograd/engine';
 import { scope, tensor, type Tensor } from '../src/tensor/tensor';
 import { add, matmul, max, mul, neg, pow, relu, reshape, scale, sqrt, sum } from '../src/ops/index';
-import { inverseL2PowerLawCatalyst } from '../src/loss/catalyst';
+import { inverseL2PowerLawCatalyst } from '../src/losses/catalyst';
 import { inverseL2PowerLawCatalystReference } from '../src/reference/catalyst';
 import { timeGpu, timeJs, type TimingOptions } from './timing';
 

@@ -10,9 +10,9 @@ import { scope, tensor, type Tensor } from '../src/tensor/tensor';
 import { abs, div, mul, scale, sqrt, sub, sum } from '../src/ops/index';
 import {
   absoluteCosineSimilarity, distillationLayerCosineDistance, distillationLayerL2Distance, inputEmbeddingSimilarity,
-} from '../src/loss/cosine';
+} from '../src/losses/cosine';
 import { rowPairLossReference, type RowPairLossName } from '../src/reference/cosine';
-import type { MaskInput } from '../src/loss/validate';
+import type { MaskInput } from '../src/tensor/validate';
 import { timeGpu, timeJs, type TimingOptions } from './timing';
 
 /** One benchmark row: median milliseconds of one forward + backward. */

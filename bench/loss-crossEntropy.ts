@@ -8,7 +8,7 @@ import { getContext, init } from '../src/gpu/context';
 import { noGrad } from '../src/autograd/engine';
 import { scope, tensor, type Tensor } from '../src/tensor/tensor';
 import { logSoftmax, mul, reshape, scale, softmax, sum } from '../src/ops/index';
-import { distillationCrossEntropy } from '../src/loss/crossEntropy';
+import { distillationCrossEntropy } from '../src/losses/crossEntropy';
 import { distillationCrossEntropyReference, distillationCrossEntropyReferenceBackward } from '../src/reference/crossEntropy';
 import { timeGpu, timeJs, type TimingOptions } from './timing';
 

@@ -7,7 +7,7 @@ import { getContext, init } from '../src/gpu/context';
 import { noGrad } from '../src/autograd/engine';
 import { scope, tensor, type Tensor } from '../src/tensor/tensor';
 import { add, div, exp, gather, log, max, mul, permute, reshape, scale, sub, sum, where } from '../src/ops/index';
-import { mutualInformation } from '../src/loss/mutualInformation';
+import { mutualInformation } from '../src/losses/mutualInformation';
 import { mutualInformationReference, mutualInformationReferenceBackward } from '../src/reference/mutualInformation';
 import { timeGpu, timeJs, type TimingOptions } from './timing';
 

@@ -15,7 +15,7 @@
  * once: GPU logits and input gradient against the twin on the twin's sequence. Rows are
  * returned, not printed.
  */
-import { seededRandom } from '../src/train/data';
+import { seededRandom } from '../src/text/data';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { getContext, init } from '../src/gpu/context';

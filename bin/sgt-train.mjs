@@ -15,6 +15,6 @@ if (existsSync(built)) {
   await import(pathToFileURL(built).href);
 } else {
   // run.mjs reads its entry and the entry's arguments from argv.
-  process.argv = [process.argv[0], resolve(root, 'scripts/run.mjs'), resolve(root, 'src/train/cli.ts'), ...process.argv.slice(2)];
+  process.argv = [process.argv[0], resolve(root, 'scripts/run.mjs'), resolve(root, 'src/cli/cli.ts'), ...process.argv.slice(2)];
   await import('../scripts/run.mjs');
 }

@@ -1,5 +1,5 @@
 /** Small synthetic 2-D classification sets, generated with a seeded PRNG (same data every run). */
-import { seededRandom } from '../src/train/data';
+import { seededRandom } from '../src/text/data';
 
 /** A labelled point set: `x` is [count, 2] row-major, `y` the class of each point. */
 export interface Dataset {

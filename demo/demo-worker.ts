@@ -4,7 +4,7 @@
  * default options, and {@link DemoService.inspect} ("what the transform does to a prompt").
  */
 import * as Comlink from 'comlink';
-import { DEFAULT_FACTORY_OPTIONS, TrainerService, type FactoryName } from '../src/train/workerApi';
+import { DEFAULT_FACTORY_OPTIONS, TrainerService, type FactoryName } from '../src/worker/workerApi';
 import { inspectPrompt, type InspectOptions, type InspectResult } from './inspect';
 
 /** {@link TrainerService} with the demo's extra calls. */

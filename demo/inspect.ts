@@ -11,10 +11,10 @@ import { add, gather, mul, reshape } from '../src/ops/index';
 import { randn } from '../src/ops/random';
 import { noGrad } from '../src/autograd/engine';
 import { readAll, scope, tensor } from '../src/tensor/tensor';
-import { nearestRowsByCosine } from '../src/train/metrics';
+import { nearestRowsByCosine } from '../src/eval/metrics';
 import type { CausalLM } from '../src/models/causalLM';
 import type { TransformerCloak } from '../src/models/cloak';
-import type { Tokenizer } from '../src/train/tokenizer';
+import type { Tokenizer } from '../src/text/tokenizer';
 
 /** Options of {@link inspectPrompt}. */
 export interface InspectOptions {

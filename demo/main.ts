@@ -7,7 +7,7 @@
 import * as Comlink from 'comlink';
 import './style.css';
 import type { DemoWorkerApi } from './demo-worker';
-import type { ProgressEvent, RunState } from '../src/train/workerApi';
+import type { ProgressEvent, RunState } from '../src/worker/workerApi';
 import type { FactoryName } from '../src/train/trainer';
 import { TrainingForm } from './ui/form';
 import { LineChart, LossCharts } from './ui/charts';

@@ -19,7 +19,7 @@ import {
   tanh, tensor, where, type Tensor,
 } from '../src/index';
 import { makeDataset, randn, type Dataset } from './datasets';
-import { seededRandom } from '../src/train/data';
+import { seededRandom } from '../src/text/data';
 
 interface Args {
   data: 'spirals' | 'moons';

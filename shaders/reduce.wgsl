@@ -1,6 +1,6 @@
 // Reductions: sum / max (with argmax) over the last axis of a row-major [rows, cols] view, the
-// grid-stride partials of a reduction over all elements, the max backward, and the sum of a
-// broadcast gradient back to an operand's shape.
+// grid-stride partials of a reduction over all elements and the max backward. (The sum of a
+// broadcast gradient back to an operand's shape is in broadcast.wgsl.)
 
 override OP: u32 = 0u;          // 0: sum, 1: max
 override INDEXED: bool = false; // max over partials: element indices come from inIndex
@@ -19,22 +19,11 @@ struct Params {
   _pad: u32,
 }
 
-struct ShapeParams {
-  n: u32,
-  rank: u32,
-  reducedCount: u32,
-  _pad: u32,
-  outShape: array<vec4<u32>, 2>,
-  inStrides: array<vec4<u32>, 2>,
-  reducedShape: array<vec4<u32>, 2>,
-}
-
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<storage, read_write> outIndex: array<u32>;
 @group(0) @binding(4) var<storage, read> inIndex: array<u32>;
-@group(0) @binding(5) var<uniform> shapeParams: ShapeParams;
 @group(0) @binding(6) var<storage, read> grad: array<f32>;
 
 var<workgroup> values: array<f32, WG>;
@@ -115,37 +104,6 @@ fn maxBackward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
   for (var i = gid.x; i < n; i += groups.x * WG) {
     let row = i / params.cols;
     out[i] = select(0.0, grad[row], i % params.cols == inIndex[row]);
-  }
-}
-
-fn at(v: array<vec4<u32>, 2>, k: u32) -> u32 {
-  return v[k / 4u][k % 4u];
-}
-
-// out[o] = sum of x over the axes where the output has size 1 (a broadcast operand's gradient).
-@compute @workgroup_size(WG)
-fn sumToShape(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-  let rank = shapeParams.rank;
-  for (var o = gid.x; o < shapeParams.n; o += groups.x * WG) {
-    var rem = o;
-    var base = 0u;
-    for (var k = i32(rank) - 1; k >= 0; k--) {
-      let dim = at(shapeParams.outShape, u32(k));
-      base += (rem % dim) * at(shapeParams.inStrides, u32(k));
-      rem = rem / dim;
-    }
-    var total = 0.0;
-    for (var m = 0u; m < shapeParams.reducedCount; m++) {
-      var r = m;
-      var offset = base;
-      for (var k = i32(rank) - 1; k >= 0; k--) {
-        let dim = at(shapeParams.reducedShape, u32(k));
-        offset += (r % dim) * at(shapeParams.inStrides, u32(k));
-        r = r / dim;
-      }
-      total += x[offset];
-    }
-    out[o] = total;
   }
 }
 

@@ -10,7 +10,8 @@ export {
 export { backward, noGrad, isGradEnabled, defineOp, opRegistry, type OpDefinition, type BackwardContext, type BackwardOptions } from './autograd/engine';
 export * from './ops/index';
 export { randn, randnBlocks, type RandnOptions } from './ops/random';
-export * from './loss/index';
+export * from './losses/index';
+export { embeddingStats, embeddingColumnStd, percentile, recommendedCharacteristicLength, type EmbeddingStats } from './models/embeddingStats';
 export {
   AdamW, clipGradNorm, warmupCosine, accumulateGradients,
   type AdamWOptions, type AdamWState, type AdamWParamState, type ParamGroup, type WarmupCosineOptions,
@@ -30,21 +31,21 @@ export {
   TransformerCloak, NoiseMaskedNoisyTransformerModel, serializeTransformedPrompt,
   type TransformOptions, type TransformedPrompt, type TransformerCloakOptions, type CloakOutput, type NoisyBatch, type NoisyForwardOutput, type NoisyOutputsRequest,
 } from './models/cloak';
-export { loadHuggingFaceTokenizer, byteTokenizer, type Tokenizer, type ByteTokenizerOptions } from './train/tokenizer';
+export { loadHuggingFaceTokenizer, byteTokenizer, type Tokenizer, type ByteTokenizerOptions } from './text/tokenizer';
 export {
   packSequences, batches, trainHeldOutSplit, textDataset, seededRandom, seededPermutation,
   type PackedSequence, type NoiseMaskOptions, type PackOptions, type HostBatch, type BatchOptions, type TextDatasetOptions,
-} from './train/data';
+} from './text/data';
 export {
   distillationLossFactory, mutualInformationDistillationLossFactory, crossEntropyDistillationFactory,
   mutualInformationCrossEntropyDistillationFactory,
   type DistillationLossFn, type ComponentLosses, type Hyperparameters, type LossFactoryResult, type DistillationLossOptions,
   type MutualInformationDistillationLossOptions, type CrossEntropyDistillationOptions, type MutualInformationCrossEntropyDistillationOptions,
-} from './loss/distillation';
+} from './factories/distillation';
 export { type EmbeddingStatistics } from './models/causalLM';
 export {
   nearestNeighbourInversion, nearestRowsByCosine, agreementAndKL, type InversionMetrics, type AgreementMetrics, type CosineSearchOptions,
-} from './train/metrics';
+} from './eval/metrics';
 export {
   Trainer, FACTORIES, type FactoryName, type TrainerOptions, type StepReport, type EvaluationReport,
 } from './train/trainer';

@@ -1,6 +1,6 @@
 /**
  * The training form's fields: the four loss factories' options (help texts are the reference's
- * parameter descriptions, as in the TSDoc of `src/loss/distillation.ts`) and the run's settings,
+ * parameter descriptions, as in the TSDoc of `src/factories/distillation.ts`) and the run's settings,
  * with validation rules that mirror the factories' and the trainer's own checks, so that the page
  * catches a bad value as it is typed instead of when training starts.
  */

@@ -15,8 +15,8 @@ import { parseModelConfig, type ModelConfig } from './config';
 import { readSafetensors, type SafetensorsFile, type SafetensorsSource, type ReadSafetensorsOptions } from './safetensors';
 import { uploadWeights } from './weights';
 import { noGrad } from '../autograd/engine';
-import { embeddingColumnStd } from '../loss/embeddingStats';
-import { embeddingRowNorms, medianOfNonNegative } from '../loss/medianNorm';
+import { embeddingColumnStd } from './embeddingStats';
+import { embeddingRowNorms, medianOfNonNegative } from '../losses/medianNorm';
 
 /** Statistics of the embedding table that the losses use, computed once on the GPU. */
 export interface EmbeddingStatistics {

@@ -11,7 +11,7 @@ import { attention } from '../ops/attention';
 import { layerNorm } from '../ops/norm';
 import { randn, randnBlocks } from '../ops/random';
 import type { CausalLM } from './causalLM';
-import type { Tokenizer } from '../train/tokenizer';
+import type { Tokenizer } from '../text/tokenizer';
 import { writeSafetensors } from './safetensorsWriter';
 import { parseSafetensors, toFloat32 } from './safetensors';
 import { getContext } from '../gpu/context';

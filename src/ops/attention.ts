@@ -6,6 +6,7 @@
 import source from '../../shaders/attention.wgsl?raw';
 import { getContext } from '../gpu/context';
 import { defineOp } from '../autograd/engine';
+import { checkFloatTensor } from '../tensor/validate';
 import { Tensor, fmtShape } from '../tensor/tensor';
 
 /** Rows per workgroup (the WGSL `WG`). */
@@ -127,9 +128,7 @@ const attentionOp = defineOp<AttentionAttrs>({
 
 /** Throws naming the argument unless `t` is a live f32 tensor of rank 4. */
 function checkHeads(arg: string, t: Tensor, layout: string): void {
-  if (!(t instanceof Tensor)) throw new Error(`attention: argument '${arg}' must be a Tensor`);
-  t.bufferFor(`attention (argument '${arg}')`);
-  if (t.dtype !== 'f32') throw new Error(`attention: argument '${arg}' has dtype ${t.dtype}; expected f32`);
+  checkFloatTensor('attention', arg, t);
   if (t.rank !== 4) throw new Error(`attention: argument '${arg}' has shape ${fmtShape(t.shape)}; expected ${layout}`);
 }
 

@@ -7,7 +7,8 @@ import { getContext } from '../gpu/context';
 import { defineOp } from '../autograd/engine';
 import { Tensor, fmtShape, numel } from '../tensor/tensor';
 import { MAX_RANK, broadcastShapes, broadcastStrides, contiguousStrides, normalizeAxis, sameShape } from './shape';
-import { sumToShape } from './reduce';
+import { sumToShape } from './broadcast';
+import { requireFloat } from '../tensor/validate';
 
 const WG = 256;
 
@@ -15,11 +16,6 @@ const WG = 256;
 const UNARY = { neg: 0, exp: 1, log: 2, sqrt: 3, tanh: 4, abs: 5, pow: 6, silu: 7, geluTanh: 8, relu: 9, scale: 10, clone: 11, sigmoidRange: 12, fill: 13 } as const;
 const BINARY = { add: 0, sub: 1, mul: 2, div: 3 } as const;
 type UnaryName = keyof typeof UNARY;
-
-/** Throws naming `op` unless `t` is f32. */
-export function requireFloat(op: string, arg: string, t: Tensor): void {
-  if (t.dtype !== 'f32') throw new Error(`${op}: argument '${arg}' has dtype ${t.dtype}; expected f32`);
-}
 
 function packParams(n: number, outShape: readonly number[], strides: number[][], alpha = 0, beta = 0): ArrayBuffer {
   if (outShape.length > MAX_RANK) throw new Error(`tensor rank ${outShape.length} exceeds ${MAX_RANK}`);

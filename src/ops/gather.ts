@@ -3,7 +3,7 @@ import source from '../../shaders/gather.wgsl?raw';
 import { getContext } from '../gpu/context';
 import { defineOp } from '../autograd/engine';
 import { Tensor, fmtShape } from '../tensor/tensor';
-import { requireFloat } from './elementwise';
+import { requireFloat } from '../tensor/validate';
 
 function params(count: number, width: number, rows: number): Uint32Array {
   return new Uint32Array([count, width, rows, 0]);

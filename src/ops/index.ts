@@ -6,7 +6,8 @@ export {
   abs, add, clone, div, exp, expand, geluTanh, log, mul, neg, permute, pow, relu, reshape, scale, sigmoidRange, silu, sqrt, sub, tanh,
   transpose, where,
 } from './elementwise';
-export { max, mean, sum, sumToShape, type ReduceOptions } from './reduce';
+export { max, mean, sum, type ReduceOptions } from './reduce';
+export { sumToShape } from './broadcast';
 export { matmul, type MatmulOptions } from './matmul';
 export { logSoftmax, softmax } from './softmax';
 export { gather } from './gather';

@@ -3,8 +3,8 @@ import source from '../../shaders/matmul.wgsl?raw';
 import { getContext } from '../gpu/context';
 import { defineOp } from '../autograd/engine';
 import { Tensor, fmtShape, numel } from '../tensor/tensor';
-import { requireFloat } from './elementwise';
-import { sumToShape } from './reduce';
+import { requireFloat } from '../tensor/validate';
+import { sumToShape } from './broadcast';
 import { sameShape } from './shape';
 
 const TILE = 64;

@@ -6,7 +6,8 @@ import source from '../../shaders/norm.wgsl?raw';
 import { getContext } from '../gpu/context';
 import { defineOp } from '../autograd/engine';
 import { Tensor, fmtShape, tensor } from '../tensor/tensor';
-import { sumToShape } from './reduce';
+import { sumToShape } from './broadcast';
+import { checkFloatTensor } from '../tensor/validate';
 
 /** Rows summed by one weight-gradient partial: enough work per thread, enough threads per column. */
 const CHUNK_ROWS = 64;
@@ -130,21 +131,14 @@ const layerNormOp = defineOp<NormAttrs>({
   },
 });
 
-/** Throws naming `op` and `arg` unless `t` is a live f32 tensor. */
-function checkFloat(op: string, arg: string, t: Tensor): void {
-  if (!(t instanceof Tensor)) throw new Error(`${op}: argument '${arg}' must be a Tensor`);
-  t.bufferFor(`${op} (argument '${arg}')`);
-  if (t.dtype !== 'f32') throw new Error(`${op}: argument '${arg}' has dtype ${t.dtype}; expected f32`);
-}
-
 function checkNormArgs(op: string, x: Tensor, params: [string, Tensor][], eps: number): void {
-  checkFloat(op, 'x', x);
+  checkFloatTensor(op, 'x', x);
   if (x.rank === 0 || x.shape[x.rank - 1] === 0) {
     throw new Error(`${op}: argument 'x' has shape ${fmtShape(x.shape)}; it needs a non-empty last axis to normalise over`);
   }
   const d = x.shape[x.rank - 1];
   for (const [name, p] of params) {
-    checkFloat(op, name, p);
+    checkFloatTensor(op, name, p);
     if (p.rank !== 1 || p.shape[0] !== d) {
       throw new Error(`${op}: argument '${name}' has shape ${fmtShape(p.shape)}; expected [${d}] (the last axis of x ${fmtShape(x.shape)})`);
     }

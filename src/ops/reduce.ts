@@ -1,13 +1,14 @@
 /**
  * Reductions over `shaders/reduce.wgsl`: `sum`, `mean`, `max` over the last axis or over all
- * elements, and `sumToShape` (the gradient of broadcasting).
+ * elements. (`sumToShape`, the gradient of broadcasting, is in `broadcast.ts`.)
  */
 import source from '../../shaders/reduce.wgsl?raw';
 import { getContext } from '../gpu/context';
 import { defineOp } from '../autograd/engine';
-import { Tensor, fmtShape, numel } from '../tensor/tensor';
-import { MAX_RANK, contiguousStrides, normalizeAxis, sameShape } from './shape';
-import { expand, requireFloat, scale } from './elementwise';
+import { Tensor, fmtShape } from '../tensor/tensor';
+import { normalizeAxis } from './shape';
+import { expand, scale } from './elementwise';
+import { requireFloat } from '../tensor/validate';
 import { NARROW_ROW } from './softmax';
 
 const WG = 256;
@@ -188,42 +189,4 @@ export function mean(x: Tensor, axis?: number, options: ReduceOptions = {}): Ten
 /** Max over the last axis (`axis = -1`) or over all elements; the gradient goes to the first argmax. */
 export function max(x: Tensor, axis?: number, options: ReduceOptions = {}): Tensor {
   return maxOp([x], reduceArgs('max', x, axis, options));
-}
-
-/**
- * Sums `x` over the axes where `shape` (right-aligned, a broadcast source of `x.shape`) is 1 or
- * missing: the gradient of broadcasting. Not recorded by autograd (used inside backward rules).
- */
-export function sumToShape(x: Tensor, shape: readonly number[]): Tensor {
-  if (sameShape(x.shape, shape)) return x;
-  const rank = x.rank;
-  if (rank > MAX_RANK) throw new Error(`sumToShape: rank ${rank} exceeds ${MAX_RANK}`);
-  const padded = [...new Array<number>(rank - shape.length).fill(1), ...shape];
-  if (padded.some((s, i) => s !== x.shape[i] && s !== 1)) {
-    throw new Error(`sumToShape: ${fmtShape(x.shape)} does not reduce to ${fmtShape(shape)}`);
-  }
-  const reduced = x.shape.map((s, i) => (padded[i] === 1 ? s : 1));
-  const out = Tensor.empty(shape);
-  const n = numel(shape);
-  if (n === 0) return out;
-  const buf = new ArrayBuffer(16 + 3 * 32);
-  const u = new Uint32Array(buf);
-  u[0] = n;
-  u[1] = rank;
-  u[2] = numel(reduced);
-  const strides = contiguousStrides(x.shape);
-  for (let i = 0; i < rank; i++) {
-    u[4 + i] = padded[i];
-    u[12 + i] = strides[i];
-    u[20 + i] = reduced[i];
-  }
-  const ctx = getContext();
-  ctx.dispatch({
-    shader: source,
-    entryPoint: 'sumToShape',
-    resources: { x: x.buffer, out: out.buffer },
-    params: buf,
-    workgroups: [ctx.gridSize(n, WG)],
-  });
-  return out;
 }

@@ -3,7 +3,7 @@ import source from '../../shaders/softmax.wgsl?raw';
 import { getContext } from '../gpu/context';
 import { defineOp } from '../autograd/engine';
 import { Tensor, fmtShape } from '../tensor/tensor';
-import { requireFloat } from './elementwise';
+import { requireFloat } from '../tensor/validate';
 
 function rowsOf(x: Tensor): [number, number] {
   const cols = x.shape[x.rank - 1];

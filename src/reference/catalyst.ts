@@ -1,5 +1,5 @@
 /**
- * float64 CPU twin of the inverse-L2 power-law catalyst (`src/loss/catalyst.ts`) and of its
+ * float64 CPU twin of the inverse-L2 power-law catalyst (`src/losses/catalyst.ts`) and of its
  * nearest-vocabulary search (brute force, exact differences). No WebGPU here.
  */
 

@@ -1,5 +1,5 @@
 /**
- * Float64 CPU twin of `src/loss/cosine.ts`: the layer cosine distance, the layer L2 distance, the
+ * Float64 CPU twin of `src/losses/cosine.ts`: the layer cosine distance, the layer L2 distance, the
  * input-embedding similarity and the absolute cosine similarity, with their gradients with
  * respect to both inputs, straight from LOSSES.md (the tests' oracle; no WebGPU).
  */
@@ -7,7 +7,7 @@
 /** The floor on `|u| |v|` in `cos(u, v) = u.v / max(|u| |v|, 1e-8)`. */
 export const COSINE_FLOOR = 1e-8;
 
-/** Which row-pair loss: the camelCase function names of `src/loss/cosine.ts`. */
+/** Which row-pair loss: the camelCase function names of `src/losses/cosine.ts`. */
 export type RowPairLossName =
   | 'distillationLayerCosineDistance'
   | 'distillationLayerL2Distance'

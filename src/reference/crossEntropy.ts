@@ -1,5 +1,5 @@
 /**
- * Float64 CPU twin of `src/loss/crossEntropy.ts`: the distillation cross-entropy and its gradient
+ * Float64 CPU twin of `src/losses/crossEntropy.ts`: the distillation cross-entropy and its gradient
  * with respect to the student's logits, straight from LOSSES.md (the tests' oracle; no WebGPU).
  */
 

@@ -1,4 +1,4 @@
-/** float64 CPU twin of the embedding statistics (`src/loss/embeddingStats.ts`). No WebGPU here. */
+/** float64 CPU twin of the embedding statistics (`src/models/embeddingStats.ts`). No WebGPU here. */
 import { nearestRowsReference } from './catalyst';
 import { medianReference, rowNormsReference } from './medianNorm';
 

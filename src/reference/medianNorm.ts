@@ -1,5 +1,5 @@
 /**
- * float64 CPU twin of the median-norm penalty (`src/loss/medianNorm.ts`) and of the row norms and
+ * float64 CPU twin of the median-norm penalty (`src/losses/medianNorm.ts`) and of the row norms and
  * median it relies on: the oracle of the GPU tests. No WebGPU here.
  */
 

@@ -1,5 +1,5 @@
 /**
- * float64 CPU twins of the training metrics (`src/train/metrics.ts`): the nearest-neighbour
+ * float64 CPU twins of the training metrics (`src/eval/metrics.ts`): the nearest-neighbour
  * inversion by cosine and the teacher/student top-1 agreement and KL. Plain loops, no WebGPU.
  */
 

@@ -1,4 +1,4 @@
-/** float64 CPU twin of the std-log-ratio loss (`src/loss/stdLogRatio.ts`). No WebGPU here. */
+/** float64 CPU twin of the std-log-ratio loss (`src/losses/stdLogRatio.ts`). No WebGPU here. */
 
 /** Value and gradient of {@link stdLogRatioReference}. */
 export interface StdLogRatioReference {

@@ -17,11 +17,11 @@ import { NoiseMaskedNoisyTransformerModel, TransformerCloak, type TransformerClo
 import {
   crossEntropyDistillationFactory, distillationLossFactory, mutualInformationCrossEntropyDistillationFactory,
   mutualInformationDistillationLossFactory, type LossFactoryResult,
-} from '../loss/distillation';
-import { batches, type HostBatch, type PackedSequence } from './data';
+} from '../factories/distillation';
+import { batches, type HostBatch, type PackedSequence } from '../text/data';
 import { writeSafetensors, type SafetensorsWriteTensor } from '../models/safetensorsWriter';
 import { parseSafetensors, toFloat32 } from '../models/safetensors';
-import { agreementAndKL, nearestNeighbourInversion } from './metrics';
+import { agreementAndKL, nearestNeighbourInversion } from '../eval/metrics';
 
 /** The four factories, by name. */
 export const FACTORIES = {

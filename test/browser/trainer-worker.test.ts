@@ -1,5 +1,5 @@
 /**
- * The trainer's module Web Worker (src/train/worker.ts) driven from the page over comlink, as an
+ * The trainer's module Web Worker (src/worker/worker.ts) driven from the page over comlink, as an
  * app would: tiny-llama's weights transferred in, a tiny pre-tokenized run started with a
  * progress proxy, paused, resumed and stopped between steps, errors arriving with their original
  * messages, the cloak and checkpoint bytes transferred back, then dispose and terminate.
@@ -9,7 +9,7 @@ import * as Comlink from 'comlink';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModelFixture } from './fixtures';
 import { parseSafetensors } from '../../src/models/safetensors';
-import type { ProgressEvent, RunSummary, StepEvent, TrainerWorkerApi } from '../../src/train/worker';
+import type { ProgressEvent, RunSummary, StepEvent, TrainerWorkerApi } from '../../src/worker/worker';
 
 let worker: Worker | null = null;
 let api: Comlink.Remote<TrainerWorkerApi> | null = null;
@@ -46,7 +46,7 @@ async function rejection(p: Promise<unknown>): Promise<Error | null> {
 }
 
 beforeAll(() => {
-  worker = new Worker(new URL('../../src/train/worker.ts', import.meta.url), { type: 'module' });
+  worker = new Worker(new URL('../../src/worker/worker.ts', import.meta.url), { type: 'module' });
   // A worker that fails to load reports it here, not as a rejection: surface it.
   loadError = new Promise<never>((_, reject) => {
     worker!.addEventListener('error', (e) => {

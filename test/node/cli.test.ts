@@ -13,9 +13,9 @@ import { FIXTURES_DIR } from '../helpers/fixtures';
 import { parseSafetensors, toFloat32 } from '../../src/models/safetensors';
 import { writeSafetensors, type SafetensorsWriteTensor } from '../../src/models/safetensorsWriter';
 import { TransformerCloak } from '../../src/models/cloak';
-import { seededRandom } from '../../src/train/data';
-import { DEFAULT_MODEL_DIR, main, helpText, UsageError, DEFAULT_CORPUS, type TrainingReport } from '../../src/train/cli';
-import { TrainerService, DEFAULT_FACTORY_OPTIONS, type ProgressEvent, type StepEvent } from '../../src/train/workerApi';
+import { seededRandom } from '../../src/text/data';
+import { DEFAULT_MODEL_DIR, main, helpText, UsageError, DEFAULT_CORPUS, type TrainingReport } from '../../src/cli/cli';
+import { TrainerService, DEFAULT_FACTORY_OPTIONS, type ProgressEvent, type StepEvent } from '../../src/worker/workerApi';
 
 const TINY_LLAMA = resolve(FIXTURES_DIR, 'tiny-llama');
 const work = mkdtempSync(join(tmpdir(), 'sgt-cli-'));

@@ -2,8 +2,8 @@
 import { describe, expect, it } from 'vitest';
 import {
   batches, packSequences, seededPermutation, seededRandom, textDataset, trainHeldOutSplit, type PackedSequence,
-} from '../../src/train/data';
-import { byteTokenizer } from '../../src/train/tokenizer';
+} from '../../src/text/data';
+import { byteTokenizer } from '../../src/text/tokenizer';
 
 const rows = (seqs: PackedSequence[], key: keyof PackedSequence): number[][] => seqs.map((s) => Array.from(s[key]));
 

@@ -4,7 +4,7 @@ import { gpu } from '../gpu';
 import { expectClose } from '../helpers/compare';
 import { LOSS_FIXTURES, loadLossFixture } from '../helpers/fixtures';
 import { liveBufferCount, scope, tensor } from '../../src/index';
-import { embeddingColumnStd, embeddingStats, percentile, recommendedCharacteristicLength } from '../../src/loss/embeddingStats';
+import { embeddingColumnStd, embeddingStats, percentile, recommendedCharacteristicLength } from '../../src/models/embeddingStats';
 import { columnStdReference, embeddingStatsReference, percentileReference, voronoiDistancesReference } from '../../src/reference/embeddingStats';
 
 describe('embeddingStats', () => {

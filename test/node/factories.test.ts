@@ -11,7 +11,7 @@ import { NoiseMaskedNoisyTransformerModel, TransformerCloak } from '../../src/mo
 import {
   crossEntropyDistillationFactory, distillationLossFactory, mutualInformationCrossEntropyDistillationFactory,
   mutualInformationDistillationLossFactory, type LossFactoryResult,
-} from '../../src/loss/distillation';
+} from '../../src/factories/distillation';
 
 let model: CausalLM;
 let cloak: TransformerCloak;

@@ -4,7 +4,7 @@ import { gpu } from '../gpu';
 import { expectClose } from '../helpers/compare';
 import { LOSS_FIXTURES, loadLossFixture } from '../helpers/fixtures';
 import { Tensor, liveBufferCount, noGrad, scope, tensor } from '../../src/index';
-import { inverseL2PowerLawCatalyst, nearestRows } from '../../src/loss/catalyst';
+import { inverseL2PowerLawCatalyst, nearestRows } from '../../src/losses/catalyst';
 import { inverseL2PowerLawCatalystReference, nearestRowsReference } from '../../src/reference/catalyst';
 
 const KEY = 'inverseL2PowerLawCatalystLoss';

@@ -10,9 +10,9 @@ import { LOSS_FIXTURES, loadLossFixture } from '../helpers/fixtures';
 import { liveBufferCount, scale, scope, tensor, type Tensor } from '../../src/index';
 import {
   absoluteCosineSimilarity, distillationLayerCosineDistance, distillationLayerL2Distance, inputEmbeddingSimilarity,
-} from '../../src/loss/cosine';
+} from '../../src/losses/cosine';
 import { COSINE_FLOOR, rowPairLossReference, type RowPairLossName, type RowPairReferenceInput } from '../../src/reference/cosine';
-import type { MaskInput } from '../../src/loss/validate';
+import type { MaskInput } from '../../src/tensor/validate';
 
 type LossFn = (u: Tensor, v: Tensor, mask: MaskInput) => Tensor;
 

@@ -4,7 +4,7 @@ import { gpu } from '../gpu';
 import { expectClose } from '../helpers/compare';
 import { LOSS_FIXTURES, loadLossFixture, type FixtureArray } from '../helpers/fixtures';
 import { liveBufferCount, noGrad, scale, scope, tensor, type Tensor } from '../../src/index';
-import { distillationCrossEntropy } from '../../src/loss/crossEntropy';
+import { distillationCrossEntropy } from '../../src/losses/crossEntropy';
 import {
   distillationCrossEntropyReference, distillationCrossEntropyReferenceBackward, type CrossEntropyReferenceInput,
 } from '../../src/reference/crossEntropy';

@@ -4,7 +4,7 @@ import { gpu } from '../gpu';
 import { expectClose } from '../helpers/compare';
 import { LOSS_FIXTURES, loadLossFixture } from '../helpers/fixtures';
 import { Tensor, liveBufferCount, scope, tensor } from '../../src/index';
-import { embeddingRowNorms, medianNormPenalty, medianOfNonNegative } from '../../src/loss/medianNorm';
+import { embeddingRowNorms, medianNormPenalty, medianOfNonNegative } from '../../src/losses/medianNorm';
 import { medianNormPenaltyReference, medianReference, rowNormsReference } from '../../src/reference/medianNorm';
 
 const KEY = 'medianNormPenalty';

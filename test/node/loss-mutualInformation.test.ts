@@ -1,9 +1,9 @@
 /** mutualInformationLoss (LOSSES.md section 3): the GPU kernels and the float64 twin. */
-import { seededRandom } from '../../src/train/data';
+import { seededRandom } from '../../src/text/data';
 import { describe, expect, it } from 'vitest';
 import { gpu } from '../gpu';
 import { liveBufferCount, readAll, scale, scope, tensor, type Tensor } from '../../src/index';
-import { mutualInformation, type MutualInformationOptions } from '../../src/loss/mutualInformation';
+import { mutualInformation, type MutualInformationOptions } from '../../src/losses/mutualInformation';
 import {
   mutualInformationReference,
   mutualInformationReferenceBackward,

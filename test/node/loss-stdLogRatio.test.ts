@@ -3,7 +3,7 @@ import { gpu } from '../gpu';
 import { expectClose } from '../helpers/compare';
 import { LOSS_FIXTURES, loadLossFixture } from '../helpers/fixtures';
 import { Tensor, liveBufferCount, scope, tensor } from '../../src/index';
-import { stdLogRatio } from '../../src/loss/stdLogRatio';
+import { stdLogRatio } from '../../src/losses/stdLogRatio';
 import { stdLogRatioReference } from '../../src/reference/stdLogRatio';
 
 const KEY = 'stdLogRatioLoss';

@@ -3,7 +3,7 @@ import { gpu } from '../gpu';
 import { expectClose } from '../helpers/compare';
 import { Rng, f32 } from '../helpers/random';
 import { Tensor, embeddingRowNorms, liveBufferCount, readAll, scope, tensor } from '../../src/index';
-import { agreementAndKL, nearestNeighbourInversion, nearestRowsByCosine } from '../../src/train/metrics';
+import { agreementAndKL, nearestNeighbourInversion, nearestRowsByCosine } from '../../src/eval/metrics';
 import { agreementAndKLReference, nearestNeighbourInversionReference, nearestRowsByCosineReference } from '../../src/reference/metrics';
 
 /** Runs the GPU inversion and reads every result with one readback. */

@@ -1,6 +1,6 @@
 /** Tokenizers: the byte-level fallback's round trips and limits, and a hand-built BPE tokenizer.json through @huggingface/tokenizers. */
 import { describe, expect, it } from 'vitest';
-import { byteTokenizer, loadHuggingFaceTokenizer } from '../../src/train/tokenizer';
+import { byteTokenizer, loadHuggingFaceTokenizer } from '../../src/text/tokenizer';
 
 describe('byteTokenizer', () => {
   const tok = byteTokenizer();

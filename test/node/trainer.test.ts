@@ -6,7 +6,7 @@ import { gpu } from '../gpu';
 import { FIXTURES_DIR } from '../helpers/fixtures';
 import { liveBufferCount } from '../../src/index';
 import { loadCausalLM, type CausalLM } from '../../src/models/causalLM';
-import { packSequences, seededRandom, type PackedSequence } from '../../src/train/data';
+import { packSequences, seededRandom, type PackedSequence } from '../../src/text/data';
 import { Trainer, type TrainerOptions } from '../../src/train/trainer';
 
 let model: CausalLM;

@@ -7,12 +7,12 @@ import { Tensor, fmtShape } from '../tensor/tensor';
 import { noGrad } from '../autograd/engine';
 import { add, scale } from '../ops/index';
 import type { NoiseMaskedNoisyTransformerModel, NoisyForwardOutput } from '../models/cloak';
-import { distillationCrossEntropy } from './crossEntropy';
-import { absoluteCosineSimilarity, distillationLayerCosineDistance, distillationLayerL2Distance, inputEmbeddingSimilarity } from './cosine';
-import { stdLogRatio } from './stdLogRatio';
-import { medianNormPenalty } from './medianNorm';
-import { inverseL2PowerLawCatalyst } from './catalyst';
-import { mutualInformation } from './mutualInformation';
+import { distillationCrossEntropy } from '../losses/crossEntropy';
+import { absoluteCosineSimilarity, distillationLayerCosineDistance, distillationLayerL2Distance, inputEmbeddingSimilarity } from '../losses/cosine';
+import { stdLogRatio } from '../losses/stdLogRatio';
+import { medianNormPenalty } from '../losses/medianNorm';
+import { inverseL2PowerLawCatalyst } from '../losses/catalyst';
+import { mutualInformation } from '../losses/mutualInformation';
 
 /** The scalar loss of the latest forward pass (the student's logits may be passed, as in Python). */
 export type DistillationLossFn = (studentLogits?: Tensor | null) => Tensor;

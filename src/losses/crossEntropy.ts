@@ -9,24 +9,13 @@ import { getContext } from '../gpu/context';
 import { maskedRowMean } from './maskedMean';
 import { defineOp } from '../autograd/engine';
 import { Tensor, fmtShape } from '../tensor/tensor';
-import { checkFloatTensor, checkSameShape, maskTensor, type MaskInput } from './validate';
+import { checkBindingSize, checkFloatTensor, checkSameShape, maskTensor, type MaskInput } from '../tensor/validate';
 
 const WG = 256;
 const FN = 'distillationCrossEntropy';
 
 function params(rows: number, cols: number): Uint32Array {
   return new Uint32Array([rows, cols, 0, 0]);
-}
-
-/** Throws when one logits tensor does not fit in a single storage binding of this device. */
-function checkBindingSize(arg: string, t: Tensor): void {
-  const limit = getContext().limits.maxStorageBufferBindingSize;
-  if (t.size * 4 > limit) {
-    throw new Error(
-      `${FN}: '${arg}' of shape ${fmtShape(t.shape)} needs ${t.size * 4} bytes, more than this device's ` +
-        `maxStorageBufferBindingSize (${limit}); split the batch into smaller micro-batches`,
-    );
-  }
 }
 
 const crossEntropyOp = defineOp<{ ownedMask: boolean }>({
@@ -99,8 +88,8 @@ export function distillationCrossEntropy(teacherLogits: Tensor, studentLogits: T
   checkSameShape(FN, 'studentLogits', studentLogits, 'teacherLogits', teacherLogits);
   const [B, T, V] = studentLogits.shape;
   if (V === 0) throw new Error(`${FN}: 'studentLogits' has shape ${fmtShape(studentLogits.shape)}; the vocabulary axis must not be empty`);
-  checkBindingSize('teacherLogits', teacherLogits);
-  checkBindingSize('studentLogits', studentLogits);
+  checkBindingSize(FN, 'teacherLogits', teacherLogits);
+  checkBindingSize(FN, 'studentLogits', studentLogits);
   const { mask, owned } = maskTensor(FN, 'lossMask', lossMask, [B, T]);
   return crossEntropyOp([teacherLogits, studentLogits, mask], { ownedMask: owned });
 }

@@ -6,7 +6,7 @@ import source from '../../shaders/stdLogRatio.wgsl?raw';
 import { getContext } from '../gpu/context';
 import { defineOp } from '../autograd/engine';
 import { Tensor, fmtShape } from '../tensor/tensor';
-import { checkFloatTensor, maskTensor, type MaskInput } from './validate';
+import { checkFloatTensor, maskTensor, type MaskInput } from '../tensor/validate';
 
 const WG = 256;
 const NAME = 'stdLogRatio';

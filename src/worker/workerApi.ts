@@ -16,9 +16,9 @@ import { parseSafetensors, type SafetensorsFile } from '../models/safetensors';
 import { loadCausalLM, type CausalLM } from '../models/causalLM';
 import { writeSafetensors, type SafetensorsWriteTensor } from '../models/safetensorsWriter';
 import type { TransformerCloakOptions } from '../models/cloak';
-import { byteTokenizer, loadHuggingFaceTokenizer, type Tokenizer } from './tokenizer';
-import { packSequences, textDataset, trainHeldOutSplit, type NoiseMaskOptions, type PackedSequence } from './data';
-import { FACTORIES, Trainer, type EvaluationReport, type FactoryName, type StepReport, type TrainerOptions } from './trainer';
+import { byteTokenizer, loadHuggingFaceTokenizer, type Tokenizer } from '../text/tokenizer';
+import { packSequences, textDataset, trainHeldOutSplit, type NoiseMaskOptions, type PackedSequence } from '../text/data';
+import { FACTORIES, Trainer, type EvaluationReport, type FactoryName, type StepReport, type TrainerOptions } from '../train/trainer';
 
 /** What {@link TrainerWorkerApi.init} reports about the WebGPU adapter the service got. */
 export interface AdapterSummary {

@@ -1,6 +1,6 @@
 /**
  * The loss reductions as one namespace (`losses.distillationCrossEntropy(...)`), each a
- * differentiable op over its own WGSL kernel family, plus the embedding statistics they use.
+ * differentiable op over its own WGSL kernel family.
  */
 import { distillationCrossEntropy } from './crossEntropy';
 import { absoluteCosineSimilarity, distillationLayerCosineDistance, distillationLayerL2Distance, inputEmbeddingSimilarity } from './cosine';
@@ -28,7 +28,6 @@ export const losses = {
 
 export type { CatalystOptions, NearestRows, NearestRowsOptions } from './catalyst';
 export type { MutualInformationOptions } from './mutualInformation';
-export type { MaskInput } from './validate';
+export type { MaskInput } from '../tensor/validate';
 export { nearestRows } from './catalyst';
 export { embeddingRowNorms, medianOfNonNegative } from './medianNorm';
-export { embeddingStats, embeddingColumnStd, percentile, recommendedCharacteristicLength, type EmbeddingStats } from './embeddingStats';

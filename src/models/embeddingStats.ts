@@ -7,9 +7,9 @@
 import source from '../../shaders/embeddingStats.wgsl?raw';
 import { getContext } from '../gpu/context';
 import { Tensor, fmtShape } from '../tensor/tensor';
-import { checkFloatTensor } from './validate';
-import { embeddingRowNorms, medianOfNonNegative } from './medianNorm';
-import { nearestRows } from './catalyst';
+import { checkFloatTensor } from '../tensor/validate';
+import { embeddingRowNorms, medianOfNonNegative } from '../losses/medianNorm';
+import { nearestRows } from '../losses/catalyst';
 
 const WG = 256;
 const MAX_CHUNKS = 64;

@@ -7,7 +7,7 @@ import source from '../../shaders/mutualInformation.wgsl?raw';
 import { getContext } from '../gpu/context';
 import { defineOp } from '../autograd/engine';
 import { Tensor, fmtShape } from '../tensor/tensor';
-import { checkFloatTensor, checkSameShape, maskTensor, type MaskInput } from './validate';
+import { checkFloatTensor, checkSameShape, maskTensor, type MaskInput } from '../tensor/validate';
 
 const FN = 'mutualInformation';
 const WG_ITEMS = 64;

@@ -9,7 +9,7 @@ import { getContext } from '../gpu/context';
 import { maskedRowMean } from './maskedMean';
 import { defineOp } from '../autograd/engine';
 import { Tensor, fmtShape } from '../tensor/tensor';
-import { checkFloatTensor, checkSameShape, maskTensor, type MaskInput } from './validate';
+import { checkFloatTensor, checkSameShape, maskTensor, type MaskInput } from '../tensor/validate';
 
 const WG = 64;
 

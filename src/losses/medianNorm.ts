@@ -7,7 +7,7 @@ import source from '../../shaders/medianNorm.wgsl?raw';
 import { getContext } from '../gpu/context';
 import { defineOp } from '../autograd/engine';
 import { Tensor, fmtShape } from '../tensor/tensor';
-import { checkFloatTensor, checkNumber, checkSameShape, maskTensor, type MaskInput } from './validate';
+import { checkFloatTensor, checkNumber, checkSameShape, maskTensor, type MaskInput } from '../tensor/validate';
 
 const WG = 256;
 /** Positions per workgroup of `medianNormRows` (16 threads each). */

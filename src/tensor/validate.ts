@@ -1,19 +1,40 @@
 /**
- * Argument checks shared by the loss functions. They run on the host, before any GPU work, and
- * name the function and the argument in their message.
+ * Argument checks shared by every layer above the tensor (ops, losses, models, metrics). They run
+ * on the host, before any GPU work, and name the function and the argument in their message.
  */
-import { Tensor, fmtShape, tensor } from '../tensor/tensor';
+import { getContext } from '../gpu/context';
+import { Tensor, fmtShape, tensor } from './tensor';
 
 /** A 0/1 mask: a tensor (shape and dtype are checked) or host data (values are checked too). */
 export type MaskInput = Tensor | ArrayLike<number>;
 
-/** Throws unless `t` is an f32 tensor of rank `rank` (when given). */
+/**
+ * Throws naming `fn` unless `t` has dtype f32. The cheap check of an op's forward, where the
+ * tensor's liveness is checked when its buffer is bound; use {@link checkFloatTensor} for the
+ * full check of a public argument.
+ */
+export function requireFloat(fn: string, arg: string, t: Tensor): void {
+  if (t.dtype !== 'f32') throw new Error(`${fn}: argument '${arg}' has dtype ${t.dtype}; expected f32`);
+}
+
+/** Throws unless `t` is a live f32 tensor of rank `rank` (when given). */
 export function checkFloatTensor(fn: string, arg: string, t: Tensor, rank?: number): void {
   if (!(t instanceof Tensor)) throw new Error(`${fn}: argument '${arg}' must be a Tensor`);
   t.bufferFor(`${fn} (argument '${arg}')`);
   if (t.dtype !== 'f32') throw new Error(`${fn}: argument '${arg}' has dtype ${t.dtype}; expected f32`);
   if (rank !== undefined && t.rank !== rank) {
     throw new Error(`${fn}: argument '${arg}' has shape ${fmtShape(t.shape)}; expected rank ${rank}`);
+  }
+}
+
+/** Throws unless `t` fits in one storage binding of this device (4 bytes per element). */
+export function checkBindingSize(fn: string, arg: string, t: Tensor): void {
+  const limit = getContext().limits.maxStorageBufferBindingSize;
+  if (t.size * 4 > limit) {
+    throw new Error(
+      `${fn}: '${arg}' of shape ${fmtShape(t.shape)} needs ${t.size * 4} bytes, more than this device's ` +
+        `maxStorageBufferBindingSize (${limit}); split the batch into smaller micro-batches`,
+    );
   }
 }
 

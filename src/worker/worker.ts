@@ -25,7 +25,7 @@
  * ```
  *
  * (`'./worker.ts'` is this file: from an app, point the URL at it inside the package, e.g.
- * `new URL('sgt-webgpu/src/train/worker.ts', import.meta.url)`, or re-export it from a worker file
+ * `new URL('sgt-webgpu/src/worker/worker.ts', import.meta.url)`, or re-export it from a worker file
  * of the app's own.) Errors thrown in the worker reach the page as rejected promises with their
  * original message.
  */

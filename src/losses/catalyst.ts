@@ -7,7 +7,7 @@ import source from '../../shaders/catalyst.wgsl?raw';
 import { getContext } from '../gpu/context';
 import { defineOp } from '../autograd/engine';
 import { Tensor, fmtShape } from '../tensor/tensor';
-import { checkFloatTensor, checkNumber, maskTensor, type MaskInput } from './validate';
+import { checkFloatTensor, checkNumber, maskTensor, type MaskInput } from '../tensor/validate';
 import { embeddingRowNorms } from './medianNorm';
 
 const WG = 256;

@@ -10,11 +10,11 @@ import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'no
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { FACTORIES, type FactoryName } from './trainer';
+import { FACTORIES, type FactoryName } from '../train/trainer';
 import {
   DEFAULT_FACTORY_OPTIONS, TrainerService, type AdapterSummary, type ConfigureSummary, type EvaluationResult, type MetricsEvent,
   type ModelSummary, type ProgressEvent, type StepEvent, type TrainingConfig,
-} from './workerApi';
+} from '../worker/workerApi';
 
 /** A mistake in the command line (exit code 2), as opposed to a failure while training (exit code 1). */
 export class UsageError extends Error {
@@ -195,7 +195,7 @@ function readJsonFile(path: string, what: string): unknown {
 }
 
 /**
- * The embedded default model, used without --model. This file is `src/train/cli.ts` in a checkout
+ * The embedded default model, used without --model. This file is `src/cli/cli.ts` in a checkout
  * and `dist/cli/cli.js` in the package: both two folders below the package root.
  */
 export const DEFAULT_MODEL_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../models/default');
@@ -467,7 +467,7 @@ function parseCli(argv: readonly string[]) {
   });
 }
 
-// Run when this file is the entry point (`node scripts/run.mjs src/train/cli.ts`, or the bin),
+// Run when this file is the entry point (`node scripts/run.mjs src/cli/cli.ts`, or the bin),
 // not when a test imports `main`.
 const entry = process.argv[1];
 if (entry && resolve(entry) === fileURLToPath(import.meta.url)) {

@@ -7,23 +7,12 @@
 import source from '../../shaders/metrics.wgsl?raw';
 import { getContext } from '../gpu/context';
 import { Tensor, fmtShape } from '../tensor/tensor';
-import { checkFloatTensor, checkSameShape, maskTensor, type MaskInput } from '../loss/validate';
-import { nearestRows } from '../loss/catalyst';
+import { checkBindingSize, checkFloatTensor, checkSameShape, maskTensor, type MaskInput } from '../tensor/validate';
+import { nearestRows } from '../losses/catalyst';
 
 const NN_FN = 'nearestNeighbourInversion';
 const COS_FN = 'nearestRowsByCosine';
 const KL_FN = 'agreementAndKL';
-
-/** Throws when `t` does not fit in one storage binding of this device. */
-function checkBindingSize(fn: string, arg: string, t: Tensor): void {
-  const limit = getContext().limits.maxStorageBufferBindingSize;
-  if (t.size * 4 > limit) {
-    throw new Error(
-      `${fn}: '${arg}' of shape ${fmtShape(t.shape)} needs ${t.size * 4} bytes, more than this device's ` +
-        `maxStorageBufferBindingSize (${limit}); split the batch into smaller micro-batches`,
-    );
-  }
-}
 
 /** Options of {@link nearestRowsByCosine} and {@link nearestNeighbourInversion}. */
 export interface CosineSearchOptions {
