@@ -4,7 +4,6 @@ import { playwright } from '@vitest/browser-playwright';
 import { resolve } from 'node:path';
 import { chromiumArgs, chromiumPath } from './test/chromium.ts';
 
-
 export default defineConfig({
   build: {
     lib: {

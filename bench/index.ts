@@ -60,8 +60,12 @@ function parseArgs(argv: string[]): Args {
       const value = a === '--only' ? argv[++i] : a.slice('--only='.length);
       if (!value) throw new Error(`--only needs a section: ${SECTIONS.join(', ')}`);
       only ??= new Set();
-      for (const name of value.split(',').map((x) => x.trim()).filter(Boolean)) {
-        if (!(SECTIONS as readonly string[]).includes(name)) throw new Error(`--only: unknown section '${name}' (sections: ${SECTIONS.join(', ')})`);
+      for (const name of value
+        .split(',')
+        .map((x) => x.trim())
+        .filter(Boolean)) {
+        if (!(SECTIONS as readonly string[]).includes(name))
+          throw new Error(`--only: unknown section '${name}' (sections: ${SECTIONS.join(', ')})`);
         only.add(name as Section);
       }
     } else if (a === '--size' || a === '--runs') {
@@ -134,14 +138,20 @@ async function main(): Promise<void> {
   const info = ctx.adapter.info;
   const adapterFeatures = [...ctx.adapter.features].sort();
   console.log(`# sgt-webgpu bench\n`);
-  console.log(`- adapter: vendor \`${info.vendor || '?'}\`, architecture \`${info.architecture || '?'}\`, ` +
-    `device \`${info.device || '?'}\`, description \`${info.description || '?'}\``);
+  console.log(
+    `- adapter: vendor \`${info.vendor || '?'}\`, architecture \`${info.architecture || '?'}\`, ` +
+      `device \`${info.device || '?'}\`, description \`${info.description || '?'}\``,
+  );
   console.log(`- features enabled on the device: ${[...ctx.features].sort().join(', ') || '(none)'}`);
   console.log(`- adapter features: ${adapterFeatures.join(', ') || '(none)'}`);
-  console.log(`- limits: maxStorageBufferBindingSize ${(ctx.limits.maxStorageBufferBindingSize / 2 ** 20).toFixed(0)} MiB, ` +
-    `maxComputeInvocationsPerWorkgroup ${ctx.limits.maxComputeInvocationsPerWorkgroup}, grid-stride cap ${ctx.maxGridWorkgroups} workgroups`);
-  console.log(`- node ${process.version}, ${new Date().toISOString().slice(0, 10)}, sections: ${SECTIONS.filter((x) => args.sections.has(x)).join(', ')}` +
-    `${args.quick ? ' (quick)' : ''}; core: size ${args.size}, ${args.runs} timed batches per case`);
+  console.log(
+    `- limits: maxStorageBufferBindingSize ${(ctx.limits.maxStorageBufferBindingSize / 2 ** 20).toFixed(0)} MiB, ` +
+      `maxComputeInvocationsPerWorkgroup ${ctx.limits.maxComputeInvocationsPerWorkgroup}, grid-stride cap ${ctx.maxGridWorkgroups} workgroups`,
+  );
+  console.log(
+    `- node ${process.version}, ${new Date().toISOString().slice(0, 10)}, sections: ${SECTIONS.filter((x) => args.sections.has(x)).join(', ')}` +
+      `${args.quick ? ' (quick)' : ''}; core: size ${args.size}, ${args.runs} timed batches per case`,
+  );
   if (args.quick && !args.sections.has('losses') && !args.sections.has('optim')) {
     console.log('- --quick skips the losses and optim sections (fixed sizes, about 40 s here): `--quick --only losses,optim` runs them');
   }
@@ -201,9 +211,14 @@ async function runCore(ctx: GpuContext, args: Args, t0: number): Promise<void> {
     const ta = tensor(a, [n, n]);
     const tb = tensor(b, [n, n]);
     await measure({
-      name: 'matmul', size: `${n}x${n}x${n}`, unit: 'GFLOP/s', work: 2 * n ** 3,
+      name: 'matmul',
+      size: `${n}x${n}x${n}`,
+      unit: 'GFLOP/s',
+      work: 2 * n ** 3,
       record: () => matmul(ta, tb).dispose(),
-      jsLabel: 'naive i-k-j loop', js: () => matmulIKJ(a, b, c, n, n, n), jsRuns: Math.min(timing.runs, 3),
+      jsLabel: 'naive i-k-j loop',
+      js: () => matmulIKJ(a, b, c, n, n, n),
+      jsRuns: Math.min(timing.runs, 3),
       check: async () => {
         const got = await gpuResult(() => matmul(ta, tb));
         matmulIKJ(a, b, c, n, n, n);
@@ -222,9 +237,15 @@ async function runCore(ctx: GpuContext, args: Args, t0: number): Promise<void> {
   const sizeLabel = n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(n % 2 ** 20 ? 2 : 0)}M f32` : `${n / 1024}K f32`;
   const sink = new Float64Array(1); // keeps the JS sum observable
   await measure({
-    name: 'sum (all elements)', size: sizeLabel, unit: 'GB/s', work: 4 * n,
+    name: 'sum (all elements)',
+    size: sizeLabel,
+    unit: 'GB/s',
+    work: 4 * n,
     record: () => sum(tx).dispose(),
-    jsLabel: 'for loop', js: () => void (sink[0] += sumAll(x)),
+    jsLabel: 'for loop',
+    js: () => {
+      sink[0] += sumAll(x);
+    },
     check: async () => relErr(await gpuResult(() => sum(tx)), [sumAll(x)]),
     tol: 1e-4,
   });
@@ -235,9 +256,13 @@ async function runCore(ctx: GpuContext, args: Args, t0: number): Promise<void> {
   const t2 = tensor(x, [rowCount, cols]);
   const rowSums = new Float32Array(rowCount);
   await measure({
-    name: 'sum over rows (last axis)', size: `${rowCount}x${cols}`, unit: 'GB/s', work: 4 * (n + rowCount),
+    name: 'sum over rows (last axis)',
+    size: `${rowCount}x${cols}`,
+    unit: 'GB/s',
+    work: 4 * (n + rowCount),
     record: () => sum(t2, -1).dispose(),
-    jsLabel: 'loop per row', js: () => sumRows(x, rowSums, rowCount, cols),
+    jsLabel: 'loop per row',
+    js: () => sumRows(x, rowSums, rowCount, cols),
     check: async () => {
       sumRows(x, rowSums, rowCount, cols);
       return relErr(await gpuResult(() => sum(t2, -1)), rowSums);
@@ -246,9 +271,13 @@ async function runCore(ctx: GpuContext, args: Args, t0: number): Promise<void> {
   });
   const sm = new Float32Array(n);
   await measure({
-    name: 'softmax over rows', size: `${rowCount}x${cols}`, unit: 'GB/s', work: 8 * n,
+    name: 'softmax over rows',
+    size: `${rowCount}x${cols}`,
+    unit: 'GB/s',
+    work: 8 * n,
     record: () => softmax(t2).dispose(),
-    jsLabel: '3 loops per row, Math.exp', js: () => softmaxRows(x, sm, rowCount, cols),
+    jsLabel: '3 loops per row, Math.exp',
+    js: () => softmaxRows(x, sm, rowCount, cols),
     check: async () => {
       softmaxRows(x, sm, rowCount, cols);
       return relErr(await gpuResult(() => softmax(t2)), sm);
@@ -260,9 +289,13 @@ async function runCore(ctx: GpuContext, args: Args, t0: number): Promise<void> {
     for (let i = 0; i < n; i++) sm[i] = Math.log(sm[i]);
   };
   await measure({
-    name: 'logSoftmax over rows', size: `${rowCount}x${cols}`, unit: 'GB/s', work: 8 * n,
+    name: 'logSoftmax over rows',
+    size: `${rowCount}x${cols}`,
+    unit: 'GB/s',
+    work: 8 * n,
     record: () => logSoftmax(t2).dispose(),
-    jsLabel: 'softmax loops + Math.log', js: logSm,
+    jsLabel: 'softmax loops + Math.log',
+    js: logSm,
     check: async () => {
       logSm();
       return relErr(await gpuResult(() => logSoftmax(t2)), sm);
@@ -278,9 +311,13 @@ async function runCore(ctx: GpuContext, args: Args, t0: number): Promise<void> {
     ['copy loop', () => copyLoop(x, dst)],
   ] as const) {
     await measure({
-      name: 'copy (clone)', size: sizeLabel, unit: 'GB/s', work: 8 * n,
+      name: 'copy (clone)',
+      size: sizeLabel,
+      unit: 'GB/s',
+      work: 8 * n,
       record: () => clone(tx).dispose(),
-      jsLabel, js,
+      jsLabel,
+      js,
       check: async () => relErr(await gpuResult(() => clone(tx)), x),
       tol: 0,
     });
@@ -295,10 +332,13 @@ async function runCore(ctx: GpuContext, args: Args, t0: number): Promise<void> {
     const g = gpuMlp(problem);
     const j = jsMlp(problem);
     await measure({
-      name: 'MLP step, forward+backward (autograd)', size: `${points} pts, 2-${hidden}-${hidden}-2`,
-      unit: 'steps/s', work: 1e9, // so that the rate column reads steps/s
+      name: 'MLP step, forward+backward (autograd)',
+      size: `${points} pts, 2-${hidden}-${hidden}-2`,
+      unit: 'steps/s',
+      work: 1e9, // so that the rate column reads steps/s
       record: g.step,
-      jsLabel: 'hand-written backward, naive loops', js: () => void j.step(),
+      jsLabel: 'hand-written backward, naive loops',
+      js: () => void j.step(),
       check: async () => {
         const grads = g.grads();
         const got = await readAll(grads);
@@ -337,8 +377,10 @@ async function runLosses(progress: (what: string) => void): Promise<void> {
       errors.push(`- ${r.family}: ${r.error}`);
       continue;
     }
-    console.log(`| ${r.name} | ${fmtMs(r.fusedMs)} | ${fmtMs(r.composedMs)} | ${fmtMs(r.float64Ms)} | ` +
-      `${fmtRatio(r.composedMs, r.fusedMs)} | ${fmtRatio(r.float64Ms, r.fusedMs)} |`);
+    console.log(
+      `| ${r.name} | ${fmtMs(r.fusedMs)} | ${fmtMs(r.composedMs)} | ${fmtMs(r.float64Ms)} | ` +
+        `${fmtRatio(r.composedMs, r.fusedMs)} | ${fmtRatio(r.float64Ms, r.fusedMs)} |`,
+    );
   }
   console.log('');
   console.log('Median ms of one forward + backward. Speed-up > 1: the fused GPU kernels are faster.');
@@ -364,19 +406,25 @@ async function runModels(quick: boolean, progress: (what: string) => void): Prom
   const runs = (n: number) => `${n} run${n === 1 ? '' : 's'}`;
   const params = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : `${(n / 1e3).toFixed(1)}K`);
   console.log('\n## Causal LMs: time per token, GPU vs float64 twin\n');
-  console.log('| model | params | pass | GPU ms/token (B x T) | GPU ms/token at the twin\'s T | float64 ms/token (B x T) | GPU speed-up vs float64 (same T) | ' +
-    'peak GPU MiB (weights included) | of which the pass | check vs twin (max rel err) |');
+  console.log(
+    "| model | params | pass | GPU ms/token (B x T) | GPU ms/token at the twin's T | float64 ms/token (B x T) | GPU speed-up vs float64 (same T) | " +
+      'peak GPU MiB (weights included) | of which the pass | check vs twin (max rel err) |',
+  );
   console.log('| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |');
   for (const r of rows) {
     const check = r.relErr <= 1e-4 ? `ok (${r.relErr.toExponential(1)})` : `**MISMATCH** (${r.relErr.toExponential(1)})`;
-    console.log(`| ${r.model} | ${params(r.params)} | ${r.pass} | ${fmtMs(r.gpuMsPerToken)} (1 x ${r.gpuT}, ${runs(r.gpuRuns)}) | ` +
-      `${r.gpuShortRuns ? `${fmtMs(r.gpuMsPerTokenAtFloat64T)} (1 x ${r.float64T}, ${runs(r.gpuShortRuns)})` : 'same'} | ${fmtMs(r.float64MsPerToken)} (1 x ${r.float64T}, ${runs(r.float64Runs)}) | ` +
-      `${fmtRatio(r.float64MsPerToken, r.gpuMsPerTokenAtFloat64T)} | ${mib(r.peakBytes)} | ${mib(r.passPeakBytes)} | ${check} |`);
+    console.log(
+      `| ${r.model} | ${params(r.params)} | ${r.pass} | ${fmtMs(r.gpuMsPerToken)} (1 x ${r.gpuT}, ${runs(r.gpuRuns)}) | ` +
+        `${r.gpuShortRuns ? `${fmtMs(r.gpuMsPerTokenAtFloat64T)} (1 x ${r.float64T}, ${runs(r.gpuShortRuns)})` : 'same'} | ${fmtMs(r.float64MsPerToken)} (1 x ${r.float64T}, ${runs(r.float64Runs)}) | ` +
+        `${fmtRatio(r.float64MsPerToken, r.gpuMsPerTokenAtFloat64T)} | ${mib(r.peakBytes)} | ${mib(r.passPeakBytes)} | ${check} |`,
+    );
   }
   console.log('');
-  console.log('forward: inference under noGrad, from token ids. forward+backward: embeddings -> logits -> sum(logits * R) -> ' +
-    'gradient of the input embeddings, weights frozen. Per token = pass time / (B*T). Peak: most bytes the buffer pool handed ' +
-    'out during one pass (resetPeak before, peakLiveBytes after); "of which the pass" excludes what was live before it.');
+  console.log(
+    'forward: inference under noGrad, from token ids. forward+backward: embeddings -> logits -> sum(logits * R) -> ' +
+      'gradient of the input embeddings, weights frozen. Per token = pass time / (B*T). Peak: most bytes the buffer pool handed ' +
+      'out during one pass (resetPeak before, peakLiveBytes after); "of which the pass" excludes what was live before it.',
+  );
 }
 
 await main();

@@ -80,7 +80,11 @@ async function benchOne(B: number, T: number, d: number, V: number): Promise<Ben
   const timing: TimingOptions = { runs: 5, batchMs: 200, maxRepeat: 50 };
   const fusedMs = (await timeGpu(ctx, step(false), timing)).ms;
   const composedMs = (await timeGpu(ctx, step(true), timing)).ms;
-  const float64Ms = timeJs(() => inverseL2PowerLawCatalystReference(xtData, EData, maskData, d, l, p), { runs: 3, batchMs: 200, maxRepeat: 20 }).ms;
+  const float64Ms = timeJs(() => inverseL2PowerLawCatalystReference(xtData, EData, maskData, d, l, p), {
+    runs: 3,
+    batchMs: 200,
+    maxRepeat: 20,
+  }).ms;
   for (const t of [xt, E, mask]) t.dispose();
   return { name: `inverseL2PowerLawCatalyst fwd+bwd B=${B} T=${T} d=${d} V=${V}`, fusedMs, composedMs, float64Ms };
 }

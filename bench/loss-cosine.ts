@@ -9,7 +9,10 @@ import { noGrad } from '../src/autograd/engine';
 import { scope, tensor, type Tensor } from '../src/tensor/tensor';
 import { abs, div, mul, scale, sqrt, sub, sum } from '../src/ops/index';
 import {
-  absoluteCosineSimilarity, distillationLayerCosineDistance, distillationLayerL2Distance, inputEmbeddingSimilarity,
+  absoluteCosineSimilarity,
+  distillationLayerCosineDistance,
+  distillationLayerL2Distance,
+  inputEmbeddingSimilarity,
 } from '../src/losses/cosine';
 import { rowPairLossReference, type RowPairLossName } from '../src/reference/cosine';
 import type { MaskInput } from '../src/tensor/validate';
@@ -62,7 +65,7 @@ async function benchOne(name: RowPairLossName, B: number, T: number, d: number):
   const uData = makeData(B * T * d, 3);
   const vData = makeData(B * T * d, 4);
   for (let i = 0; i < vData.length; i++) vData[i] += 0.5 * uData[i]; // correlated, as h and ht are
-  const maskData: number[] = Array.from({ length: B * T }, (_, i) => ((i * 2654435761) >>> 0) % 10 < 8 ? 1 : 0);
+  const maskData: number[] = Array.from({ length: B * T }, (_, i) => (((i * 2654435761) >>> 0) % 10 < 8 ? 1 : 0));
   const count = maskData.reduce((a, b) => a + b, 0);
   const u = tensor(uData, shape);
   const v = tensor(vData, shape, { requiresGrad: true });

@@ -47,7 +47,7 @@ async function benchOne(B: number, T: number, V: number): Promise<BenchRow> {
   const zData = makeLogits(B * T * V, 1, 6);
   const ztData = makeLogits(B * T * V, 2, 6);
   // About 80% of the positions selected, as with padding and prompt tokens.
-  const maskData: number[] = Array.from({ length: B * T }, (_, i) => ((i * 2654435761) >>> 0) % 10 < 8 ? 1 : 0);
+  const maskData: number[] = Array.from({ length: B * T }, (_, i) => (((i * 2654435761) >>> 0) % 10 < 8 ? 1 : 0));
   const count = maskData.reduce((a, b) => a + b, 0);
   const z = tensor(zData, shape);
   const zt = tensor(ztData, shape, { requiresGrad: true });
@@ -74,10 +74,13 @@ async function benchOne(B: number, T: number, V: number): Promise<BenchRow> {
   const fusedMs = (await timeGpu(ctx, step(false), timing)).ms;
   const composedMs = (await timeGpu(ctx, step(true), timing)).ms;
   const twin = { teacher: zData, student: ztData, mask: maskData, shape: [B, T, V] as const };
-  const float64Ms = timeJs(() => {
-    distillationCrossEntropyReference(twin);
-    distillationCrossEntropyReferenceBackward(twin);
-  }, { ...timing, runs: 3 }).ms;
+  const float64Ms = timeJs(
+    () => {
+      distillationCrossEntropyReference(twin);
+      distillationCrossEntropyReferenceBackward(twin);
+    },
+    { ...timing, runs: 3 },
+  ).ms;
   for (const t of [z, zt, mask]) t.dispose();
   return { name: `distillationCrossEntropy fwd+bwd B=${B} T=${T} V=${V}`, fusedMs, composedMs, float64Ms };
 }

@@ -62,8 +62,12 @@ async function benchOne(which: 'medianNormPenalty' | 'stdLogRatio', B: number, T
   const leaf = which === 'medianNormPenalty' ? mu : sigma;
   const loss = (useComposed: boolean) =>
     which === 'medianNormPenalty'
-      ? useComposed ? composedMedianNorm(x, mu, m, mask, count) : medianNormPenalty(x, mu, m, mask)
-      : useComposed ? composedStdLogRatio(sigma, s, mask, count) : stdLogRatio(sigma, s, mask);
+      ? useComposed
+        ? composedMedianNorm(x, mu, m, mask, count)
+        : medianNormPenalty(x, mu, m, mask)
+      : useComposed
+        ? composedStdLogRatio(sigma, s, mask, count)
+        : stdLogRatio(sigma, s, mask);
   const step = (useComposed: boolean) => () =>
     scope(() => {
       loss(useComposed).backward();
@@ -71,7 +75,10 @@ async function benchOne(which: 'medianNormPenalty' | 'stdLogRatio', B: number, T
       leaf.grad = null;
     });
 
-  const [fusedValue, composedValue] = await scope(async () => [await noGrad(() => loss(false)).item(), await noGrad(() => loss(true)).item()]);
+  const [fusedValue, composedValue] = await scope(async () => [
+    await noGrad(() => loss(false)).item(),
+    await noGrad(() => loss(true)).item(),
+  ]);
   if (!(Math.abs(fusedValue - composedValue) <= 1e-3 * Math.abs(fusedValue))) {
     throw new Error(`loss-medianNorm bench (${which}): fused ${fusedValue} and composed ${composedValue} disagree`);
   }
@@ -80,9 +87,10 @@ async function benchOne(which: 'medianNormPenalty' | 'stdLogRatio', B: number, T
   const timing: TimingOptions = { runs: 5, batchMs: 200, maxRepeat: 50 };
   const fusedMs = (await timeGpu(ctx, step(false), timing)).ms;
   const composedMs = (await timeGpu(ctx, step(true), timing)).ms;
-  const twin = which === 'medianNormPenalty'
-    ? () => medianNormPenaltyReference(xData, muData, m, maskData, d)
-    : () => stdLogRatioReference(sigmaData, sData, maskData);
+  const twin =
+    which === 'medianNormPenalty'
+      ? () => medianNormPenaltyReference(xData, muData, m, maskData, d)
+      : () => stdLogRatioReference(sigmaData, sData, maskData);
   const float64Ms = timeJs(twin, timing).ms;
   for (const t of [x, mu, sigma, s, mask]) t.dispose();
   return { name: `${which} fwd+bwd B=${B} T=${T} d=${d}`, fusedMs, composedMs, float64Ms };

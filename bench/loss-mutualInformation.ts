@@ -55,12 +55,27 @@ function makeInputs(B: number, T: number, d: number): Inputs {
  * differences are materialised, reduced to log densities, masked with `where` and passed through
  * a max-shifted log-sum-exp (the shift taken without gradient, which is exact for a log-sum-exp).
  */
-function composedMutualInformation(x: Tensor, xt: Tensor, mu: Tensor, sigma: Tensor, noise: number[], B: number, T: number, d: number): Tensor {
+function composedMutualInformation(
+  x: Tensor,
+  xt: Tensor,
+  mu: Tensor,
+  sigma: Tensor,
+  noise: number[],
+  B: number,
+  T: number,
+  d: number,
+): Tensor {
   const H = B / 2;
   const centres = add(x, mu);
   const rows = (t: Tensor, ids: Tensor, shape: number[]) => reshape(gather(reshape(t, [B, T * d]), ids), shape);
-  const idsP = tensor(Uint32Array.from({ length: H }, (_, i) => i), [H]);
-  const idsQ = tensor(Uint32Array.from({ length: H }, (_, i) => H + i), [H]);
+  const idsP = tensor(
+    Uint32Array.from({ length: H }, (_, i) => i),
+    [H],
+  );
+  const idsQ = tensor(
+    Uint32Array.from({ length: H }, (_, i) => H + i),
+    [H],
+  );
   const veryNegative = tensor([-1e30], [1]);
   const zero = tensor([0], [1]);
   let total: Tensor | null = null;
@@ -123,7 +138,9 @@ async function benchOne(B: number, T: number, d: number): Promise<BenchRow> {
   };
   const step = (composed: boolean) => () =>
     scope(() => {
-      const loss = composed ? composedMutualInformation(x, xt, mu, sigma, inp.noise, B, T, d) : mutualInformation(x, xt, mu, sigma, noiseMask);
+      const loss = composed
+        ? composedMutualInformation(x, xt, mu, sigma, inp.noise, B, T, d)
+        : mutualInformation(x, xt, mu, sigma, noiseMask);
       loss.backward();
       clearGrads();
     });

@@ -3,9 +3,7 @@
  * cross-entropy through logSoftmax, full batch of N points) on the GPU with the tape, and the
  * same step written by hand in plain JS (Float32Array, naive matmuls).
  */
-import {
-  add, backward, logSoftmax, matmul, mul, relu, scale, scope, sum, tensor, type Tensor,
-} from '../src/index';
+import { add, backward, logSoftmax, matmul, mul, relu, scale, scope, sum, tensor, type Tensor } from '../src/index';
 import { matmulIKJ, matmulTA, matmulTB } from './js-baselines';
 
 /** Inputs and parameters shared by both implementations. */
@@ -28,7 +26,14 @@ export function makeMlpProblem(n: number, hidden: number, rand: () => number): M
     return Float32Array.from({ length: fanIn * fanOut }, () => s * (2 * rand() - 1));
   };
   const b = (k: number) => Float32Array.from({ length: k }, () => 0.1 * (2 * rand() - 1));
-  return { n, hidden, classes, x, yOneHot, params: [w(2, hidden), b(hidden), w(hidden, hidden), b(hidden), w(hidden, classes), b(classes)] };
+  return {
+    n,
+    hidden,
+    classes,
+    x,
+    yOneHot,
+    params: [w(2, hidden), b(hidden), w(hidden, hidden), b(hidden), w(hidden, classes), b(classes)],
+  };
 }
 
 /** GPU state: the problem's tensors, and a step that records forward + backward. */
@@ -76,12 +81,19 @@ export function jsMlp(p: MlpProblem): { step: () => Float32Array[] } {
   const go = new Float32Array(n * C);
   const g2 = new Float32Array(n * H);
   const g1 = new Float32Array(n * H);
-  const grads = [new Float32Array(2 * H), new Float32Array(H), new Float32Array(H * H), new Float32Array(H), new Float32Array(H * C), new Float32Array(C)];
+  const grads = [
+    new Float32Array(2 * H),
+    new Float32Array(H),
+    new Float32Array(H * H),
+    new Float32Array(H),
+    new Float32Array(H * C),
+    new Float32Array(C),
+  ];
   const addBiasRelu = (z: Float32Array, bias: Float32Array, width: number, doRelu: boolean) => {
     for (let i = 0; i < n; i++) {
       for (let j = 0; j < width; j++) {
         const v = z[i * width + j] + bias[j];
-        z[i * width + j] = doRelu ? (v > 0 ? v : 0) : v;
+        z[i * width + j] = doRelu ? Math.max(v, 0) : v;
       }
     }
   };

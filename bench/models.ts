@@ -227,7 +227,10 @@ async function runGpu(rawConfig: unknown, file: SafetensorsFile, idsData: Int32A
       const perB: number[] = [];
       await ctx.sync(); // nothing recorded before (warm-up passes) may run inside a timed pass
       for (let r = 0; r < runs; r++) {
-        for (const [record, per] of [[p.forward, perF], [p.both, perB]] as const) {
+        for (const [record, per] of [
+          [p.forward, perF],
+          [p.both, perB],
+        ] as const) {
           const t0 = performance.now();
           record();
           await ctx.sync();
@@ -268,17 +271,35 @@ async function benchModel(name: string, rawConfig: unknown, file: SafetensorsFil
   const errForward = relErr(g.logits, twin.logits);
   const errBoth = Math.max(errForward, relErr(g.grad, twin.grad));
   const common = {
-    model: name, params, gpuB: 1, gpuT: sizes.T, gpuRuns: sizes.gpuRuns,
-    gpuShortRuns: sizes.twinT !== sizes.T ? sizes.shortRuns : 0, float64T: sizes.twinT, float64Runs: sizes.twinRuns,
+    model: name,
+    params,
+    gpuB: 1,
+    gpuT: sizes.T,
+    gpuRuns: sizes.gpuRuns,
+    gpuShortRuns: sizes.twinT !== sizes.T ? sizes.shortRuns : 0,
+    float64T: sizes.twinT,
+    float64Runs: sizes.twinRuns,
   };
   return [
     {
-      ...common, pass: 'forward', gpuMsPerToken: g.gpu.forward, gpuMsPerTokenAtFloat64T: g.gpuShort.forward,
-      float64MsPerToken: twin.forwardMs, peakBytes: g.peakF.peak, passPeakBytes: g.peakF.passPeak, relErr: errForward,
+      ...common,
+      pass: 'forward',
+      gpuMsPerToken: g.gpu.forward,
+      gpuMsPerTokenAtFloat64T: g.gpuShort.forward,
+      float64MsPerToken: twin.forwardMs,
+      peakBytes: g.peakF.peak,
+      passPeakBytes: g.peakF.passPeak,
+      relErr: errForward,
     },
     {
-      ...common, pass: 'forward+backward', gpuMsPerToken: g.gpu.both, gpuMsPerTokenAtFloat64T: g.gpuShort.both,
-      float64MsPerToken: twin.bothMs, peakBytes: g.peakB.peak, passPeakBytes: g.peakB.passPeak, relErr: errBoth,
+      ...common,
+      pass: 'forward+backward',
+      gpuMsPerToken: g.gpu.both,
+      gpuMsPerTokenAtFloat64T: g.gpuShort.both,
+      float64MsPerToken: twin.bothMs,
+      peakBytes: g.peakB.peak,
+      passPeakBytes: g.peakB.passPeak,
+      relErr: errBoth,
     },
   ];
 }
@@ -291,16 +312,26 @@ export async function benchmarks(options: ModelBenchOptions = {}): Promise<Model
 
   const tinyRaw = JSON.parse(readFileSync(resolve(FIXTURE_DIR, 'config.json'), 'utf8')) as unknown;
   const tinyFile = parseSafetensors(new Uint8Array(readFileSync(resolve(FIXTURE_DIR, 'model.safetensors'))));
-  rows.push(...(await benchModel('tiny-llama', tinyRaw, tinyFile, quick
-    ? { T: 64, gpuRuns: 3, shortRuns: 0, twinT: 64, twinRuns: 3 }
-    : { T: 64, gpuRuns: 7, shortRuns: 0, twinT: 64, twinRuns: 5 })));
+  rows.push(
+    ...(await benchModel(
+      'tiny-llama',
+      tinyRaw,
+      tinyFile,
+      quick ? { T: 64, gpuRuns: 3, shortRuns: 0, twinT: 64, twinRuns: 3 } : { T: 64, gpuRuns: 7, shortRuns: 0, twinT: 64, twinRuns: 5 },
+    )),
+  );
   options.onProgress?.('tiny-llama');
 
   const genName = 'generated Llama 512x6';
   const genWeights = randomWeights(parseModelConfig(GENERATED_LLAMA_CONFIG), 7);
-  rows.push(...(await benchModel(genName, GENERATED_LLAMA_CONFIG, genWeights, quick
-    ? { T: 8, gpuRuns: 1, shortRuns: 0, twinT: 8, twinRuns: 1 }
-    : { T: 64, gpuRuns: 3, shortRuns: 2, twinT: 8, twinRuns: 1 })));
+  rows.push(
+    ...(await benchModel(
+      genName,
+      GENERATED_LLAMA_CONFIG,
+      genWeights,
+      quick ? { T: 8, gpuRuns: 1, shortRuns: 0, twinT: 8, twinRuns: 1 } : { T: 64, gpuRuns: 3, shortRuns: 2, twinT: 8, twinRuns: 1 },
+    )),
+  );
   options.onProgress?.(genName);
   return rows;
 }

@@ -50,7 +50,9 @@ export async function benchmarks(): Promise<OptimBenchmark[]> {
 
   return scope(async () => {
     const params: Tensor[] = hostParams.map((p) => tensor(p, SHAPE, { requiresGrad: true }));
-    params.forEach((p, i) => (p.grad = tensor(hostGrads[i], SHAPE)));
+    params.forEach((p, i) => {
+      p.grad = tensor(hostGrads[i], SHAPE);
+    });
     const opt = new AdamW(params, { lr: 1e-4 });
     try {
       const gpuStep = await timeGpu(ctx, () => opt.step(), TIMING);
@@ -60,7 +62,9 @@ export async function benchmarks(): Promise<OptimBenchmark[]> {
       const hyper = { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 };
       const cpuStep = timeJs(() => {
         t++;
-        ref.forEach((r, i) => adamwStepReference(r.p, hostGrads[i], r.m, r.v, t, hyper));
+        ref.forEach((r, i) => {
+          adamwStepReference(r.p, hostGrads[i], r.m, r.v, t, hyper);
+        });
       }, TIMING);
 
       // A max norm far above the real norm: the factor is 1, so repeated runs keep the same data
@@ -86,7 +90,9 @@ export async function benchmarks(): Promise<OptimBenchmark[]> {
       ];
     } finally {
       opt.dispose();
-      params.forEach((p) => p.dispose());
+      params.forEach((p) => {
+        p.dispose();
+      });
       await ctx.sync();
     }
   });

@@ -30,7 +30,10 @@ export function loadBible(): Promise<Bible> {
       // "1 Samuel 3:10" -> "1 Samuel": the book is everything before the last space.
       const book = ref.slice(0, ref.lastIndexOf(' '));
       let list = verses.get(book);
-      if (!list) verses.set(book, (list = []));
+      if (!list) {
+        list = [];
+        verses.set(book, list);
+      }
       // The same cleaning as scripts/pretrain-default.ts: no paragraph marks, no italics brackets.
       list.push(text.replace(/^# /, '').replace(/[[\]]/g, ''));
     }

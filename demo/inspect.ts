@@ -141,7 +141,8 @@ export async function inspectPrompt(
   let ids = [...(tokenizer.bosId !== undefined ? [tokenizer.bosId] : []), ...tokenizer.encode(prompt)];
   if (ids.length === 0) throw new Error('inspect: the prompt is empty');
   const room = model.config.maxPositions - maxNewTokens;
-  if (room < 1) throw new Error(`inspect: the model takes ${model.config.maxPositions} positions: generate fewer than ${maxNewTokens} tokens`);
+  if (room < 1)
+    throw new Error(`inspect: the model takes ${model.config.maxPositions} positions: generate fewer than ${maxNewTokens} tokens`);
   const truncated = ids.length > room;
   if (truncated) ids = ids.slice(0, room);
   const T = ids.length;

@@ -92,7 +92,9 @@ function setStatus(el: HTMLElement, text: string, kind: 'info' | 'ok' | 'error' 
 
 const worker = new Worker(new URL('./demo-worker.ts', import.meta.url), { type: 'module', name: 'sgt-trainer' });
 const api = Comlink.wrap<DemoWorkerApi>(worker);
-worker.addEventListener('error', (e) => setStatus(ui.runStatus, `The training worker failed: ${e.message || 'unknown error'}. Reload the page.`, 'error'));
+worker.addEventListener('error', (e) =>
+  setStatus(ui.runStatus, `The training worker failed: ${e.message || 'unknown error'}. Reload the page.`, 'error'),
+);
 
 // ---------------------------------------------------------------------------------------------
 // The form
@@ -103,7 +105,11 @@ const defaults = await Promise.race([
   api.factoryDefaults(),
   new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no answer within 20 s')), 20_000)),
 ]).catch((e: unknown) => {
-  setStatus(ui.runStatus, `The training worker did not start (${message(e)}). This browser may not support module Web Workers; try a current Chrome, Edge, Firefox or Safari.`, 'error');
+  setStatus(
+    ui.runStatus,
+    `The training worker did not start (${message(e)}). This browser may not support module Web Workers; try a current Chrome, Edge, Firefox or Safari.`,
+    'error',
+  );
   throw e;
 });
 const form = new TrainingForm($('factory-box'), $('factory-fields'), $('run-fields'), defaults);
@@ -139,7 +145,14 @@ function refresh(): void {
   ui.resume.disabled = state.run !== 'paused' || state.busy;
   ui.stop.disabled = !(state.run === 'running' || state.run === 'paused') || state.busy;
   ui.download.disabled = !(ready && state.configured && (idle || state.run === 'paused') && !state.busy);
-  ui.inspect.disabled = !(ready && state.configured && state.run !== 'starting' && !state.busy && ui.prompt.value.length > 0 && inspectTokensValue() !== null);
+  ui.inspect.disabled = !(
+    ready &&
+    state.configured &&
+    state.run !== 'starting' &&
+    !state.busy &&
+    ui.prompt.value.length > 0 &&
+    inspectTokensValue() !== null
+  );
   ui.inspectTokensError.textContent = inspectTokensValue() === null ? 'Must be a whole number from 1 to 128.' : '';
   ui.inspectTokens.setAttribute('aria-invalid', String(inspectTokensValue() === null));
   const modelLocked = !state.gpu || state.loadingModel || !idle || state.busy;
@@ -170,10 +183,18 @@ function showCorpus(): void {
   if (ui.corpusOwn.checked) {
     const docs = splitDocuments(ui.corpusText.value);
     const bytes = new TextEncoder().encode(docs.join('\n')).length;
-    setStatus(ui.corpusStatus, docs.length ? `${docs.length} document${docs.length === 1 ? '' : 's'}, ${formatBytes(bytes)} of UTF-8.` : 'Paste some text to train on.');
+    setStatus(
+      ui.corpusStatus,
+      docs.length
+        ? `${docs.length} document${docs.length === 1 ? '' : 's'}, ${formatBytes(bytes)} of UTF-8.`
+        : 'Paste some text to train on.',
+    );
   } else if (state.bible) {
     const count = corpusCountValue();
-    if (count === null) return setStatus(ui.corpusStatus, '');
+    if (count === null) {
+      setStatus(ui.corpusStatus, '');
+      return;
+    }
     const verses = pickVerses(state.bible, ui.corpusBook.value, count);
     const got = verses.reduce((n, d) => n + d.split('\n').length, 0);
     const bytes = new TextEncoder().encode(verses.join('\n')).length;
@@ -225,8 +246,14 @@ async function loadModel(get: () => Promise<ModelFiles>): Promise<void> {
     const summary = await api.loadModel(Comlink.transfer({ config, weights, tokenizerJson, tokenizerConfig }, [weights]));
     state.model = { layers: summary.layers, maxPositions: summary.maxPositions, tokenizer: summary.tokenizer };
     form.setModel(summary.layers, summary.maxPositions);
-    const params = summary.parameterCount >= 1e6 ? `${(summary.parameterCount / 1e6).toFixed(1)} M` : `${(summary.parameterCount / 1e3).toFixed(0)} k`;
-    const tok = summary.tokenizer === 'huggingface' ? 'its tokenizer.json' : summary.tokenizer === 'byte' ? 'UTF-8 bytes' : 'no tokenizer (text training is not possible)';
+    const params =
+      summary.parameterCount >= 1e6 ? `${(summary.parameterCount / 1e6).toFixed(1)} M` : `${(summary.parameterCount / 1e3).toFixed(0)} k`;
+    const tok =
+      summary.tokenizer === 'huggingface'
+        ? 'its tokenizer.json'
+        : summary.tokenizer === 'byte'
+          ? 'UTF-8 bytes'
+          : 'no tokenizer (text training is not possible)';
     setStatus(
       ui.modelStatus,
       `Loaded ${files.source}: ${summary.type}, ${summary.layers} layers, width ${summary.hiddenSize}, ${summary.heads} heads, ` +
@@ -457,7 +484,8 @@ if (!gpu.ok) {
   try {
     const adapter = await api.init();
     state.gpu = true;
-    ui.adapter.textContent = `GPU: ${[adapter.vendor, adapter.architecture, adapter.description].filter(Boolean).join(' · ') || gpu.adapter}` +
+    ui.adapter.textContent =
+      `GPU: ${[adapter.vendor, adapter.architecture, adapter.description].filter(Boolean).join(' · ') || gpu.adapter}` +
       (adapter.features.length ? ` (${adapter.features.join(', ')})` : '');
     refresh();
     await loadModel(() =>

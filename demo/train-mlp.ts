@@ -15,8 +15,26 @@
  * row kernels run one 256-thread workgroup per row; the matmuls and elementwise ops are cheap.
  */
 import {
-  add, backward, init, keep, liveBufferCount, logSoftmax, matmul, max, mul, noGrad, readAll, relu, scale, scope, sub, sum,
-  tanh, tensor, where, type Tensor,
+  add,
+  backward,
+  init,
+  keep,
+  liveBufferCount,
+  logSoftmax,
+  matmul,
+  max,
+  mul,
+  noGrad,
+  readAll,
+  relu,
+  scale,
+  scope,
+  sub,
+  sum,
+  tanh,
+  tensor,
+  where,
+  type Tensor,
 } from '../src/index';
 import { makeDataset, randn, type Dataset } from './datasets';
 import { seededRandom } from '../src/text/data';
@@ -36,7 +54,19 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { data: 'spirals', act: 'relu', n: 256, hidden: 64, steps: 400, log: 25, lr: 0.3, momentum: 0.9, seed: 1, maxSeconds: 90, target: 0 };
+  const a: Args = {
+    data: 'spirals',
+    act: 'relu',
+    n: 256,
+    hidden: 64,
+    steps: 400,
+    log: 25,
+    lr: 0.3,
+    momentum: 0.9,
+    seed: 1,
+    maxSeconds: 90,
+    target: 0,
+  };
   for (let i = 0; i < argv.length; i++) {
     const key = argv[i].replace(/^--/, '');
     const value = argv[i + 1];
@@ -58,18 +88,38 @@ function parseArgs(argv: string[]): Args {
         a.act = v;
         break;
       }
-      case 'n': a.n = parseInt(need(), 10); break;
-      case 'hidden': a.hidden = parseInt(need(), 10); break;
-      case 'steps': a.steps = parseInt(need(), 10); break;
-      case 'log': a.log = parseInt(need(), 10); break;
-      case 'lr': a.lr = parseFloat(need()); break;
-      case 'momentum': a.momentum = parseFloat(need()); break;
-      case 'seed': a.seed = parseInt(need(), 10); break;
-      case 'max-seconds': a.maxSeconds = parseFloat(need()); break;
-      case 'target': a.target = parseFloat(need()); break;
+      case 'n':
+        a.n = parseInt(need(), 10);
+        break;
+      case 'hidden':
+        a.hidden = parseInt(need(), 10);
+        break;
+      case 'steps':
+        a.steps = parseInt(need(), 10);
+        break;
+      case 'log':
+        a.log = parseInt(need(), 10);
+        break;
+      case 'lr':
+        a.lr = parseFloat(need());
+        break;
+      case 'momentum':
+        a.momentum = parseFloat(need());
+        break;
+      case 'seed':
+        a.seed = parseInt(need(), 10);
+        break;
+      case 'max-seconds':
+        a.maxSeconds = parseFloat(need());
+        break;
+      case 'target':
+        a.target = parseFloat(need());
+        break;
       case 'help':
-        console.log('options: --data spirals|moons --act relu|tanh --n <points per class> --hidden <width> --steps <n> --log <every> ' +
-          '--lr <rate> --momentum <mu> --seed <s> --max-seconds <t> --target <stop at this accuracy, 0..1>');
+        console.log(
+          'options: --data spirals|moons --act relu|tanh --n <points per class> --hidden <width> --steps <n> --log <every> ' +
+            '--lr <rate> --momentum <mu> --seed <s> --max-seconds <t> --target <stop at this accuracy, 0..1>',
+        );
         process.exit(0);
         break;
       default:
@@ -112,8 +162,10 @@ async function main(): Promise<void> {
   const N = ds.count;
   const C = ds.classes;
   const H = args.hidden;
-  console.log(`data: ${args.data}, ${N} points, ${C} classes; model 2 -> ${H} -> ${H} -> ${C} (${args.act}), ` +
-    `full-batch SGD lr=${args.lr} momentum=${args.momentum}, ${args.steps} steps`);
+  console.log(
+    `data: ${args.data}, ${N} points, ${C} classes; model 2 -> ${H} -> ${H} -> ${C} (${args.act}), ` +
+      `full-batch SGD lr=${args.lr} momentum=${args.momentum}, ${args.steps} steps`,
+  );
 
   // Inputs and targets live for the whole run (made outside any scope).
   const x = tensor(ds.x, [N, 2]);

@@ -31,7 +31,11 @@ function run(cmd, args, cwd) {
   const started = Date.now();
   process.stderr.write(`e2e-consumer: ${cmd} ${args.join(' ')}  (in ${cwd})\n`);
   try {
-    execFileSync(cmd, args, { cwd, stdio: ['ignore', process.stderr, process.stderr], env: { ...process.env, npm_config_update_notifier: 'false' } });
+    execFileSync(cmd, args, {
+      cwd,
+      stdio: ['ignore', process.stderr, process.stderr],
+      env: { ...process.env, npm_config_update_notifier: 'false' },
+    });
   } catch (e) {
     throw new Error(`e2e-consumer: '${cmd} ${args.join(' ')}' failed in ${cwd} (exit ${e.status ?? e.signal})`);
   }

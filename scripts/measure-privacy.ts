@@ -22,32 +22,45 @@ const MODEL_DIR = resolve(args.get('model') ?? 'models/default');
 const ONLY = args.get('only');
 /** --set key=value[,key=value]: override factory options (for tuning runs). */
 const OVERRIDES = Object.fromEntries(
-  (args.get('set') ?? '').split(',').filter(Boolean).map((kv) => {
-    const [k, v] = kv.split('=');
-    return [k, v === 'null' ? null : Number(v)];
-  }),
+  (args.get('set') ?? '')
+    .split(',')
+    .filter(Boolean)
+    .map((kv) => {
+      const [k, v] = kv.split('=');
+      return [k, v === 'null' ? null : Number(v)];
+    }),
 );
 const LR = args.has('lr') ? Number(args.get('lr')) : undefined;
 /** --cloak key=value[,key=value]: cloak options (e.g. sMax=0.05). */
 const CLOAK = Object.fromEntries(
-  (args.get('cloak') ?? '').split(',').filter(Boolean).map((kv) => {
-    const [k, v] = kv.split('=');
-    return [k, Number(v)];
-  }),
+  (args.get('cloak') ?? '')
+    .split(',')
+    .filter(Boolean)
+    .map((kv) => {
+      const [k, v] = kv.split('=');
+      return [k, Number(v)];
+    }),
 );
 
 /** Recommended settings for the default model (4 blocks, d = 128, byte vocabulary). */
 export const RECOMMENDED: Record<FactoryName, { factoryOptions: Record<string, unknown>; learningRate: number }> = {
   distillation: {
     factoryOptions: {
-      distillationLayerIndex: 3, alpha: 0.4, stdLogRatioLossWeight: 1, inputEmbeddingSimilarityLossWeight: 1,
-      distillationLayerCosineDistanceLossWeight: 1, distillationLayerL2DistanceLossWeight: 0,
+      distillationLayerIndex: 3,
+      alpha: 0.4,
+      stdLogRatioLossWeight: 1,
+      inputEmbeddingSimilarityLossWeight: 1,
+      distillationLayerCosineDistanceLossWeight: 1,
+      distillationLayerL2DistanceLossWeight: 0,
     },
     learningRate: 3e-3,
   },
   mutualInformationDistillation: {
     factoryOptions: {
-      distillationLayerIndex: 3, alpha: 0.4, distillationLayerL2DistanceLossWeight: 0, mutualInformationLossWeight: 0.01,
+      distillationLayerIndex: 3,
+      alpha: 0.4,
+      distillationLayerL2DistanceLossWeight: 0,
+      mutualInformationLossWeight: 0.01,
       inputEmbeddingSimilarityLossWeight: 1,
     },
     learningRate: 3e-3,
@@ -57,7 +70,12 @@ export const RECOMMENDED: Record<FactoryName, { factoryOptions: Record<string, u
     learningRate: 3e-3,
   },
   mutualInformationCrossEntropyDistillation: {
-    factoryOptions: { mutualInformationLossWeight: 0.001, distillationCrossEntropyLossWeight: 1, absoluteCosineSimilarityPenaltyWeight: 1, medianNormPenaltyWeight: 0.1 },
+    factoryOptions: {
+      mutualInformationLossWeight: 0.001,
+      distillationCrossEntropyLossWeight: 1,
+      absoluteCosineSimilarityPenaltyWeight: 1,
+      medianNormPenaltyWeight: 0.1,
+    },
     learningRate: 3e-3,
   },
 };
@@ -90,8 +108,14 @@ async function main(): Promise<void> {
   for (const [factory, settings] of Object.entries(RECOMMENDED) as [FactoryName, (typeof RECOMMENDED)[FactoryName]][]) {
     if (ONLY && ONLY !== factory) continue;
     const options: TrainerOptions = {
-      factory, factoryOptions: { ...settings.factoryOptions, ...OVERRIDES }, batchSize: 4, learningRate: LR ?? settings.learningRate,
-      warmupSteps: 10, totalSteps: STEPS, seed: 7, cloak: { seed: 7, ...CLOAK },
+      factory,
+      factoryOptions: { ...settings.factoryOptions, ...OVERRIDES },
+      batchSize: 4,
+      learningRate: LR ?? settings.learningRate,
+      warmupSteps: 10,
+      totalSteps: STEPS,
+      seed: 7,
+      cloak: { seed: 7, ...CLOAK },
     };
     const trainer = new Trainer(model, { train, heldOut }, options);
     const before = await trainer.evaluate();
@@ -104,8 +128,15 @@ async function main(): Promise<void> {
     const after = await trainer.evaluate();
     trainer.dispose();
     const row = {
-      factory, steps: STEPS, minutes: (Date.now() - started) / 60000,
-      factoryOptions: options.factoryOptions, learningRate: options.learningRate, cloak: CLOAK, before, after, finalLoss: last,
+      factory,
+      steps: STEPS,
+      minutes: (Date.now() - started) / 60000,
+      factoryOptions: options.factoryOptions,
+      learningRate: options.learningRate,
+      cloak: CLOAK,
+      before,
+      after,
+      finalLoss: last,
     };
     console.log(JSON.stringify(row));
     rows.push(row);
@@ -113,7 +144,10 @@ async function main(): Promise<void> {
   mkdirSync('docs/measurements', { recursive: true });
   const info = `${ctx.adapter.info.vendor} ${ctx.adapter.info.architecture}`;
   const suffix = `-${args.get('tag') ?? 'recommended'}`;
-  writeFileSync(`docs/measurements/privacy-utility${suffix}.json`, JSON.stringify({ adapter: info, date: new Date().toISOString().slice(0, 10), rows }, null, 2) + '\n');
+  writeFileSync(
+    `docs/measurements/privacy-utility${suffix}.json`,
+    `${JSON.stringify({ adapter: info, date: new Date().toISOString().slice(0, 10), rows }, null, 2)}\n`,
+  );
   const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
   const table = [
     `| factory | steps | NN-FR (before → after) | top-1 agreement (before → after) | mean KL (before → after) |`,
@@ -124,7 +158,10 @@ async function main(): Promise<void> {
       return `| \`${r.factory as string}\` | ${r.steps as number} | ${pct(b.nearestNeighbourFailureRate)} → **${pct(a.nearestNeighbourFailureRate)}** | ${pct(b.top1Agreement)} → **${pct(a.top1Agreement)}** | ${b.meanKL.toFixed(4)} → **${a.meanKL.toFixed(4)}** |`;
     }),
   ].join('\n');
-  writeFileSync(`docs/measurements/privacy-utility${suffix}.md`, `Measured by \`npm run measure-privacy\` on ${info}, ${new Date().toISOString().slice(0, 10)}; held-out text: Jude and Revelation.\n\n${table}\n`);
+  writeFileSync(
+    `docs/measurements/privacy-utility${suffix}.md`,
+    `Measured by \`npm run measure-privacy\` on ${info}, ${new Date().toISOString().slice(0, 10)}; held-out text: Jude and Revelation.\n\n${table}\n`,
+  );
   console.log(table);
   model.dispose();
 }

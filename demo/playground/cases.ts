@@ -139,12 +139,27 @@ export function gradientTol(c: KernelCase, x: NDArray[], input: number): Tol {
 // Generators and tolerances (as in test/node/*.test.ts)
 // ---------------------------------------------------------------------------------------------
 
-const U = (lo: number, hi: number): Gen => (r, n) => r.uniforms(n, lo, hi);
+const U =
+  (lo: number, hi: number): Gen =>
+  (r, n) =>
+    r.uniforms(n, lo, hi);
 /** Magnitudes in [lo, hi) with random signs: clear of kinks (abs, relu) and poles (div, pow < 0). */
-const S = (lo: number, hi: number): Gen => (r, n) => r.signed(n, lo, hi);
-const N = (std: number): Gen => (r, n) => r.normals(n, std);
-const INTS = (lo: number, hi: number): Gen => (r, n) => r.ints(n, lo, hi);
-const PICK = (values: number[]): Gen => (r, n) => r.ints(n, 0, values.length).map((i) => values[i]);
+const S =
+  (lo: number, hi: number): Gen =>
+  (r, n) =>
+    r.signed(n, lo, hi);
+const N =
+  (std: number): Gen =>
+  (r, n) =>
+    r.normals(n, std);
+const INTS =
+  (lo: number, hi: number): Gen =>
+  (r, n) =>
+    r.ints(n, lo, hi);
+const PICK =
+  (values: number[]): Gen =>
+  (r, n) =>
+    r.ints(n, 0, values.length).map((i) => values[i]);
 /** A 0/1 mask, about 80% ones, the first position always selected (so a loss is never empty). */
 const MASK: Gen = (r, n) => r.uniforms(n, 0, 1).map((v, i) => (i === 0 || v < 0.8 ? 1 : 0));
 
@@ -206,24 +221,55 @@ const UNARY_CASES: KernelCase[] = [
   unaryCase('tanh', 'tanh(x)', 'tanh x', U(-4, 4), G.tanh, R.tanh, R.tanhBackward, 'tanh / tanhBackward'),
   unaryCase('abs', 'abs(x)', '|x| (inputs kept clear of the kink at 0)', S(0.01, 3), G.abs, R.abs, R.absBackward, 'abs / absBackward'),
   unaryCase(
-    'pow3', 'pow(x, 3)', 'x^3, negative bases included', S(0.1, 2),
-    (x) => G.pow(x, 3), (x) => R.pow(x, 3), (g, x) => R.powBackward(g, x, 3), 'pow / powBackward (p = 3)',
+    'pow3',
+    'pow(x, 3)',
+    'x^3, negative bases included',
+    S(0.1, 2),
+    (x) => G.pow(x, 3),
+    (x) => R.pow(x, 3),
+    (g, x) => R.powBackward(g, x, 3),
+    'pow / powBackward (p = 3)',
   ),
   unaryCase(
-    'pow0.5', 'pow(x, 0.5)', 'x^0.5, for x in [0.05, 4)', U(0.05, 4),
-    (x) => G.pow(x, 0.5), (x) => R.pow(x, 0.5), (g, x) => R.powBackward(g, x, 0.5), 'pow / powBackward (p = 0.5)',
+    'pow0.5',
+    'pow(x, 0.5)',
+    'x^0.5, for x in [0.05, 4)',
+    U(0.05, 4),
+    (x) => G.pow(x, 0.5),
+    (x) => R.pow(x, 0.5),
+    (g, x) => R.powBackward(g, x, 0.5),
+    'pow / powBackward (p = 0.5)',
   ),
   unaryCase('silu', 'silu(x)', 'x sigmoid(x)', U(-6, 6), G.silu, R.silu, R.siluBackward, 'silu / siluBackward'),
-  unaryCase('geluTanh', 'geluTanh(x)', 'GELU, tanh approximation', U(-5, 5), G.geluTanh, R.geluTanh, R.geluTanhBackward, 'geluTanh / geluTanhBackward'),
+  unaryCase(
+    'geluTanh',
+    'geluTanh(x)',
+    'GELU, tanh approximation',
+    U(-5, 5),
+    G.geluTanh,
+    R.geluTanh,
+    R.geluTanhBackward,
+    'geluTanh / geluTanhBackward',
+  ),
   unaryCase('relu', 'relu(x)', 'max(x, 0) (inputs kept clear of 0)', S(0.01, 3), G.relu, R.relu, R.reluBackward, 'relu / reluBackward'),
   unaryCase(
-    'scale', 'scale(x, -0.75, 0.5)', '-0.75 x + 0.5', U(-3, 3),
-    (x) => G.scale(x, -0.75, 0.5), (x) => R.scale(x, -0.75, 0.5), (g, x) => R.scaleBackward(g, x, -0.75, 0.5),
+    'scale',
+    'scale(x, -0.75, 0.5)',
+    '-0.75 x + 0.5',
+    U(-3, 3),
+    (x) => G.scale(x, -0.75, 0.5),
+    (x) => R.scale(x, -0.75, 0.5),
+    (g, x) => R.scaleBackward(g, x, -0.75, 0.5),
     'scale / scaleBackward',
   ),
   unaryCase(
-    'sigmoidRange', 'sigmoidRange(x, 1e-4, 2)', '1e-4 + (2 - 1e-4) sigmoid(x)', U(-8, 8),
-    (x) => G.sigmoidRange(x, 1e-4, 2), (x) => R.sigmoidRange(x, 1e-4, 2), (g, x) => R.sigmoidRangeBackward(g, x, 1e-4, 2),
+    'sigmoidRange',
+    'sigmoidRange(x, 1e-4, 2)',
+    '1e-4 + (2 - 1e-4) sigmoid(x)',
+    U(-8, 8),
+    (x) => G.sigmoidRange(x, 1e-4, 2),
+    (x) => R.sigmoidRange(x, 1e-4, 2),
+    (g, x) => R.sigmoidRangeBackward(g, x, 1e-4, 2),
     'sigmoidRange / sigmoidRangeBackward',
   ),
 ];
@@ -235,7 +281,13 @@ const UNARY_CASES: KernelCase[] = [
 type RefBinary = (a: NDArray, b: NDArray) => NDArray;
 type RefBinaryBack = (g: NDArray, a: NDArray, b: NDArray) => [NDArray, NDArray];
 
-function binaryCase(name: 'add' | 'sub' | 'mul' | 'div', symbol: string, gpu: (a: Tensor, b: Tensor) => Tensor, ref: RefBinary, back: RefBinaryBack): KernelCase {
+function binaryCase(
+  name: 'add' | 'sub' | 'mul' | 'div',
+  symbol: string,
+  gpu: (a: Tensor, b: Tensor) => Tensor,
+  ref: RefBinary,
+  back: RefBinaryBack,
+): KernelCase {
   return {
     id: name,
     label: `${name}(a, b)`,
@@ -293,7 +345,13 @@ const BINARY_CASES: KernelCase[] = [
 type RefReduce = (x: NDArray, axis?: number) => NDArray;
 type RefReduceBack = (g: NDArray, x: NDArray, axis?: number) => [NDArray];
 
-function reduceCase(name: 'sum' | 'mean' | 'max', lastAxis: boolean, gpu: (x: Tensor, axis?: number) => Tensor, ref: RefReduce, back: RefReduceBack): KernelCase {
+function reduceCase(
+  name: 'sum' | 'mean' | 'max',
+  lastAxis: boolean,
+  gpu: (x: Tensor, axis?: number) => Tensor,
+  ref: RefReduce,
+  back: RefReduceBack,
+): KernelCase {
   const axis = lastAxis ? -1 : undefined;
   const call = lastAxis ? `${name}(x, -1)` : `${name}(x)`;
   return {
@@ -391,7 +449,10 @@ const LINALG_CASES: KernelCase[] = [
     // Ids drawn over the whole table (the per-input generator does not know V).
     generate: (rng, [tableShape, idsShape]) => [
       U(-2, 2)(rng, tableShape[0] * tableShape[1]),
-      INTS(0, tableShape[0])(rng, idsShape.reduce((p, s) => p * s, 1)),
+      INTS(0, tableShape[0])(
+        rng,
+        idsShape.reduce((p, s) => p * s, 1),
+      ),
     ],
     gpu: ([t, i]) => G.gather(t, i),
     ref: ([t, i]) => R.gather(t, i),
@@ -445,7 +506,12 @@ const MODEL_CASES: KernelCase[] = [
     ref: ([x, w, b]) => RNorm.layerNorm(x, w, b, EPS),
     refBackward: (g, [x, w, b]) => RNorm.layerNormBackward(g, x, w, b, EPS),
     tol: { rtol: 1e-3, atol: 1e-4 },
-    gradTol: (_x, input) => [{ rtol: 2e-3, atol: 2e-4 }, { rtol: 1e-3, atol: 1e-4 }, { rtol: 1e-4, atol: 1e-5 }][input],
+    gradTol: (_x, input) =>
+      [
+        { rtol: 2e-3, atol: 2e-4 },
+        { rtol: 1e-3, atol: 1e-4 },
+        { rtol: 1e-4, atol: 1e-5 },
+      ][input],
   },
   {
     id: 'rope',
@@ -543,27 +609,46 @@ const LOSS_CASES: KernelCase[] = [
     ref: ([z, zt, m]) => scalar(distillationCrossEntropyReference({ teacher: z.data, student: zt.data, mask: m.data, shape: dims3(zt) })),
     refBackward: (g, [z, zt, m]) => [
       null,
-      nd(distillationCrossEntropyReferenceBackward({ teacher: z.data, student: zt.data, mask: m.data, shape: dims3(zt) }, g.data[0]), zt.shape),
+      nd(
+        distillationCrossEntropyReferenceBackward({ teacher: z.data, student: zt.data, mask: m.data, shape: dims3(zt) }, g.data[0]),
+        zt.shape,
+      ),
       null,
     ],
     tol: LOSS_VALUE,
     gradTol: LOSS_GRAD,
   },
   rowPairCase(
-    'distillationLayerCosineDistance', 'losses.distillationLayerCosineDistance',
-    'mean over L = 1 of 1 - cos(h, ht), h and ht [B, T, d]', 'h', 'ht', 'lossMask',
+    'distillationLayerCosineDistance',
+    'losses.distillationLayerCosineDistance',
+    'mean over L = 1 of 1 - cos(h, ht), h and ht [B, T, d]',
+    'h',
+    'ht',
+    'lossMask',
   ),
   rowPairCase(
-    'distillationLayerL2Distance', 'losses.distillationLayerL2Distance',
-    'mean over L = 1 of ||h - ht||₂, h and ht [B, T, d]', 'h', 'ht', 'lossMask',
+    'distillationLayerL2Distance',
+    'losses.distillationLayerL2Distance',
+    'mean over L = 1 of ||h - ht||₂, h and ht [B, T, d]',
+    'h',
+    'ht',
+    'lossMask',
   ),
   rowPairCase(
-    'inputEmbeddingSimilarity', 'losses.inputEmbeddingSimilarity',
-    'mean over N = 1 of cos(x, xt), x and xt [B, T, d]', 'x', 'xt', 'noiseMask',
+    'inputEmbeddingSimilarity',
+    'losses.inputEmbeddingSimilarity',
+    'mean over N = 1 of cos(x, xt), x and xt [B, T, d]',
+    'x',
+    'xt',
+    'noiseMask',
   ),
   rowPairCase(
-    'absoluteCosineSimilarity', 'losses.absoluteCosineSimilarity',
-    'mean over N = 1 of |cos(x, xt)|, x and xt [B, T, d]', 'x', 'xt', 'noiseMask',
+    'absoluteCosineSimilarity',
+    'losses.absoluteCosineSimilarity',
+    'mean over N = 1 of |cos(x, xt)|, x and xt [B, T, d]',
+    'x',
+    'xt',
+    'noiseMask',
   ),
   {
     id: 'stdLogRatio',
@@ -580,7 +665,14 @@ const LOSS_CASES: KernelCase[] = [
     ],
     gpu: ([s, c, m]) => G.losses.stdLogRatio(s, c, m),
     ref: ([s, c, m]) => scalar(stdLogRatioReference(s.data, c.data, m.data).value),
-    refBackward: (g, [s, c, m]) => [nd(stdLogRatioReference(s.data, c.data, m.data).gradSigma.map((v) => v * g.data[0]), s.shape), null, null],
+    refBackward: (g, [s, c, m]) => [
+      nd(
+        stdLogRatioReference(s.data, c.data, m.data).gradSigma.map((v) => v * g.data[0]),
+        s.shape,
+      ),
+      null,
+      null,
+    ],
     tol: LOSS_VALUE,
     gradTol: LOSS_GRAD,
   },
@@ -601,7 +693,17 @@ const LOSS_CASES: KernelCase[] = [
     ref: ([x, mu, m]) => scalar(medianNormPenaltyReference(x.data, mu.data, medianFor(x.shape[2]), m.data, x.shape[2]).value),
     refBackward: (g, [x, mu, m]) => {
       const r = medianNormPenaltyReference(x.data, mu.data, medianFor(x.shape[2]), m.data, x.shape[2]);
-      return [nd(r.gradX.map((v) => v * g.data[0]), x.shape), nd(r.gradMu.map((v) => v * g.data[0]), mu.shape), null];
+      return [
+        nd(
+          r.gradX.map((v) => v * g.data[0]),
+          x.shape,
+        ),
+        nd(
+          r.gradMu.map((v) => v * g.data[0]),
+          mu.shape,
+        ),
+        null,
+      ];
     },
     tol: LOSS_VALUE,
     gradTol: LOSS_GRAD,
@@ -622,10 +724,27 @@ const LOSS_CASES: KernelCase[] = [
     ],
     gpu: ([xt, t, m]) => G.losses.inverseL2PowerLawCatalyst(xt, t, m, CATALYST),
     ref: ([xt, t, m]) =>
-      scalar(inverseL2PowerLawCatalystReference(xt.data, t.data, m.data, xt.shape[2], CATALYST.characteristicLength, CATALYST.exponentOfDecay).value),
+      scalar(
+        inverseL2PowerLawCatalystReference(xt.data, t.data, m.data, xt.shape[2], CATALYST.characteristicLength, CATALYST.exponentOfDecay)
+          .value,
+      ),
     refBackward: (g, [xt, t, m]) => {
-      const r = inverseL2PowerLawCatalystReference(xt.data, t.data, m.data, xt.shape[2], CATALYST.characteristicLength, CATALYST.exponentOfDecay);
-      return [nd(r.gradXt.map((v) => v * g.data[0]), xt.shape), null, null];
+      const r = inverseL2PowerLawCatalystReference(
+        xt.data,
+        t.data,
+        m.data,
+        xt.shape[2],
+        CATALYST.characteristicLength,
+        CATALYST.exponentOfDecay,
+      );
+      return [
+        nd(
+          r.gradXt.map((v) => v * g.data[0]),
+          xt.shape,
+        ),
+        null,
+        null,
+      ];
     },
     tol: LOSS_VALUE,
     gradTol: LOSS_GRAD,
@@ -635,7 +754,7 @@ const LOSS_CASES: KernelCase[] = [
     label: 'losses.mutualInformation',
     group: 'Losses',
     formula:
-      'Monte Carlo mutual information of x and xt = x + N (mu + sigma eps): each half of the batch is the other half\'s ' +
+      "Monte Carlo mutual information of x and xt = x + N (mu + sigma eps): each half of the batch is the other half's " +
       'Gaussian mixture; x, xt, mu, sigma [B, T, d] (B even), noiseMask N [B, T]',
     call: 'losses.mutualInformation(x, xt, mu, sigma, noiseMask)',
     twin: 'mutualInformationReference / ...Backward (src/reference/mutualInformation.ts)',
@@ -654,7 +773,10 @@ const LOSS_CASES: KernelCase[] = [
       const x = rng.normals(n);
       const mu = rng.normals(n, 0.3);
       const sigma = rng.uniforms(n, 0.3, 1.2);
-      const mask = MASK(rng, maskShape.reduce((p, s) => p * s, 1));
+      const mask = MASK(
+        rng,
+        maskShape.reduce((p, s) => p * s, 1),
+      );
       const eps = rng.normals(n);
       const xt = x.map((v, e) => v + mask[Math.floor(e / d)] * (mu[e] + sigma[e] * eps[e]));
       return [x, xt, mu, sigma, mask];
@@ -672,7 +794,14 @@ const LOSS_CASES: KernelCase[] = [
 ];
 
 /** Every kernel case, in picker order. */
-export const CASES: readonly KernelCase[] = [...UNARY_CASES, ...BINARY_CASES, ...REDUCE_CASES, ...LINALG_CASES, ...MODEL_CASES, ...LOSS_CASES];
+export const CASES: readonly KernelCase[] = [
+  ...UNARY_CASES,
+  ...BINARY_CASES,
+  ...REDUCE_CASES,
+  ...LINALG_CASES,
+  ...MODEL_CASES,
+  ...LOSS_CASES,
+];
 
 /** The case with id `id`, if any. */
 export function findCase(id: string): KernelCase | undefined {

@@ -50,14 +50,19 @@ function flatten(name: string, value: unknown): { shape: number[]; data: number[
   const data: number[] = [];
   const walk = (v: unknown, depth: number, path: string): void => {
     if (depth === shape.length) {
-      if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`input '${name}': element ${path || '(the value)'} is ${JSON.stringify(v)}, not a finite number`);
+      if (typeof v !== 'number' || !Number.isFinite(v))
+        throw new Error(`input '${name}': element ${path || '(the value)'} is ${JSON.stringify(v)}, not a finite number`);
       data.push(v);
       return;
     }
     if (!Array.isArray(v) || v.length !== shape[depth]) {
-      throw new Error(`input '${name}': ${path || 'the value'} should be an array of ${shape[depth]} (the array is not rectangular, shape ${fmtShape(shape)})`);
+      throw new Error(
+        `input '${name}': ${path || 'the value'} should be an array of ${shape[depth]} (the array is not rectangular, shape ${fmtShape(shape)})`,
+      );
     }
-    v.forEach((item, i) => walk(item, depth + 1, `${path}[${i}]`));
+    v.forEach((item, i) => {
+      walk(item, depth + 1, `${path}[${i}]`);
+    });
   };
   walk(value, 0, '');
   return { shape, data };
@@ -80,7 +85,10 @@ export function parseJsonInputs(c: KernelCase, text: string): HostInput[] {
   }
   const record = parsed as Record<string, unknown>;
   const unknownKeys = Object.keys(record).filter((k) => !c.inputs.some((s) => s.name === k));
-  if (unknownKeys.length) throw new Error(`unknown input ${unknownKeys.map((k) => `"${k}"`).join(', ')}; ${c.label} takes ${c.inputs.map((s) => `"${s.name}"`).join(', ')}`);
+  if (unknownKeys.length)
+    throw new Error(
+      `unknown input ${unknownKeys.map((k) => `"${k}"`).join(', ')}; ${c.label} takes ${c.inputs.map((s) => `"${s.name}"`).join(', ')}`,
+    );
   return c.inputs.map((spec) => {
     const v = record[spec.name];
     if (v === undefined) throw new Error(`input '${spec.name}' is missing from the pasted JSON`);
@@ -93,12 +101,14 @@ export function parseJsonInputs(c: KernelCase, text: string): HostInput[] {
       }
       shape = o.shape as number[];
       data = flatten(spec.name, o.data).data;
-      if (data.length !== sizeOf(shape)) throw new Error(`input '${spec.name}': ${data.length} values do not fill shape ${fmtShape(shape)}`);
+      if (data.length !== sizeOf(shape))
+        throw new Error(`input '${spec.name}': ${data.length} values do not fill shape ${fmtShape(shape)}`);
     } else {
       ({ shape, data } = flatten(spec.name, v));
     }
     const dtype = spec.dtype ?? 'f32';
-    if (dtype === 'i32' && data.some((x) => !Number.isInteger(x))) throw new Error(`input '${spec.name}' holds integers (i32); found a fraction`);
+    if (dtype === 'i32' && data.some((x) => !Number.isInteger(x)))
+      throw new Error(`input '${spec.name}' holds integers (i32); found a fraction`);
     const notBinary = spec.mask ? data.findIndex((x) => x !== 0 && x !== 1) : -1;
     if (notBinary >= 0) throw new Error(`input '${spec.name}' is a 0/1 mask; found ${data[notBinary]} at index ${notBinary}`);
     return { name: spec.name, shape, dtype, values: typed(dtype, data) };
@@ -113,7 +123,7 @@ function num(v: number, dtype: 'f32' | 'i32'): string {
 function nest(values: ArrayLike<number>, shape: readonly number[], dtype: 'f32' | 'i32', at: number, indent: string): string {
   if (shape.length === 0) return num(values[at], dtype);
   const stride = sizeOf(shape.slice(1));
-  const items = Array.from({ length: shape[0] }, (_, i) => nest(values, shape.slice(1), dtype, at + i * stride, indent + '  '));
+  const items = Array.from({ length: shape[0] }, (_, i) => nest(values, shape.slice(1), dtype, at + i * stride, `${indent}  `));
   // Innermost rows on one line; outer levels one item per line.
   if (shape.length === 1) return `[${items.join(', ')}]`;
   return `[\n${indent}  ${items.join(`,\n${indent}  `)}\n${indent}]`;

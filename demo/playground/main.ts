@@ -355,7 +355,11 @@ function fdTable(points: FdPoint[]): HTMLElement {
   const head = h(
     'thead',
     {},
-    h('tr', {}, ...['element', 'finite difference', 'twin backward', 'GPU gradient', 'twin vs FD'].map((t) => h('th', { scope: 'col' }, t))),
+    h(
+      'tr',
+      {},
+      ...['element', 'finite difference', 'twin backward', 'GPU gradient', 'twin vs FD'].map((t) => h('th', { scope: 'col' }, t)),
+    ),
   );
   return h(
     'div',
@@ -367,7 +371,15 @@ function fdTable(points: FdPoint[]): HTMLElement {
 function previewTable(report: RunReport): HTMLElement {
   const body = h('tbody', {});
   report.preview.gpu.forEach((g, i) => {
-    body.append(h('tr', {}, h('th', { scope: 'row' }, String(i)), h('td', { class: 'num' }, num(g)), h('td', { class: 'num' }, num(report.preview.twin[i]))));
+    body.append(
+      h(
+        'tr',
+        {},
+        h('th', { scope: 'row' }, String(i)),
+        h('td', { class: 'num' }, num(g)),
+        h('td', { class: 'num' }, num(report.preview.twin[i])),
+      ),
+    );
   });
   const head = h('thead', {}, h('tr', {}, ...['index', 'GPU', 'twin'].map((t) => h('th', { scope: 'col' }, t))));
   return h(
@@ -381,7 +393,14 @@ function renderReport(report: RunReport): void {
   const parts: HTMLElement[] = [];
   const warnings = report.compileMessages;
   if (warnings.length) {
-    parts.push(h('div', { class: 'warnings', role: 'note' }, 'Compiler messages:', h('ul', {}, ...warnings.map((m) => h('li', {}, formatMessage(m))))));
+    parts.push(
+      h(
+        'div',
+        { class: 'warnings', role: 'note' },
+        'Compiler messages:',
+        h('ul', {}, ...warnings.map((m) => h('li', {}, formatMessage(m)))),
+      ),
+    );
   }
   parts.push(comparisonTable(report.comparisons));
   if (report.fd.length) parts.push(fdTable(report.fd));

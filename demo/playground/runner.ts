@@ -103,9 +103,11 @@ async function timeForward(forward: () => void, runs: number): Promise<number[]>
   for (let i = 0; i <= runs; i++) {
     const t0 = performance.now();
     // Intermediates are freed when recorded work ends; the pool reuses buffers only in submit order.
-    noGrad(() => scope(() => {
-      forward();
-    }));
+    noGrad(() =>
+      scope(() => {
+        forward();
+      }),
+    );
     await ctx.sync();
     // The first run compiles the pipelines: not timed.
     if (i > 0) times.push(performance.now() - t0);
@@ -147,7 +149,14 @@ export async function runCase(c: KernelCase, inputs: HostInput[], options: RunOp
         const numeric = centralDifference(c.ref, xs, w, k, index);
         const analytic = twinGrad.data[index];
         const ratio = Math.abs(analytic - numeric) / (FD_TOL.atol + FD_TOL.rtol * Math.abs(numeric));
-        fd.push({ input: k, index, numeric, analytic, gpu: got.length > index ? got[index] : null, ratio: Number.isNaN(ratio) ? Infinity : ratio });
+        fd.push({
+          input: k,
+          index,
+          numeric,
+          analytic,
+          gpu: got.length > index ? got[index] : null,
+          ratio: Number.isNaN(ratio) ? Infinity : ratio,
+        });
       }
     });
   }
@@ -173,4 +182,3 @@ export async function runCase(c: KernelCase, inputs: HostInput[], options: RunOp
     pass,
   };
 }
-

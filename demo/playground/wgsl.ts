@@ -19,7 +19,9 @@ export interface CompileMessage {
 export class WgslCompileError extends Error {
   constructor(readonly messages: CompileMessage[]) {
     const errors = messages.filter((m) => m.type === 'error');
-    super(`the edited WGSL does not compile (${errors.length} error${errors.length === 1 ? '' : 's'}):\n${errors.map(formatMessage).join('\n')}`);
+    super(
+      `the edited WGSL does not compile (${errors.length} error${errors.length === 1 ? '' : 's'}):\n${errors.map(formatMessage).join('\n')}`,
+    );
     this.name = 'WgslCompileError';
   }
 }

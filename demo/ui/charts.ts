@@ -85,7 +85,9 @@ export class LineChart {
   push(x: number, values: (number | null)[]): void {
     if (!this.plot) return;
     this.data[0].push(x);
-    this.labels.forEach((_, i) => this.data[i + 1].push(values[i] ?? (null as unknown as number)));
+    this.labels.forEach((_, i) => {
+      this.data[i + 1].push(values[i] ?? (null as unknown as number));
+    });
     if (this.pending) return;
     this.pending = true;
     requestAnimationFrame(() => {

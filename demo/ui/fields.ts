@@ -47,12 +47,15 @@ export interface ValidationContext {
 }
 
 const HELP = {
-  distillationLayerIndex: 'The index of the decoder layer in the base model at which to perform distillation. When empty, the logits are distilled.',
+  distillationLayerIndex:
+    'The index of the decoder layer in the base model at which to perform distillation. When empty, the logits are distilled.',
   alpha:
     'The interpolation factor between the distillation loss (maximizing model similarity) and the Stained Glass Transform loss (maximizing transformation strength). Should be in the range [0, 1], where 0 corresponds to higher model similarity and 1 corresponds to higher transformation strength.',
-  stdLogRatioLossWeight: "The weight of the loss component which aims to maximize the Stained Glass Transform's standard deviations (transformation strength).",
+  stdLogRatioLossWeight:
+    "The weight of the loss component which aims to maximize the Stained Glass Transform's standard deviations (transformation strength).",
   inputEmbeddingSimilarityLossWeight: 'The weight of the loss component which aims to minimize the similarity of the input embeddings.',
-  distillationLayerCosineDistanceLossWeight: 'The weight of the loss component which aims to maximize the similarity of the distillation layer embeddings.',
+  distillationLayerCosineDistanceLossWeight:
+    'The weight of the loss component which aims to maximize the similarity of the distillation layer embeddings.',
   distillationLayerL2DistanceLossWeight:
     'The weight of a subcomponent of the loss component which aims to maximize the similarity of the distillation layer embeddings.',
   inverseL2PowerLawCatalystLossWeight: 'The weight of the inverse l2 power law catalyst loss. This argument is experimental.',
@@ -60,10 +63,12 @@ const HELP = {
     'The parameter modifying the distance between embeddings when computing the inverse l2 power law catalyst loss, so that the loss is O(1) when the distances are about this value. Recommended: the 5th percentile of the Voronoi l2 distances between embeddings.',
   inverseL2PowerLawExponentOfDecay:
     'The value to inverse exponentiate the computed distance by during the computation of the inverse l2 power law catalyst loss. Must be positive. This argument is experimental.',
-  mutualInformationLossWeight: 'The weight of the mutual information loss. Increasing this makes the optimization prefer higher transformation strength.',
+  mutualInformationLossWeight:
+    'The weight of the mutual information loss. Increasing this makes the optimization prefer higher transformation strength.',
   combineNoiseMasksForMutualInformationSubBatches:
     'Whether to only use the features in the noise masks for the two sub-batches which are simultaneously unmasked when computing the mutual information loss.',
-  distillationCrossEntropyLossWeight: 'The weight of the loss component which aims to minimize the difference between the clean and transformed logits.',
+  distillationCrossEntropyLossWeight:
+    'The weight of the loss component which aims to minimize the difference between the clean and transformed logits.',
   absoluteCosineSimilarityPenaltyWeight:
     'The weight of the loss component which aims to minimize the absolute value of the similarity of the clean and transformed input embeddings.',
   medianNormPenaltyWeight:
@@ -154,15 +159,37 @@ export const OPTIONAL_DEFAULTS: Readonly<Record<string, number | boolean | null>
 
 /** The run's settings (passed to `configure`). */
 export const RUN_FIELDS: readonly FieldSpec[] = [
-  { key: 'batchSize', label: 'Batch size', rule: 'batchSize', help: 'Sequences per optimizer step (even for the mutual-information factories, which pair two halves of the batch).' },
+  {
+    key: 'batchSize',
+    label: 'Batch size',
+    rule: 'batchSize',
+    help: 'Sequences per optimizer step (even for the mutual-information factories, which pair two halves of the batch).',
+  },
   { key: 'seqLen', label: 'Sequence length', rule: 'seqLen', help: 'Tokens per packed training sequence (at most the model’s positions).' },
-  { key: 'learningRate', label: 'Learning rate', rule: 'positive', step: '0.0005', help: 'AdamW’s learning rate for the transform’s parameters (the base model stays frozen).' },
+  {
+    key: 'learningRate',
+    label: 'Learning rate',
+    rule: 'positive',
+    step: '0.0005',
+    help: 'AdamW’s learning rate for the transform’s parameters (the base model stays frozen).',
+  },
   { key: 'maxSteps', label: 'Steps', rule: 'count', help: 'Optimizer steps before the run finishes (Stop ends it earlier).' },
-  { key: 'evaluateEvery', label: 'Evaluate every', rule: 'countOrZero', help: 'Measure NN-FR and top-1 agreement on held-out text every this many steps (0: never).' },
+  {
+    key: 'evaluateEvery',
+    label: 'Evaluate every',
+    rule: 'countOrZero',
+    help: 'Measure NN-FR and top-1 agreement on held-out text every this many steps (0: never).',
+  },
 ];
 
 /** Starting values of the run's settings, sized for the default model on a laptop GPU. */
-export const RUN_DEFAULTS: Readonly<Record<string, number>> = { batchSize: 4, seqLen: 64, learningRate: 0.001, maxSteps: 300, evaluateEvery: 10 };
+export const RUN_DEFAULTS: Readonly<Record<string, number>> = {
+  batchSize: 4,
+  seqLen: 64,
+  learningRate: 0.001,
+  maxSteps: 300,
+  evaluateEvery: 10,
+};
 
 const MI: readonly FactoryName[] = ['mutualInformationDistillation', 'mutualInformationCrossEntropyDistillation'];
 
@@ -181,7 +208,11 @@ export function checkField(spec: FieldSpec, raw: string | boolean, ctx: Validati
     const k = Number(text);
     const last = ctx.numLayers === null ? null : ctx.numLayers - 1;
     if (!Number.isInteger(k) || k < 0 || (last !== null && k > last)) {
-      return { ok: false, error: last === null ? 'Must be empty (logits) or a block index ≥ 0.' : `Must be empty (logits) or a block index from 0 to ${last}.` };
+      return {
+        ok: false,
+        error:
+          last === null ? 'Must be empty (logits) or a block index ≥ 0.' : `Must be empty (logits) or a block index from 0 to ${last}.`,
+      };
     }
     return { ok: true, value: k };
   }

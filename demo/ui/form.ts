@@ -19,7 +19,11 @@ interface BoundField {
   error: HTMLElement;
 }
 
-function el<K extends keyof HTMLElementTagNameMap>(tag: K, props: Partial<HTMLElementTagNameMap[K]> = {}, ...children: (Node | string)[]): HTMLElementTagNameMap[K] {
+function el<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  props: Partial<HTMLElementTagNameMap[K]> = {},
+  ...children: (Node | string)[]
+): HTMLElementTagNameMap[K] {
   const e = document.createElement(tag);
   Object.assign(e, props);
   e.append(...children);
@@ -156,10 +160,19 @@ export class TrainingForm {
     if (spec.rule === 'flag') {
       input.type = 'checkbox';
       input.checked = Boolean(initial);
-      box = el('div', { className: 'field field-flag' }, el('label', { htmlFor: id }, input, el('span', {}, `${spec.label} `, key)), help, error);
+      box = el(
+        'div',
+        { className: 'field field-flag' },
+        el('label', { htmlFor: id }, input, el('span', {}, `${spec.label} `, key)),
+        help,
+        error,
+      );
     } else {
       input.type = 'text';
-      input.inputMode = spec.rule === 'layer' || spec.rule === 'count' || spec.rule === 'countOrZero' || spec.rule === 'seqLen' || spec.rule === 'batchSize' ? 'numeric' : 'decimal';
+      input.inputMode =
+        spec.rule === 'layer' || spec.rule === 'count' || spec.rule === 'countOrZero' || spec.rule === 'seqLen' || spec.rule === 'batchSize'
+          ? 'numeric'
+          : 'decimal';
       input.autocomplete = 'off';
       input.spellcheck = false;
       input.value = String(initial);

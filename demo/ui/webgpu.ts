@@ -32,10 +32,19 @@ export function renderWebGpuHelp(box: HTMLElement, check: Exclude<WebGpuCheck, {
   const list = document.createElement('ul');
   const tips: [string, string][] = [
     ['Chrome or Edge 113+', ' on Windows, macOS and ChromeOS: on by default. Make sure hardware acceleration is on (Settings → System).'],
-    ['Chrome on Linux', ': enable chrome://flags/#enable-unsafe-webgpu (and, if needed, chrome://flags/#enable-vulkan), then restart the browser.'],
+    [
+      'Chrome on Linux',
+      ': enable chrome://flags/#enable-unsafe-webgpu (and, if needed, chrome://flags/#enable-vulkan), then restart the browser.',
+    ],
     ['Chrome on Android 121+', ': on by default on recent devices.'],
-    ['Firefox', ': on by default in Firefox 141+ on Windows; elsewhere use Firefox Nightly, or set dom.webgpu.enabled to true in about:config.'],
-    ['Safari 26+', ' (macOS, iOS, iPadOS, visionOS): on by default; on Safari 18 turn on the WebGPU feature flag (Develop → Feature Flags).'],
+    [
+      'Firefox',
+      ': on by default in Firefox 141+ on Windows; elsewhere use Firefox Nightly, or set dom.webgpu.enabled to true in about:config.',
+    ],
+    [
+      'Safari 26+',
+      ' (macOS, iOS, iPadOS, visionOS): on by default; on Safari 18 turn on the WebGPU feature flag (Develop → Feature Flags).',
+    ],
   ];
   for (const [who, how] of tips) {
     const li = document.createElement('li');
@@ -45,7 +54,8 @@ export function renderWebGpuHelp(box: HTMLElement, check: Exclude<WebGpuCheck, {
     list.append(li);
   }
   const after = document.createElement('p');
-  after.textContent = 'Then reload this page. You can check what your browser reports at chrome://gpu (Chrome/Edge) or about:support (Firefox).';
+  after.textContent =
+    'Then reload this page. You can check what your browser reports at chrome://gpu (Chrome/Edge) or about:support (Firefox).';
   box.replaceChildren(p, list, after);
   box.hidden = false;
 }

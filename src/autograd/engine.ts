@@ -134,9 +134,7 @@ export function backward(root: Tensor, seed?: Tensor, options: BackwardOptions =
     }
     seed.bufferFor('backward (seed)');
   } else if (root.size !== 1) {
-    throw new Error(
-      `backward: output has shape ${fmtShape(root.shape)}; without a seed gradient backward() needs a scalar (one element)`,
-    );
+    throw new Error(`backward: output has shape ${fmtShape(root.shape)}; without a seed gradient backward() needs a scalar (one element)`);
   }
   const order = topologicalOrder(root);
   noGrad(() =>

@@ -12,8 +12,16 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { FACTORIES, type FactoryName } from '../train/trainer';
 import {
-  DEFAULT_FACTORY_OPTIONS, TrainerService, type AdapterSummary, type ConfigureSummary, type EvaluationResult, type MetricsEvent,
-  type ModelSummary, type ProgressEvent, type StepEvent, type TrainingConfig,
+  DEFAULT_FACTORY_OPTIONS,
+  TrainerService,
+  type AdapterSummary,
+  type ConfigureSummary,
+  type EvaluationResult,
+  type MetricsEvent,
+  type ModelSummary,
+  type ProgressEvent,
+  type StepEvent,
+  type TrainingConfig,
 } from '../worker/workerApi';
 
 /** A mistake in the command line (exit code 2), as opposed to a failure while training (exit code 1). */
@@ -92,7 +100,12 @@ const DEFAULTS = {
 };
 
 function formatDefaults(): string {
-  return FACTORY_NAMES.map((f) => `    ${f}:\n${Object.entries(DEFAULT_FACTORY_OPTIONS[f]).map(([k, v]) => `      ${k}=${JSON.stringify(v)}`).join('\n')}`).join('\n');
+  return FACTORY_NAMES.map(
+    (f) =>
+      `    ${f}:\n${Object.entries(DEFAULT_FACTORY_OPTIONS[f])
+        .map(([k, v]) => `      ${k}=${JSON.stringify(v)}`)
+        .join('\n')}`,
+  ).join('\n');
 }
 
 /** The `--help` text. */
@@ -147,7 +160,7 @@ export const DEFAULT_CORPUS: readonly string[] = [
   'Weather in the mountains changes quickly. A clear blue sky at breakfast can turn into rain and wind by noon, so experienced walkers always carry a warm jacket, a map and enough water. They also tell someone where they are going and when they expect to return.',
   'The train left the station exactly on time. Through the windows the passengers watched the city give way to fields, then to forests, and finally to the grey sea. Some read newspapers, some slept, and a small boy counted every cow he could see.',
   'Learning a new language takes practice every day. It helps to listen to the radio, to read simple stories, and to speak with people who are patient with mistakes. After a few months the strange sounds begin to turn into words, and the words into meaning.',
-  'The market on the square sells fruit, vegetables, cheese and fresh fish. Traders arrive before dawn to set up their stalls, and by eight o\'clock the square is full of voices. The best tomatoes are usually gone before ten.',
+  "The market on the square sells fruit, vegetables, cheese and fresh fish. Traders arrive before dawn to set up their stalls, and by eight o'clock the square is full of voices. The best tomatoes are usually gone before ten.",
   'Computers follow instructions exactly as they are written. A program that works for one input may fail for another, which is why careful programmers test their code with many different examples before they trust it with anything important.',
   'In the evening the lighthouse keeper climbs the narrow stairs to light the lamp. Its beam sweeps across the dark water every few seconds, warning ships away from the rocks. On stormy nights he stays awake until morning, listening to the waves.',
   'The garden behind the house is small but full of life. Bees visit the lavender, birds nest in the old apple tree, and a family of hedgehogs lives under the shed. Every year the owner plants beans, peas and potatoes in neat rows.',
@@ -175,7 +188,8 @@ function intArg(flag: string, raw: string | undefined, fallback: number | undefi
     return fallback;
   }
   const v = Number(raw);
-  if (!/^[+-]?\d+$/.test(raw.trim()) || !Number.isSafeInteger(v) || v < min) throw new UsageError(`${flag} must be an integer >= ${min}, got '${raw}'`);
+  if (!/^[+-]?\d+$/.test(raw.trim()) || !Number.isSafeInteger(v) || v < min)
+    throw new UsageError(`${flag} must be an integer >= ${min}, got '${raw}'`);
   return v;
 }
 
@@ -207,7 +221,10 @@ const DEFAULT_OUT = 'runs/latest';
 function readModelDir(dir: string): { config: unknown; weights: Uint8Array; tokenizerJson?: unknown; tokenizerConfig?: unknown } {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UsageError(`--model ${dir}: no such folder`);
   const configPath = join(dir, 'config.json');
-  if (!existsSync(configPath)) throw new UsageError(`--model ${dir}: no config.json in that folder (expected a Hugging Face model folder with config.json and model.safetensors)`);
+  if (!existsSync(configPath))
+    throw new UsageError(
+      `--model ${dir}: no config.json in that folder (expected a Hugging Face model folder with config.json and model.safetensors)`,
+    );
   const weightsPath = join(dir, 'model.safetensors');
   if (!existsSync(weightsPath)) {
     const sharded = existsSync(join(dir, 'model.safetensors.index.json'));
@@ -243,7 +260,10 @@ function readTokensFile(path: string): number[][] {
 
 function readTextFile(path: string): string[] {
   if (!existsSync(path)) throw new UsageError(`--text ${path}: no such file`);
-  const docs = readFileSync(path, 'utf8').split(/\r?\n\s*\r?\n/).map((p) => p.trim()).filter((p) => p.length > 0);
+  const docs = readFileSync(path, 'utf8')
+    .split(/\r?\n\s*\r?\n/)
+    .map((p) => p.trim())
+    .filter((p) => p.length > 0);
   if (docs.length === 0) throw new UsageError(`--text ${path} holds no text`);
   return docs;
 }
@@ -252,7 +272,11 @@ function readTextFile(path: string): string[] {
 class ProgressBar {
   private lastLine = 0;
   private readonly started = performance.now();
-  constructor(private readonly total: number, private readonly write: (s: string) => void, private readonly interactive: boolean) {}
+  constructor(
+    private readonly total: number,
+    private readonly write: (s: string) => void,
+    private readonly interactive: boolean,
+  ) {}
 
   update(e: StepEvent): void {
     const width = 24;
@@ -324,7 +348,8 @@ export async function main(argv: readonly string[], io: CliIO = {}): Promise<Cli
   const steps = intArg('--steps', values.steps, DEFAULT_STEPS, 1);
   const factory = (values.factory ?? DEFAULTS.factory) as FactoryName;
   if (!FACTORY_NAMES.includes(factory)) throw new UsageError(`--factory must be one of ${FACTORY_NAMES.join(', ')}, got '${factory}'`);
-  if (values.text !== undefined && values['tokens-file'] !== undefined) throw new UsageError('give at most one of --text and --tokens-file');
+  if (values.text !== undefined && values['tokens-file'] !== undefined)
+    throw new UsageError('give at most one of --text and --tokens-file');
   const batchSize = intArg('--batch-size', values['batch-size'], DEFAULTS.batchSize, 1);
   const seqLenArg = values['seq-len'] === undefined ? undefined : intArg('--seq-len', values['seq-len'], undefined, 2);
   const learningRate = numArg('--lr', values.lr, DEFAULTS.learningRate, (v) => v > 0, 'a positive number');
@@ -333,7 +358,13 @@ export async function main(argv: readonly string[], io: CliIO = {}): Promise<Cli
   const seed = intArg('--seed', values.seed, DEFAULTS.seed, 0);
   const evaluateEvery = intArg('--eval-every', values['eval-every'], DEFAULTS.evalEvery, 0);
   const evaluateBatches = values['eval-batches'] === undefined ? undefined : intArg('--eval-batches', values['eval-batches'], undefined, 1);
-  const heldOutFraction = numArg('--held-out-fraction', values['held-out-fraction'], DEFAULTS.heldOutFraction, (v) => v >= 0 && v < 1, 'a number in [0, 1)');
+  const heldOutFraction = numArg(
+    '--held-out-fraction',
+    values['held-out-fraction'],
+    DEFAULTS.heldOutFraction,
+    (v) => v >= 0 && v < 1,
+    'a number in [0, 1)',
+  );
   const factoryOverrides = Object.fromEntries((values.set ?? []).map((p) => parsePair('--set', p)));
   const cloak = Object.fromEntries((values.cloak ?? []).map((p) => parsePair('--cloak', p)));
 
@@ -342,7 +373,11 @@ export async function main(argv: readonly string[], io: CliIO = {}): Promise<Cli
   const files = readModelDir(modelDir);
   const tokens = values['tokens-file'] !== undefined ? readTokensFile(resolve(values['tokens-file'])) : undefined;
   const text = tokens ? undefined : values.text !== undefined ? readTextFile(resolve(values.text)) : [...DEFAULT_CORPUS];
-  const source = tokens ? `tokens-file ${resolve(values['tokens-file']!)}` : values.text !== undefined ? `text ${resolve(values.text)}` : 'built-in corpus';
+  const source = tokens
+    ? `tokens-file ${resolve(values['tokens-file']!)}`
+    : values.text !== undefined
+      ? `text ${resolve(values.text)}`
+      : 'built-in corpus';
   const quiet = values.quiet ?? false;
   const bar = new ProgressBar(steps, quiet ? () => {} : err, io.interactive ?? (!io.stderr && process.stderr.isTTY === true));
 
@@ -393,13 +428,21 @@ export async function main(argv: readonly string[], io: CliIO = {}): Promise<Cli
       } else if (e.type === 'metrics') {
         const { type: _type, ...m } = e;
         metricsHistory.push(m);
-        if (!quiet) bar.note(`step ${e.step}: NN-FR ${e.nearestNeighbourFailureRate.toFixed(4)}, top-1 agreement ${e.top1Agreement.toFixed(4)}, mean KL ${e.meanKL.toFixed(4)}`);
+        if (!quiet)
+          bar.note(
+            `step ${e.step}: NN-FR ${e.nearestNeighbourFailureRate.toFixed(4)}, top-1 agreement ${e.top1Agreement.toFixed(4)}, mean KL ${e.meanKL.toFixed(4)}`,
+          );
       }
     });
     const seconds = (performance.now() - started) / 1000;
     const metrics = await service.evaluate(evaluateBatches);
     if (metricsHistory.at(-1)?.step !== metrics.step) {
-      metricsHistory.push({ step: metrics.step, nearestNeighbourFailureRate: metrics.nearestNeighbourFailureRate, top1Agreement: metrics.top1Agreement, meanKL: metrics.meanKL });
+      metricsHistory.push({
+        step: metrics.step,
+        nearestNeighbourFailureRate: metrics.nearestNeighbourFailureRate,
+        top1Agreement: metrics.top1Agreement,
+        meanKL: metrics.meanKL,
+      });
     }
     const cloakBytes = await service.cloakSafetensors();
     const checkpointBytes = await service.checkpoint();
@@ -409,11 +452,29 @@ export async function main(argv: readonly string[], io: CliIO = {}): Promise<Cli
       createdAt: new Date().toISOString(),
       adapter,
       model: { ...model, dir: modelDir },
-      data: { tokenizer: data.tokenizer, trainSequences: data.trainSequences, heldOutSequences: data.heldOutSequences, seqLen: data.seqLen, trainTokens: data.trainTokens, source },
+      data: {
+        tokenizer: data.tokenizer,
+        trainSequences: data.trainSequences,
+        heldOutSequences: data.heldOutSequences,
+        seqLen: data.seqLen,
+        trainTokens: data.trainTokens,
+        source,
+      },
       hyperparameters: {
-        factory, factoryOptions: data.factoryOptions, cloak: data.cloak, cloakParameterCount: data.cloakParameterCount, steps, batchSize, seqLen,
-        learningRate, warmupSteps, schedule: `linear warm-up for ${warmupSteps} steps, then cosine decay to 0 at step ${steps}`, maxGradNorm, seed,
-        heldOutFraction, evaluateEvery,
+        factory,
+        factoryOptions: data.factoryOptions,
+        cloak: data.cloak,
+        cloakParameterCount: data.cloakParameterCount,
+        steps,
+        batchSize,
+        seqLen,
+        learningRate,
+        warmupSteps,
+        schedule: `linear warm-up for ${warmupSteps} steps, then cosine decay to 0 at step ${steps}`,
+        maxGradNorm,
+        seed,
+        heldOutFraction,
+        evaluateEvery,
       },
       final: { step: metrics.step, loss: last?.loss ?? null, components: last?.components ?? {}, metrics },
       metricsHistory,

@@ -54,7 +54,10 @@ export function nearestRowsByCosine(queries: Tensor, table: Tensor, options: Cos
   checkFloatTensor(COS_FN, 'table', table, 2);
   const [, d] = queries.shape;
   const [V, dt] = table.shape;
-  if (d !== dt) throw new Error(`${COS_FN}: 'queries' has shape ${fmtShape(queries.shape)} but 'table' has shape ${fmtShape(table.shape)}; the rows must have the same length`);
+  if (d !== dt)
+    throw new Error(
+      `${COS_FN}: 'queries' has shape ${fmtShape(queries.shape)} but 'table' has shape ${fmtShape(table.shape)}; the rows must have the same length`,
+    );
   if (V === 0) throw new Error(`${COS_FN}: 'table' has no rows; a nearest row needs at least one`);
   checkTableNorms(COS_FN, options.tableNorms, V);
   checkBindingSize(COS_FN, 'queries', queries);
@@ -100,11 +103,15 @@ export function nearestNeighbourInversion(
   checkFloatTensor(NN_FN, 'embeddingTable', embeddingTable, 2);
   const [B, T, d] = xt.shape;
   const [V, dE] = embeddingTable.shape;
-  if (dE !== d) throw new Error(`${NN_FN}: 'xt' has shape ${fmtShape(xt.shape)} but 'embeddingTable' has shape ${fmtShape(embeddingTable.shape)}; the feature sizes must match`);
+  if (dE !== d)
+    throw new Error(
+      `${NN_FN}: 'xt' has shape ${fmtShape(xt.shape)} but 'embeddingTable' has shape ${fmtShape(embeddingTable.shape)}; the feature sizes must match`,
+    );
   if (V === 0) throw new Error(`${NN_FN}: 'embeddingTable' has no rows; the inversion needs at least one vocabulary embedding`);
   if (!(ids instanceof Tensor)) throw new Error(`${NN_FN}: argument 'ids' must be a Tensor`);
   ids.bufferFor(`${NN_FN} (argument 'ids')`);
-  if (ids.dtype !== 'i32' && ids.dtype !== 'u32') throw new Error(`${NN_FN}: argument 'ids' has dtype ${ids.dtype}; expected i32 (or u32) token ids`);
+  if (ids.dtype !== 'i32' && ids.dtype !== 'u32')
+    throw new Error(`${NN_FN}: argument 'ids' has dtype ${ids.dtype}; expected i32 (or u32) token ids`);
   if (ids.rank !== 2 || ids.shape[0] !== B || ids.shape[1] !== T) {
     throw new Error(`${NN_FN}: argument 'ids' has shape ${fmtShape(ids.shape)}; expected [${B},${T}] to match 'xt' ${fmtShape(xt.shape)}`);
   }
@@ -163,7 +170,8 @@ export function agreementAndKL(teacherLogits: Tensor, studentLogits: Tensor, mas
   checkFloatTensor(KL_FN, 'studentLogits', studentLogits, 3);
   checkSameShape(KL_FN, 'studentLogits', studentLogits, 'teacherLogits', teacherLogits);
   const [B, T, V] = teacherLogits.shape;
-  if (V === 0) throw new Error(`${KL_FN}: 'teacherLogits' has shape ${fmtShape(teacherLogits.shape)}; the vocabulary axis must not be empty`);
+  if (V === 0)
+    throw new Error(`${KL_FN}: 'teacherLogits' has shape ${fmtShape(teacherLogits.shape)}; the vocabulary axis must not be empty`);
   checkBindingSize(KL_FN, 'teacherLogits', teacherLogits);
   checkBindingSize(KL_FN, 'studentLogits', studentLogits);
   const { mask: m, owned } = maskTensor(KL_FN, 'mask', mask, [B, T]);

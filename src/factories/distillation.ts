@@ -8,7 +8,12 @@ import { noGrad } from '../autograd/engine';
 import { add, scale } from '../ops/index';
 import type { NoiseMaskedNoisyTransformerModel, NoisyForwardOutput } from '../models/cloak';
 import { distillationCrossEntropy } from '../losses/crossEntropy';
-import { absoluteCosineSimilarity, distillationLayerCosineDistance, distillationLayerL2Distance, inputEmbeddingSimilarity } from '../losses/cosine';
+import {
+  absoluteCosineSimilarity,
+  distillationLayerCosineDistance,
+  distillationLayerL2Distance,
+  inputEmbeddingSimilarity,
+} from '../losses/cosine';
 import { stdLogRatio } from '../losses/stdLogRatio';
 import { medianNormPenalty } from '../losses/medianNorm';
 import { inverseL2PowerLawCatalyst } from '../losses/catalyst';
@@ -112,7 +117,8 @@ function optionsObject(factory: string, options: unknown): Record<string, unknow
 function weight(factory: string, o: Record<string, unknown>, key: string, fallback?: number): number {
   const v = o[key] ?? fallback;
   if (v === undefined) throw new Error(`${factory}: option '${key}' is required`);
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new Error(`${factory}: option '${key}' must be a finite number >= 0, got ${String(v)}`);
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0)
+    throw new Error(`${factory}: option '${key}' must be a finite number >= 0, got ${String(v)}`);
   return v;
 }
 
@@ -125,7 +131,8 @@ function alphaOption(factory: string, o: Record<string, unknown>): number {
 
 function positive(factory: string, o: Record<string, unknown>, key: string, fallback: number): number {
   const v = o[key] ?? fallback;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new Error(`${factory}: option '${key}' must be positive, got ${String(v)}`);
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0)
+    throw new Error(`${factory}: option '${key}' must be positive, got ${String(v)}`);
   return v;
 }
 
@@ -185,7 +192,9 @@ function makeFactory(
       if (!(studentLogits instanceof Tensor)) throw new Error(`${factory}: lossFn's argument must be the student's logits (a Tensor)`);
       const expected = out.studentLogits?.shape;
       if (expected && fmtShape(studentLogits.shape) !== fmtShape(expected)) {
-        throw new Error(`${factory}: the logits passed to lossFn have shape ${fmtShape(studentLogits.shape)}; the forward produced ${fmtShape(expected)}`);
+        throw new Error(
+          `${factory}: the logits passed to lossFn have shape ${fmtShape(studentLogits.shape)}; the forward produced ${fmtShape(expected)}`,
+        );
       }
     }
     checkBatch(out);
@@ -254,8 +263,15 @@ export function distillationLossFactory(noisyModel: NoiseMaskedNoisyTransformerM
   const F = 'distillationLossFactory';
   const o = optionsObject(F, options);
   rejectUnknown(F, o, [
-    'distillationLayerIndex', 'alpha', 'stdLogRatioLossWeight', 'inputEmbeddingSimilarityLossWeight', 'distillationLayerCosineDistanceLossWeight',
-    'distillationLayerL2DistanceLossWeight', 'inverseL2PowerLawCatalystLossWeight', 'inverseL2PowerLawCharacteristicLength', 'inverseL2PowerLawExponentOfDecay',
+    'distillationLayerIndex',
+    'alpha',
+    'stdLogRatioLossWeight',
+    'inputEmbeddingSimilarityLossWeight',
+    'distillationLayerCosineDistanceLossWeight',
+    'distillationLayerL2DistanceLossWeight',
+    'inverseL2PowerLawCatalystLossWeight',
+    'inverseL2PowerLawCharacteristicLength',
+    'inverseL2PowerLawExponentOfDecay',
   ]);
   const hp = {
     distillationLayerIndex: layerIndex(F, o, noisyModel),
@@ -272,10 +288,26 @@ export function distillationLossFactory(noisyModel: NoiseMaskedNoisyTransformerM
   const base = noisyModel.baseModel;
   const a = hp.alpha;
   return makeFactory(F, noisyModel, hp, [
-    { key: 'distillationLayerCosineDistanceLoss', weight: (1 - a) * hp.distillationLayerCosineDistanceLossWeight, compute: (out) => distillationLayerCosineDistance(distilled(out, 'h'), distilled(out, 'ht'), out.lossMask) },
-    { key: 'distillationLayerL2DistanceLoss', weight: (1 - a) * hp.distillationLayerL2DistanceLossWeight, compute: (out) => distillationLayerL2Distance(distilled(out, 'h'), distilled(out, 'ht'), out.lossMask) },
-    { key: 'stdLogRatioLoss', weight: a * hp.stdLogRatioLossWeight, compute: (out) => stdLogRatio(out.sigma, base.embeddingStatistics().columnStd, out.noiseMask) },
-    { key: 'inputEmbeddingSimilarityLoss', weight: a * hp.inputEmbeddingSimilarityLossWeight, compute: (out) => inputEmbeddingSimilarity(out.x, out.xt, out.noiseMask) },
+    {
+      key: 'distillationLayerCosineDistanceLoss',
+      weight: (1 - a) * hp.distillationLayerCosineDistanceLossWeight,
+      compute: (out) => distillationLayerCosineDistance(distilled(out, 'h'), distilled(out, 'ht'), out.lossMask),
+    },
+    {
+      key: 'distillationLayerL2DistanceLoss',
+      weight: (1 - a) * hp.distillationLayerL2DistanceLossWeight,
+      compute: (out) => distillationLayerL2Distance(distilled(out, 'h'), distilled(out, 'ht'), out.lossMask),
+    },
+    {
+      key: 'stdLogRatioLoss',
+      weight: a * hp.stdLogRatioLossWeight,
+      compute: (out) => stdLogRatio(out.sigma, base.embeddingStatistics().columnStd, out.noiseMask),
+    },
+    {
+      key: 'inputEmbeddingSimilarityLoss',
+      weight: a * hp.inputEmbeddingSimilarityLossWeight,
+      compute: (out) => inputEmbeddingSimilarity(out.x, out.xt, out.noiseMask),
+    },
     {
       key: 'inverseL2PowerLawCatalystLoss',
       weight: a * hp.inverseL2PowerLawCatalystLossWeight,
@@ -301,8 +333,14 @@ export function mutualInformationDistillationLossFactory(
   const F = 'mutualInformationDistillationLossFactory';
   const o = optionsObject(F, options);
   rejectUnknown(F, o, [
-    'distillationLayerIndex', 'alpha', 'distillationLayerL2DistanceLossWeight', 'mutualInformationLossWeight', 'inverseL2PowerLawCatalystLossWeight',
-    'inverseL2PowerLawCharacteristicLength', 'inverseL2PowerLawExponentOfDecay', 'inputEmbeddingSimilarityLossWeight',
+    'distillationLayerIndex',
+    'alpha',
+    'distillationLayerL2DistanceLossWeight',
+    'mutualInformationLossWeight',
+    'inverseL2PowerLawCatalystLossWeight',
+    'inverseL2PowerLawCharacteristicLength',
+    'inverseL2PowerLawExponentOfDecay',
+    'inputEmbeddingSimilarityLossWeight',
     'combineNoiseMasksForMutualInformationSubBatches',
   ]);
   const hp = {
@@ -324,8 +362,16 @@ export function mutualInformationDistillationLossFactory(
     noisyModel,
     hp,
     [
-      { key: 'distillationLayerCosineDistanceLoss', weight: 1 - a, compute: (out) => distillationLayerCosineDistance(distilled(out, 'h'), distilled(out, 'ht'), out.lossMask) },
-      { key: 'distillationLayerL2DistanceLoss', weight: (1 - a) * hp.distillationLayerL2DistanceLossWeight, compute: (out) => distillationLayerL2Distance(distilled(out, 'h'), distilled(out, 'ht'), out.lossMask) },
+      {
+        key: 'distillationLayerCosineDistanceLoss',
+        weight: 1 - a,
+        compute: (out) => distillationLayerCosineDistance(distilled(out, 'h'), distilled(out, 'ht'), out.lossMask),
+      },
+      {
+        key: 'distillationLayerL2DistanceLoss',
+        weight: (1 - a) * hp.distillationLayerL2DistanceLossWeight,
+        compute: (out) => distillationLayerL2Distance(distilled(out, 'h'), distilled(out, 'ht'), out.lossMask),
+      },
       {
         key: 'mutualInformationLoss',
         weight: a * hp.mutualInformationLossWeight,
@@ -335,7 +381,11 @@ export function mutualInformationDistillationLossFactory(
             attentionMask: out.attentionMask,
           }),
       },
-      { key: 'inputEmbeddingSimilarityLoss', weight: a * hp.inputEmbeddingSimilarityLossWeight, compute: (out) => inputEmbeddingSimilarity(out.x, out.xt, out.noiseMask) },
+      {
+        key: 'inputEmbeddingSimilarityLoss',
+        weight: a * hp.inputEmbeddingSimilarityLossWeight,
+        compute: (out) => inputEmbeddingSimilarity(out.x, out.xt, out.noiseMask),
+      },
       {
         key: 'inverseL2PowerLawCatalystLoss',
         weight: a * hp.inverseL2PowerLawCatalystLossWeight,
@@ -354,7 +404,10 @@ export function mutualInformationDistillationLossFactory(
  * Create a loss function to perform distillation training on a Stained Glass Transform causal language model using a
  * teacher causal language model, on the logits: `wCE CE + wACS absCos + wMNP medianNorm`.
  */
-export function crossEntropyDistillationFactory(noisyModel: NoiseMaskedNoisyTransformerModel, options: CrossEntropyDistillationOptions): LossFactoryResult {
+export function crossEntropyDistillationFactory(
+  noisyModel: NoiseMaskedNoisyTransformerModel,
+  options: CrossEntropyDistillationOptions,
+): LossFactoryResult {
   const F = 'crossEntropyDistillationFactory';
   const o = optionsObject(F, options);
   rejectUnknown(F, o, ['distillationCrossEntropyLossWeight', 'absoluteCosineSimilarityPenaltyWeight', 'medianNormPenaltyWeight']);
@@ -378,8 +431,16 @@ function crossEntropyTerms(noisyModel: NoiseMaskedNoisyTransformerModel, hp: Cro
         return distillationCrossEntropy(teacher, student, out.lossMask);
       },
     },
-    { key: 'absoluteCosineSimilarityPenalty', weight: hp.absoluteCosineSimilarityPenaltyWeight, compute: (out) => absoluteCosineSimilarity(out.x, out.xt, out.noiseMask) },
-    { key: 'medianNormPenalty', weight: hp.medianNormPenaltyWeight, compute: (out) => medianNormPenalty(out.x, out.mu, base.embeddingStatistics().medianNorm, out.noiseMask) },
+    {
+      key: 'absoluteCosineSimilarityPenalty',
+      weight: hp.absoluteCosineSimilarityPenaltyWeight,
+      compute: (out) => absoluteCosineSimilarity(out.x, out.xt, out.noiseMask),
+    },
+    {
+      key: 'medianNormPenalty',
+      weight: hp.medianNormPenaltyWeight,
+      compute: (out) => medianNormPenalty(out.x, out.mu, base.embeddingStatistics().medianNorm, out.noiseMask),
+    },
   ];
 }
 
@@ -395,7 +456,10 @@ export function mutualInformationCrossEntropyDistillationFactory(
   const F = 'mutualInformationCrossEntropyDistillationFactory';
   const o = optionsObject(F, options);
   rejectUnknown(F, o, [
-    'mutualInformationLossWeight', 'distillationCrossEntropyLossWeight', 'absoluteCosineSimilarityPenaltyWeight', 'medianNormPenaltyWeight',
+    'mutualInformationLossWeight',
+    'distillationCrossEntropyLossWeight',
+    'absoluteCosineSimilarityPenaltyWeight',
+    'medianNormPenaltyWeight',
     'combineNoiseMasksForMutualInformationSubBatches',
   ]);
   const hp = {

@@ -72,7 +72,10 @@ export class BufferPool {
       return;
     }
     let list = this.free.get(size);
-    if (!list) this.free.set(size, (list = []));
+    if (!list) {
+      list = [];
+      this.free.set(size, list);
+    }
     list.push(buffer);
     this.pooledBytes += size;
   }

@@ -304,9 +304,7 @@ export class GpuContext {
 
   /** Places `params` in this batch's uniform arena; uploaded in one write per chunk at flush. */
   private uniformSlice(params: ArrayBuffer | ArrayBufferView): GPUBufferBinding {
-    const bytes = ArrayBuffer.isView(params)
-      ? new Uint8Array(params.buffer, params.byteOffset, params.byteLength)
-      : new Uint8Array(params);
+    const bytes = ArrayBuffer.isView(params) ? new Uint8Array(params.buffer, params.byteOffset, params.byteLength) : new Uint8Array(params);
     const size = alignUp(Math.max(bytes.byteLength, 16), UNIFORM_SLOT);
     if (size > ARENA_CHUNK) throw new Error('kernel params larger than 64 KiB');
     let chunk = Math.floor(this.arenaUsed / ARENA_CHUNK);
@@ -316,9 +314,7 @@ export class GpuContext {
       offset = 0;
     }
     while (this.arenaChunks.length <= chunk) {
-      this.arenaChunks.push(
-        this.device.createBuffer({ size: ARENA_CHUNK, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST }),
-      );
+      this.arenaChunks.push(this.device.createBuffer({ size: ARENA_CHUNK, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST }));
       this.arenaCpu.push(new Uint8Array(ARENA_CHUNK));
     }
     this.arenaCpu[chunk].set(bytes, offset);
@@ -356,7 +352,7 @@ async function findGpu(options: InitOptions): Promise<GPU> {
   if (nav?.gpu) return nav.gpu;
   const g = globalThis as { process?: { versions?: { node?: string } }; __sgtDawnGpu?: GPU };
   if (!g.process?.versions?.node) {
-    throw new Error('WebGPU is not available in this browser (navigator.gpu is missing). ' + NO_ADAPTER_HELP);
+    throw new Error(`WebGPU is not available in this browser (navigator.gpu is missing). ${NO_ADAPTER_HELP}`);
   }
   if (!g.__sgtDawnGpu) {
     // A variable module name keeps bundlers from pulling the native Dawn addon into browser builds.

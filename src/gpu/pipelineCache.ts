@@ -58,18 +58,27 @@ export class PipelineCache {
 
   /** The pipeline of `entryPoint` in `source` with these override `constants`, compiled on first use. */
   get(source: string, entryPoint: string, constants: Record<string, number> = {}): CompiledPipeline {
-    const constKey = Object.keys(constants).sort().map((k) => `${k}=${constants[k]}`).join(',');
+    const constKey = Object.keys(constants)
+      .sort()
+      .map((k) => `${k}=${constants[k]}`)
+      .join(',');
     const key = `${entryPoint}|${constKey}|${source}`;
     let hit = this.pipelines.get(key);
     if (hit) return hit;
     const reflectKey = `${entryPoint}|${source}`;
     let slots = this.reflections.get(reflectKey);
-    if (!slots) this.reflections.set(reflectKey, (slots = reflectBindings(source, entryPoint)));
+    if (!slots) {
+      slots = reflectBindings(source, entryPoint);
+      this.reflections.set(reflectKey, slots);
+    }
     // Errors of compilation arrive asynchronously; an error scope ties them to this kernel, and
     // evicting the entry means the next call recompiles (and reports) instead of reusing it.
     this.device.pushErrorScope('validation');
     let module = this.modules.get(source);
-    if (!module) this.modules.set(source, (module = this.device.createShaderModule({ code: source })));
+    if (!module) {
+      module = this.device.createShaderModule({ code: source });
+      this.modules.set(source, module);
+    }
     const bindGroupLayout = this.device.createBindGroupLayout({
       entries: slots.map((s) => ({
         binding: s.binding,

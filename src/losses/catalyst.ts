@@ -51,7 +51,10 @@ export function nearestRows(queries: Tensor, table: Tensor, options: NearestRows
   checkFloatTensor(where, 'table', table, 2);
   const [P, d] = queries.shape;
   const [V, dt] = table.shape;
-  if (d !== dt) throw new Error(`${where}: 'queries' has shape ${fmtShape(queries.shape)} but 'table' has shape ${fmtShape(table.shape)}; the rows must have the same length`);
+  if (d !== dt)
+    throw new Error(
+      `${where}: 'queries' has shape ${fmtShape(queries.shape)} but 'table' has shape ${fmtShape(table.shape)}; the rows must have the same length`,
+    );
   if (options.excludeSelf && P !== V) throw new Error(`${where}: excludeSelf needs the queries to be the table (${P} queries, ${V} rows)`);
   const cosine = options.metric === 'cosine';
   const normsArg = cosine ? 'tableNorms' : 'tableSquaredNorms';
@@ -79,7 +82,13 @@ export function nearestRows(queries: Tensor, table: Tensor, options: NearestRows
     entryPoint: 'nearestPartials',
     label: where,
     constants: { EXCLUDE_SELF: options.excludeSelf ? 1 : 0, ROWS_PER_THREAD: rowsPerThread, COSINE: cosine ? 1 : 0 },
-    resources: { queries: queries.buffer, table: table.buffer, tableNorm: norms.buffer, partialValue: partialValue.buffer, partialIndex: partialIndex.buffer },
+    resources: {
+      queries: queries.buffer,
+      table: table.buffer,
+      tableNorm: norms.buffer,
+      partialValue: partialValue.buffer,
+      partialIndex: partialIndex.buffer,
+    },
     params,
     workgroups: [groupsX, splits],
   });
@@ -89,8 +98,12 @@ export function nearestRows(queries: Tensor, table: Tensor, options: NearestRows
     label: where,
     constants: { COSINE: cosine ? 1 : 0 },
     resources: {
-      queries: queries.buffer, table: table.buffer, partialValue: partialValue.buffer, partialIndex: partialIndex.buffer,
-      nearestIndex: index.buffer, nearestDistance: distance.buffer,
+      queries: queries.buffer,
+      table: table.buffer,
+      partialValue: partialValue.buffer,
+      partialIndex: partialIndex.buffer,
+      nearestIndex: index.buffer,
+      nearestDistance: distance.buffer,
     },
     params,
     workgroups: [ctx.gridSize(P, WG)],
@@ -159,8 +172,14 @@ const catalystOp = defineOp<CatalystAttrs>({
       entryPoint: 'catalystBackward',
       label: `${NAME} backward`,
       resources: {
-        queries: xt.buffer, table: table.buffer, mask: mask.buffer, nearestIndexIn: index.buffer,
-        nearestDistanceIn: distance.buffer, count: count.buffer, gradOut: g.buffer, out: grad.buffer,
+        queries: xt.buffer,
+        table: table.buffer,
+        mask: mask.buffer,
+        nearestIndexIn: index.buffer,
+        nearestDistanceIn: distance.buffer,
+        count: count.buffer,
+        gradOut: g.buffer,
+        out: grad.buffer,
       },
       params: lossParams(attrs),
       workgroups: [ctx.gridSize(attrs.positions * attrs.d, WG)],
@@ -186,10 +205,17 @@ export function inverseL2PowerLawCatalyst(xt: Tensor, embeddingTable: Tensor, no
   checkNumber(NAME, 'characteristicLength', characteristicLength, { positive: true });
   const [B, T, d] = xt.shape;
   const [V, dE] = embeddingTable.shape;
-  if (dE !== d) throw new Error(`${NAME}: 'xt' has shape ${fmtShape(xt.shape)} but 'embeddingTable' has shape ${fmtShape(embeddingTable.shape)}; the feature sizes must match`);
+  if (dE !== d)
+    throw new Error(
+      `${NAME}: 'xt' has shape ${fmtShape(xt.shape)} but 'embeddingTable' has shape ${fmtShape(embeddingTable.shape)}; the feature sizes must match`,
+    );
   if (V === 0) throw new Error(`${NAME}: 'embeddingTable' has no rows; the catalyst needs at least one vocabulary embedding`);
   const { mask, owned } = maskTensor(NAME, 'noiseMask', noiseMask, [B, T]);
   return catalystOp([xt, embeddingTable, mask], {
-    positions: B * T, d, length: characteristicLength, exponent: exponentOfDecay, ownsMask: owned,
+    positions: B * T,
+    d,
+    length: characteristicLength,
+    exponent: exponentOfDecay,
+    ownsMask: owned,
   });
 }

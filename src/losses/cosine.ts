@@ -32,7 +32,16 @@ function params(rows: number, cols: number): Uint32Array {
   return new Uint32Array([rows, cols, 0, 0]);
 }
 
-function gradientOf(which: 'first' | 'second', name: VariantName, u: Tensor, v: Tensor, mask: Tensor, coef: Tensor, scale: Tensor, g: Tensor): Tensor {
+function gradientOf(
+  which: 'first' | 'second',
+  name: VariantName,
+  u: Tensor,
+  v: Tensor,
+  mask: Tensor,
+  coef: Tensor,
+  scale: Tensor,
+  g: Tensor,
+): Tensor {
   const ctx = getContext();
   const out = Tensor.empty(u.shape);
   if (u.size === 0) return out;
@@ -43,7 +52,13 @@ function gradientOf(which: 'first' | 'second', name: VariantName, u: Tensor, v: 
     label: `${name} (backward)`,
     constants: { WRT_FIRST: which === 'first' ? 1 : 0 },
     resources: {
-      u: u.buffer, v: v.buffer, mask: mask.buffer, savedCoef: coef.buffer, savedScale: scale.buffer, grad: g.buffer, gradOut: out.buffer,
+      u: u.buffer,
+      v: v.buffer,
+      mask: mask.buffer,
+      savedCoef: coef.buffer,
+      savedScale: scale.buffer,
+      grad: g.buffer,
+      gradOut: out.buffer,
     },
     params: params(u.size / cols, cols),
     workgroups: [ctx.gridSize(u.size, WG)],

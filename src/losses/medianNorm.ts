@@ -73,8 +73,14 @@ const medianNormOp = defineOp<MedianNormAttrs>({
       entryPoint: 'medianNormBackward',
       label: `${NAME} backward`,
       resources: {
-        x: x.buffer, mu: mu.buffer, mask: mask.buffer, medianBuffer: (medianTensor ?? mask).buffer,
-        rowNorm: rowNorm.buffer, count: count.buffer, gradOut: g.buffer, out: grad.buffer,
+        x: x.buffer,
+        mu: mu.buffer,
+        mask: mask.buffer,
+        medianBuffer: (medianTensor ?? mask).buffer,
+        rowNorm: rowNorm.buffer,
+        count: count.buffer,
+        gradOut: g.buffer,
+        out: grad.buffer,
       },
       params: params(rows, d, median),
       workgroups: [ctx.gridSize(rows * d, WG)],
@@ -101,7 +107,8 @@ export function medianNormPenalty(x: Tensor, mu: Tensor, medianNorm: number | Te
   let medianTensor: Tensor | null = null;
   if (medianNorm instanceof Tensor) {
     checkFloatTensor(NAME, 'medianNorm', medianNorm);
-    if (medianNorm.rank !== 0) throw new Error(`${NAME}: argument 'medianNorm' has shape ${fmtShape(medianNorm.shape)}; expected a 0-d tensor or a number`);
+    if (medianNorm.rank !== 0)
+      throw new Error(`${NAME}: argument 'medianNorm' has shape ${fmtShape(medianNorm.shape)}; expected a 0-d tensor or a number`);
     medianTensor = medianNorm;
   } else {
     checkNumber(NAME, 'medianNorm', medianNorm);

@@ -158,7 +158,7 @@ export function mutualInformation(
   if (B < 2 || B % 2 !== 0) {
     throw new Error(
       `${FN}: argument 'x' has batch size B=${B} (shape ${fmtShape(x.shape)}); the micro-batch is split into ` +
-        'two equal halves that are each other\'s mixture, so B must be even and at least 2',
+        "two equal halves that are each other's mixture, so B must be even and at least 2",
     );
   }
   if (d === 0) throw new Error(`${FN}: argument 'x' has hidden size d=0 (shape ${fmtShape(x.shape)}); d must be at least 1`);

@@ -36,7 +36,13 @@ const stdLogRatioOp = defineOp<StdLogRatioAttrs>({
       shader: source,
       entryPoint: 'stdLogRatioPartials',
       label: NAME,
-      resources: { sigma: sigma.buffer, columnStd: columnStd.buffer, mask: mask.buffer, partialSum: partialSum.buffer, partialCount: partialCount.buffer },
+      resources: {
+        sigma: sigma.buffer,
+        columnStd: columnStd.buffer,
+        mask: mask.buffer,
+        partialSum: partialSum.buffer,
+        partialCount: partialCount.buffer,
+      },
       params: params(rows, d, groups),
       workgroups: [groups],
     });
@@ -82,7 +88,9 @@ export function stdLogRatio(sigma: Tensor, columnStd: Tensor, noiseMask: MaskInp
   checkFloatTensor(NAME, 'columnStd', columnStd, 1);
   const [B, T, d] = sigma.shape;
   if (columnStd.shape[0] !== d) {
-    throw new Error(`${NAME}: 'columnStd' has shape ${fmtShape(columnStd.shape)} but 'sigma' has shape ${fmtShape(sigma.shape)}; columnStd needs one value per feature ([${d}])`);
+    throw new Error(
+      `${NAME}: 'columnStd' has shape ${fmtShape(columnStd.shape)} but 'sigma' has shape ${fmtShape(sigma.shape)}; columnStd needs one value per feature ([${d}])`,
+    );
   }
   const { mask, owned } = maskTensor(NAME, 'noiseMask', noiseMask, [B, T]);
   return stdLogRatioOp([sigma, columnStd, mask], { rows: B * T, d, ownsMask: owned });

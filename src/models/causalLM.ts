@@ -158,7 +158,10 @@ export class CausalLM {
         };
       });
       this.finalNorm = { weight: w('ln_f.weight'), bias: w('ln_f.bias') };
-      this.head = { weight: config.tieWordEmbeddings || !weights.has('lm_head.weight') ? this.embeddingTable : w('lm_head.weight'), layout: 'outIn' };
+      this.head = {
+        weight: config.tieWordEmbeddings || !weights.has('lm_head.weight') ? this.embeddingTable : w('lm_head.weight'),
+        layout: 'outIn',
+      };
     }
   }
 
@@ -217,7 +220,8 @@ export class CausalLM {
     }
     const capture = options.captureBlocks === 'all' ? [...Array(cfg.numLayers).keys()] : (options.captureBlocks ?? []);
     for (const k of capture) {
-      if (!Number.isInteger(k) || k < 0 || k > last) throw new Error(`forward: block index ${k} in 'captureBlocks' is out of range 0..${last}`);
+      if (!Number.isInteger(k) || k < 0 || k > last)
+        throw new Error(`forward: block index ${k} in 'captureBlocks' is out of range 0..${last}`);
       if (stop !== undefined && k > stop) throw new Error(`forward: block ${k} is captured but the pass stops after block ${stop}`);
     }
     const mask = this.maskTensor(options.attentionMask, B, T);
@@ -228,7 +232,10 @@ export class CausalLM {
     try {
       let h = inputsEmbeds ?? gather(this.embeddingTable, idsIn!.ids);
       if (this.positions) {
-        const positionIds = tensor(Int32Array.from({ length: T }, (_, i) => i), [T]);
+        const positionIds = tensor(
+          Int32Array.from({ length: T }, (_, i) => i),
+          [T],
+        );
         temporaries.push(positionIds);
         h = add(h, gather(this.positions, positionIds));
       }
@@ -328,7 +335,8 @@ export class CausalLM {
     if (mask.length !== B * T) throw new Error(`forward: 'attentionMask' has ${mask.length} values; expected ${B * T} for [${B},${T}]`);
     const values = new Float32Array(B * T);
     for (let i = 0; i < values.length; i++) {
-      if (mask[i] !== 0 && mask[i] !== 1) throw new Error(`forward: 'attentionMask' must hold only 0 and 1; found ${mask[i]} at index ${i}`);
+      if (mask[i] !== 0 && mask[i] !== 1)
+        throw new Error(`forward: 'attentionMask' must hold only 0 and 1; found ${mask[i]} at index ${i}`);
       values[i] = mask[i];
     }
     return { mask: tensor(values, [B, T]), owned: true };
@@ -346,7 +354,12 @@ function splitColumns(data: Float32Array, rows: number, cols: number, parts: num
 }
 
 /** GPT-2's fused `h.<i>.attn.c_attn` weight / bias, split into `h.<i>.attn.{q,k,v}` column blocks. */
-function* splitGpt2Attention(config: ModelConfig, name: string, data: Float32Array, shape: number[]): Iterable<[string, Float32Array, number[]]> {
+function* splitGpt2Attention(
+  config: ModelConfig,
+  name: string,
+  data: Float32Array,
+  shape: number[],
+): Iterable<[string, Float32Array, number[]]> {
   const attn = /^(h\.\d+\.attn\.)c_attn\.(weight|bias)$/.exec(name);
   if (!attn) {
     yield [name, data, shape];

@@ -4,7 +4,7 @@
  * position, and `NoiseMaskedNoisyTransformerModel`, which runs the frozen base model twice —
  * teacher on `x`, student on `xt = x + N * (mu + sigma * eps)` — and exposes what the losses need.
  */
-import { Tensor, fmtShape, keep, scope, tensor } from '../tensor/tensor';
+import { type Tensor, fmtShape, keep, scope, tensor } from '../tensor/tensor';
 import { noGrad } from '../autograd/engine';
 import { add, geluTanh, matmul, mul, reshape, scale, sigmoidRange, tanh, where } from '../ops/index';
 import { attention } from '../ops/attention';
@@ -128,7 +128,8 @@ function resolveCloakOptions(o: TransformerCloakOptions): ResolvedCloakOptions {
   if (!(Number.isFinite(r.sMin) && r.sMin >= 0)) fail(`'sMin' must be a finite number >= 0, got ${r.sMin}`);
   if (!(Number.isFinite(r.sMax) && r.sMax > r.sMin)) fail(`'sMax' must be finite and greater than sMin (${r.sMin}), got ${r.sMax}`);
   if (!(Number.isFinite(r.shallow) && r.shallow > 0)) fail(`'shallow' must be positive, got ${r.shallow}`);
-  if (r.meanBound !== null && !(Number.isFinite(r.meanBound) && r.meanBound > 0)) fail(`'meanBound' must be positive or null, got ${r.meanBound}`);
+  if (r.meanBound !== null && !(Number.isFinite(r.meanBound) && r.meanBound > 0))
+    fail(`'meanBound' must be positive or null, got ${r.meanBound}`);
   if (!Number.isFinite(r.rhoInit)) fail(`'rhoInit' must be finite, got ${r.rhoInit}`);
   if (!Number.isSafeInteger(r.seed) || r.seed < 0) fail(`'seed' must be a non-negative integer, got ${r.seed}`);
   if (!(Number.isFinite(r.initStd) && r.initStd >= 0)) fail(`'initStd' must be >= 0, got ${r.initStd}`);
@@ -229,10 +230,13 @@ export class TransformerCloak {
   forward(x: Tensor, attentionMask: Tensor): CloakOutput {
     this.checkAlive('forward');
     const { hiddenSize: d, encoderWidth: dc, numLayers, numHeads, sMin, sMax, shallow, meanBound } = this.options;
-    if (x.rank !== 3 || x.shape[2] !== d) throw new Error(`TransformerCloak.forward: 'x' has shape ${fmtShape(x.shape)}; expected [B, T, ${d}]`);
+    if (x.rank !== 3 || x.shape[2] !== d)
+      throw new Error(`TransformerCloak.forward: 'x' has shape ${fmtShape(x.shape)}; expected [B, T, ${d}]`);
     const [B, T] = x.shape;
     if (attentionMask.dtype !== 'f32' || attentionMask.rank !== 2 || attentionMask.shape[0] !== B || attentionMask.shape[1] !== T) {
-      throw new Error(`TransformerCloak.forward: 'attentionMask' is ${attentionMask.dtype} ${fmtShape(attentionMask.shape)}; expected f32 [${B},${T}]`);
+      throw new Error(
+        `TransformerCloak.forward: 'attentionMask' is ${attentionMask.dtype} ${fmtShape(attentionMask.shape)}; expected f32 [${B},${T}]`,
+      );
     }
     const p = (name: string) => this.params.get(name)!;
     const linear = (t: Tensor, name: string) => add(matmul(t, p(`${name}.weight`), { transposeB: true }), p(`${name}.bias`));
@@ -262,9 +266,12 @@ export class TransformerCloak {
   async transform(input: string | ArrayLike<number>, options: TransformOptions): Promise<TransformedPrompt> {
     this.checkAlive('transform');
     const { model, tokenizer } = options;
-    if (!model || typeof model.embed !== 'function') throw new Error("TransformerCloak.transform: option 'model' (the base CausalLM) is required");
+    if (!model || typeof model.embed !== 'function')
+      throw new Error("TransformerCloak.transform: option 'model' (the base CausalLM) is required");
     if (model.config.hiddenSize !== this.options.hiddenSize) {
-      throw new Error(`TransformerCloak.transform: the model's hidden size ${model.config.hiddenSize} differs from the cloak's ${this.options.hiddenSize}`);
+      throw new Error(
+        `TransformerCloak.transform: the model's hidden size ${model.config.hiddenSize} differs from the cloak's ${this.options.hiddenSize}`,
+      );
     }
     let ids: ArrayLike<number>;
     if (typeof input === 'string') {
@@ -302,7 +309,9 @@ export class TransformerCloak {
     this.checkAlive('toSafetensors');
     const named = [...this.params];
     const values = await readAll(named.map(([, t]) => t));
-    const tensors = Object.fromEntries(named.map(([name, t], i) => [name, { dtype: 'F32' as const, shape: [...t.shape], data: values[i] as Float32Array }]));
+    const tensors = Object.fromEntries(
+      named.map(([name, t], i) => [name, { dtype: 'F32' as const, shape: [...t.shape], data: values[i] as Float32Array }]),
+    );
     return writeSafetensors(tensors, { format: 'pt', sgt_cloak: JSON.stringify(this.options) });
   }
 
@@ -320,7 +329,9 @@ export class TransformerCloak {
     for (const [name, { shape }] of expected) {
       const entry = file.tensors.get(name);
       if (!entry || entry.shape.join() !== shape.join()) {
-        throw new Error(`TransformerCloak.fromSafetensors: tensor '${name}' is missing or has the wrong shape (expected [${shape.join(',')}])`);
+        throw new Error(
+          `TransformerCloak.fromSafetensors: tensor '${name}' is missing or has the wrong shape (expected [${shape.join(',')}])`,
+        );
       }
     }
     const cloak = new TransformerCloak(options);
@@ -398,7 +409,8 @@ function checkMask(name: string, mask: ArrayLike<number>, n: number): Float32Arr
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) {
     const v = mask[i];
-    if (v !== 0 && v !== 1) throw new Error(`NoiseMaskedNoisyTransformerModel.forward: '${name}' must hold only 0 and 1; found ${v} at index ${i}`);
+    if (v !== 0 && v !== 1)
+      throw new Error(`NoiseMaskedNoisyTransformerModel.forward: '${name}' must hold only 0 and 1; found ${v} at index ${i}`);
     out[i] = v;
   }
   return out;
@@ -427,7 +439,8 @@ export class NoiseMaskedNoisyTransformerModel {
       );
     }
     const seed = options.seed ?? 0;
-    if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`NoiseMaskedNoisyTransformerModel: 'seed' must be a non-negative integer, got ${seed}`);
+    if (!Number.isSafeInteger(seed) || seed < 0)
+      throw new Error(`NoiseMaskedNoisyTransformerModel: 'seed' must be a non-negative integer, got ${seed}`);
     this.baseModel = baseModel;
     this.cloak = cloak;
     this.seed = seed;
@@ -492,7 +505,8 @@ export class NoiseMaskedNoisyTransformerModel {
     const N = batch.noiseMask ? checkMask('noiseMask', batch.noiseMask, n) : A;
     const L = batch.lossMask ? checkMask('lossMask', batch.lossMask, n) : A;
     for (let i = 0; i < n; i++) {
-      if (N[i] > A[i]) throw new Error(`NoiseMaskedNoisyTransformerModel.forward: noiseMask is 1 at index ${i} where attentionMask is 0 (N must be <= A)`);
+      if (N[i] > A[i])
+        throw new Error(`NoiseMaskedNoisyTransformerModel.forward: noiseMask is 1 at index ${i} where attentionMask is 0 (N must be <= A)`);
     }
     const { distillationLayerIndex: k, logits: wantLogits } = this.request;
     const d = this.baseModel.config.hiddenSize;
@@ -503,14 +517,23 @@ export class NoiseMaskedNoisyTransformerModel {
     const stopAfterBlock = wantLogits || k === null ? undefined : k;
     const capture = k === null ? [] : [k];
     // The teacher's intermediates are not needed for any backward: free them right away.
-    const teacher = scope(() => noGrad(() => this.baseModel.forward({ inputsEmbeds: x, attentionMask, captureBlocks: capture, stopAfterBlock })));
+    const teacher = scope(() =>
+      noGrad(() => this.baseModel.forward({ inputsEmbeds: x, attentionMask, captureBlocks: capture, stopAfterBlock })),
+    );
     const { mu, sigma } = this.cloak.forward(x, attentionMask);
     const eps = randn([B, T, d], { seed: this.seed, offset: this.offset });
     this.offset += randnBlocks(n * d);
     const xt = where(reshape(noiseMask, [B, T, 1]), add(x, add(mu, mul(sigma, eps))), x);
     const student = this.baseModel.forward({ inputsEmbeds: xt, attentionMask, captureBlocks: capture, stopAfterBlock });
     const output: NoisyForwardOutput = {
-      x, xt, mu, sigma, eps, attentionMask, noiseMask, lossMask,
+      x,
+      xt,
+      mu,
+      sigma,
+      eps,
+      attentionMask,
+      noiseMask,
+      lossMask,
       h: k === null ? (teacher.logits ?? null) : teacher.blocks[0],
       ht: k === null ? (student.logits ?? null) : student.blocks[0],
       teacherLogits: teacher.logits ?? null,

@@ -63,7 +63,8 @@ type Json = Record<string, unknown>;
 function posInt(c: Json, key: string): number {
   const v = c[key];
   if (v === undefined || v === null) fail(`missing required field '${key}'`);
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) fail(`field '${key}' must be a positive integer, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0)
+    fail(`field '${key}' must be a positive integer, got ${JSON.stringify(v)}`);
   return v;
 }
 
@@ -87,7 +88,13 @@ function optBool(c: Json, key: string, fallback: boolean): boolean {
   return v;
 }
 
-function checkHeads(numHeads: number, numKvHeads: number, hiddenSize: number, headDimGiven: boolean, names: [string, string, string]): void {
+function checkHeads(
+  numHeads: number,
+  numKvHeads: number,
+  hiddenSize: number,
+  headDimGiven: boolean,
+  names: [string, string, string],
+): void {
   const [heads, kv, hidden] = names;
   if (!headDimGiven && hiddenSize % numHeads !== 0) fail(`'${heads}' (${numHeads}) must divide '${hidden}' (${hiddenSize})`);
   if (numHeads % numKvHeads !== 0) fail(`'${kv}' (${numKvHeads}) must divide '${heads}' (${numHeads})`);
@@ -127,7 +134,7 @@ function parseLlamaFamily(c: Json, modelType: 'llama' | 'mistral' | 'qwen2'): Mo
   const act = c.hidden_act ?? 'silu';
   if (act !== 'silu') fail(`'hidden_act' is ${JSON.stringify(act)}; only 'silu' is supported for ${modelType}`);
 
-  let attentionBias = modelType === 'qwen2';
+  const attentionBias = modelType === 'qwen2';
   let mlpBias = false;
   if (modelType !== 'qwen2') {
     // Llama's attention_bias also puts a bias on o_proj, which the llama-family model does not carry.

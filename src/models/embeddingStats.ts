@@ -31,7 +31,8 @@ export interface EmbeddingStats {
 export function embeddingColumnStd(table: Tensor): Tensor {
   checkFloatTensor('embeddingColumnStd', 'table', table, 2);
   const [V, d] = table.shape;
-  if (V === 0) throw new Error(`embeddingColumnStd: 'table' has shape ${fmtShape(table.shape)}; a standard deviation needs at least one row`);
+  if (V === 0)
+    throw new Error(`embeddingColumnStd: 'table' has shape ${fmtShape(table.shape)}; a standard deviation needs at least one row`);
   const out = Tensor.empty([d]);
   if (d === 0) return out;
   const ctx = getContext();

@@ -71,7 +71,9 @@ export function parseSafetensors(bytes: Uint8Array): SafetensorsFile {
   const headerLen = dv.getUint32(0, true) + dv.getUint32(4, true) * 2 ** 32;
   const available = bytes.byteLength - 8;
   if (headerLen > available) {
-    fail(`header length ${headerLen} runs past the end of the file (${available} bytes follow the length field); the file is truncated or not safetensors`);
+    fail(
+      `header length ${headerLen} runs past the end of the file (${available} bytes follow the length field); the file is truncated or not safetensors`,
+    );
   }
   let text: string;
   try {
@@ -104,10 +106,13 @@ export function parseSafetensors(bytes: Uint8Array): SafetensorsFile {
       }
       continue;
     }
-    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) fail(`tensor '${name}' must be an object with dtype, shape and data_offsets`);
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
+      fail(`tensor '${name}' must be an object with dtype, shape and data_offsets`);
     const { dtype, shape, data_offsets: offsets } = raw as Record<string, unknown>;
     if (typeof dtype !== 'string' || !(SUPPORTED as string[]).includes(dtype)) {
-      fail(`tensor '${name}' has dtype ${typeof dtype === 'string' ? dtype : JSON.stringify(dtype)}, which is not supported (supported: ${SUPPORTED.join(', ')})`);
+      fail(
+        `tensor '${name}' has dtype ${typeof dtype === 'string' ? dtype : JSON.stringify(dtype)}, which is not supported (supported: ${SUPPORTED.join(', ')})`,
+      );
     }
     if (!Array.isArray(shape) || !shape.every(isNonNegInt)) {
       fail(`tensor '${name}' has shape ${JSON.stringify(shape)}; expected an array of non-negative integers`);
@@ -147,11 +152,7 @@ function throwIfAborted(signal: AbortSignal | undefined): void {
  * Reads a byte stream into one buffer, preallocated when the size is known (so a multi-GB file is
  * not held twice) and grown otherwise.
  */
-async function readStream(
-  stream: ReadableStream<Uint8Array>,
-  total: number | null,
-  options: ReadSafetensorsOptions,
-): Promise<Uint8Array> {
+async function readStream(stream: ReadableStream<Uint8Array>, total: number | null, options: ReadSafetensorsOptions): Promise<Uint8Array> {
   const { onProgress, signal } = options;
   let buf = new Uint8Array(total ?? 1 << 20);
   let loaded = 0;
@@ -258,7 +259,8 @@ function halfToFloatBits(): Uint32Array {
     const exp = (h >> 10) & 0x1f;
     let mant = h & 0x3ff;
     let bits: number;
-    if (exp === 0x1f) bits = sign | 0x7f800000 | (mant << 13); // inf / NaN (payload kept)
+    if (exp === 0x1f)
+      bits = sign | 0x7f800000 | (mant << 13); // inf / NaN (payload kept)
     else if (exp !== 0) bits = sign | ((exp + 112) << 23) | (mant << 13);
     else if (mant === 0) bits = sign;
     else {
@@ -272,7 +274,8 @@ function halfToFloatBits(): Uint32Array {
     }
     t[h] = bits >>> 0;
   }
-  return (f16Table = t);
+  f16Table = t;
+  return t;
 }
 
 const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;

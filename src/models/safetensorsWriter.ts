@@ -9,7 +9,17 @@
 export type SafetensorsWriteDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'U64' | 'I32' | 'U32' | 'I16' | 'U16' | 'I8' | 'U8' | 'BOOL';
 
 /** Typed array accepted for each dtype. F16 and BF16 take their raw 16-bit patterns; BOOL takes 0/1 bytes. */
-export type SafetensorsWriteData = Float64Array | Float32Array | BigInt64Array | BigUint64Array | Int32Array | Uint32Array | Int16Array | Uint16Array | Int8Array | Uint8Array;
+export type SafetensorsWriteData =
+  | Float64Array
+  | Float32Array
+  | BigInt64Array
+  | BigUint64Array
+  | Int32Array
+  | Uint32Array
+  | Int16Array
+  | Uint16Array
+  | Int8Array
+  | Uint8Array;
 
 /** One tensor to write. `data` holds `product(shape)` elements, row-major. */
 export interface SafetensorsWriteTensor {
@@ -79,13 +89,17 @@ export function writeSafetensors(
   metadata?: Readonly<Record<string, string>>,
 ): Uint8Array {
   const where = 'writeSafetensors';
-  const entries: [string, SafetensorsWriteTensor][] = tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors as Record<string, SafetensorsWriteTensor>);
+  const entries: [string, SafetensorsWriteTensor][] =
+    tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors as Record<string, SafetensorsWriteTensor>);
   for (const [name, t] of entries) {
     if (typeof name !== 'string' || name.length === 0) throw new Error(`${where}: tensor names must be non-empty strings`);
     if (name === '__metadata__') throw new Error(`${where}: "__metadata__" is reserved for the metadata and cannot name a tensor`);
     if (t === null || typeof t !== 'object') throw new Error(`${where}: tensor "${name}" must be an object { dtype, shape, data }`);
     const spec = Object.hasOwn(DTYPES, t.dtype) ? DTYPES[t.dtype] : undefined;
-    if (spec === undefined) throw new Error(`${where}: tensor "${name}" has unknown dtype ${JSON.stringify(t.dtype)} (expected one of ${Object.keys(DTYPES).join(', ')})`);
+    if (spec === undefined)
+      throw new Error(
+        `${where}: tensor "${name}" has unknown dtype ${JSON.stringify(t.dtype)} (expected one of ${Object.keys(DTYPES).join(', ')})`,
+      );
     if (!Array.isArray(t.shape) || t.shape.some((s) => typeof s !== 'number' || !Number.isSafeInteger(s) || s < 0)) {
       throw new Error(`${where}: tensor "${name}" has shape ${JSON.stringify(t.shape)}; it must be an array of non-negative integers`);
     }
@@ -97,12 +111,15 @@ export function writeSafetensors(
     if (t.data.length !== size) {
       throw new Error(`${where}: tensor "${name}" has shape [${t.shape.join(',')}] (${size} elements) but its data holds ${t.data.length}`);
     }
-    if (t.dtype === 'BOOL' && (t.data as Uint8Array).some((v) => v > 1)) throw new Error(`${where}: tensor "${name}" is BOOL, so its bytes must be 0 or 1`);
+    if (t.dtype === 'BOOL' && (t.data as Uint8Array).some((v) => v > 1))
+      throw new Error(`${where}: tensor "${name}" is BOOL, so its bytes must be 0 or 1`);
   }
   if (metadata !== undefined) {
-    if (metadata === null || typeof metadata !== 'object' || Array.isArray(metadata)) throw new Error(`${where}: metadata must be an object of strings`);
+    if (metadata === null || typeof metadata !== 'object' || Array.isArray(metadata))
+      throw new Error(`${where}: metadata must be an object of strings`);
     for (const [k, v] of Object.entries(metadata)) {
-      if (typeof v !== 'string') throw new Error(`${where}: metadata "${k}" must be a string (safetensors metadata is string to string), got ${typeof v}`);
+      if (typeof v !== 'string')
+        throw new Error(`${where}: metadata "${k}" must be a string (safetensors metadata is string to string), got ${typeof v}`);
     }
   }
 
@@ -118,7 +135,9 @@ export function writeSafetensors(
   let offset = 0;
   for (const [name, t] of entries) {
     const bytes = t.data.byteLength;
-    parts.push(`${JSON.stringify(name)}:{"dtype":"${t.dtype}","shape":[${t.shape.join(',')}],"data_offsets":[${offset},${offset + bytes}]}`);
+    parts.push(
+      `${JSON.stringify(name)}:{"dtype":"${t.dtype}","shape":[${t.shape.join(',')}],"data_offsets":[${offset},${offset + bytes}]}`,
+    );
     offset += bytes;
   }
   let header = new TextEncoder().encode(`{${parts.join(',')}}`);

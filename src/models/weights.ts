@@ -138,7 +138,9 @@ export function checkWeights(config: ModelConfig, file: SafetensorsFile, options
   if (misShaped.length) parts.push(`wrong shape for ${misShaped.length} tensor(s): ${misShaped.join('; ')}`);
   if (missing.length === expectedWeights(config).size) {
     const some = [...file.tensors.keys()].slice(0, 5);
-    parts.push(`none of the expected tensors is in the file (it has ${file.tensors.size}${some.length ? `, e.g. ${some.join(', ')}` : ''}): wrong config, or a prefix to pass?`);
+    parts.push(
+      `none of the expected tensors is in the file (it has ${file.tensors.size}${some.length ? `, e.g. ${some.join(', ')}` : ''}): wrong config, or a prefix to pass?`,
+    );
   }
   throw new Error(parts.join('\n'));
 }

@@ -98,7 +98,13 @@ const attentionOp = defineOp<AttentionAttrs>({
           entryPoint: 'attentionBackwardQuery',
           label: 'attention (backward, dq)',
           resources: {
-            q: q.buffer, k: k.buffer, v: v.buffer, keyMask: mask, gradOut: g.buffer, savedRowStats: rowStats.buffer, dq: dq.buffer,
+            q: q.buffer,
+            k: k.buffer,
+            v: v.buffer,
+            keyMask: mask,
+            gradOut: g.buffer,
+            savedRowStats: rowStats.buffer,
+            dq: dq.buffer,
           },
           params,
           workgroups: [ctx.gridSize(blockItems(b, h, t), 1)],
@@ -110,8 +116,14 @@ const attentionOp = defineOp<AttentionAttrs>({
           entryPoint: 'attentionBackwardKeyValue',
           label: 'attention (backward, dk and dv)',
           resources: {
-            q: q.buffer, k: k.buffer, v: v.buffer, keyMask: mask, gradOut: g.buffer, savedRowStats: rowStats.buffer,
-            dk: dk.buffer, dv: dv.buffer,
+            q: q.buffer,
+            k: k.buffer,
+            v: v.buffer,
+            keyMask: mask,
+            gradOut: g.buffer,
+            savedRowStats: rowStats.buffer,
+            dk: dk.buffer,
+            dv: dv.buffer,
           },
           params,
           workgroups: [ctx.gridSize(blockItems(b, hkv, t), 1)],
@@ -145,7 +157,9 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
   checkHeads('v', v, '[B, T, Hkv, Dh]');
   const [b, t, h, dh] = q.shape;
   if (k.shape[0] !== b || k.shape[1] !== t || k.shape[3] !== dh) {
-    throw new Error(`attention: argument 'k' has shape ${fmtShape(k.shape)}; expected [${b}, ${t}, Hkv, ${dh}] to match q ${fmtShape(q.shape)}`);
+    throw new Error(
+      `attention: argument 'k' has shape ${fmtShape(k.shape)}; expected [${b}, ${t}, Hkv, ${dh}] to match q ${fmtShape(q.shape)}`,
+    );
   }
   if (v.shape.some((s, i) => s !== k.shape[i])) {
     throw new Error(`attention: argument 'v' has shape ${fmtShape(v.shape)}; expected the shape of k ${fmtShape(k.shape)}`);
@@ -166,7 +180,8 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
     }
   }
   const scale = options.scale ?? 1 / Math.sqrt(dh);
-  if (typeof scale !== 'number' || !Number.isFinite(scale)) throw new Error(`attention: option 'scale' must be a finite number, got ${String(scale)}`);
+  if (typeof scale !== 'number' || !Number.isFinite(scale))
+    throw new Error(`attention: option 'scale' must be a finite number, got ${String(scale)}`);
   const inputs = keyMask ? [q, k, v, keyMask] : [q, k, v];
   return attentionOp(inputs, { causal: options.causal, hasMask: keyMask !== undefined, scale });
 }

@@ -13,7 +13,22 @@ import { requireFloat } from '../tensor/validate';
 const WG = 256;
 
 /** Codes of the unary maps (the OP override of `unary` / `unaryBackward`). */
-const UNARY = { neg: 0, exp: 1, log: 2, sqrt: 3, tanh: 4, abs: 5, pow: 6, silu: 7, geluTanh: 8, relu: 9, scale: 10, clone: 11, sigmoidRange: 12, fill: 13 } as const;
+const UNARY = {
+  neg: 0,
+  exp: 1,
+  log: 2,
+  sqrt: 3,
+  tanh: 4,
+  abs: 5,
+  pow: 6,
+  silu: 7,
+  geluTanh: 8,
+  relu: 9,
+  scale: 10,
+  clone: 11,
+  sigmoidRange: 12,
+  fill: 13,
+} as const;
 const BINARY = { add: 0, sub: 1, mul: 2, div: 3 } as const;
 type UnaryName = keyof typeof UNARY;
 
@@ -26,8 +41,14 @@ function packParams(n: number, outShape: readonly number[], strides: number[][],
   u[1] = outShape.length;
   f[2] = alpha;
   f[3] = beta;
-  outShape.forEach((s, i) => (u[4 + i] = s));
-  strides.forEach((st, k) => st.forEach((s, i) => (u[12 + 8 * k + i] = s)));
+  outShape.forEach((s, i) => {
+    u[4 + i] = s;
+  });
+  strides.forEach((st, k) => {
+    st.forEach((s, i) => {
+      u[12 + 8 * k + i] = s;
+    });
+  });
   return buf;
 }
 
@@ -125,7 +146,8 @@ export const geluTanh = (x: Tensor): Tensor => geluOp(x);
 export const relu = (x: Tensor): Tensor => reluOp(x);
 /** `factor * x + offset` for scalars. */
 export function scale(x: Tensor, factor: number, offset = 0): Tensor {
-  if (!Number.isFinite(factor) || !Number.isFinite(offset)) throw new Error(`scale: factor and offset must be finite, got ${factor}, ${offset}`);
+  if (!Number.isFinite(factor) || !Number.isFinite(offset))
+    throw new Error(`scale: factor and offset must be finite, got ${factor}, ${offset}`);
   return scaleOp(x, factor, offset);
 }
 /**
@@ -233,14 +255,26 @@ const permuteOp = defineOp<{ perm: number[] }>({
   name: 'permute',
   forward: ([x], { perm }) => {
     const own = contiguousStrides(x.shape);
-    return stridedCopy(x, perm.map((p) => x.shape[p]), perm.map((p) => own[p]));
+    return stridedCopy(
+      x,
+      perm.map((p) => x.shape[p]),
+      perm.map((p) => own[p]),
+    );
   },
   // The inverse permutation puts each gradient element back where its input came from.
   backward: (g, { attrs: { perm } }) => {
     const inverse = new Array<number>(perm.length);
-    perm.forEach((p, i) => (inverse[p] = i));
+    perm.forEach((p, i) => {
+      inverse[p] = i;
+    });
     const own = contiguousStrides(g.shape);
-    return [stridedCopy(g, inverse.map((p) => g.shape[p]), inverse.map((p) => own[p]))];
+    return [
+      stridedCopy(
+        g,
+        inverse.map((p) => g.shape[p]),
+        inverse.map((p) => own[p]),
+      ),
+    ];
   },
 });
 

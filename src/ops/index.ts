@@ -3,8 +3,28 @@ import { setAccumulators } from '../autograd/engine';
 import { add, clone, fullLike } from './elementwise';
 
 export {
-  abs, add, clone, div, exp, expand, geluTanh, log, mul, neg, permute, pow, relu, reshape, scale, sigmoidRange, silu, sqrt, sub, tanh,
-  transpose, where,
+  abs,
+  add,
+  clone,
+  div,
+  exp,
+  expand,
+  geluTanh,
+  log,
+  mul,
+  neg,
+  permute,
+  pow,
+  relu,
+  reshape,
+  scale,
+  sigmoidRange,
+  silu,
+  sqrt,
+  sub,
+  tanh,
+  transpose,
+  where,
 } from './elementwise';
 export { max, mean, sum, type ReduceOptions } from './reduce';
 export { sumToShape } from './broadcast';

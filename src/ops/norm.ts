@@ -140,7 +140,9 @@ function checkNormArgs(op: string, x: Tensor, params: [string, Tensor][], eps: n
   for (const [name, p] of params) {
     checkFloatTensor(op, name, p);
     if (p.rank !== 1 || p.shape[0] !== d) {
-      throw new Error(`${op}: argument '${name}' has shape ${fmtShape(p.shape)}; expected [${d}] (the last axis of x ${fmtShape(x.shape)})`);
+      throw new Error(
+        `${op}: argument '${name}' has shape ${fmtShape(p.shape)}; expected [${d}] (the last axis of x ${fmtShape(x.shape)})`,
+      );
     }
   }
   if (typeof eps !== 'number' || !Number.isFinite(eps) || eps < 0) {
@@ -164,6 +166,14 @@ export function rmsNorm(x: Tensor, weight: Tensor, eps = 1e-6): Tensor {
  * have shape `[x.shape.at(-1)]`. Gradients flow to `x`, `weight` and `bias`.
  */
 export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): Tensor {
-  checkNormArgs('layerNorm', x, [['weight', weight], ['bias', bias]], eps);
+  checkNormArgs(
+    'layerNorm',
+    x,
+    [
+      ['weight', weight],
+      ['bias', bias],
+    ],
+    eps,
+  );
   return layerNormOp([x, weight, bias], { eps });
 }

@@ -68,7 +68,9 @@ export function rope(x: Tensor, options: RopeOptions): Tensor {
   if (x.dtype !== 'f32') throw new Error(`rope: argument 'x' has dtype ${x.dtype}; expected f32`);
   if (x.rank !== 4) throw new Error(`rope: argument 'x' has shape ${fmtShape(x.shape)}; expected [B, T, H, Dh]`);
   if (x.shape[3] % 2 !== 0) {
-    throw new Error(`rope: argument 'x' has an odd head dimension Dh = ${x.shape[3]} (shape ${fmtShape(x.shape)}); rotate_half needs Dh even`);
+    throw new Error(
+      `rope: argument 'x' has an odd head dimension Dh = ${x.shape[3]} (shape ${fmtShape(x.shape)}); rotate_half needs Dh even`,
+    );
   }
   const theta = options?.theta;
   if (typeof theta !== 'number' || !Number.isFinite(theta) || theta <= 0) {
@@ -76,7 +78,9 @@ export function rope(x: Tensor, options: RopeOptions): Tensor {
   }
   const positionOffset = options.positionOffset ?? 0;
   if (!Number.isInteger(positionOffset) || positionOffset < 0 || positionOffset + x.shape[1] > 2 ** 24) {
-    throw new Error(`rope: option 'positionOffset' must be an integer >= 0 with positionOffset + T <= 2^24 (exact in f32), got ${positionOffset}`);
+    throw new Error(
+      `rope: option 'positionOffset' must be an integer >= 0 with positionOffset + T <= 2^24 (exact in f32), got ${positionOffset}`,
+    );
   }
   return ropeOp([x], { theta, positionOffset });
 }

@@ -279,7 +279,9 @@ export class AdamW {
     ]);
     const data = ranges.length ? await ctx.read(ranges) : [];
     const byslot = new Map<Slot, [Float32Array, Float32Array]>();
-    withState.forEach((s, i) => byslot.set(s, [new Float32Array(data[2 * i]), new Float32Array(data[2 * i + 1])]));
+    withState.forEach((s, i) => {
+      byslot.set(s, [new Float32Array(data[2 * i]), new Float32Array(data[2 * i + 1])]);
+    });
     return {
       step: this.steps,
       groups: this.groups.map((g) => ({ lr: g.lr, weightDecay: g.weightDecay })),
@@ -305,7 +307,8 @@ export class AdamW {
     if (!state || typeof state !== 'object' || !Array.isArray(state.params) || !Array.isArray(state.groups)) {
       throw new Error(`${where}: expected { step, groups, params } as returned by state()`);
     }
-    if (!Number.isInteger(state.step) || state.step < 0) throw new Error(`${where}: 'step' must be an integer >= 0, got ${String(state.step)}`);
+    if (!Number.isInteger(state.step) || state.step < 0)
+      throw new Error(`${where}: 'step' must be an integer >= 0, got ${String(state.step)}`);
     if (state.groups.length !== this.groups.length) {
       throw new Error(`${where}: state has ${state.groups.length} groups; this optimizer has ${this.groups.length}`);
     }
@@ -321,7 +324,9 @@ export class AdamW {
       const p = slots[i].param;
       const at = `${where}: parameter ${i}`;
       if (!Array.isArray(s.shape) || s.shape.length !== p.rank || s.shape.some((d, k) => d !== p.shape[k])) {
-        throw new Error(`${at} has shape ${fmtShape(p.shape)} but the state has ${Array.isArray(s.shape) ? fmtShape(s.shape) : String(s.shape)}`);
+        throw new Error(
+          `${at} has shape ${fmtShape(p.shape)} but the state has ${Array.isArray(s.shape) ? fmtShape(s.shape) : String(s.shape)}`,
+        );
       }
       if (!Number.isInteger(s.step) || s.step < 0) throw new Error(`${at}: 'step' must be an integer >= 0, got ${String(s.step)}`);
       for (const k of ['m', 'v'] as const) {

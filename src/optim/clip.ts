@@ -39,7 +39,8 @@ export function clipGradNorm(params: Tensor[], maxNorm: number): Tensor {
     const g = p.grad;
     if (!g) return;
     g.bufferFor(`clipGradNorm (gradient of parameter ${i})`);
-    if (g.dtype !== 'f32') throw new Error(`clipGradNorm: gradient of parameter ${i} ${fmtShape(g.shape)} has dtype ${g.dtype}; expected f32`);
+    if (g.dtype !== 'f32')
+      throw new Error(`clipGradNorm: gradient of parameter ${i} ${fmtShape(g.shape)} has dtype ${g.dtype}; expected f32`);
     // A parameter listed twice must not be scaled twice.
     if (g.size > 0 && !grads.includes(g)) grads.push(g);
   });

@@ -39,7 +39,9 @@ export function accumulateGradients<B>(microBatches: readonly B[], lossFn: (batc
       total = scope(() => {
         const loss = lossFn(microBatches[i], i);
         if (!(loss instanceof Tensor) || loss.size !== 1) {
-          throw new Error(`accumulateGradients: lossFn must return a one-element tensor, got ${loss instanceof Tensor ? fmtShape(loss.shape) : String(loss)}`);
+          throw new Error(
+            `accumulateGradients: lossFn must return a one-element tensor, got ${loss instanceof Tensor ? fmtShape(loss.shape) : String(loss)}`,
+          );
         }
         const scaled = scale(loss, 1 / k);
         scaled.backward();

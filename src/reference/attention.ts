@@ -54,14 +54,22 @@ const at = (d: Dims, heads: number, bi: number, ti: number, hi: number) => ((bi 
  * The attention probabilities of query row (bi, i, hi) over all T keys; 0 where a key is hidden
  * (later than i when causal, or padding). All zero when every key is hidden.
  */
-function probabilities(d: Dims, q: NDArray, k: NDArray, options: AttentionReferenceOptions, bi: number, i: number, hi: number): Float64Array {
+function probabilities(
+  d: Dims,
+  q: NDArray,
+  k: NDArray,
+  options: AttentionReferenceOptions,
+  bi: number,
+  i: number,
+  hi: number,
+): Float64Array {
   const p = new Float64Array(d.t);
   const visible: boolean[] = [];
   let max = -Infinity;
   const qa = at(d, d.h, bi, i, hi);
   const g = Math.floor(hi / d.group);
   for (let j = 0; j < d.t; j++) {
-    visible[j] = (!options.causal || j <= i) && (!options.keyMask || options.keyMask.data[bi * d.t + j] !== 0);
+    visible[j] = (!options.causal || j <= i) && options.keyMask?.data[bi * d.t + j] !== 0;
     if (!visible[j]) continue;
     const ka = at(d, d.hkv, bi, j, g);
     let s = 0;
@@ -104,7 +112,13 @@ export function attention(q: NDArray, k: NDArray, v: NDArray, options: Attention
 }
 
 /** Backward of {@link attention}: `[dq, dk, dv]` given `g` [B, T, H, Dh], the gradient of the output. */
-export function attentionBackward(g: NDArray, q: NDArray, k: NDArray, v: NDArray, options: AttentionReferenceOptions): [NDArray, NDArray, NDArray] {
+export function attentionBackward(
+  g: NDArray,
+  q: NDArray,
+  k: NDArray,
+  v: NDArray,
+  options: AttentionReferenceOptions,
+): [NDArray, NDArray, NDArray] {
   const d = dimsOf('attentionBackward', q, k, v, options);
   const dq: NDArray = { shape: [...q.shape], data: new Float64Array(q.data.length) };
   const dk: NDArray = { shape: [...k.shape], data: new Float64Array(k.data.length) };

@@ -18,7 +18,12 @@ export interface NearestReference {
  * For each row `q` of `queries` (`[P, d]`), the row of `table` (`[V, d]`) nearest in Euclidean
  * distance; with `excludeSelf`, row `q` of the table itself is skipped (queries = table).
  */
-export function nearestRowsReference(queries: ArrayLike<number>, table: ArrayLike<number>, d: number, excludeSelf = false): NearestReference {
+export function nearestRowsReference(
+  queries: ArrayLike<number>,
+  table: ArrayLike<number>,
+  d: number,
+  excludeSelf = false,
+): NearestReference {
   const P = d === 0 ? 0 : queries.length / d;
   const V = d === 0 ? 0 : table.length / d;
   const index = new Int32Array(P).fill(-1);
@@ -63,7 +68,8 @@ export function inverseL2PowerLawCatalystReference(
   exponentOfDecay: number,
 ): CatalystReference {
   const positions = noiseMask.length;
-  if (xt.length !== positions * d) throw new Error(`inverseL2PowerLawCatalystReference: xt needs ${positions * d} values, got ${xt.length}`);
+  if (xt.length !== positions * d)
+    throw new Error(`inverseL2PowerLawCatalystReference: xt needs ${positions * d} values, got ${xt.length}`);
   const nearest = nearestRowsReference(xt, table, d);
   let count = 0;
   for (let p = 0; p < positions; p++) if (noiseMask[p] === 1) count++;

@@ -72,8 +72,18 @@ export function referenceCausalLM(
       const optBias = (n: string) => (weights.has(`${p}${n}.bias`) ? W(`${p}${n}.bias`) : null);
       const a = rms(h, W(`${p}input_layernorm.weight`));
       const theta = config.ropeTheta ?? 10000;
-      const q = tape.apply(rope, ropeBackward, [reshape(linear(a, W(`${p}self_attn.q_proj.weight`), optBias('self_attn.q_proj'), true), [B, T, H, Dh])], { theta });
-      const k = tape.apply(rope, ropeBackward, [reshape(linear(a, W(`${p}self_attn.k_proj.weight`), optBias('self_attn.k_proj'), true), [B, T, Hkv, Dh])], { theta });
+      const q = tape.apply(
+        rope,
+        ropeBackward,
+        [reshape(linear(a, W(`${p}self_attn.q_proj.weight`), optBias('self_attn.q_proj'), true), [B, T, H, Dh])],
+        { theta },
+      );
+      const k = tape.apply(
+        rope,
+        ropeBackward,
+        [reshape(linear(a, W(`${p}self_attn.k_proj.weight`), optBias('self_attn.k_proj'), true), [B, T, Hkv, Dh])],
+        { theta },
+      );
       const v = reshape(linear(a, W(`${p}self_attn.v_proj.weight`), optBias('self_attn.v_proj'), true), [B, T, Hkv, Dh]);
       h = add(h, linear(reshape(attend(q, k, v), [B, T, H * Dh]), W(`${p}self_attn.o_proj.weight`), null, true));
       const m = rms(h, W(`${p}post_attention_layernorm.weight`));
@@ -85,8 +95,15 @@ export function referenceCausalLM(
     const head = config.tieWordEmbeddings ? W('model.embed_tokens.weight') : W('lm_head.weight');
     logits = linear(rms(h, W('model.norm.weight')), head, null, true);
   } else {
-    const positions = R.ndarray(Array.from({ length: T }, (_, i) => i), [T]);
-    const pos = tape.apply((wpe: NDArray) => R.gather(wpe, positions), (g: NDArray, wpe: NDArray) => R.gatherBackward(g, wpe, positions), [W('wpe.weight')]);
+    const positions = R.ndarray(
+      Array.from({ length: T }, (_, i) => i),
+      [T],
+    );
+    const pos = tape.apply(
+      (wpe: NDArray) => R.gather(wpe, positions),
+      (g: NDArray, wpe: NDArray) => R.gatherBackward(g, wpe, positions),
+      [W('wpe.weight')],
+    );
     h = add(x0, pos);
     for (let i = 0; i < config.numLayers; i++) {
       const p = `h.${i}.`;

@@ -54,7 +54,10 @@ export function referenceCloakTransform(
     const l = `encoder.layers.${i}.`;
     const a = norm(e, `${l}norm1`);
     const heads = (name: string) => reshape(linear(a, `${l}self_attn.${name}`), [B, T, numHeads, dc / numHeads]);
-    const att = tape.apply(attention, attentionBackward, [heads('q_proj'), heads('k_proj'), heads('v_proj')], { causal: false, keyMask: attentionMask });
+    const att = tape.apply(attention, attentionBackward, [heads('q_proj'), heads('k_proj'), heads('v_proj')], {
+      causal: false,
+      keyMask: attentionMask,
+    });
     e = add(e, linear(reshape(att, [B, T, dc]), `${l}self_attn.out_proj`));
     const inner = tape.apply(R.geluTanh, R.geluTanhBackward, [linear(norm(e, `${l}norm2`), `${l}linear1`)]);
     e = add(e, linear(inner, `${l}linear2`));
@@ -77,7 +80,11 @@ export function referenceCloakTransform(
     xt: xt.value,
     parameterGradients: (seed) => {
       const names = [...leaves.keys()];
-      const grads = tape.gradients(xt, seed, names.map((n) => leaves.get(n)!));
+      const grads = tape.gradients(
+        xt,
+        seed,
+        names.map((n) => leaves.get(n)!),
+      );
       return new Map(names.map((n, i) => [n, grads[i]]));
     },
   };

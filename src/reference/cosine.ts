@@ -72,7 +72,11 @@ function rowTerms(name: RowPairLossName, u: ArrayLike<number>, v: ArrayLike<numb
     t = { vu: 1 / COSINE_FLOOR, vv: 0, uv: 1 / COSINE_FLOOR, uu: 0 };
   }
   const [value, outer] =
-    name === 'distillationLayerCosineDistance' ? [1 - cos, -1] : name === 'inputEmbeddingSimilarity' ? [cos, 1] : [Math.abs(cos), Math.sign(cos)];
+    name === 'distillationLayerCosineDistance'
+      ? [1 - cos, -1]
+      : name === 'inputEmbeddingSimilarity'
+        ? [cos, 1]
+        : [Math.abs(cos), Math.sign(cos)];
   return { value, vu: outer * t.vu, vv: outer * t.vv, uv: outer * t.uv, uu: outer * t.uu };
 }
 

@@ -38,7 +38,10 @@ export function percentileReference(values: ArrayLike<number>, q: number): numbe
 }
 
 /** All statistics of a `[V, d]` embedding table, as LOSSES.md section 1 defines them. */
-export function embeddingStatsReference(table: ArrayLike<number>, d: number): { columnStd: Float64Array; medianNorm: number; voronoiDistances: Float64Array } {
+export function embeddingStatsReference(
+  table: ArrayLike<number>,
+  d: number,
+): { columnStd: Float64Array; medianNorm: number; voronoiDistances: Float64Array } {
   return {
     columnStd: columnStdReference(table, d),
     medianNorm: medianReference(rowNormsReference(table, d)),

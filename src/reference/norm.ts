@@ -62,7 +62,10 @@ export function rmsNormBackward(g: NDArray, x: NDArray, weight: NDArray, eps: nu
 
 /** `(x - mean) / sqrt(var + eps) * weight + bias` over the last axis (population variance). */
 export function layerNorm(x: NDArray, weight: NDArray, bias: NDArray, eps: number): NDArray {
-  const [rows, d] = rowsOf('layerNorm', x, [['weight', weight], ['bias', bias]]);
+  const [rows, d] = rowsOf('layerNorm', x, [
+    ['weight', weight],
+    ['bias', bias],
+  ]);
   const out = like(x);
   for (let r = 0; r < rows; r++) {
     const [mu, inv] = moments(x, r, d, eps);
@@ -86,7 +89,10 @@ function moments(x: NDArray, r: number, d: number, eps: number): [number, number
  * `dbias = sum_rows g`.
  */
 export function layerNormBackward(g: NDArray, x: NDArray, weight: NDArray, bias: NDArray, eps: number): [NDArray, NDArray, NDArray] {
-  const [rows, d] = rowsOf('layerNormBackward', x, [['weight', weight], ['bias', bias]]);
+  const [rows, d] = rowsOf('layerNormBackward', x, [
+    ['weight', weight],
+    ['bias', bias],
+  ]);
   const dx = like(x);
   const dw = like(weight);
   const db = like(bias);

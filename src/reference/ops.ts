@@ -194,7 +194,7 @@ export function absBackward(g: NDArray, x: NDArray): [NDArray] {
  */
 export function powScalar(v: number, p: number): number {
   if (v === 0) return p > 0 ? 0 : p === 0 ? 1 : Infinity;
-  return Math.pow(v, p);
+  return v ** p;
 }
 
 /** `x^p` elementwise for a scalar exponent `p` (see {@link powScalar} for zero and negative bases). */
@@ -256,7 +256,7 @@ export function geluTanhBackward(g: NDArray, x: NDArray): [NDArray] {
 
 /** `max(x, 0)`. */
 export function relu(x: NDArray): NDArray {
-  return map(x, (v) => (v > 0 ? v : 0));
+  return map(x, (v) => Math.max(v, 0));
 }
 /** Backward of {@link relu}: `[g (x > 0)]`; the subgradient at 0 is 0, as on the GPU. */
 export function reluBackward(g: NDArray, x: NDArray): [NDArray] {
@@ -278,10 +278,15 @@ export function sigmoidRange(x: NDArray, low: number, high: number): NDArray {
 }
 /** Backward of {@link sigmoidRange}: `[(high - low) s (1 - s) g]` with the unclamped sigmoid `s`. */
 export function sigmoidRangeBackward(g: NDArray, x: NDArray, low: number, high: number): [NDArray] {
-  return chain(g, x, (v) => {
-    const s = 1 / (1 + Math.exp(-v));
-    return (high - low) * s * (1 - s);
-  }, 'sigmoidRange');
+  return chain(
+    g,
+    x,
+    (v) => {
+      const s = 1 / (1 + Math.exp(-v));
+      return (high - low) * s * (1 - s);
+    },
+    'sigmoidRange',
+  );
 }
 
 /** A copy of `x`. */
@@ -470,7 +475,9 @@ export function permute(x: NDArray, perm: readonly number[]): NDArray {
 /** Backward of {@link permute}: `g` permuted by the inverse permutation. */
 export function permuteBackward(g: NDArray, _x: NDArray, perm: readonly number[]): [NDArray] {
   const inverse = new Array<number>(perm.length);
-  perm.forEach((p, i) => (inverse[p] = i));
+  perm.forEach((p, i) => {
+    inverse[p] = i;
+  });
   return [permute(g, inverse)];
 }
 

@@ -38,7 +38,10 @@ export function randnReference(n: number, seed: number, offset = 0): Float64Arra
   for (let b = 0; b * 4 < n; b++) {
     const r = philox4x32([b + offset, 0, 0, 0], key);
     const z = [];
-    for (const [u, v] of [[r[0], r[1]], [r[2], r[3]]]) {
+    for (const [u, v] of [
+      [r[0], r[1]],
+      [r[2], r[3]],
+    ]) {
       const radius = Math.sqrt(-2 * Math.log(unitOpen(u)));
       const angle = 2 * Math.PI * unitOpen(v);
       z.push(radius * Math.cos(angle), radius * Math.sin(angle));

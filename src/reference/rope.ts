@@ -25,7 +25,7 @@ function rotate(op: string, x: NDArray, options: RopeReferenceOptions, direction
       for (let hi = 0; hi < h; hi++) {
         const base = ((bi * t + ti) * h + hi) * dh;
         for (let i = 0; i < half; i++) {
-          const angle = pos * Math.pow(options.theta, (-2 * i) / dh);
+          const angle = pos * options.theta ** ((-2 * i) / dh);
           const c = Math.cos(angle);
           const s = direction * Math.sin(angle);
           const a = x.data[base + i];

@@ -14,10 +14,10 @@ export interface RefVar {
 
 /** A twin's forward: tensor arguments first, then plain options. */
 // The twins' signatures vary (options, axes, eps); the tape only forwards them.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: the twins' argument lists differ; the tape only forwards them
 export type RefForward = (...args: any[]) => NDArray;
 /** A twin's backward: `(g, ...same arguments)` -> gradients of the tensor arguments in order. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: as above, the backward receives the forward's arguments
 export type RefBackward = (g: NDArray, ...args: any[]) => NDArray[];
 
 interface Node {

@@ -202,7 +202,8 @@ export function tensor(data: TensorData | number, shape?: readonly number[], opt
     throw new Error(`tensor: data has ${arr.length} elements but shape ${fmtShape(s)} needs ${numel(s)}`);
   }
   const dtype = options.dtype ?? inferDType(arr);
-  if (dtype !== 'f32' && dtype !== 'i32' && dtype !== 'u32') throw new Error(`tensor: unknown dtype '${dtype as string}'; expected f32, i32 or u32`);
+  if (dtype !== 'f32' && dtype !== 'i32' && dtype !== 'u32')
+    throw new Error(`tensor: unknown dtype '${dtype as string}'; expected f32, i32 or u32`);
   if (options.requiresGrad && dtype !== 'f32') throw new Error(`tensor: requiresGrad needs dtype f32, got ${dtype}`);
   const typed = toTyped(arr, dtype);
   const t = Tensor.empty(s, dtype, 'tensor');

@@ -104,7 +104,10 @@ export function seededPermutation(n: number, seed: number): Int32Array {
 }
 
 /** Accepts one document (a flat id list) or several; a typed array counts as one document. */
-function asDocuments(tokenIds: readonly (readonly number[] | Int32Array)[] | readonly number[] | Int32Array, where: string): ArrayLike<number>[] {
+function asDocuments(
+  tokenIds: readonly (readonly number[] | Int32Array)[] | readonly number[] | Int32Array,
+  where: string,
+): ArrayLike<number>[] {
   if (tokenIds instanceof Int32Array) return [tokenIds];
   if (!Array.isArray(tokenIds)) throw new Error(`${where}: tokenIds must be an array of ids or an array of documents`);
   if (tokenIds.length === 0) return [];
@@ -158,7 +161,8 @@ export function packSequences(
   }
   const rng = fraction < 1 ? seededRandom(checkSeed(noise.seed ?? 0, `${where}: noiseMask`)) : null;
   const lossMode = options.lossMask ?? 'attention';
-  if (lossMode !== 'attention' && lossMode !== 'noise') throw new Error(`${where}: lossMask must be 'attention' or 'noise', got ${String(lossMode)}`);
+  if (lossMode !== 'attention' && lossMode !== 'noise')
+    throw new Error(`${where}: lossMask must be 'attention' or 'noise', got ${String(lossMode)}`);
 
   // The stream, with for each position whether the transform may touch it (before `fraction` and
   // the per-sequence prefix, which depend on where the chunk boundaries fall).
@@ -236,17 +240,20 @@ export interface BatchOptions {
 }
 
 function checkSequence(seq: PackedSequence, s: number, seqLen: number, where: string): void {
-  if (seq === null || typeof seq !== 'object' || !(seq.ids instanceof Int32Array)) throw new Error(`${where}: sequence ${s} has no Int32Array ids`);
+  if (seq === null || typeof seq !== 'object' || !(seq.ids instanceof Int32Array))
+    throw new Error(`${where}: sequence ${s} has no Int32Array ids`);
   if (seq.ids.length !== seqLen) throw new Error(`${where}: sequence ${s} has ${seq.ids.length} positions, sequence 0 has ${seqLen}`);
   for (const key of ['attentionMask', 'noiseMask', 'lossMask'] as const) {
     const m = seq[key];
-    if (m === undefined || m === null || m.length !== seqLen) throw new Error(`${where}: sequence ${s}: ${key} must have ${seqLen} entries`);
+    if (m === undefined || m === null || m.length !== seqLen)
+      throw new Error(`${where}: sequence ${s}: ${key} must have ${seqLen} entries`);
   }
   for (let t = 0; t < seqLen; t++) {
     const a = seq.attentionMask[t];
     const n = seq.noiseMask[t];
     const l = seq.lossMask[t];
-    if ((a !== 0 && a !== 1) || (n !== 0 && n !== 1) || (l !== 0 && l !== 1)) throw new Error(`${where}: sequence ${s}, position ${t}: masks must hold 0 or 1`);
+    if ((a !== 0 && a !== 1) || (n !== 0 && n !== 1) || (l !== 0 && l !== 1))
+      throw new Error(`${where}: sequence ${s}, position ${t}: masks must hold 0 or 1`);
     // The transform must never touch padding: the losses assume N <= A.
     if (n > a) throw new Error(`${where}: sequence ${s}, position ${t}: noise mask is 1 on a padding position (N <= A is required)`);
   }
@@ -259,7 +266,11 @@ function checkSequence(seq: PackedSequence, s: number, seqLen: number, where: st
  *
  * @throws on a `batchSize` below 1, sequences of different lengths, or malformed masks.
  */
-export function* batches(sequences: readonly PackedSequence[], batchSize: number, options: BatchOptions = {}): Generator<HostBatch, void, undefined> {
+export function* batches(
+  sequences: readonly PackedSequence[],
+  batchSize: number,
+  options: BatchOptions = {},
+): Generator<HostBatch, void, undefined> {
   const where = 'batches';
   if (!Array.isArray(sequences)) throw new Error(`${where}: sequences must be an array`);
   checkInt(batchSize, 'batchSize', where, 1);
@@ -267,7 +278,9 @@ export function* batches(sequences: readonly PackedSequence[], batchSize: number
   const epoch = checkInt(options.epoch ?? 0, 'epoch', where);
   if (sequences.length === 0) return;
   const seqLen = sequences[0]?.ids?.length ?? 0;
-  sequences.forEach((seq, s) => checkSequence(seq, s, seqLen, where));
+  sequences.forEach((seq, s) => {
+    checkSequence(seq, s, seqLen, where);
+  });
 
   const n = sequences.length;
   let order: ArrayLike<number>;
@@ -351,7 +364,8 @@ export function textDataset(text: string | readonly string[], tokenizer: Tokeniz
   if (tokenizer.vocabSize > vocabSize) {
     throw new Error(`${where}: the model's vocabulary (${vocabSize}) is too small for the tokenizer (${tokenizer.vocabSize} ids)`);
   }
-  const pick = (value: number | null | undefined, fallback: number | undefined): number | undefined => (value === null ? undefined : value ?? fallback);
+  const pick = (value: number | null | undefined, fallback: number | undefined): number | undefined =>
+    value === null ? undefined : (value ?? fallback);
   return packSequences(
     docs.map((doc) => tokenizer.encode(doc)),
     {

@@ -35,7 +35,9 @@ function parseJsonArg(value: unknown, file: string): Record<string, unknown> {
     }
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-    throw new Error(`tokenizer: ${file} is not valid: expected a JSON object, got ${parsed === null ? 'null' : Array.isArray(parsed) ? 'an array' : typeof parsed}`);
+    throw new Error(
+      `tokenizer: ${file} is not valid: expected a JSON object, got ${parsed === null ? 'null' : Array.isArray(parsed) ? 'an array' : typeof parsed}`,
+    );
   }
   return parsed as Record<string, unknown>;
 }
@@ -77,7 +79,12 @@ export async function loadHuggingFaceTokenizer(tokenizerJson: unknown, tokenizer
   // The Rust serializer always writes these keys (null when unused) and the JS library requires
   // them; filling the gaps lets hand-trimmed files load too.
   const full: Record<string, unknown> = {
-    normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, ...json, added_tokens: json.added_tokens ?? [],
+    normalizer: null,
+    pre_tokenizer: null,
+    post_processor: null,
+    decoder: null,
+    ...json,
+    added_tokens: json.added_tokens ?? [],
   };
   const config: Record<string, unknown> = { ...rawConfig };
   for (const key of ['bos_token', 'eos_token', 'pad_token', 'unk_token', 'sep_token', 'cls_token', 'mask_token']) {
@@ -123,7 +130,9 @@ export async function loadHuggingFaceTokenizer(tokenizerJson: unknown, tokenizer
       // `undefined`; a hole in the ids would surface much later as a wrong embedding row.
       for (let i = 0; i < ids.length; i++) {
         if (!Number.isInteger(ids[i])) {
-          throw new Error(`tokenizer: cannot encode the piece ${JSON.stringify(tokens[i])}: it is not in the vocabulary and the model has no unk token`);
+          throw new Error(
+            `tokenizer: cannot encode the piece ${JSON.stringify(tokens[i])}: it is not in the vocabulary and the model has no unk token`,
+          );
         }
       }
       return ids;
@@ -132,7 +141,8 @@ export async function loadHuggingFaceTokenizer(tokenizerJson: unknown, tokenizer
       // The library throws on an empty list; an empty text is the natural answer.
       if (ids.length === 0) return '';
       for (const id of ids) {
-        if (!Number.isInteger(id) || id < 0 || id >= vocabSize) throw new Error(`tokenizer: cannot decode id ${id}: ids must be integers in [0, ${vocabSize})`);
+        if (!Number.isInteger(id) || id < 0 || id >= vocabSize)
+          throw new Error(`tokenizer: cannot decode id ${id}: ids must be integers in [0, ${vocabSize})`);
       }
       return hf.decode(ids, { skip_special_tokens: true });
     },
@@ -166,7 +176,11 @@ export function byteTokenizer(options: ByteTokenizerOptions = {}): Tokenizer {
   const bosId = options.bosId === undefined ? 256 : options.bosId;
   const eosId = options.eosId === undefined ? 257 : options.eosId;
   const padId = options.padId ?? 258;
-  const specials: [string, number | null][] = [['bosId', bosId], ['eosId', eosId], ['padId', padId]];
+  const specials: [string, number | null][] = [
+    ['bosId', bosId],
+    ['eosId', eosId],
+    ['padId', padId],
+  ];
   let largest = 255;
   for (const [name, id] of specials) {
     if (id === null) continue;
@@ -177,11 +191,18 @@ export function byteTokenizer(options: ByteTokenizerOptions = {}): Tokenizer {
   }
   const vocabSize = options.vocabSize ?? largest + 1;
   if (!Number.isInteger(vocabSize) || vocabSize < 256) {
-    throw new Error(`byteTokenizer: the model's vocabulary (${vocabSize}) is too small for a byte-level tokenizer: it needs at least 256 ids for the bytes`);
+    throw new Error(
+      `byteTokenizer: the model's vocabulary (${vocabSize}) is too small for a byte-level tokenizer: it needs at least 256 ids for the bytes`,
+    );
   }
   if (largest >= vocabSize) {
-    const names = specials.filter(([, id]) => id !== null && id >= vocabSize).map(([n, id]) => `${n} = ${id}`).join(', ');
-    throw new Error(`byteTokenizer: the model's vocabulary (${vocabSize}) is too small for the special ids (${names}); pass ids below ${vocabSize}, or null for BOS/EOS`);
+    const names = specials
+      .filter(([, id]) => id !== null && id >= vocabSize)
+      .map(([n, id]) => `${n} = ${id}`)
+      .join(', ');
+    throw new Error(
+      `byteTokenizer: the model's vocabulary (${vocabSize}) is too small for the special ids (${names}); pass ids below ${vocabSize}, or null for BOS/EOS`,
+    );
   }
   const encoder = new TextEncoder();
   // ignoreBOM keeps a leading U+FEFF in the text: the default would swallow it and break the round trip.
@@ -199,7 +220,8 @@ export function byteTokenizer(options: ByteTokenizerOptions = {}): Tokenizer {
       const bytes = new Uint8Array(ids.length);
       let n = 0;
       for (const id of ids) {
-        if (!Number.isInteger(id) || id < 0 || id >= vocabSize) throw new Error(`byteTokenizer: cannot decode id ${id}: ids must be integers in [0, ${vocabSize})`);
+        if (!Number.isInteger(id) || id < 0 || id >= vocabSize)
+          throw new Error(`byteTokenizer: cannot decode id ${id}: ids must be integers in [0, ${vocabSize})`);
         if (id < 256) bytes[n++] = id;
       }
       return decoder.decode(bytes.subarray(0, n));

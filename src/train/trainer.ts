@@ -6,7 +6,7 @@
  * position, so that a resumed run repeats the loss curve of an uninterrupted one.
  */
 import { getContext } from '../gpu/context';
-import { Tensor, fmtShape, readAll, scope, tensor } from '../tensor/tensor';
+import { type Tensor, fmtShape, readAll, scope, tensor } from '../tensor/tensor';
 import { noGrad } from '../autograd/engine';
 import { add, scale } from '../ops/index';
 import { AdamW } from '../optim/adamw';
@@ -15,8 +15,11 @@ import { warmupCosine } from '../optim/schedule';
 import type { CausalLM } from '../models/causalLM';
 import { NoiseMaskedNoisyTransformerModel, TransformerCloak, type TransformerCloakOptions } from '../models/cloak';
 import {
-  crossEntropyDistillationFactory, distillationLossFactory, mutualInformationCrossEntropyDistillationFactory,
-  mutualInformationDistillationLossFactory, type LossFactoryResult,
+  crossEntropyDistillationFactory,
+  distillationLossFactory,
+  mutualInformationCrossEntropyDistillationFactory,
+  mutualInformationDistillationLossFactory,
+  type LossFactoryResult,
 } from '../factories/distillation';
 import { batches, type HostBatch, type PackedSequence } from '../text/data';
 import { writeSafetensors, type SafetensorsWriteTensor } from '../models/safetensorsWriter';
@@ -97,7 +100,10 @@ export interface EvaluationReport {
 
 const MI_FACTORIES: FactoryName[] = ['mutualInformationDistillation', 'mutualInformationCrossEntropyDistillation'];
 
-function checkTrainerOptions(o: TrainerOptions): Required<Omit<TrainerOptions, 'cloak' | 'totalSteps' | 'maxGradNorm'>> & Pick<TrainerOptions, 'cloak' | 'totalSteps'> & { maxGradNorm: number | null } {
+function checkTrainerOptions(
+  o: TrainerOptions,
+): Required<Omit<TrainerOptions, 'cloak' | 'totalSteps' | 'maxGradNorm'>> &
+  Pick<TrainerOptions, 'cloak' | 'totalSteps'> & { maxGradNorm: number | null } {
   const fail = (m: string): never => {
     throw new Error(`Trainer: ${m}`);
   };
@@ -113,7 +119,8 @@ function checkTrainerOptions(o: TrainerOptions): Required<Omit<TrainerOptions, '
     return v as number;
   };
   const batchSize = int('batchSize', o.batchSize, 1);
-  if (MI_FACTORIES.includes(o.factory) && batchSize % 2 !== 0) fail(`'batchSize' must be even for the ${o.factory} factory (mutual information pairs two halves), got ${batchSize}`);
+  if (MI_FACTORIES.includes(o.factory) && batchSize % 2 !== 0)
+    fail(`'batchSize' must be even for the ${o.factory} factory (mutual information pairs two halves), got ${batchSize}`);
   const maxGradNorm = o.maxGradNorm === null ? null : num('maxGradNorm', o.maxGradNorm ?? 1, 0);
   if (maxGradNorm === 0) fail(`'maxGradNorm' must be positive or null`);
   return {
@@ -181,15 +188,23 @@ export class Trainer {
       throw new Error(`Trainer: 'data.train' must hold at least batchSize (${batchSize}) sequences, got ${data?.train?.length ?? 'none'}`);
     }
     const seqLen = data.train[0].ids.length;
-    for (const [name, set] of [['train', data.train], ['heldOut', data.heldOut ?? []]] as const) {
+    for (const [name, set] of [
+      ['train', data.train],
+      ['heldOut', data.heldOut ?? []],
+    ] as const) {
       set.forEach((s, i) => {
-        if (s.ids.length !== seqLen) throw new Error(`Trainer: data.${name}[${i}] has length ${s.ids.length}; every sequence must have length ${seqLen}`);
+        if (s.ids.length !== seqLen)
+          throw new Error(`Trainer: data.${name}[${i}] has length ${s.ids.length}; every sequence must have length ${seqLen}`);
         for (const id of s.ids) {
-          if (id < 0 || id >= model.config.vocabSize) throw new Error(`Trainer: data.${name}[${i}] holds token id ${id}, outside the model's vocabulary [0, ${model.config.vocabSize})`);
+          if (id < 0 || id >= model.config.vocabSize)
+            throw new Error(
+              `Trainer: data.${name}[${i}] holds token id ${id}, outside the model's vocabulary [0, ${model.config.vocabSize})`,
+            );
         }
       });
     }
-    if (seqLen > model.config.maxPositions) throw new Error(`Trainer: sequences of length ${seqLen} exceed the model's ${model.config.maxPositions} positions`);
+    if (seqLen > model.config.maxPositions)
+      throw new Error(`Trainer: sequences of length ${seqLen} exceed the model's ${model.config.maxPositions} positions`);
     this.model = model;
     this.train = data.train;
     this.heldOut = data.heldOut ?? [];
@@ -257,7 +272,10 @@ export class Trainer {
         const keys = Object.keys(sums);
         const values = await readAll([...keys.map((key) => sums[key]), ...(gradNorm ? [gradNorm] : [])]);
         gradNorm?.dispose();
-        return { components: Object.fromEntries(keys.map((key, i) => [key, values[i][0]])), gradNorm: gradNorm ? values[keys.length][0] : null };
+        return {
+          components: Object.fromEntries(keys.map((key, i) => [key, values[i][0]])),
+          gradNorm: gradNorm ? values[keys.length][0] : null,
+        };
       });
       this.steps++;
       const seconds = (performance.now() - started) / 1000;
@@ -337,7 +355,9 @@ export class Trainer {
       const values = await readAll(named.map(([, t]) => t));
       const state = await this.optimizer.state();
       const tensors: Record<string, SafetensorsWriteTensor> = {};
-      named.forEach(([name, t], i) => (tensors[`cloak.${name}`] = { dtype: 'F32', shape: [...t.shape], data: values[i] as Float32Array }));
+      named.forEach(([name, t], i) => {
+        tensors[`cloak.${name}`] = { dtype: 'F32', shape: [...t.shape], data: values[i] as Float32Array };
+      });
       state.params.forEach((p, i) => {
         tensors[`optimizer.state.${i}.exp_avg`] = { dtype: 'F32', shape: p.shape, data: p.m };
         tensors[`optimizer.state.${i}.exp_avg_sq`] = { dtype: 'F32', shape: p.shape, data: p.v };
@@ -374,10 +394,14 @@ export class Trainer {
       const file = parseSafetensors(bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes));
       const meta = file.metadata;
       if (meta.sgt_model !== JSON.stringify(this.modelFingerprint())) {
-        throw new Error(`${where}: the checkpoint is from another model (${meta.sgt_model ?? 'unknown'}); this trainer's model is ${JSON.stringify(this.modelFingerprint())}`);
+        throw new Error(
+          `${where}: the checkpoint is from another model (${meta.sgt_model ?? 'unknown'}); this trainer's model is ${JSON.stringify(this.modelFingerprint())}`,
+        );
       }
       if (meta.sgt_cloak !== JSON.stringify(this.cloak.options)) {
-        throw new Error(`${where}: the checkpoint is from another cloak configuration (${meta.sgt_cloak ?? 'unknown'}); this trainer's is ${JSON.stringify(this.cloak.options)}`);
+        throw new Error(
+          `${where}: the checkpoint is from another cloak configuration (${meta.sgt_cloak ?? 'unknown'}); this trainer's is ${JSON.stringify(this.cloak.options)}`,
+        );
       }
       let counters: CheckpointCounters;
       try {
@@ -388,7 +412,8 @@ export class Trainer {
       const named = [...this.cloak.namedParameters()];
       const tensorOf = (name: string, shape: readonly number[]): Float32Array => {
         const entry = file.tensors.get(name);
-        if (!entry || entry.shape.join() !== shape.join()) throw new Error(`${where}: tensor '${name}' is missing or mis-shaped (expected ${fmtShape(shape)})`);
+        if (!entry || entry.shape.join() !== shape.join())
+          throw new Error(`${where}: tensor '${name}' is missing or mis-shaped (expected ${fmtShape(shape)})`);
         return Float32Array.from(toFloat32(entry));
       };
       const weights = named.map(([name, t]) => tensorOf(`cloak.${name}`, t.shape));
@@ -401,7 +426,9 @@ export class Trainer {
       // Everything parsed and checked (loadState checks the rest before changing anything): apply.
       this.optimizer.loadState({ step: counters.optimizerStep, groups: counters.optimizerGroups, params });
       this.noisyModel.setRngState(counters.rng);
-      named.forEach(([, t], i) => getContext().write(t.buffer, weights[i]));
+      named.forEach(([, t], i) => {
+        getContext().write(t.buffer, weights[i]);
+      });
       this.position = { epoch: counters.data.epoch, batch: counters.data.batch };
       this.epochBatches = null;
       this.steps = counters.step;
@@ -441,4 +468,3 @@ export class Trainer {
     }
   }
 }
-

@@ -33,8 +33,23 @@ import * as Comlink from 'comlink';
 import { TrainerService } from './workerApi';
 
 export type {
-  TrainerWorkerApi, AdapterSummary, LoadModelArgs, ModelSummary, TrainingConfig, ConfigureSummary, ProgressEvent, ProgressCallback,
-  StepEvent, MetricsEvent, StateEvent, RunState, RunSummary, ServiceState, EvaluationResult, FactoryName, TransformerCloakOptions,
+  TrainerWorkerApi,
+  AdapterSummary,
+  LoadModelArgs,
+  ModelSummary,
+  TrainingConfig,
+  ConfigureSummary,
+  ProgressEvent,
+  ProgressCallback,
+  StepEvent,
+  MetricsEvent,
+  StateEvent,
+  RunState,
+  RunSummary,
+  ServiceState,
+  EvaluationResult,
+  FactoryName,
+  TransformerCloakOptions,
 } from './workerApi';
 
 Comlink.expose(new TrainerService());

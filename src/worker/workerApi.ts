@@ -227,17 +227,28 @@ export interface TrainerWorkerApi {
  */
 export const DEFAULT_FACTORY_OPTIONS: Readonly<Record<FactoryName, Readonly<Record<string, unknown>>>> = Object.freeze({
   distillation: Object.freeze({
-    distillationLayerIndex: null, alpha: 0.5, stdLogRatioLossWeight: 0.1, inputEmbeddingSimilarityLossWeight: 0.5,
+    distillationLayerIndex: null,
+    alpha: 0.5,
+    stdLogRatioLossWeight: 0.1,
+    inputEmbeddingSimilarityLossWeight: 0.5,
     distillationLayerCosineDistanceLossWeight: 1,
   }),
   mutualInformationDistillation: Object.freeze({
-    distillationLayerIndex: null, alpha: 0.5, distillationLayerL2DistanceLossWeight: 0, mutualInformationLossWeight: 0.01,
+    distillationLayerIndex: null,
+    alpha: 0.5,
+    distillationLayerL2DistanceLossWeight: 0,
+    mutualInformationLossWeight: 0.01,
   }),
   crossEntropyDistillation: Object.freeze({
-    distillationCrossEntropyLossWeight: 1, absoluteCosineSimilarityPenaltyWeight: 0.5, medianNormPenaltyWeight: 0.1,
+    distillationCrossEntropyLossWeight: 1,
+    absoluteCosineSimilarityPenaltyWeight: 0.5,
+    medianNormPenaltyWeight: 0.1,
   }),
   mutualInformationCrossEntropyDistillation: Object.freeze({
-    mutualInformationLossWeight: 0.01, distillationCrossEntropyLossWeight: 1, absoluteCosineSimilarityPenaltyWeight: 0.5, medianNormPenaltyWeight: 0.1,
+    mutualInformationLossWeight: 0.01,
+    distillationCrossEntropyLossWeight: 1,
+    absoluteCosineSimilarityPenaltyWeight: 0.5,
+    medianNormPenaltyWeight: 0.1,
   }),
 });
 
@@ -310,7 +321,10 @@ export class TrainerService implements TrainerWorkerApi {
     if (args === null || typeof args !== 'object') fail(M, 'expected { config, weights, tokenizerJson?, tokenizerConfig? }');
     const { weights } = args;
     if (!(weights instanceof ArrayBuffer) && !(weights instanceof Uint8Array)) {
-      fail(M, `'weights' must be the bytes of model.safetensors (an ArrayBuffer or Uint8Array), got ${weights === null ? 'null' : typeof weights}`);
+      fail(
+        M,
+        `'weights' must be the bytes of model.safetensors (an ArrayBuffer or Uint8Array), got ${weights === null ? 'null' : typeof weights}`,
+      );
     }
     return this.exclusive(M, async () => {
       const file: SafetensorsFile = parseSafetensors(weights instanceof Uint8Array ? weights : new Uint8Array(weights));
@@ -339,8 +353,14 @@ export class TrainerService implements TrainerWorkerApi {
       this.rawConfig = typeof args.config === 'string' ? JSON.parse(args.config) : args.config;
       this.tokenizer = tokenizer;
       this.modelSummary = {
-        type: c.modelType, layers: c.numLayers, hiddenSize: c.hiddenSize, vocabSize: c.vocabSize, heads: c.numHeads,
-        maxPositions: c.maxPositions, parameterCount, tokenizer: kind,
+        type: c.modelType,
+        layers: c.numLayers,
+        hiddenSize: c.hiddenSize,
+        vocabSize: c.vocabSize,
+        heads: c.numHeads,
+        maxPositions: c.maxPositions,
+        parameterCount,
+        tokenizer: kind,
       };
       return { ...this.modelSummary };
     });
@@ -355,25 +375,33 @@ export class TrainerService implements TrainerWorkerApi {
     if (config === null || typeof config !== 'object') fail(M, 'expected an object { factory, batchSize, seqLen, text | tokens, ... }');
     const model = this.model!;
     return this.exclusive(M, async () => {
-      if (!(config.factory in FACTORIES)) fail(M, `'factory' must be one of ${Object.keys(FACTORIES).join(', ')}, got ${String(config.factory)}`);
+      if (!(config.factory in FACTORIES))
+        fail(M, `'factory' must be one of ${Object.keys(FACTORIES).join(', ')}, got ${String(config.factory)}`);
       const { seqLen } = config;
-      if (typeof seqLen !== 'number' || !Number.isInteger(seqLen) || seqLen < 2) fail(M, `'seqLen' must be an integer >= 2, got ${String(seqLen)}`);
+      if (typeof seqLen !== 'number' || !Number.isInteger(seqLen) || seqLen < 2)
+        fail(M, `'seqLen' must be an integer >= 2, got ${String(seqLen)}`);
       if (seqLen > model.config.maxPositions) fail(M, `'seqLen' (${seqLen}) exceeds the model's ${model.config.maxPositions} positions`);
       const heldOutFraction = config.heldOutFraction ?? 0.1;
-      if (typeof heldOutFraction !== 'number' || !(heldOutFraction >= 0 && heldOutFraction < 1)) fail(M, `'heldOutFraction' must be in [0, 1), got ${String(heldOutFraction)}`);
+      if (typeof heldOutFraction !== 'number' || !(heldOutFraction >= 0 && heldOutFraction < 1))
+        fail(M, `'heldOutFraction' must be in [0, 1), got ${String(heldOutFraction)}`);
       const evaluateEvery = config.evaluateEvery ?? 0;
-      if (!Number.isInteger(evaluateEvery) || evaluateEvery < 0) fail(M, `'evaluateEvery' must be an integer >= 0, got ${String(evaluateEvery)}`);
+      if (!Number.isInteger(evaluateEvery) || evaluateEvery < 0)
+        fail(M, `'evaluateEvery' must be an integer >= 0, got ${String(evaluateEvery)}`);
       if (config.evaluateBatches !== undefined && !(Number.isInteger(config.evaluateBatches) && config.evaluateBatches >= 1)) {
         fail(M, `'evaluateBatches' must be an integer >= 1, got ${String(config.evaluateBatches)}`);
       }
       const maxSteps = config.maxSteps ?? config.totalSteps;
-      if (maxSteps !== undefined && !(Number.isInteger(maxSteps) && maxSteps >= 1)) fail(M, `'maxSteps' must be an integer >= 1, got ${String(maxSteps)}`);
+      if (maxSteps !== undefined && !(Number.isInteger(maxSteps) && maxSteps >= 1))
+        fail(M, `'maxSteps' must be an integer >= 1, got ${String(maxSteps)}`);
 
       const { sequences, kind } = this.buildData(config, seqLen);
       const seed = config.seed ?? 0;
       const split = heldOutFraction > 0 ? trainHeldOutSplit(sequences, heldOutFraction, seed) : { train: sequences, heldOut: [] };
       if (split.train.length < config.batchSize) {
-        fail(M, `the data packs into ${sequences.length} sequences of ${seqLen} tokens, ${split.train.length} of them for training: fewer than 'batchSize' (${config.batchSize}). Give more data, a smaller seqLen or batchSize, or a lower heldOutFraction`);
+        fail(
+          M,
+          `the data packs into ${sequences.length} sequences of ${seqLen} tokens, ${split.train.length} of them for training: fewer than 'batchSize' (${config.batchSize}). Give more data, a smaller seqLen or batchSize, or a lower heldOutFraction`,
+        );
       }
       const factoryOptions = { ...DEFAULT_FACTORY_OPTIONS[config.factory], ...(config.factoryOptions ?? {}) };
       // Built before the old trainer is dropped: a rejected option leaves the previous setup usable.
@@ -412,7 +440,8 @@ export class TrainerService implements TrainerWorkerApi {
     if (!this.trainer) fail(M, this.model ? 'call configure() first' : 'no model is loaded: call loadModel() and configure() first');
     if (this.running) fail(M, `a run is already ${this.runState === 'paused' ? 'paused' : 'running'}: stop() it first`);
     if (this.busy) fail(M, `${this.busy}() is still running: await it first`);
-    if (onProgress !== undefined && typeof onProgress !== 'function') fail(M, "'onProgress' must be a function (from a page: comlink.proxy(fn))");
+    if (onProgress !== undefined && typeof onProgress !== 'function')
+      fail(M, "'onProgress' must be a function (from a page: comlink.proxy(fn))");
     if (this.trainer!.stepCount >= this.maxSteps) {
       fail(M, `the run already reached maxSteps (${this.maxSteps}): configure() a new run, or one with a larger maxSteps`);
     }
@@ -502,12 +531,20 @@ export class TrainerService implements TrainerWorkerApi {
       const named = [...trainer.transform.namedParameters()];
       const values = await readAll(named.map(([, t]) => t));
       const tensors: Record<string, SafetensorsWriteTensor> = {};
-      named.forEach(([name, t], i) => (tensors[name] = { dtype: 'F32', shape: [...t.shape], data: values[i] as Float32Array }));
+      named.forEach(([name, t], i) => {
+        tensors[name] = { dtype: 'F32', shape: [...t.shape], data: values[i] as Float32Array };
+      });
       const c = model.config;
       return writeSafetensors(tensors, {
         format: 'pt',
         sgt_cloak: JSON.stringify(trainer.transform.options),
-        sgt_model: JSON.stringify({ modelType: c.modelType, vocabSize: c.vocabSize, hiddenSize: c.hiddenSize, numLayers: c.numLayers, numHeads: c.numHeads }),
+        sgt_model: JSON.stringify({
+          modelType: c.modelType,
+          vocabSize: c.vocabSize,
+          hiddenSize: c.hiddenSize,
+          numLayers: c.numLayers,
+          numHeads: c.numHeads,
+        }),
         sgt_factory: trainer.options.factory,
         sgt_step: String(trainer.stepCount),
       });
@@ -555,7 +592,13 @@ export class TrainerService implements TrainerWorkerApi {
     };
     const metrics = async () => {
       const m = await trainer.evaluate(evaluateBatches);
-      await emit({ type: 'metrics', step: trainer.stepCount, nearestNeighbourFailureRate: m.nearestNeighbourFailureRate, top1Agreement: m.top1Agreement, meanKL: m.meanKL });
+      await emit({
+        type: 'metrics',
+        step: trainer.stepCount,
+        nearestNeighbourFailureRate: m.nearestNeighbourFailureRate,
+        top1Agreement: m.top1Agreement,
+        meanKL: m.meanKL,
+      });
     };
     let final: RunState = 'stopped';
     try {
@@ -594,7 +637,12 @@ export class TrainerService implements TrainerWorkerApi {
     }
     this.settle(this.pauseWaiters, final);
     this.settle(this.endWaiters, final);
-    return { state: final, step: trainer.stepCount, stepsThisRun: trainer.stepCount - firstStep, seconds: (performance.now() - started) / 1000 };
+    return {
+      state: final,
+      step: trainer.stepCount,
+      stepsThisRun: trainer.stepCount - firstStep,
+      seconds: (performance.now() - started) / 1000,
+    };
   }
 
   private settle(waiters: ((s: RunState) => void)[], state: RunState): void {
@@ -614,14 +662,23 @@ export class TrainerService implements TrainerWorkerApi {
       }
       const eos = configTokenId(this.rawConfig, 'eos_token_id');
       const padId = configTokenId(this.rawConfig, 'pad_token_id') ?? eos ?? 0;
-      const sequences = packSequences(config.tokens!, { seqLen, padId: padId < vocabSize ? padId : 0, vocabSize, noiseMask: config.noiseMask });
+      const sequences = packSequences(config.tokens!, {
+        seqLen,
+        padId: padId < vocabSize ? padId : 0,
+        vocabSize,
+        noiseMask: config.noiseMask,
+      });
       return { sequences, kind: 'pretokenized' };
     }
     if (!this.tokenizer) {
-      fail(M, `the model ships no tokenizer and its vocabulary (${vocabSize} ids) is too small for the byte-level fallback (256 bytes + BOS/EOS/PAD = 259 ids): pass tokenizerJson to loadModel(), or pre-tokenized 'tokens' instead of 'text'`);
+      fail(
+        M,
+        `the model ships no tokenizer and its vocabulary (${vocabSize} ids) is too small for the byte-level fallback (256 bytes + BOS/EOS/PAD = 259 ids): pass tokenizerJson to loadModel(), or pre-tokenized 'tokens' instead of 'text'`,
+      );
     }
     const text = config.text!;
-    if (typeof text !== 'string' && !(Array.isArray(text) && text.every((t) => typeof t === 'string'))) fail(M, "'text' must be a string or an array of strings");
+    if (typeof text !== 'string' && !(Array.isArray(text) && text.every((t) => typeof t === 'string')))
+      fail(M, "'text' must be a string or an array of strings");
     const sequences = textDataset(text, this.tokenizer!, { seqLen, vocabSize, noiseMask: config.noiseMask });
     return { sequences, kind: this.modelSummary?.tokenizer === 'huggingface' ? 'huggingface' : 'byte' };
   }
@@ -663,7 +720,10 @@ export class TrainerService implements TrainerWorkerApi {
    * its tokenizer and the trainer, holding the one-call-at-a-time lock, and refuses while a run is
    * stepping (pause it first) or before a trainer exists.
    */
-  protected withSession<T>(method: string, f: (session: { model: CausalLM; tokenizer: Tokenizer | null; trainer: Trainer }) => Promise<T>): Promise<T> {
+  protected withSession<T>(
+    method: string,
+    f: (session: { model: CausalLM; tokenizer: Tokenizer | null; trainer: Trainer }) => Promise<T>,
+  ): Promise<T> {
     if (this.disposed) fail(method, 'the service was disposed');
     if (this.running && this.runState !== 'paused') fail(method, 'a run is in progress: pause() it first');
     return this.exclusive(method, () => {
@@ -685,8 +745,15 @@ export class TrainerService implements TrainerWorkerApi {
 
 function stepEvent(r: StepReport): StepEvent {
   return {
-    type: 'step', step: r.step, loss: r.loss, components: r.components, learningRate: r.learningRate, gradNorm: r.gradNorm,
-    tokensPerSecond: r.tokensPerSecond, tokens: r.tokens, seconds: r.seconds,
+    type: 'step',
+    step: r.step,
+    loss: r.loss,
+    components: r.components,
+    learningRate: r.learningRate,
+    gradNorm: r.gradNorm,
+    tokensPerSecond: r.tokensPerSecond,
+    tokens: r.tokens,
+    seconds: r.seconds,
   };
 }
 

@@ -4,7 +4,20 @@
  */
 import * as Comlink from 'comlink';
 import {
-  getContext, liveBufferCount, matmul, mean, mul, noGrad, readAll, scale, scope, sub, sum, tanh, tensor, type Tensor,
+  getContext,
+  liveBufferCount,
+  matmul,
+  mean,
+  mul,
+  noGrad,
+  readAll,
+  scale,
+  scope,
+  sub,
+  sum,
+  tanh,
+  tensor,
+  type Tensor,
 } from '../../src/index';
 import { browserGpu } from './browser-gpu';
 
@@ -57,7 +70,11 @@ const api = {
 
   /** Loss and gradients of `sum(tanh(a @ b) ⊙ w)`. */
   async gradTanhMatmul(
-    a: Float32Array, aShape: [number, number], b: Float32Array, bShape: [number, number], w: Float32Array,
+    a: Float32Array,
+    aShape: [number, number],
+    b: Float32Array,
+    bShape: [number, number],
+    w: Float32Array,
   ): Promise<TanhMatmulGrads> {
     const [loss, gradA, gradB] = await scope(async () => {
       const ta = tensor(a, aShape, { requiresGrad: true });
@@ -75,7 +92,12 @@ const api = {
    * `onProgress(step, loss)` after each step (loss before that step's update). Returns the final w.
    */
   async train(
-    x: Float32Array, xShape: [number, number], y: Float32Array, w0: Float32Array, steps: number, lr: number,
+    x: Float32Array,
+    xShape: [number, number],
+    y: Float32Array,
+    w0: Float32Array,
+    steps: number,
+    lr: number,
     onProgress: (step: number, loss: number) => void | Promise<void>,
   ): Promise<Float32Array> {
     const [n, k] = xShape;

@@ -5,9 +5,7 @@
 import { matmul64, transpose64 } from './float64';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { GpuContext } from '../../src/index';
-import {
-  gather, liveBufferCount, logSoftmax, matmul, mul, readAll, scope, softmax, sum, tanh, tensor,
-} from '../../src/index';
+import { gather, liveBufferCount, logSoftmax, matmul, mul, readAll, scope, softmax, sum, tanh, tensor } from '../../src/index';
 import { expectClose } from '../helpers/compare';
 import { browserGpu, randomF32 } from './browser-gpu';
 

@@ -68,9 +68,17 @@ describe.each(MODEL_FIXTURES)('%s in Chromium', (name) => {
         failures.push((e as Error).message);
       }
     };
-    blocks.forEach((b, k) => check(realPositions(b, mask, d), realPositions(ref.blockOutputs[k].data, mask, d), 1e-4, 1e-4, `block ${k}`));
+    blocks.forEach((b, k) => {
+      check(realPositions(b, mask, d), realPositions(ref.blockOutputs[k].data, mask, d), 1e-4, 1e-4, `block ${k}`);
+    });
     check(realPositions(logits, mask, V), realPositions(ref.logits.data, mask, V), 1e-4, 1e-4, 'logits');
-    check(realPositions(grad, mask, d), realPositions(ref.gradInputsEmbedsOfSumLogitsTimesR.data, mask, d), 1e-3, 1e-4, 'input-embedding gradient');
+    check(
+      realPositions(grad, mask, d),
+      realPositions(ref.gradInputsEmbedsOfSumLogitsTimesR.data, mask, d),
+      1e-3,
+      1e-4,
+      'input-embedding gradient',
+    );
     expect(failures, `${name}: arrays that differ from PyTorch in Chromium`).toEqual([]);
     model.dispose();
     expect(liveBufferCount(), 'buffers left after model.dispose()').toBe(start);

@@ -42,7 +42,10 @@ async function until(cond: () => boolean, ms: number, what: string): Promise<voi
 
 /** A rejection's error, or null when the promise resolved. */
 async function rejection(p: Promise<unknown>): Promise<Error | null> {
-  return p.then(() => null, (e: unknown) => e as Error);
+  return p.then(
+    () => null,
+    (e: unknown) => e as Error,
+  );
 }
 
 beforeAll(() => {
@@ -74,7 +77,9 @@ describe('the trainer worker over comlink', () => {
     expect(adapter.maxStorageBufferBindingSize).toBeGreaterThanOrEqual(128 * 1024 * 1024);
 
     // Out of order: no model yet.
-    const early = await rejection(remote().configure({ factory: 'crossEntropyDistillation', batchSize: 2, seqLen: 8, tokens: documents(4) }));
+    const early = await rejection(
+      remote().configure({ factory: 'crossEntropyDistillation', batchSize: 2, seqLen: 8, tokens: documents(4) }),
+    );
     expect(early?.message).toBe('TrainerService.configure: no model is loaded: call loadModel() first');
 
     const { config, bytes } = await loadModelFixture('tiny-llama');
@@ -89,9 +94,15 @@ describe('the trainer worker over comlink', () => {
   });
 
   it('errors thrown in the worker arrive with their original messages, and the worker keeps working', async () => {
-    const alpha = await rejection(remote().configure({
-      factory: 'distillation', factoryOptions: { alpha: 2 }, batchSize: 2, seqLen: 8, tokens: documents(24),
-    }));
+    const alpha = await rejection(
+      remote().configure({
+        factory: 'distillation',
+        factoryOptions: { alpha: 2 },
+        batchSize: 2,
+        seqLen: 8,
+        tokens: documents(24),
+      }),
+    );
     expect(alpha).toBeInstanceOf(Error);
     expect(alpha!.message).toBe("distillationLossFactory: option 'alpha' must be in [0, 1], got 2");
     const text = await rejection(remote().configure({ factory: 'crossEntropyDistillation', batchSize: 2, seqLen: 8, text: 'hello' }));
@@ -103,8 +114,16 @@ describe('the trainer worker over comlink', () => {
 
   it('runs with a progress proxy, pauses, resumes and stops between steps', async () => {
     const summary = await remote().configure({
-      factory: 'crossEntropyDistillation', cloak: { numLayers: 1, seed: 1 }, batchSize: 2, seqLen: 8, learningRate: 3e-3, seed: 3,
-      tokens: documents(24), heldOutFraction: 0.2, evaluateEvery: 2, evaluateBatches: 1,
+      factory: 'crossEntropyDistillation',
+      cloak: { numLayers: 1, seed: 1 },
+      batchSize: 2,
+      seqLen: 8,
+      learningRate: 3e-3,
+      seed: 3,
+      tokens: documents(24),
+      heldOutFraction: 0.2,
+      evaluateEvery: 2,
+      evaluateBatches: 1,
     });
     expect(summary).toMatchObject({ tokenizer: 'pretokenized', seqLen: 8, maxSteps: null });
     expect(summary.heldOutSequences).toBeGreaterThanOrEqual(2);
@@ -113,7 +132,12 @@ describe('the trainer worker over comlink', () => {
     const steps = () => events.filter((e): e is StepEvent => e.type === 'step');
     const onProgress = Comlink.proxy((e: ProgressEvent) => void events.push(e));
     let done: RunSummary | Error | null = null;
-    const running = remote().start(onProgress).then((r) => (done = r), (e: Error) => (done = e));
+    const running = remote()
+      .start(onProgress)
+      .then(
+        (r) => (done = r),
+        (e: Error) => (done = e),
+      );
 
     await until(() => steps().length >= 2, 60_000, 'two step events');
     expect((await rejection(remote().start()))?.message).toBe('TrainerService.start: a run is already running: stop() it first');
@@ -139,7 +163,12 @@ describe('the trainer worker over comlink', () => {
       expect(e.step).toBe(i + 1);
       expect(Number.isFinite(e.loss)).toBe(true);
       expect(e.loss).toBeGreaterThan(0);
-      expect(Object.keys(e.components).sort()).toEqual(['absoluteCosineSimilarityPenalty', 'distillationCrossEntropyLoss', 'loss', 'medianNormPenalty']);
+      expect(Object.keys(e.components).sort()).toEqual([
+        'absoluteCosineSimilarityPenalty',
+        'distillationCrossEntropyLoss',
+        'loss',
+        'medianNormPenalty',
+      ]);
       expect(e.learningRate).toBeCloseTo(3e-3, 9);
       expect(Number.isFinite(e.gradNorm!)).toBe(true);
       expect(e.tokensPerSecond).toBeGreaterThan(0);

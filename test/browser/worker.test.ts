@@ -118,7 +118,13 @@ describe('WebGPU in a module Web Worker over comlink', () => {
     const before = await remote().liveBuffers();
     const w = await remote().train(x, [n, k], y, w0, steps, lr, onProgress);
     expect(calls.map(([s]) => s)).toEqual([...Array(steps).keys()]);
-    expectClose(calls.map(([, l]) => l), expectedLosses, 1e-4, 1e-6, 'losses');
+    expectClose(
+      calls.map(([, l]) => l),
+      expectedLosses,
+      1e-4,
+      1e-6,
+      'losses',
+    );
     for (let s = 1; s < steps; s++) expect(calls[s][1]).toBeLessThan(calls[s - 1][1]);
     expect(w).toBeInstanceOf(Float32Array);
     expectClose(w, w64, 1e-4, 1e-6, 'trained w');

@@ -50,10 +50,14 @@ test.describe('sgt-webgpu from its npm tarball in a Vite app', () => {
     });
     const { app } = JSON.parse(stdout.trim().split('\n').pop()!) as { app: string; tarball: string };
     work = dirname(app);
-    server = spawn(join(app, 'node_modules/.bin/vite'), ['preview', '--host', '127.0.0.1', '--port', String(CONSUMER_PORT), '--strictPort'], {
-      cwd: app,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    server = spawn(
+      join(app, 'node_modules/.bin/vite'),
+      ['preview', '--host', '127.0.0.1', '--port', String(CONSUMER_PORT), '--strictPort'],
+      {
+        cwd: app,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     server.stdout!.on('data', (d: Buffer) => (serverLog += d.toString()));
     server.stderr!.on('data', (d: Buffer) => (serverLog += d.toString()));
     await waitForServer(`${origin}/`, 30_000);

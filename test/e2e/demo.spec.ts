@@ -34,7 +34,9 @@ async function setField(page: Page, key: string, value: string): Promise<void> {
 
 /** The value a uPlot legend shows for the series labelled `label` (the latest point's, after a push). */
 function legendValue(chart: Locator, label: string): Locator {
-  return chart.locator('.u-legend tr.u-series', { has: chart.page().locator('.u-label', { hasText: new RegExp(`^${label}$`) }) }).locator('.u-value');
+  return chart
+    .locator('.u-legend tr.u-series', { has: chart.page().locator('.u-label', { hasText: new RegExp(`^${label}$`) }) })
+    .locator('.u-value');
 }
 
 test.describe('fine-tuning demo', () => {
@@ -51,7 +53,9 @@ test.describe('fine-tuning demo', () => {
     expect(external, 'requests off the test server').toEqual([]);
   });
 
-  test('loads the default model, trains a few steps in the worker, and updates the step, loss, metrics and charts', async ({ page }, testInfo) => {
+  test('loads the default model, trains a few steps in the worker, and updates the step, loss, metrics and charts', async ({
+    page,
+  }, testInfo) => {
     test.setTimeout(300_000);
     await openWithDefaultModel(page);
     await expect(page.getByTestId('run-state')).toHaveText('idle');
@@ -74,7 +78,9 @@ test.describe('fine-tuning demo', () => {
     await start.click();
 
     // The run starts in the worker: the form locks while it runs, and the step counter moves.
-    await expect(page.getByTestId('run-status')).toContainText(/Training a [\d,]+-parameter transform on \d+ sequences/, { timeout: 60_000 });
+    await expect(page.getByTestId('run-status')).toContainText(/Training a [\d,]+-parameter transform on \d+ sequences/, {
+      timeout: 60_000,
+    });
     await expect(page.getByTestId('run-state')).toHaveText('running');
     await expect(page.getByTestId('field-batchSize')).toBeDisabled();
     const step = page.getByTestId('step');

@@ -35,7 +35,13 @@ function cloakNames(numLayers: number): string[] {
   const names = ['input_projection', 'encoder.norm', 'mu_head', 'rho_head'];
   for (let i = 0; i < numLayers; i++) {
     const p = `encoder.layers.${i}.`;
-    names.push(`${p}norm1`, `${p}norm2`, `${p}linear1`, `${p}linear2`, ...['q_proj', 'k_proj', 'v_proj', 'out_proj'].map((q) => `${p}self_attn.${q}`));
+    names.push(
+      `${p}norm1`,
+      `${p}norm2`,
+      `${p}linear1`,
+      `${p}linear2`,
+      ...['q_proj', 'k_proj', 'v_proj', 'out_proj'].map((q) => `${p}self_attn.${q}`),
+    );
   }
   return names.flatMap((n) => [`${n}.weight`, `${n}.bias`]).sort();
 }
@@ -51,8 +57,28 @@ describe('npm run train (main)', () => {
     const outDir = join(work, 'run1');
     const { io, out, err } = quietIO();
     const result = await main(
-      ['--model', TINY_LLAMA, '--steps', '3', '--out', outDir, '--tokens-file', tokensFile, '--batch-size', '2', '--seq-len', '8',
-        '--eval-every', '2', '--seed', '4', '--cloak', 'numLayers=1', '--set', 'medianNormPenaltyWeight=0.2'],
+      [
+        '--model',
+        TINY_LLAMA,
+        '--steps',
+        '3',
+        '--out',
+        outDir,
+        '--tokens-file',
+        tokensFile,
+        '--batch-size',
+        '2',
+        '--seq-len',
+        '8',
+        '--eval-every',
+        '2',
+        '--seed',
+        '4',
+        '--cloak',
+        'numLayers=1',
+        '--set',
+        'medianNormPenaltyWeight=0.2',
+      ],
       io,
     );
     if (result.help) throw new Error('main printed the help instead of training');
@@ -68,12 +94,23 @@ describe('npm run train (main)', () => {
     expect(report.data.trainSequences + report.data.heldOutSequences).toBeGreaterThanOrEqual(20);
     expect(report.data.heldOutSequences).toBeGreaterThanOrEqual(2);
     expect(report.hyperparameters).toMatchObject({
-      factory: 'crossEntropyDistillation', steps: 3, batchSize: 2, seqLen: 8, learningRate: 1e-3, seed: 4, evaluateEvery: 2,
+      factory: 'crossEntropyDistillation',
+      steps: 3,
+      batchSize: 2,
+      seqLen: 8,
+      learningRate: 1e-3,
+      seed: 4,
+      evaluateEvery: 2,
       factoryOptions: { ...DEFAULT_FACTORY_OPTIONS.crossEntropyDistillation, medianNormPenaltyWeight: 0.2 },
       cloak: { numLayers: 1, hiddenSize: 32 },
     });
     expect(report.final.step).toBe(3);
-    expect(Object.keys(report.final.components).sort()).toEqual(['absoluteCosineSimilarityPenalty', 'distillationCrossEntropyLoss', 'loss', 'medianNormPenalty']);
+    expect(Object.keys(report.final.components).sort()).toEqual([
+      'absoluteCosineSimilarityPenalty',
+      'distillationCrossEntropyLoss',
+      'loss',
+      'medianNormPenalty',
+    ]);
     const m = report.final.metrics;
     for (const v of [m.nearestNeighbourFailureRate, m.top1Agreement]) {
       expect(v).toBeGreaterThanOrEqual(0);
@@ -107,8 +144,18 @@ describe('npm run train (main)', () => {
     const resumed = new TrainerService();
     try {
       await resumed.init();
-      await resumed.loadModel({ config: readFileSync(join(TINY_LLAMA, 'config.json'), 'utf8'), weights: new Uint8Array(readFileSync(join(TINY_LLAMA, 'model.safetensors'))) });
-      await resumed.configure({ factory: 'crossEntropyDistillation', cloak: { numLayers: 1 }, batchSize: 2, seqLen: 8, tokens: documents(7, 24), maxSteps: 4 });
+      await resumed.loadModel({
+        config: readFileSync(join(TINY_LLAMA, 'config.json'), 'utf8'),
+        weights: new Uint8Array(readFileSync(join(TINY_LLAMA, 'model.safetensors'))),
+      });
+      await resumed.configure({
+        factory: 'crossEntropyDistillation',
+        cloak: { numLayers: 1 },
+        batchSize: 2,
+        seqLen: 8,
+        tokens: documents(7, 24),
+        maxSteps: 4,
+      });
       expect(await resumed.loadCheckpoint(readFileSync(join(outDir, 'checkpoint.safetensors')))).toEqual({ state: 'configured', step: 3 });
       expect((await resumed.step()).step).toBe(4);
       // cloak.safetensors is what TransformerCloak.fromSafetensors reads back.
@@ -137,7 +184,7 @@ describe('npm run train (main)', () => {
       if (name === 'model.embed_tokens.weight' || name === 'lm_head.weight') {
         const [v, d] = shape;
         const grown = new Float32Array(300 * d);
-        for (let r = 0; r < 300; r++) grown.set(data.subarray((r % v) * d, (r % v + 1) * d), r * d);
+        for (let r = 0; r < 300; r++) grown.set(data.subarray((r % v) * d, ((r % v) + 1) * d), r * d);
         data = grown;
         shape = [300, d];
       }
@@ -146,7 +193,24 @@ describe('npm run train (main)', () => {
     writeFileSync(join(dir, 'model.safetensors'), writeSafetensors(tensors));
 
     const { io } = quietIO();
-    const result = await main(['--model', dir, '--steps', '2', '--out', join(work, 'run-bytes'), '--batch-size', '2', '--seq-len', '32', '--eval-batches', '2', '--quiet'], io);
+    const result = await main(
+      [
+        '--model',
+        dir,
+        '--steps',
+        '2',
+        '--out',
+        join(work, 'run-bytes'),
+        '--batch-size',
+        '2',
+        '--seq-len',
+        '32',
+        '--eval-batches',
+        '2',
+        '--quiet',
+      ],
+      io,
+    );
     if (result.help) throw new Error('main printed the help instead of training');
     const report = result.report;
     expect(report.model.tokenizer).toBe('byte');
@@ -166,7 +230,22 @@ describe('npm run train (main)', () => {
     expect(await main(['--help'], io)).toEqual({ help: true });
     const text = out.join('');
     expect(text).toBe(helpText());
-    for (const flag of ['--model', '--steps', '--out', '--factory', '--text', '--tokens-file', '--batch-size', '--seq-len', '--lr', '--seed', '--eval-every', '--set', '--cloak', '--quiet']) {
+    for (const flag of [
+      '--model',
+      '--steps',
+      '--out',
+      '--factory',
+      '--text',
+      '--tokens-file',
+      '--batch-size',
+      '--seq-len',
+      '--lr',
+      '--seed',
+      '--eval-every',
+      '--set',
+      '--cloak',
+      '--quiet',
+    ]) {
       expect(text).toContain(flag);
     }
     for (const [factory, options] of Object.entries(DEFAULT_FACTORY_OPTIONS)) {
@@ -191,12 +270,17 @@ describe('npm run train (main)', () => {
     await expect(run(...base, '--steps', '3', '--lr=-1')).rejects.toThrow("--lr must be a positive number, got '-1'");
     await expect(run(...base, '--steps', '3', '--set', 'alpha')).rejects.toThrow("--set expects key=value, got 'alpha'");
     await expect(run(...base, '--steps', '3', '--frobnicate')).rejects.toThrow(/Unknown option '--frobnicate'/);
-    await expect(run(...base, '--steps', '3', '--text', tokensFile, '--tokens-file', tokensFile)).rejects.toThrow('give at most one of --text and --tokens-file');
+    await expect(run(...base, '--steps', '3', '--text', tokensFile, '--tokens-file', tokensFile)).rejects.toThrow(
+      'give at most one of --text and --tokens-file',
+    );
     await expect(run(...base, '--steps', '0')).rejects.toBeInstanceOf(UsageError);
     // These reach the GPU: the tokenizer check needs the model's vocabulary, the option checks the factory.
-    await expect(run(...base, '--steps', '3')).rejects.toThrow(/has no tokenizer\.json and its vocabulary \(96 ids\) is too small for the byte-level tokenizer.*--tokens-file/);
-    await expect(run(...base, '--steps', '3', '--tokens-file', tokensFile, '--seq-len', '8', '--factory', 'distillation', '--set', 'alpha=2'))
-      .rejects.toThrow("distillationLossFactory: option 'alpha' must be in [0, 1], got 2");
+    await expect(run(...base, '--steps', '3')).rejects.toThrow(
+      /has no tokenizer\.json and its vocabulary \(96 ids\) is too small for the byte-level tokenizer.*--tokens-file/,
+    );
+    await expect(
+      run(...base, '--steps', '3', '--tokens-file', tokensFile, '--seq-len', '8', '--factory', 'distillation', '--set', 'alpha=2'),
+    ).rejects.toThrow("distillationLossFactory: option 'alpha' must be in [0, 1], got 2");
     expect(existsSync(join(work, 'bad'))).toBe(false);
   });
 });
@@ -226,12 +310,21 @@ describe('TrainerService in Node', () => {
     const model = await s.loadModel(modelArgs());
     expect(model).toMatchObject({ type: 'llama', layers: 2, hiddenSize: 32, vocabSize: 96, tokenizer: 'none' });
     await expect(s.evaluate()).rejects.toThrow('TrainerService.evaluate: call configure() first');
-    await expect(s.configure({ ...config, tokens: undefined, text: 'hello' })).rejects.toThrow(/too small for the byte-level fallback .*pass tokenizerJson to loadModel\(\), or pre-tokenized 'tokens'/);
+    await expect(s.configure({ ...config, tokens: undefined, text: 'hello' })).rejects.toThrow(
+      /too small for the byte-level fallback .*pass tokenizerJson to loadModel\(\), or pre-tokenized 'tokens'/,
+    );
     await expect(s.configure({ ...config, text: 'hello' })).rejects.toThrow("give exactly one of 'text'");
     await expect(s.configure({ ...config, seqLen: 100 })).rejects.toThrow("'seqLen' (100) exceeds the model's 64 positions");
-    await expect(s.configure({ ...config, factory: 'distillation', factoryOptions: { alpha: 2 } })).rejects.toThrow("option 'alpha' must be in [0, 1], got 2");
+    await expect(s.configure({ ...config, factory: 'distillation', factoryOptions: { alpha: 2 } })).rejects.toThrow(
+      "option 'alpha' must be in [0, 1], got 2",
+    );
     const summary = await s.configure({ ...config, maxSteps: 2 });
-    expect(summary).toMatchObject({ tokenizer: 'pretokenized', seqLen: 8, maxSteps: 2, factoryOptions: DEFAULT_FACTORY_OPTIONS.crossEntropyDistillation });
+    expect(summary).toMatchObject({
+      tokenizer: 'pretokenized',
+      seqLen: 8,
+      maxSteps: 2,
+      factoryOptions: DEFAULT_FACTORY_OPTIONS.crossEntropyDistillation,
+    });
     expect(await s.getState()).toEqual({ state: 'configured', step: 0 });
     await expect(s.resume()).rejects.toThrow('TrainerService.resume: the run is not paused (not started)');
     const events: ProgressEvent[] = [];
@@ -289,9 +382,11 @@ describe('TrainerService in Node', () => {
 
     // A stopped run goes on where it stopped; an error in the callback ends it and reaches the caller.
     const before = (await s.getState()).step;
-    await expect(s.start((e) => {
-      if (e.type === 'step') throw new RangeError(`callback refused step ${e.step}`);
-    })).rejects.toThrow(`callback refused step ${before + 1}`);
+    await expect(
+      s.start((e) => {
+        if (e.type === 'step') throw new RangeError(`callback refused step ${e.step}`);
+      }),
+    ).rejects.toThrow(`callback refused step ${before + 1}`);
     expect(await s.getState()).toEqual({ state: 'stopped', step: before + 1 });
     await s.dispose();
   });

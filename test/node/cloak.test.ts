@@ -51,7 +51,14 @@ describe('TransformerCloak', () => {
       sum(mul(xt, tensor(seedData, [B, T, d]))).backward();
       const params = await hostParams(cloak);
       const [muV, sigmaV, xtV, epsV] = await readAll([mu, sigma, xt, eps]);
-      const ref = referenceCloakTransform(cloak.options, params, ndarray(xData, [B, T, d]), ndarray(A, [B, T]), ndarray(N, [B, T]), ndarray(epsV, [B, T, d]));
+      const ref = referenceCloakTransform(
+        cloak.options,
+        params,
+        ndarray(xData, [B, T, d]),
+        ndarray(A, [B, T]),
+        ndarray(N, [B, T]),
+        ndarray(epsV, [B, T, d]),
+      );
       expectClose(muV, ref.mu.data, 1e-4, 1e-5, 'mu');
       expectClose(sigmaV, ref.sigma.data, 1e-4, 1e-6, 'sigma');
       expectClose(xtV, ref.xt.data, 1e-4, 1e-5, 'xt');
@@ -61,7 +68,9 @@ describe('TransformerCloak', () => {
       // Some gradients are exactly 0 in theory (a key bias shifts every score of a query equally,
       // and softmax ignores that), so the absolute floor is relative to the largest gradient.
       const peak = Math.max(...[...grads.values()].flatMap((g) => Array.from(g.data, Math.abs)));
-      named.forEach(([name], i) => expectClose(gpuGrads[i], grads.get(name)!.data, 1e-3, 1e-5 * peak, `grad ${name}`));
+      named.forEach(([name], i) => {
+        expectClose(gpuGrads[i], grads.get(name)!.data, 1e-3, 1e-5 * peak, `grad ${name}`);
+      });
     });
     cloak.dispose();
   });
@@ -70,7 +79,19 @@ describe('TransformerCloak', () => {
     const rng = new Rng('cloak fd');
     const options = new TransformerCloakOptionsOnly({ hiddenSize: 6, encoderWidth: 4, numHeads: 2, numLayers: 1, meanBound: null });
     const names = options.parameterShapes();
-    const params = new Map<string, NDArray>([...names].map(([n, shape]) => [n, ndarray(rng.uniforms(shape.reduce((a, b) => a * b, 1), -0.5, 0.5), shape)]));
+    const params = new Map<string, NDArray>(
+      [...names].map(([n, shape]) => [
+        n,
+        ndarray(
+          rng.uniforms(
+            shape.reduce((a, b) => a * b, 1),
+            -0.5,
+            0.5,
+          ),
+          shape,
+        ),
+      ]),
+    );
     const [b, t, dd] = [2, 3, 6];
     const x = ndarray(rng.uniforms(b * t * dd, -1, 1), [b, t, dd]);
     const A = ndarray([1, 1, 1, 1, 1, 0], [b, t]);
@@ -231,7 +252,9 @@ describe('NoiseMaskedNoisyTransformerModel', () => {
       p.grad = null;
     }
     expect(liveBufferCount()).toBe(start);
-    expect(() => noisy.requestOutputs({ distillationLayerIndex: 2, logits: false })).toThrow(/distillationLayerIndex 2 is out of range: the model has blocks 0..1/);
+    expect(() => noisy.requestOutputs({ distillationLayerIndex: 2, logits: false })).toThrow(
+      /distillationLayerIndex 2 is out of range: the model has blocks 0..1/,
+    );
     expect(() => noisy.forward({ ...batch, noiseMask: [1, 1, 1, 1, 1, 1, 1, 1, 1, 1] })).toThrow(/N must be <= A/);
     expect(() => new NoiseMaskedNoisyTransformerModel(model, new TransformerCloak({ hiddenSize: 8 }))).toThrow(/hiddenSize/);
     cloak.dispose();
@@ -280,7 +303,11 @@ describe('client-side obfuscation', () => {
     const start = liveBufferCount();
     const file = parseSafetensors(bytes);
     const broken = writeSafetensors(
-      Object.fromEntries([...file.tensors].filter(([n]) => n !== 'mu_head.bias').map(([n, e]) => [n, { dtype: 'F32' as const, shape: e.shape, data: Float32Array.from(toFloat32(e)) }])),
+      Object.fromEntries(
+        [...file.tensors]
+          .filter(([n]) => n !== 'mu_head.bias')
+          .map(([n, e]) => [n, { dtype: 'F32' as const, shape: e.shape, data: Float32Array.from(toFloat32(e)) }]),
+      ),
       file.metadata,
     );
     expect(() => TransformerCloak.fromSafetensors(broken)).toThrow(/tensor 'mu_head.bias' is missing/);

@@ -37,17 +37,43 @@ function rawF32(bytes: Uint8Array, name: string, index: number): number {
 describe('parseModelConfig', () => {
   it('normalises the tiny llama config', () => {
     expect(parseModelConfig(llamaJson())).toEqual({
-      modelType: 'llama', family: 'llama', vocabSize: 96, hiddenSize: 32, intermediateSize: 64, numLayers: 2, numHeads: 4,
-      numKvHeads: 2, headDim: 8, normEps: 1e-5, ropeTheta: 10000, maxPositions: 64, tieWordEmbeddings: false,
-      attentionBias: false, mlpBias: false, activation: 'silu',
+      modelType: 'llama',
+      family: 'llama',
+      vocabSize: 96,
+      hiddenSize: 32,
+      intermediateSize: 64,
+      numLayers: 2,
+      numHeads: 4,
+      numKvHeads: 2,
+      headDim: 8,
+      normEps: 1e-5,
+      ropeTheta: 10000,
+      maxPositions: 64,
+      tieWordEmbeddings: false,
+      attentionBias: false,
+      mlpBias: false,
+      activation: 'silu',
     } satisfies ModelConfig);
   });
 
   it('normalises the tiny gpt2 config (n_inner null -> 4d, tied head, biases, tanh GELU)', () => {
     expect(parseModelConfig(gpt2Json())).toEqual({
-      modelType: 'gpt2', family: 'gpt2', vocabSize: 80, hiddenSize: 32, intermediateSize: 128, numLayers: 2, numHeads: 4,
-      numKvHeads: 4, headDim: 8, normEps: 1e-5, ropeTheta: null, maxPositions: 32, tieWordEmbeddings: true,
-      attentionBias: true, mlpBias: true, activation: 'gelu_tanh',
+      modelType: 'gpt2',
+      family: 'gpt2',
+      vocabSize: 80,
+      hiddenSize: 32,
+      intermediateSize: 128,
+      numLayers: 2,
+      numHeads: 4,
+      numKvHeads: 4,
+      headDim: 8,
+      normEps: 1e-5,
+      ropeTheta: null,
+      maxPositions: 32,
+      tieWordEmbeddings: true,
+      attentionBias: true,
+      mlpBias: true,
+      activation: 'gelu_tanh',
     } satisfies ModelConfig);
     const c = parseModelConfig({ ...gpt2Json(), n_inner: 50, activation_function: 'gelu_pytorch_tanh', tie_word_embeddings: undefined });
     expect([c.intermediateSize, c.activation, c.tieWordEmbeddings]).toEqual([50, 'gelu_tanh', true]);
@@ -62,13 +88,30 @@ describe('parseModelConfig', () => {
     const c = parseModelConfig(base);
     expect([c.numKvHeads, c.tieWordEmbeddings, c.normEps, c.ropeTheta]).toEqual([4, false, 1e-6, 10000]);
     // head_dim given: it wins over hidden/heads, and heads need not divide hidden.
-    const hd = parseModelConfig({ ...llamaJson(), model_type: 'mistral', num_attention_heads: 3, num_key_value_heads: 1, head_dim: 16, sliding_window: 4096 });
+    const hd = parseModelConfig({
+      ...llamaJson(),
+      model_type: 'mistral',
+      num_attention_heads: 3,
+      num_key_value_heads: 1,
+      head_dim: 16,
+      sliding_window: 4096,
+    });
     expect([hd.modelType, hd.headDim, hd.numHeads, hd.slidingWindow]).toEqual(['mistral', 16, 3, 4096]);
     expect(parseModelConfig({ ...llamaJson(), model_type: 'mistral', sliding_window: null }).slidingWindow).toBeUndefined();
-    const q = parseModelConfig({ ...llamaJson(), model_type: 'qwen2', tie_word_embeddings: true, sliding_window: 4096, use_sliding_window: false });
+    const q = parseModelConfig({
+      ...llamaJson(),
+      model_type: 'qwen2',
+      tie_word_embeddings: true,
+      sliding_window: 4096,
+      use_sliding_window: false,
+    });
     expect([q.attentionBias, q.mlpBias, q.tieWordEmbeddings, q.slidingWindow]).toEqual([true, false, true, undefined]);
     // SmolLM is a llama with tied embeddings.
-    expect(parseModelConfig({ ...llamaJson(), tie_word_embeddings: true, rope_theta: 100000 })).toMatchObject({ family: 'llama', tieWordEmbeddings: true, ropeTheta: 100000 });
+    expect(parseModelConfig({ ...llamaJson(), tie_word_embeddings: true, rope_theta: 100000 })).toMatchObject({
+      family: 'llama',
+      tieWordEmbeddings: true,
+      ropeTheta: 100000,
+    });
     // transformers v5 nests rope_theta in rope_parameters.
     const v5: Json = { ...llamaJson(), rope_parameters: { rope_type: 'default', rope_theta: 500000 } };
     delete v5.rope_theta;
@@ -92,9 +135,13 @@ describe('parseModelConfig', () => {
     delete noEmbd.n_embd;
     expect(() => parseModelConfig(noEmbd)).toThrow("config.json: missing required field 'n_embd'");
     expect(() => parseModelConfig({ ...llamaJson(), vocab_size: '96' })).toThrow(`field 'vocab_size' must be a positive integer, got "96"`);
-    expect(() => parseModelConfig({ ...llamaJson(), hidden_size: 32.5 })).toThrow(/field 'hidden_size' must be a positive integer, got 32.5/);
+    expect(() => parseModelConfig({ ...llamaJson(), hidden_size: 32.5 })).toThrow(
+      /field 'hidden_size' must be a positive integer, got 32.5/,
+    );
     expect(() => parseModelConfig({ ...llamaJson(), rms_norm_eps: -1 })).toThrow(/field 'rms_norm_eps' must be a positive number, got -1/);
-    expect(() => parseModelConfig({ ...llamaJson(), tie_word_embeddings: 'yes' })).toThrow(/field 'tie_word_embeddings' must be true or false/);
+    expect(() => parseModelConfig({ ...llamaJson(), tie_word_embeddings: 'yes' })).toThrow(
+      /field 'tie_word_embeddings' must be true or false/,
+    );
   });
 
   it('checks that heads divide', () => {
@@ -108,9 +155,13 @@ describe('parseModelConfig', () => {
   });
 
   it('rejects settings that would change the computation and are not implemented', () => {
-    expect(() => parseModelConfig({ ...llamaJson(), rope_scaling: { rope_type: 'llama3', factor: 32 } })).toThrow(/'rope_scaling' asks for RoPE scaling 'llama3'/);
+    expect(() => parseModelConfig({ ...llamaJson(), rope_scaling: { rope_type: 'llama3', factor: 32 } })).toThrow(
+      /'rope_scaling' asks for RoPE scaling 'llama3'/,
+    );
     expect(() => parseModelConfig({ ...llamaJson(), hidden_act: 'gelu' })).toThrow(/'hidden_act' is "gelu"; only 'silu'/);
-    expect(() => parseModelConfig({ ...gpt2Json(), activation_function: 'relu' })).toThrow(/'activation_function' is "relu"; supported for gpt2: 'gelu_new', 'gelu_pytorch_tanh'/);
+    expect(() => parseModelConfig({ ...gpt2Json(), activation_function: 'relu' })).toThrow(
+      /'activation_function' is "relu"; supported for gpt2: 'gelu_new', 'gelu_pytorch_tanh'/,
+    );
     expect(() => parseModelConfig({ ...llamaJson(), attention_bias: true })).toThrow(/'attention_bias: true'.*not supported for llama/);
   });
 });
@@ -178,7 +229,9 @@ describe('expectedWeights and checkWeights', () => {
     expect(err).toMatch(/missing 2 tensor\(s\): model.layers.1.mlp.up_proj.weight, model.norm.weight/);
     expect(err).toMatch(/wrong shape for 1 tensor\(s\): model.layers.0.self_attn.k_proj.weight: expected \[16, 32\], found \[32, 32\]/);
     // The wrong architecture altogether says so.
-    expect(() => checkWeights(parseModelConfig(gpt2Json()), file)).toThrow(/missing 28 tensor\(s\)[\s\S]*none of the expected tensors is in the file \(it has 21, e.g. lm_head.weight/);
+    expect(() => checkWeights(parseModelConfig(gpt2Json()), file)).toThrow(
+      /missing 28 tensor\(s\)[\s\S]*none of the expected tensors is in the file \(it has 21, e.g. lm_head.weight/,
+    );
   });
 });
 
@@ -238,7 +291,13 @@ describe('uploadWeights', () => {
     expect(() => uploadWeights(config, short)).toThrow(/tensor: data has 2047 elements but shape \[64,32\] needs 2048/);
     expect(liveBufferCount()).toBe(before);
     // A throwing progress callback is another midway failure.
-    expect(() => uploadWeights(config, file, { onProgress: (done) => { if (done === 5) throw new Error('stop'); } })).toThrow('stop');
+    expect(() =>
+      uploadWeights(config, file, {
+        onProgress: (done) => {
+          if (done === 5) throw new Error('stop');
+        },
+      }),
+    ).toThrow('stop');
     expect(liveBufferCount()).toBe(before);
   });
 
@@ -254,7 +313,9 @@ describe('uploadWeights', () => {
     const fake: SafetensorsFile = { metadata: {}, tensors: new Map() };
     for (const [n, shape] of expectedWeights(config)) fake.tensors.set(n, { dtype: 'F32', shape, bytes: new Uint8Array(0) });
     expect(() => uploadWeights(config, fake)).toThrow(
-      new RegExp(`'model.embed_tokens.weight' \\[${config.vocabSize}, 32\\] needs \\d+ bytes as f32, more than this device's maxStorageBufferBindingSize \\(${limit} bytes\\)`),
+      new RegExp(
+        `'model.embed_tokens.weight' \\[${config.vocabSize}, 32\\] needs \\d+ bytes as f32, more than this device's maxStorageBufferBindingSize \\(${limit} bytes\\)`,
+      ),
     );
     expect(liveBufferCount()).toBe(before);
   });

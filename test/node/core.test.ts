@@ -2,7 +2,21 @@
 import { describe, expect, it } from 'vitest';
 import { gpu } from '../gpu';
 import {
-  add, backward, exp, keep, liveBufferCount, matmul, mul, noGrad, readAll, reshape, scope, sum, tanh, tensor, Tensor,
+  add,
+  backward,
+  exp,
+  keep,
+  liveBufferCount,
+  matmul,
+  mul,
+  noGrad,
+  readAll,
+  reshape,
+  scope,
+  sum,
+  tanh,
+  tensor,
+  type Tensor,
 } from '../../src/index';
 import { reflectBindings } from '../../src/gpu/pipelineCache';
 
@@ -60,7 +74,9 @@ describe('context', () => {
     const inside = await ctx.withShaderSource(original, edited, () => add(a, b).toArray());
     expect([...inside]).toEqual([4, 5]);
     expect([...(await add(a, b).toArray())]).toEqual([6, 9]);
-    expect(() => ctx.withShaderSource(original, edited, () => ctx.withShaderSource(original, edited, () => 0))).toThrow(/already overridden/);
+    expect(() => ctx.withShaderSource(original, edited, () => ctx.withShaderSource(original, edited, () => 0))).toThrow(
+      /already overridden/,
+    );
     a.dispose();
     b.dispose();
   });
@@ -252,8 +268,15 @@ describe('autograd', () => {
 
   it('leaves the live-buffer count unchanged across training steps', async () => {
     await gpu();
-    const w = tensor(Float32Array.from({ length: 12 }, (_, i) => Math.sin(i)), [4, 3], { requiresGrad: true });
-    const input = tensor(Float32Array.from({ length: 8 }, (_, i) => Math.cos(i)), [2, 4]);
+    const w = tensor(
+      Float32Array.from({ length: 12 }, (_, i) => Math.sin(i)),
+      [4, 3],
+      { requiresGrad: true },
+    );
+    const input = tensor(
+      Float32Array.from({ length: 8 }, (_, i) => Math.cos(i)),
+      [2, 4],
+    );
     const step = () =>
       scope(() => {
         const loss = sum(tanh(matmul(input, w)));

@@ -1,7 +1,13 @@
 /** Training data: packing and masks on hand-worked examples, batching, the seeded shuffle, the split, and textDataset. */
 import { describe, expect, it } from 'vitest';
 import {
-  batches, packSequences, seededPermutation, seededRandom, textDataset, trainHeldOutSplit, type PackedSequence,
+  batches,
+  packSequences,
+  seededPermutation,
+  seededRandom,
+  textDataset,
+  trainHeldOutSplit,
+  type PackedSequence,
 } from '../../src/text/data';
 import { byteTokenizer } from '../../src/text/tokenizer';
 
@@ -13,13 +19,24 @@ function expectNoiseWithinAttention(seqs: PackedSequence[]): void {
 
 describe('packSequences', () => {
   // Stream: [BOS 5 6 7 EOS] [BOS 8 9 EOS] = 1 5 6 7 2 1 8 9 2, cut every 4, last chunk padded with 0.
-  const docs = [[5, 6, 7], [8, 9]];
+  const docs = [
+    [5, 6, 7],
+    [8, 9],
+  ];
   const base = { seqLen: 4, padId: 0, bos: 1, eos: 2 };
 
   it('packs documents with BOS/EOS into seqLen chunks and right-pads the last', () => {
     const seqs = packSequences(docs, base);
-    expect(rows(seqs, 'ids')).toEqual([[1, 5, 6, 7], [2, 1, 8, 9], [2, 0, 0, 0]]);
-    expect(rows(seqs, 'attentionMask')).toEqual([[1, 1, 1, 1], [1, 1, 1, 1], [1, 0, 0, 0]]);
+    expect(rows(seqs, 'ids')).toEqual([
+      [1, 5, 6, 7],
+      [2, 1, 8, 9],
+      [2, 0, 0, 0],
+    ]);
+    expect(rows(seqs, 'attentionMask')).toEqual([
+      [1, 1, 1, 1],
+      [1, 1, 1, 1],
+      [1, 0, 0, 0],
+    ]);
     // Default N = A and L = A.
     expect(rows(seqs, 'noiseMask')).toEqual(rows(seqs, 'attentionMask'));
     expect(rows(seqs, 'lossMask')).toEqual(rows(seqs, 'attentionMask'));
@@ -31,25 +48,51 @@ describe('packSequences', () => {
 
   it('excludes BOS/EOS from the noise mask when asked, and can use N as the loss mask', () => {
     const seqs = packSequences(docs, { ...base, noiseMask: { excludeSpecialTokens: true }, lossMask: 'noise' });
-    expect(rows(seqs, 'noiseMask')).toEqual([[0, 1, 1, 1], [0, 0, 1, 1], [0, 0, 0, 0]]);
+    expect(rows(seqs, 'noiseMask')).toEqual([
+      [0, 1, 1, 1],
+      [0, 0, 1, 1],
+      [0, 0, 0, 0],
+    ]);
     expect(rows(seqs, 'lossMask')).toEqual(rows(seqs, 'noiseMask'));
-    expect(rows(seqs, 'attentionMask')).toEqual([[1, 1, 1, 1], [1, 1, 1, 1], [1, 0, 0, 0]]);
+    expect(rows(seqs, 'attentionMask')).toEqual([
+      [1, 1, 1, 1],
+      [1, 1, 1, 1],
+      [1, 0, 0, 0],
+    ]);
   });
 
   it('excludes the first k tokens of each document or of each sequence', () => {
     // Per document: the first own token of each document (5 and 8), not the BOS.
     const perDoc = packSequences(docs, { ...base, noiseMask: { excludeFirst: 1 } });
-    expect(rows(perDoc, 'noiseMask')).toEqual([[1, 0, 1, 1], [1, 1, 0, 1], [1, 0, 0, 0]]);
+    expect(rows(perDoc, 'noiseMask')).toEqual([
+      [1, 0, 1, 1],
+      [1, 1, 0, 1],
+      [1, 0, 0, 0],
+    ]);
     const perSeq = packSequences(docs, { ...base, noiseMask: { excludeFirst: 2, excludeFirstOf: 'sequence' } });
-    expect(rows(perSeq, 'noiseMask')).toEqual([[0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 0, 0]]);
+    expect(rows(perSeq, 'noiseMask')).toEqual([
+      [0, 0, 1, 1],
+      [0, 0, 1, 1],
+      [0, 0, 0, 0],
+    ]);
     const both = packSequences(docs, { ...base, noiseMask: { excludeFirst: 2, excludeSpecialTokens: true } });
-    expect(rows(both, 'noiseMask')).toEqual([[0, 0, 0, 1], [0, 0, 0, 0], [0, 0, 0, 0]]);
+    expect(rows(both, 'noiseMask')).toEqual([
+      [0, 0, 0, 1],
+      [0, 0, 0, 0],
+      [0, 0, 0, 0],
+    ]);
     for (const s of [perDoc, perSeq, both]) expectNoiseWithinAttention(s);
   });
 
   it('takes a single flat document, skips empty ones, and pads only when needed', () => {
-    expect(rows(packSequences([3, 4, 5], { seqLen: 2, padId: 9 }), 'ids')).toEqual([[3, 4], [5, 9]]);
-    expect(rows(packSequences(Int32Array.of(3, 4, 5, 6), { seqLen: 2, padId: 9 }), 'ids')).toEqual([[3, 4], [5, 6]]);
+    expect(rows(packSequences([3, 4, 5], { seqLen: 2, padId: 9 }), 'ids')).toEqual([
+      [3, 4],
+      [5, 9],
+    ]);
+    expect(rows(packSequences(Int32Array.of(3, 4, 5, 6), { seqLen: 2, padId: 9 }), 'ids')).toEqual([
+      [3, 4],
+      [5, 6],
+    ]);
     expect(rows(packSequences([[], [5], []], base), 'ids')).toEqual([[1, 5, 2, 0]]);
     expect(packSequences([], base)).toEqual([]);
     expect(packSequences([[], []], base)).toEqual([]);
@@ -76,13 +119,23 @@ describe('packSequences', () => {
   it('validates its input with errors that say where', () => {
     expect(() => packSequences(docs, { ...base, seqLen: 1 })).toThrow(/seqLen must be an integer >= 2, got 1/);
     expect(() => packSequences(docs, { ...base, seqLen: 2.5 })).toThrow(/seqLen/);
-    expect(() => packSequences([[1, 2], [3, 300]], { ...base, vocabSize: 256 })).toThrow(/document 1, position 1: id 300 is not an integer in \[0, 256\)/);
+    expect(() =>
+      packSequences(
+        [
+          [1, 2],
+          [3, 300],
+        ],
+        { ...base, vocabSize: 256 },
+      ),
+    ).toThrow(/document 1, position 1: id 300 is not an integer in \[0, 256\)/);
     expect(() => packSequences([[1, 2.5]], base)).toThrow(/document 0, position 1: id 2.5/);
     expect(() => packSequences([[1, -1]], base)).toThrow(/document 0, position 1: id -1/);
     expect(() => packSequences([1, 2], { ...base, padId: 10, vocabSize: 10 })).toThrow(/padId = 10 must be an integer in \[0, 10\)/);
     expect(() => packSequences([1, 2], { ...base, eos: -2 })).toThrow(/eos = -2/);
     expect(() => packSequences([1, [2]] as unknown as number[], base)).toThrow(/mixes ids and documents/);
-    expect(() => packSequences([1, 2], { ...base, noiseMask: { fraction: 1.5 } })).toThrow(/noiseMask.fraction must be a number in \[0, 1\]/);
+    expect(() => packSequences([1, 2], { ...base, noiseMask: { fraction: 1.5 } })).toThrow(
+      /noiseMask.fraction must be a number in \[0, 1\]/,
+    );
     expect(() => packSequences([1, 2], { ...base, noiseMask: { excludeFirst: -1 } })).toThrow(/noiseMask.excludeFirst/);
     expect(() => packSequences([1, 2], { ...base, lossMask: 'all' as 'noise' })).toThrow(/lossMask must be 'attention' or 'noise'/);
   });
@@ -116,11 +169,16 @@ describe('batches', () => {
     noiseMask: Uint8Array.of(0, 1, s % 2),
     lossMask: Uint8Array.of(1, 0, 1),
   }));
-  const firstIds = (bs: ReturnType<typeof batches>): number[] => [...bs].flatMap((b) => Array.from({ length: b.batchSize }, (_, r) => b.ids[r * b.seqLen] / 10));
+  const firstIds = (bs: ReturnType<typeof batches>): number[] =>
+    [...bs].flatMap((b) => Array.from({ length: b.batchSize }, (_, r) => b.ids[r * b.seqLen] / 10));
 
   it('lays out row-major [B, T] arrays, in order, with a short last batch', () => {
     const out = [...batches(seqs, 2)];
-    expect(out.map((b) => [b.batchSize, b.seqLen])).toEqual([[2, 3], [2, 3], [1, 3]]);
+    expect(out.map((b) => [b.batchSize, b.seqLen])).toEqual([
+      [2, 3],
+      [2, 3],
+      [1, 3],
+    ]);
     expect(Array.from(out[0].ids)).toEqual([0, 1, 2, 10, 11, 12]);
     expect(out[0].attentionMask).toBeInstanceOf(Float32Array);
     expect(Array.from(out[0].attentionMask)).toEqual([1, 1, 0, 1, 1, 1]);
@@ -171,7 +229,13 @@ describe('batches', () => {
   });
 
   it('batches packed sequences end to end', () => {
-    const packed = packSequences([[5, 6, 7], [8, 9]], { seqLen: 4, padId: 0, bos: 1, eos: 2 });
+    const packed = packSequences(
+      [
+        [5, 6, 7],
+        [8, 9],
+      ],
+      { seqLen: 4, padId: 0, bos: 1, eos: 2 },
+    );
     const [b] = [...batches(packed, 3)];
     expect(Array.from(b.ids)).toEqual([1, 5, 6, 7, 2, 1, 8, 9, 2, 0, 0, 0]);
     expect(Array.from(b.attentionMask)).toEqual([1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0]);
@@ -203,20 +267,34 @@ describe('trainHeldOutSplit', () => {
 });
 
 describe('textDataset', () => {
-  it('tokenizes and packs with the tokenizer\'s specials', () => {
+  it("tokenizes and packs with the tokenizer's specials", () => {
     const tok = byteTokenizer();
     // "ab" -> 256 97 98 257, "c" -> 256 99 257; seqLen 4, pad 258.
     const seqs = textDataset(['ab', 'c'], tok, { seqLen: 4 });
-    expect(rows(seqs, 'ids')).toEqual([[256, 97, 98, 257], [256, 99, 257, 258]]);
-    expect(rows(seqs, 'attentionMask')).toEqual([[1, 1, 1, 1], [1, 1, 1, 0]]);
+    expect(rows(seqs, 'ids')).toEqual([
+      [256, 97, 98, 257],
+      [256, 99, 257, 258],
+    ]);
+    expect(rows(seqs, 'attentionMask')).toEqual([
+      [1, 1, 1, 1],
+      [1, 1, 1, 0],
+    ]);
     const noSpecials = textDataset('abc', tok, { seqLen: 2, bos: null, eos: null, noiseMask: { excludeSpecialTokens: true } });
-    expect(rows(noSpecials, 'ids')).toEqual([[97, 98], [99, 258]]);
-    expect(rows(noSpecials, 'noiseMask')).toEqual([[1, 1], [1, 0]]);
+    expect(rows(noSpecials, 'ids')).toEqual([
+      [97, 98],
+      [99, 258],
+    ]);
+    expect(rows(noSpecials, 'noiseMask')).toEqual([
+      [1, 1],
+      [1, 0],
+    ]);
     expect(tok.decode(Array.from(seqs[0].ids))).toBe('ab');
   });
 
   it('errors when the model vocabulary is too small for the tokenizer', () => {
-    expect(() => textDataset('hi', byteTokenizer(), { seqLen: 4, vocabSize: 96 })).toThrow(/vocabulary \(96\) is too small for the tokenizer \(259 ids\)/);
+    expect(() => textDataset('hi', byteTokenizer(), { seqLen: 4, vocabSize: 96 })).toThrow(
+      /vocabulary \(96\) is too small for the tokenizer \(259 ids\)/,
+    );
     expect(() => textDataset([42 as unknown as string], byteTokenizer(), { seqLen: 4 })).toThrow(/document 0 is not a string/);
   });
 });

@@ -5,7 +5,12 @@ import { expectClose } from '../helpers/compare';
 import { LOSS_FIXTURES, loadLossFixture } from '../helpers/fixtures';
 import { liveBufferCount, scope, tensor } from '../../src/index';
 import { embeddingColumnStd, embeddingStats, percentile, recommendedCharacteristicLength } from '../../src/models/embeddingStats';
-import { columnStdReference, embeddingStatsReference, percentileReference, voronoiDistancesReference } from '../../src/reference/embeddingStats';
+import {
+  columnStdReference,
+  embeddingStatsReference,
+  percentileReference,
+  voronoiDistancesReference,
+} from '../../src/reference/embeddingStats';
 
 describe('embeddingStats', () => {
   for (const name of LOSS_FIXTURES) {
@@ -39,7 +44,13 @@ describe('embeddingStats', () => {
   it('random tables of odd sizes (V not a multiple of the tiles, several chunks) match the twin', async () => {
     await gpu();
     await scope(async () => {
-      for (const [V, d, offset] of [[2, 3, 0], [3, 1, 0], [301, 20, 0], [1000, 3, 5], [257, 300, 0]] as const) {
+      for (const [V, d, offset] of [
+        [2, 3, 0],
+        [3, 1, 0],
+        [301, 20, 0],
+        [1000, 3, 5],
+        [257, 300, 0],
+      ] as const) {
         const data = Float32Array.from(noise(V * d, V * 7 + d), (v) => v + offset);
         const ref = embeddingStatsReference(data, d);
         const stats = await embeddingStats(tensor(data, [V, d]));

@@ -9,8 +9,11 @@ import { getContext, readAll, scope } from '../../src/index';
 import { loadCausalLM, type CausalLM } from '../../src/models/causalLM';
 import { NoiseMaskedNoisyTransformerModel, TransformerCloak } from '../../src/models/cloak';
 import {
-  crossEntropyDistillationFactory, distillationLossFactory, mutualInformationCrossEntropyDistillationFactory,
-  mutualInformationDistillationLossFactory, type LossFactoryResult,
+  crossEntropyDistillationFactory,
+  distillationLossFactory,
+  mutualInformationCrossEntropyDistillationFactory,
+  mutualInformationDistillationLossFactory,
+  type LossFactoryResult,
 } from '../../src/factories/distillation';
 
 let model: CausalLM;
@@ -47,35 +50,75 @@ const factories: Factory[] = [
     name: 'distillationLossFactory (layer 0)',
     make: () =>
       distillationLossFactory(noisy, {
-        distillationLayerIndex: 0, alpha: 0.4, stdLogRatioLossWeight: 0.5, inputEmbeddingSimilarityLossWeight: 0.7,
-        distillationLayerCosineDistanceLossWeight: 1.3, distillationLayerL2DistanceLossWeight: 0.2, inverseL2PowerLawCatalystLossWeight: 0.3,
-        inverseL2PowerLawCharacteristicLength: 0.5, inverseL2PowerLawExponentOfDecay: 1.5,
+        distillationLayerIndex: 0,
+        alpha: 0.4,
+        stdLogRatioLossWeight: 0.5,
+        inputEmbeddingSimilarityLossWeight: 0.7,
+        distillationLayerCosineDistanceLossWeight: 1.3,
+        distillationLayerL2DistanceLossWeight: 0.2,
+        inverseL2PowerLawCatalystLossWeight: 0.3,
+        inverseL2PowerLawCharacteristicLength: 0.5,
+        inverseL2PowerLawExponentOfDecay: 1.5,
       }),
-    keys: ['distillationLayerCosineDistanceLoss', 'distillationLayerL2DistanceLoss', 'stdLogRatioLoss', 'inputEmbeddingSimilarityLoss', 'inverseL2PowerLawCatalystLoss', 'loss'],
+    keys: [
+      'distillationLayerCosineDistanceLoss',
+      'distillationLayerL2DistanceLoss',
+      'stdLogRatioLoss',
+      'inputEmbeddingSimilarityLoss',
+      'inverseL2PowerLawCatalystLoss',
+      'loss',
+    ],
     mi: false,
   },
   {
     name: 'distillationLossFactory (logits)',
     make: () =>
       distillationLossFactory(noisy, {
-        distillationLayerIndex: null, alpha: 0.25, stdLogRatioLossWeight: 0.1, inputEmbeddingSimilarityLossWeight: 0.5, distillationLayerCosineDistanceLossWeight: 1,
+        distillationLayerIndex: null,
+        alpha: 0.25,
+        stdLogRatioLossWeight: 0.1,
+        inputEmbeddingSimilarityLossWeight: 0.5,
+        distillationLayerCosineDistanceLossWeight: 1,
       }),
-    keys: ['distillationLayerCosineDistanceLoss', 'distillationLayerL2DistanceLoss', 'stdLogRatioLoss', 'inputEmbeddingSimilarityLoss', 'inverseL2PowerLawCatalystLoss', 'loss'],
+    keys: [
+      'distillationLayerCosineDistanceLoss',
+      'distillationLayerL2DistanceLoss',
+      'stdLogRatioLoss',
+      'inputEmbeddingSimilarityLoss',
+      'inverseL2PowerLawCatalystLoss',
+      'loss',
+    ],
     mi: false,
   },
   {
     name: 'mutualInformationDistillationLossFactory',
     make: () =>
       mutualInformationDistillationLossFactory(noisy, {
-        distillationLayerIndex: 1, alpha: 0.3, distillationLayerL2DistanceLossWeight: 0.2, mutualInformationLossWeight: 0.6,
-        inputEmbeddingSimilarityLossWeight: 0.4, inverseL2PowerLawCatalystLossWeight: 0.1,
+        distillationLayerIndex: 1,
+        alpha: 0.3,
+        distillationLayerL2DistanceLossWeight: 0.2,
+        mutualInformationLossWeight: 0.6,
+        inputEmbeddingSimilarityLossWeight: 0.4,
+        inverseL2PowerLawCatalystLossWeight: 0.1,
       }),
-    keys: ['distillationLayerCosineDistanceLoss', 'distillationLayerL2DistanceLoss', 'mutualInformationLoss', 'inputEmbeddingSimilarityLoss', 'inverseL2PowerLawCatalystLoss', 'loss'],
+    keys: [
+      'distillationLayerCosineDistanceLoss',
+      'distillationLayerL2DistanceLoss',
+      'mutualInformationLoss',
+      'inputEmbeddingSimilarityLoss',
+      'inverseL2PowerLawCatalystLoss',
+      'loss',
+    ],
     mi: true,
   },
   {
     name: 'crossEntropyDistillationFactory',
-    make: () => crossEntropyDistillationFactory(noisy, { distillationCrossEntropyLossWeight: 1, absoluteCosineSimilarityPenaltyWeight: 0.5, medianNormPenaltyWeight: 0.25 }),
+    make: () =>
+      crossEntropyDistillationFactory(noisy, {
+        distillationCrossEntropyLossWeight: 1,
+        absoluteCosineSimilarityPenaltyWeight: 0.5,
+        medianNormPenaltyWeight: 0.25,
+      }),
     keys: ['distillationCrossEntropyLoss', 'absoluteCosineSimilarityPenalty', 'medianNormPenalty', 'loss'],
     mi: false,
   },
@@ -83,7 +126,10 @@ const factories: Factory[] = [
     name: 'mutualInformationCrossEntropyDistillationFactory',
     make: () =>
       mutualInformationCrossEntropyDistillationFactory(noisy, {
-        mutualInformationLossWeight: 0.3, distillationCrossEntropyLossWeight: 1, absoluteCosineSimilarityPenaltyWeight: 0.5, medianNormPenaltyWeight: 0.25,
+        mutualInformationLossWeight: 0.3,
+        distillationCrossEntropyLossWeight: 1,
+        absoluteCosineSimilarityPenaltyWeight: 0.5,
+        medianNormPenaltyWeight: 0.25,
         combineNoiseMasksForMutualInformationSubBatches: false,
       }),
     keys: ['mutualInformationLoss', 'distillationCrossEntropyLoss', 'absoluteCosineSimilarityPenalty', 'medianNormPenalty', 'loss'],
@@ -162,13 +208,22 @@ describe.each(factories)('$name', ({ make, keys, mi }) => {
       const analytic = dirs.reduce((acc, dv, i) => acc + dv.reduce((s, v, j) => s + v * grads[i][j], 0), 0);
       const h = 2e-3;
       const at = async (sign: number) => {
-        params.forEach((p, i) => getContext().write(p.buffer, values[i].map((v, j) => v + sign * h * dirs[i][j])));
+        params.forEach((p, i) => {
+          getContext().write(
+            p.buffer,
+            values[i].map((v, j) => v + sign * h * dirs[i][j]),
+          );
+        });
         return fixedNoiseLoss(lossFn);
       };
       const numeric = ((await at(1)) - (await at(-1))) / (2 * h);
-      params.forEach((p, i) => getContext().write(p.buffer, values[i]));
+      params.forEach((p, i) => {
+        getContext().write(p.buffer, values[i]);
+      });
       // f32 forward passes: central differences are good to a few percent of the derivative.
-      expect(Math.abs(numeric - analytic), `directional derivative ${analytic} vs ${numeric}`).toBeLessThan(0.03 * Math.abs(analytic) + 2e-3);
+      expect(Math.abs(numeric - analytic), `directional derivative ${analytic} vs ${numeric}`).toBeLessThan(
+        0.03 * Math.abs(analytic) + 2e-3,
+      );
     }
   });
 
@@ -233,21 +288,48 @@ function weightedSum(values: Record<string, number>, hp: Record<string, number |
 }
 
 describe('option checks at factory time', () => {
-  const base = { distillationLayerIndex: 0, alpha: 0.5, stdLogRatioLossWeight: 1, inputEmbeddingSimilarityLossWeight: 1, distillationLayerCosineDistanceLossWeight: 1 };
+  const base = {
+    distillationLayerIndex: 0,
+    alpha: 0.5,
+    stdLogRatioLossWeight: 1,
+    inputEmbeddingSimilarityLossWeight: 1,
+    distillationLayerCosineDistanceLossWeight: 1,
+  };
   it('names the bad option', () => {
-    expect(() => distillationLossFactory(noisy, { ...base, alpha: 1.5 })).toThrow(/distillationLossFactory: option 'alpha' must be in \[0, 1\], got 1.5/);
-    expect(() => distillationLossFactory(noisy, { ...base, stdLogRatioLossWeight: -1 })).toThrow(/option 'stdLogRatioLossWeight' must be a finite number >= 0/);
-    expect(() => distillationLossFactory(noisy, { ...base, inputEmbeddingSimilarityLossWeight: NaN })).toThrow(/'inputEmbeddingSimilarityLossWeight'/);
-    expect(() => distillationLossFactory(noisy, { ...base, distillationLayerIndex: 2 })).toThrow(/'distillationLayerIndex' must be null or a block index in 0..1, got 2/);
-    expect(() => distillationLossFactory(noisy, { ...base, inverseL2PowerLawExponentOfDecay: 0 })).toThrow(/'inverseL2PowerLawExponentOfDecay' must be positive/);
-    expect(() => distillationLossFactory(noisy, { ...base, inverseL2PowerLawCharacteristicLength: -2 })).toThrow(/'inverseL2PowerLawCharacteristicLength' must be positive/);
+    expect(() => distillationLossFactory(noisy, { ...base, alpha: 1.5 })).toThrow(
+      /distillationLossFactory: option 'alpha' must be in \[0, 1\], got 1.5/,
+    );
+    expect(() => distillationLossFactory(noisy, { ...base, stdLogRatioLossWeight: -1 })).toThrow(
+      /option 'stdLogRatioLossWeight' must be a finite number >= 0/,
+    );
+    expect(() => distillationLossFactory(noisy, { ...base, inputEmbeddingSimilarityLossWeight: NaN })).toThrow(
+      /'inputEmbeddingSimilarityLossWeight'/,
+    );
+    expect(() => distillationLossFactory(noisy, { ...base, distillationLayerIndex: 2 })).toThrow(
+      /'distillationLayerIndex' must be null or a block index in 0..1, got 2/,
+    );
+    expect(() => distillationLossFactory(noisy, { ...base, inverseL2PowerLawExponentOfDecay: 0 })).toThrow(
+      /'inverseL2PowerLawExponentOfDecay' must be positive/,
+    );
+    expect(() => distillationLossFactory(noisy, { ...base, inverseL2PowerLawCharacteristicLength: -2 })).toThrow(
+      /'inverseL2PowerLawCharacteristicLength' must be positive/,
+    );
     const { alpha: _alpha, ...noAlpha } = base;
     expect(() => distillationLossFactory(noisy, noAlpha as never)).toThrow(/option 'alpha' is required/);
     expect(() => distillationLossFactory(noisy, { ...base, alhpa: 1 } as never)).toThrow(/unknown option 'alhpa'/);
-    expect(() => crossEntropyDistillationFactory(noisy, { distillationCrossEntropyLossWeight: 1, absoluteCosineSimilarityPenaltyWeight: Infinity, medianNormPenaltyWeight: 0 })).toThrow(/'absoluteCosineSimilarityPenaltyWeight'/);
+    expect(() =>
+      crossEntropyDistillationFactory(noisy, {
+        distillationCrossEntropyLossWeight: 1,
+        absoluteCosineSimilarityPenaltyWeight: Infinity,
+        medianNormPenaltyWeight: 0,
+      }),
+    ).toThrow(/'absoluteCosineSimilarityPenaltyWeight'/);
     expect(() =>
       mutualInformationCrossEntropyDistillationFactory(noisy, {
-        mutualInformationLossWeight: 1, distillationCrossEntropyLossWeight: 1, absoluteCosineSimilarityPenaltyWeight: 0, medianNormPenaltyWeight: 0,
+        mutualInformationLossWeight: 1,
+        distillationCrossEntropyLossWeight: 1,
+        absoluteCosineSimilarityPenaltyWeight: 0,
+        medianNormPenaltyWeight: 0,
         combineNoiseMasksForMutualInformationSubBatches: 'yes' as never,
       }),
     ).toThrow(/'combineNoiseMasksForMutualInformationSubBatches' must be true or false/);

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { gpu } from '../gpu';
 import { expectClose } from '../helpers/compare';
 import { LOSS_FIXTURES, loadLossFixture } from '../helpers/fixtures';
-import { Tensor, liveBufferCount, noGrad, scope, tensor } from '../../src/index';
+import { type Tensor, liveBufferCount, noGrad, scope, tensor } from '../../src/index';
 import { inverseL2PowerLawCatalyst, nearestRows } from '../../src/losses/catalyst';
 import { inverseL2PowerLawCatalystReference, nearestRowsReference } from '../../src/reference/catalyst';
 
@@ -43,7 +43,9 @@ describe('inverseL2PowerLawCatalyst', () => {
           expectClose(r.grad, expected.grad.xt.data, 1e-3, 1e-6, 'grad xt');
         }
         // Without a graph the uploaded mask is freed at once; the value must not change.
-        const plain = noGrad(() => inverseL2PowerLawCatalyst(xt, E, f.inputs.N.data, { characteristicLength: f.ell, exponentOfDecay: f.p }));
+        const plain = noGrad(() =>
+          inverseL2PowerLawCatalyst(xt, E, f.inputs.N.data, { characteristicLength: f.ell, exponentOfDecay: f.p }),
+        );
         expect(plain.gradFn).toBeNull();
         expectClose([await plain.item()], [expected.value], 1e-4, 1e-6, 'value (no grad)');
       });
@@ -64,7 +66,10 @@ describe('inverseL2PowerLawCatalyst', () => {
       const minus = Float64Array.from(xt);
       plus[i] += h;
       minus[i] -= h;
-      const fd = (inverseL2PowerLawCatalystReference(plus, E, mask, d, l, p).value - inverseL2PowerLawCatalystReference(minus, E, mask, d, l, p).value) / (2 * h);
+      const fd =
+        (inverseL2PowerLawCatalystReference(plus, E, mask, d, l, p).value -
+          inverseL2PowerLawCatalystReference(minus, E, mask, d, l, p).value) /
+        (2 * h);
       expect(Math.abs(fd - r.gradXt[i])).toBeLessThan(1e-6 * Math.max(1, Math.abs(r.gradXt[i])));
     }
   });
@@ -96,7 +101,12 @@ describe('inverseL2PowerLawCatalyst', () => {
   it('nearest search over many queries and odd sizes (P, V, d not multiples of the tiles) matches the twin', async () => {
     await gpu();
     await scope(async () => {
-      for (const [P, V, d] of [[1, 1, 1], [33, 65, 17], [70, 130, 5], [200, 1000, 40]] as const) {
+      for (const [P, V, d] of [
+        [1, 1, 1],
+        [33, 65, 17],
+        [70, 130, 5],
+        [200, 1000, 40],
+      ] as const) {
         const q = Float32Array.from(noise(P * d, P));
         const E = Float32Array.from(noise(V * d, V + 1));
         const ref = nearestRowsReference(q, E, d);
@@ -132,7 +142,13 @@ describe('inverseL2PowerLawCatalyst', () => {
   it('an empty noise mask gives 0 and a zero gradient', async () => {
     await gpu();
     await scope(async () => {
-      const r = await run(tensor(noise(2 * 3 * 4, 7), [2, 3, 4], { requiresGrad: true }), tensor(noise(5 * 4, 8), [5, 4]), new Array(6).fill(0), 1, 2);
+      const r = await run(
+        tensor(noise(2 * 3 * 4, 7), [2, 3, 4], { requiresGrad: true }),
+        tensor(noise(5 * 4, 8), [5, 4]),
+        new Array(6).fill(0),
+        1,
+        2,
+      );
       expect(r.value).toBe(0);
       expect(Array.from(r.grad).every((v) => v === 0)).toBe(true);
     });
@@ -145,13 +161,25 @@ describe('inverseL2PowerLawCatalyst', () => {
       const E = tensor(noise(5 * 4, 10), [5, 4]);
       const mask = new Array(6).fill(1);
       const opts = { characteristicLength: 1, exponentOfDecay: 2 };
-      expect(() => inverseL2PowerLawCatalyst(xt, E, mask, { ...opts, exponentOfDecay: 0 })).toThrow(/inverseL2PowerLawCatalyst: 'exponentOfDecay' must be positive/);
-      expect(() => inverseL2PowerLawCatalyst(xt, E, mask, { ...opts, exponentOfDecay: -1.5 })).toThrow(/'exponentOfDecay' must be positive/);
-      expect(() => inverseL2PowerLawCatalyst(xt, E, mask, { ...opts, characteristicLength: 0 })).toThrow(/inverseL2PowerLawCatalyst: 'characteristicLength' must be positive/);
-      expect(() => inverseL2PowerLawCatalyst(xt, E, mask, { ...opts, characteristicLength: NaN })).toThrow(/'characteristicLength' must be a finite number/);
-      expect(() => inverseL2PowerLawCatalyst(xt, tensor(noise(5 * 3, 1), [5, 3]), mask, opts)).toThrow(/'embeddingTable' has shape \[5,3\]/);
+      expect(() => inverseL2PowerLawCatalyst(xt, E, mask, { ...opts, exponentOfDecay: 0 })).toThrow(
+        /inverseL2PowerLawCatalyst: 'exponentOfDecay' must be positive/,
+      );
+      expect(() => inverseL2PowerLawCatalyst(xt, E, mask, { ...opts, exponentOfDecay: -1.5 })).toThrow(
+        /'exponentOfDecay' must be positive/,
+      );
+      expect(() => inverseL2PowerLawCatalyst(xt, E, mask, { ...opts, characteristicLength: 0 })).toThrow(
+        /inverseL2PowerLawCatalyst: 'characteristicLength' must be positive/,
+      );
+      expect(() => inverseL2PowerLawCatalyst(xt, E, mask, { ...opts, characteristicLength: NaN })).toThrow(
+        /'characteristicLength' must be a finite number/,
+      );
+      expect(() => inverseL2PowerLawCatalyst(xt, tensor(noise(5 * 3, 1), [5, 3]), mask, opts)).toThrow(
+        /'embeddingTable' has shape \[5,3\]/,
+      );
       expect(() => inverseL2PowerLawCatalyst(xt, E, [1, 1, 1], opts)).toThrow(/inverseL2PowerLawCatalyst: mask 'noiseMask'/);
-      expect(() => inverseL2PowerLawCatalyst(xt, E, tensor(new Float32Array(6), [6, 1]), opts)).toThrow(/'noiseMask' has shape \[6,1\]; expected \[2,3\]/);
+      expect(() => inverseL2PowerLawCatalyst(xt, E, tensor(new Float32Array(6), [6, 1]), opts)).toThrow(
+        /'noiseMask' has shape \[6,1\]; expected \[2,3\]/,
+      );
       expect(() => inverseL2PowerLawCatalyst(xt, tensor([], [0, 4]), mask, opts)).toThrow(/'embeddingTable' has no rows/);
     });
   });

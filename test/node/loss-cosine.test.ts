@@ -9,7 +9,10 @@ import { expectClose } from '../helpers/compare';
 import { LOSS_FIXTURES, loadLossFixture } from '../helpers/fixtures';
 import { liveBufferCount, scale, scope, tensor, type Tensor } from '../../src/index';
 import {
-  absoluteCosineSimilarity, distillationLayerCosineDistance, distillationLayerL2Distance, inputEmbeddingSimilarity,
+  absoluteCosineSimilarity,
+  distillationLayerCosineDistance,
+  distillationLayerL2Distance,
+  inputEmbeddingSimilarity,
 } from '../../src/losses/cosine';
 import { COSINE_FLOOR, rowPairLossReference, type RowPairLossName, type RowPairReferenceInput } from '../../src/reference/cosine';
 import type { MaskInput } from '../../src/tensor/validate';
@@ -18,8 +21,22 @@ type LossFn = (u: Tensor, v: Tensor, mask: MaskInput) => Tensor;
 
 /** Each loss: its GPU function, its fixture key, which inputs it reads and which gradient the fixture lists. */
 const CASES: { name: RowPairLossName; fn: LossFn; key: string; u: 'h' | 'x'; v: 'ht' | 'xt'; mask: 'L' | 'N' }[] = [
-  { name: 'distillationLayerCosineDistance', fn: distillationLayerCosineDistance, key: 'distillationLayerCosineDistanceLoss', u: 'h', v: 'ht', mask: 'L' },
-  { name: 'distillationLayerL2Distance', fn: distillationLayerL2Distance, key: 'distillationLayerL2DistanceLoss', u: 'h', v: 'ht', mask: 'L' },
+  {
+    name: 'distillationLayerCosineDistance',
+    fn: distillationLayerCosineDistance,
+    key: 'distillationLayerCosineDistanceLoss',
+    u: 'h',
+    v: 'ht',
+    mask: 'L',
+  },
+  {
+    name: 'distillationLayerL2Distance',
+    fn: distillationLayerL2Distance,
+    key: 'distillationLayerL2DistanceLoss',
+    u: 'h',
+    v: 'ht',
+    mask: 'L',
+  },
   { name: 'inputEmbeddingSimilarity', fn: inputEmbeddingSimilarity, key: 'inputEmbeddingSimilarityLoss', u: 'x', v: 'xt', mask: 'N' },
   { name: 'absoluteCosineSimilarity', fn: absoluteCosineSimilarity, key: 'absoluteCosineSimilarityPenalty', u: 'x', v: 'xt', mask: 'N' },
 ];
@@ -66,7 +83,12 @@ describe('the row-pair losses against the PyTorch fixtures', () => {
     const f = loadLossFixture(fixtureName);
     for (const c of CASES) {
       const expected = f.components[c.key];
-      const input: RowPairReferenceInput = { u: f.inputs[c.u].data, v: f.inputs[c.v].data, mask: f.inputs[c.mask].data, shape: [f.B, f.T, f.d] };
+      const input: RowPairReferenceInput = {
+        u: f.inputs[c.u].data,
+        v: f.inputs[c.v].data,
+        mask: f.inputs[c.mask].data,
+        shape: [f.B, f.T, f.d],
+      };
       const label = `${fixtureName} ${c.key}`;
 
       it(`${label}: the float64 twin matches value and d/d${c.v} to ~1e-9`, () => {
@@ -111,7 +133,10 @@ describe('the float64 twins', () => {
     const h = 1e-6;
     for (const name of CASES.map((c) => c.name)) {
       const { gradU, gradV } = rowPairLossReference(name, { u, v, mask, shape });
-      for (const [which, grad] of [['u', gradU], ['v', gradV]] as const) {
+      for (const [which, grad] of [
+        ['u', gradU],
+        ['v', gradV],
+      ] as const) {
         for (let i = 0; i < n; i++) {
           const plus = (which === 'u' ? u : v).slice();
           const minus = plus.slice();
@@ -244,13 +269,21 @@ describe('the row-pair losses argument checks', () => {
       );
       expect(() => distillationLayerL2Distance(a, b, ok)).toThrow(/distillationLayerL2Distance: 'ht' has shape \[2,3,5\] but 'h'/);
       expect(() => inputEmbeddingSimilarity(a, b, ok)).toThrow(/inputEmbeddingSimilarity: 'xt' has shape \[2,3,5\] but 'x'/);
-      expect(() => absoluteCosineSimilarity(flat, flat, ok)).toThrow(/absoluteCosineSimilarity: argument 'x' has shape \[6,4\]; expected rank 3/);
-      expect(() => inputEmbeddingSimilarity(a, a, [1, 0, 2, 1, 1, 0])).toThrow(/inputEmbeddingSimilarity: mask 'noiseMask' must hold only 0 and 1; found 2 at index 2/);
-      expect(() => distillationLayerCosineDistance(a, a, [1, 1])).toThrow(/distillationLayerCosineDistance: mask 'lossMask' has 2 values; expected 6/);
+      expect(() => absoluteCosineSimilarity(flat, flat, ok)).toThrow(
+        /absoluteCosineSimilarity: argument 'x' has shape \[6,4\]; expected rank 3/,
+      );
+      expect(() => inputEmbeddingSimilarity(a, a, [1, 0, 2, 1, 1, 0])).toThrow(
+        /inputEmbeddingSimilarity: mask 'noiseMask' must hold only 0 and 1; found 2 at index 2/,
+      );
+      expect(() => distillationLayerCosineDistance(a, a, [1, 1])).toThrow(
+        /distillationLayerCosineDistance: mask 'lossMask' has 2 values; expected 6/,
+      );
       expect(() => distillationLayerL2Distance(a, a, tensor(new Float32Array(6), [6, 1]))).toThrow(
         /distillationLayerL2Distance: mask 'lossMask' has shape \[6,1\]; expected \[2,3\]/,
       );
-      expect(() => absoluteCosineSimilarity(a, a, tensor(new Int32Array(6), [2, 3]))).toThrow(/absoluteCosineSimilarity: mask 'noiseMask' has dtype i32/);
+      expect(() => absoluteCosineSimilarity(a, a, tensor(new Int32Array(6), [2, 3]))).toThrow(
+        /absoluteCosineSimilarity: mask 'noiseMask' has dtype i32/,
+      );
     });
   });
 

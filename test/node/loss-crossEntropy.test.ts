@@ -6,7 +6,9 @@ import { LOSS_FIXTURES, loadLossFixture, type FixtureArray } from '../helpers/fi
 import { liveBufferCount, noGrad, scale, scope, tensor, type Tensor } from '../../src/index';
 import { distillationCrossEntropy } from '../../src/losses/crossEntropy';
 import {
-  distillationCrossEntropyReference, distillationCrossEntropyReferenceBackward, type CrossEntropyReferenceInput,
+  distillationCrossEntropyReference,
+  distillationCrossEntropyReferenceBackward,
+  type CrossEntropyReferenceInput,
 } from '../../src/reference/crossEntropy';
 
 const KEY = 'distillationCrossEntropyLoss';
@@ -170,7 +172,12 @@ describe('distillationCrossEntropy on large vocabularies', () => {
     await gpu();
     const shape = [2, 3, 1000] as const;
     const n = 6 * shape[2];
-    const { value, grad } = await gpuLossAndGrad({ teacher: randomLogits(n, 3, 41), student: randomLogits(n, 3, 42), mask: [0, 0, 0, 0, 0, 0], shape });
+    const { value, grad } = await gpuLossAndGrad({
+      teacher: randomLogits(n, 3, 41),
+      student: randomLogits(n, 3, 42),
+      mask: [0, 0, 0, 0, 0, 0],
+      shape,
+    });
     expect(value).toBe(0);
     expect(grad.length).toBe(n);
     expect(grad.every((g) => g === 0)).toBe(true);
@@ -236,10 +243,14 @@ describe('distillationCrossEntropy argument checks', () => {
       expect(() => distillationCrossEntropy(a, b, ok)).toThrow(
         "distillationCrossEntropy: 'studentLogits' has shape [2,3,6] but 'teacherLogits' has shape [2,3,5]; they must match",
       );
-      expect(() => distillationCrossEntropy(flat, flat, ok)).toThrow(/distillationCrossEntropy: argument 'teacherLogits' has shape \[6,5\]; expected rank 3/);
+      expect(() => distillationCrossEntropy(flat, flat, ok)).toThrow(
+        /distillationCrossEntropy: argument 'teacherLogits' has shape \[6,5\]; expected rank 3/,
+      );
       expect(() => distillationCrossEntropy(a, ints, ok)).toThrow(/distillationCrossEntropy: argument 'studentLogits' has dtype i32/);
       expect(() => distillationCrossEntropy(a, a, [1, 0, 1])).toThrow(/distillationCrossEntropy: mask 'lossMask' has 3 values; expected 6/);
-      expect(() => distillationCrossEntropy(a, a, [1, 0, 2, 1, 1, 0])).toThrow(/distillationCrossEntropy: mask 'lossMask' must hold only 0 and 1; found 2 at index 2/);
+      expect(() => distillationCrossEntropy(a, a, [1, 0, 2, 1, 1, 0])).toThrow(
+        /distillationCrossEntropy: mask 'lossMask' must hold only 0 and 1; found 2 at index 2/,
+      );
       expect(() => distillationCrossEntropy(a, a, tensor(new Float32Array(6), [3, 2]))).toThrow(
         /distillationCrossEntropy: mask 'lossMask' has shape \[3,2\]; expected \[2,3\]/,
       );
@@ -249,6 +260,8 @@ describe('distillationCrossEntropy argument checks', () => {
   });
 
   it('rejects a mask that is not 0/1 in the twin too', () => {
-    expect(() => distillationCrossEntropyReference({ teacher: [0, 0], student: [0, 0], mask: [2], shape: [1, 1, 2] })).toThrow(/not 0 or 1/);
+    expect(() => distillationCrossEntropyReference({ teacher: [0, 0], student: [0, 0], mask: [2], shape: [1, 1, 2] })).toThrow(
+      /not 0 or 1/,
+    );
   });
 });

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { gpu } from '../gpu';
 import { expectClose } from '../helpers/compare';
 import { LOSS_FIXTURES, loadLossFixture } from '../helpers/fixtures';
-import { Tensor, liveBufferCount, scope, tensor } from '../../src/index';
+import { type Tensor, liveBufferCount, scope, tensor } from '../../src/index';
 import { embeddingRowNorms, medianNormPenalty, medianOfNonNegative } from '../../src/losses/medianNorm';
 import { medianNormPenaltyReference, medianReference, rowNormsReference } from '../../src/reference/medianNorm';
 
@@ -132,17 +132,28 @@ describe('medianNormPenalty', () => {
       const mask = new Array(6).fill(1);
       expect(() => medianNormPenalty(x, mu2, 1, mask)).toThrow(/medianNormPenalty: 'x' has shape \[2,3,4\] but 'mu' has shape \[2,3,5\]/);
       expect(() => medianNormPenalty(x, mu, 1, [1, 0, 1])).toThrow(/medianNormPenalty: mask 'noiseMask'/);
-      expect(() => medianNormPenalty(x, mu, 1, tensor(new Float32Array(6), [3, 2]))).toThrow(/'noiseMask' has shape \[3,2\]; expected \[2,3\]/);
+      expect(() => medianNormPenalty(x, mu, 1, tensor(new Float32Array(6), [3, 2]))).toThrow(
+        /'noiseMask' has shape \[3,2\]; expected \[2,3\]/,
+      );
       expect(() => medianNormPenalty(x, mu, NaN, mask)).toThrow(/medianNormPenalty: 'medianNorm'/);
       expect(() => medianNormPenalty(x, mu, tensor([1, 2], [2]), mask)).toThrow(/medianNormPenalty: argument 'medianNorm' has shape \[2\]/);
-      expect(() => medianNormPenalty(x.view([6, 4]), mu, 1, mask)).toThrow(/medianNormPenalty: argument 'x' has shape \[6,4\]; expected rank 3/);
+      expect(() => medianNormPenalty(x.view([6, 4]), mu, 1, mask)).toThrow(
+        /medianNormPenalty: argument 'x' has shape \[6,4\]; expected rank 3/,
+      );
     });
   });
 
   it('row norms and the GPU median (odd, even, ties, sizes beyond one workgroup) match the twin', async () => {
     await gpu();
     await scope(async () => {
-      for (const [V, d] of [[1, 3], [2, 3], [7, 5], [40, 16], [1001, 3], [4096, 2]] as const) {
+      for (const [V, d] of [
+        [1, 3],
+        [2, 3],
+        [7, 5],
+        [40, 16],
+        [1001, 3],
+        [4096, 2],
+      ] as const) {
         const data = noise(V * d, V + d);
         const table = tensor(data, [V, d]);
         const norms = embeddingRowNorms(table);
@@ -150,7 +161,13 @@ describe('medianNormPenalty', () => {
         const med = medianOfNonNegative(norms);
         const ref = rowNormsReference(Float32Array.from(data), d);
         expectClose(await norms.toArray(), ref, 1e-5, 1e-7, `norms V=${V}`);
-        expectClose(await squared.toArray(), ref.map((v) => v * v), 1e-5, 1e-7, `squared norms V=${V}`);
+        expectClose(
+          await squared.toArray(),
+          ref.map((v) => v * v),
+          1e-5,
+          1e-7,
+          `squared norms V=${V}`,
+        );
         // The selection must return exactly the f32 middle value(s) of the GPU's own norms.
         const gpuNorms = Array.from(await norms.toArray());
         expect(await med.item()).toBeCloseTo(Math.fround(medianReference(gpuNorms)), 6);

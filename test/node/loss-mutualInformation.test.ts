@@ -161,7 +161,8 @@ describe('mutualInformation: the float64 twin against central finite differences
           const minus = [...base];
           plus[e] += h;
           minus[e] -= h;
-          fd[e] = (1.7 * (mutualInformationReference({ ...c, [key]: plus }) - mutualInformationReference({ ...c, [key]: minus }))) / (2 * h);
+          fd[e] =
+            (1.7 * (mutualInformationReference({ ...c, [key]: plus }) - mutualInformationReference({ ...c, [key]: minus }))) / (2 * h);
         }
         expect(maxAbs(fd), `${label} ${key}: the check is not vacuous`).toBeGreaterThan(1e-3);
         expectClose(g[key], fd, 1e-6, 1e-8, `${label} d/d${key}`);
@@ -186,7 +187,10 @@ describe('mutualInformation: edge cases', () => {
     const pairs: [number, number][] = [];
     for (let t = 0; t < T; t++) {
       if (noise[t] !== 1 || noise[T + t] !== 1) continue;
-      for (const [i, k] of [[0, 1], [1, 0]]) {
+      for (const [i, k] of [
+        [0, 1],
+        [1, 0],
+      ]) {
         let logDetRatio = 0;
         let mahalanobis = 0;
         for (let j = 0; j < d; j++) {
@@ -237,11 +241,13 @@ describe('mutualInformation: edge cases', () => {
     scope(() => {
       const a = tensor(new Float32Array(2 * 3 * 4).fill(1), [2, 3, 4]);
       const b = tensor(new Float32Array(2 * 3 * 5).fill(1), [2, 3, 5]);
-      expect(() => mutualInformation(a, a, b, a, new Array(6).fill(1))).toThrow(/mutualInformation: 'x' has shape \[2,3,4\] but 'mu' has shape \[2,3,5\]/);
-      expect(() => mutualInformation(a, a, a, a, new Array(5).fill(1))).toThrow(/mutualInformation: mask 'noiseMask' has 5 values/);
-      expect(() => mutualInformation(a, a, a, a, new Array(6).fill(1), { combineNoiseMasks: false, attentionMask: [1, 2, 1, 1, 1, 1] })).toThrow(
-        /mutualInformation: mask 'attentionMask' must hold only 0 and 1/,
+      expect(() => mutualInformation(a, a, b, a, new Array(6).fill(1))).toThrow(
+        /mutualInformation: 'x' has shape \[2,3,4\] but 'mu' has shape \[2,3,5\]/,
       );
+      expect(() => mutualInformation(a, a, a, a, new Array(5).fill(1))).toThrow(/mutualInformation: mask 'noiseMask' has 5 values/);
+      expect(() =>
+        mutualInformation(a, a, a, a, new Array(6).fill(1), { combineNoiseMasks: false, attentionMask: [1, 2, 1, 1, 1, 1] }),
+      ).toThrow(/mutualInformation: mask 'attentionMask' must hold only 0 and 1/);
     });
   });
 
@@ -256,7 +262,10 @@ describe('mutualInformation: edge cases', () => {
       const r = await runGpu(c, { combineNoiseMasks });
       expect(r.value).toBe(0);
       for (const k of ['x', 'xt', 'mu', 'sigma'] as const) {
-        expect(r.grads[k].every((v) => v === 0), `grad ${k} is exactly zero`).toBe(true);
+        expect(
+          r.grads[k].every((v) => v === 0),
+          `grad ${k} is exactly zero`,
+        ).toBe(true);
       }
     }
   });
@@ -316,7 +325,8 @@ describe('mutualInformation: edge cases', () => {
     for (const k of ['x', 'xt', 'mu', 'sigma'] as const) expect(Array.from(b.grads[k])).toEqual(Array.from(a.grads[k]));
     const twin = mutualInformationReferenceBackward(c);
     expectClose([a.value], [mutualInformationReference(c)], 1e-4, 0, 'six-row value');
-    for (const k of ['x', 'xt', 'mu', 'sigma'] as const) expectClose(a.grads[k], twin[k], 1e-3, gradAtol(twin[k], 1e-5), `six-row grad ${k}`);
+    for (const k of ['x', 'xt', 'mu', 'sigma'] as const)
+      expectClose(a.grads[k], twin[k], 1e-3, gradAtol(twin[k], 1e-5), `six-row grad ${k}`);
   });
 
   it('reads the incoming gradient on the GPU (a loss weight scales every gradient)', async () => {

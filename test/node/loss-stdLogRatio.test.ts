@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { gpu } from '../gpu';
 import { expectClose } from '../helpers/compare';
 import { LOSS_FIXTURES, loadLossFixture } from '../helpers/fixtures';
-import { Tensor, liveBufferCount, scope, tensor } from '../../src/index';
+import { type Tensor, liveBufferCount, scope, tensor } from '../../src/index';
 import { stdLogRatio } from '../../src/losses/stdLogRatio';
 import { stdLogRatioReference } from '../../src/reference/stdLogRatio';
 
@@ -115,7 +115,9 @@ describe('stdLogRatio', () => {
       const sigma = tensor(new Float32Array(2 * 3 * 4).fill(1), [2, 3, 4]);
       const mask = new Array(6).fill(1);
       expect(() => stdLogRatio(sigma, tensor([1, 1, 1], [3]), mask)).toThrow(/stdLogRatio: 'columnStd' has shape \[3\]/);
-      expect(() => stdLogRatio(sigma, tensor([1, 1, 1, 1], [1, 4]), mask)).toThrow(/stdLogRatio: argument 'columnStd' has shape \[1,4\]; expected rank 1/);
+      expect(() => stdLogRatio(sigma, tensor([1, 1, 1, 1], [1, 4]), mask)).toThrow(
+        /stdLogRatio: argument 'columnStd' has shape \[1,4\]; expected rank 1/,
+      );
       expect(() => stdLogRatio(sigma, tensor([1, 1, 1, 1], [4]), [1, 1])).toThrow(/stdLogRatio: mask 'noiseMask' has 2 values; expected 6/);
       expect(() => stdLogRatio(sigma, tensor([1, 1, 1, 1], [4]), [1, 1, 2, 0, 0, 0])).toThrow(/must hold only 0 and 1/);
       expect(() => stdLogRatio(sigma.view([6, 4]), tensor([1, 1, 1, 1], [4]), mask)).toThrow(/stdLogRatio: argument 'sigma'/);

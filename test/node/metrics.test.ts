@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { gpu } from '../gpu';
 import { expectClose } from '../helpers/compare';
 import { Rng, f32 } from '../helpers/random';
-import { Tensor, embeddingRowNorms, liveBufferCount, readAll, scope, tensor } from '../../src/index';
+import { type Tensor, embeddingRowNorms, liveBufferCount, readAll, scope, tensor } from '../../src/index';
 import { agreementAndKL, nearestNeighbourInversion, nearestRowsByCosine } from '../../src/eval/metrics';
 import { agreementAndKLReference, nearestNeighbourInversionReference, nearestRowsByCosineReference } from '../../src/reference/metrics';
 
@@ -80,7 +80,7 @@ describe('nearestNeighbourInversion', () => {
     });
   }
 
-  it('a scaled copy of the true row is recovered; another token\'s row or its negation is a failure', async () => {
+  it("a scaled copy of the true row is recovered; another token's row or its negation is a failure", async () => {
     await gpu();
     const rng = new Rng('nn hand');
     const [V, d] = [40, 12];
@@ -113,7 +113,12 @@ describe('nearestNeighbourInversion', () => {
       expect(got.failures).toBe(2);
       expect(Array.from(nearestRowsByCosineReference([1, 1, 0, -1, 0, 0, -1, 0], E, 2, 6))).toEqual([2, 1, 1, 4]);
       // An all-zero table: every row scores -inf, the first one wins.
-      const zeros = await inversion(tensor([1, 2, -3, 0.5], [1, 2, 2]), tensor(new Float32Array(10), [5, 2]), tensor(Int32Array.from([0, 3]), [1, 2]), [1, 1]);
+      const zeros = await inversion(
+        tensor([1, 2, -3, 0.5], [1, 2, 2]),
+        tensor(new Float32Array(10), [5, 2]),
+        tensor(Int32Array.from([0, 3]), [1, 2]),
+        [1, 1],
+      );
       expect(zeros.nearest).toEqual([0, 0]);
       expect(zeros.failures).toBe(1);
     });
@@ -126,7 +131,10 @@ describe('nearestNeighbourInversion', () => {
       const xt = tensor(c.xt, [2, 8, 10]);
       const E = tensor(c.E, [50, 10]);
       // Every id is wrong, so every selected position fails and only the mask decides the count.
-      const wrong = tensor(Int32Array.from({ length: 16 }, () => -1), [2, 8]);
+      const wrong = tensor(
+        Int32Array.from({ length: 16 }, () => -1),
+        [2, 8],
+      );
       const mask = Array.from({ length: 16 }, (_, i) => (i % 3 === 0 ? 1 : 0));
       const got = await inversion(xt, E, wrong, mask);
       expect(got.count).toBe(6);
@@ -156,7 +164,9 @@ describe('nearestNeighbourInversion', () => {
     for (let j = 0; j < d; j++) E[40000 * d + j] = 2 * E[3 * d + j];
     const pick = [50000, 49999, 3, 31337];
     const xt = new Float32Array(6 * d);
-    pick.forEach((v, p) => { for (let j = 0; j < d; j++) xt[p * d + j] = 1.5 * E[v * d + j]; });
+    pick.forEach((v, p) => {
+      for (let j = 0; j < d; j++) xt[p * d + j] = 1.5 * E[v * d + j];
+    });
     for (let j = 4 * d; j < 6 * d; j++) xt[j] = rng.normal();
     const ids = Int32Array.from([...pick, 1, 2]);
     const mask = [1, 1, 1, 1, 1, 0];
@@ -196,17 +206,28 @@ describe('nearestNeighbourInversion', () => {
       const E = tensor(new Float32Array(5 * 4), [5, 4]);
       const ids = tensor(new Int32Array(6), [2, 3]);
       const mask = [1, 1, 1, 1, 1, 1];
-      const call = (a: Tensor, b: Tensor, c: Tensor, m: Tensor | number[] = mask, norms?: Tensor) => () => nearestNeighbourInversion(a, b, c, m, { tableNorms: norms });
-      expect(call(tensor(new Float32Array(12), [6, 2]), E, ids)).toThrow(/nearestNeighbourInversion: argument 'xt' has shape \[6,2\]; expected rank 3/);
+      const call =
+        (a: Tensor, b: Tensor, c: Tensor, m: Tensor | number[] = mask, norms?: Tensor) =>
+        () =>
+          nearestNeighbourInversion(a, b, c, m, { tableNorms: norms });
+      expect(call(tensor(new Float32Array(12), [6, 2]), E, ids)).toThrow(
+        /nearestNeighbourInversion: argument 'xt' has shape \[6,2\]; expected rank 3/,
+      );
       expect(call(tensor(new Int32Array(24), [2, 3, 4]), E, ids)).toThrow(/nearestNeighbourInversion: argument 'xt' has dtype i32/);
-      expect(call(xt, tensor(new Float32Array(15), [5, 3]), ids)).toThrow(/nearestNeighbourInversion: 'xt' .*'embeddingTable' .*feature sizes/);
+      expect(call(xt, tensor(new Float32Array(15), [5, 3]), ids)).toThrow(
+        /nearestNeighbourInversion: 'xt' .*'embeddingTable' .*feature sizes/,
+      );
       expect(call(xt, tensor(new Float32Array(0), [0, 4]), ids)).toThrow(/nearestNeighbourInversion: 'embeddingTable' has no rows/);
       expect(call(xt, E, tensor(new Float32Array(6), [2, 3]))).toThrow(/nearestNeighbourInversion: argument 'ids' has dtype f32/);
       expect(call(xt, E, tensor(new Int32Array(6), [3, 2]))).toThrow(/nearestNeighbourInversion: argument 'ids' has shape \[3,2\]/);
       expect(call(xt, E, ids, [1, 1])).toThrow(/nearestNeighbourInversion: mask 'noiseMask' has 2 values/);
       expect(call(xt, E, ids, [1, 1, 1, 1, 1, 0.5])).toThrow(/nearestNeighbourInversion: mask 'noiseMask' must hold only 0 and 1/);
-      expect(call(xt, E, ids, tensor(new Float32Array(6), [6, 1]))).toThrow(/nearestNeighbourInversion: mask 'noiseMask' has shape \[6,1\]/);
-      expect(call(xt, E, ids, mask, tensor(new Float32Array(4), [4]))).toThrow(/nearestNeighbourInversion: 'tableNorms' has shape \[4\]; expected \[5\]/);
+      expect(call(xt, E, ids, tensor(new Float32Array(6), [6, 1]))).toThrow(
+        /nearestNeighbourInversion: mask 'noiseMask' has shape \[6,1\]/,
+      );
+      expect(call(xt, E, ids, mask, tensor(new Float32Array(4), [4]))).toThrow(
+        /nearestNeighbourInversion: 'tableNorms' has shape \[4\]; expected \[5\]/,
+      );
       const gone = tensor([1, 2, 3, 4, 5, 6], [2, 3], { dtype: 'i32' });
       gone.dispose();
       expect(call(xt, E, gone)).toThrow(/nearestNeighbourInversion.*'ids'.*after dispose/);
@@ -384,12 +405,22 @@ describe('agreementAndKL', () => {
       const t = tensor(new Float32Array(24), [2, 3, 4]);
       const s = tensor(new Float32Array(24), [2, 3, 4]);
       const m = [1, 1, 1, 1, 1, 1];
-      expect(() => agreementAndKL(tensor(new Float32Array(24), [6, 4]), s, m)).toThrow(/agreementAndKL: argument 'teacherLogits' has shape \[6,4\]; expected rank 3/);
-      expect(() => agreementAndKL(t, tensor(new Int32Array(24), [2, 3, 4]), m)).toThrow(/agreementAndKL: argument 'studentLogits' has dtype i32/);
-      expect(() => agreementAndKL(t, tensor(new Float32Array(30), [2, 3, 5]), m)).toThrow(/agreementAndKL: 'studentLogits' has shape \[2,3,5\] but 'teacherLogits' has shape \[2,3,4\]/);
-      expect(() => agreementAndKL(tensor([], [2, 3, 0]), tensor([], [2, 3, 0]), m)).toThrow(/agreementAndKL: 'teacherLogits' .*vocabulary axis must not be empty/);
+      expect(() => agreementAndKL(tensor(new Float32Array(24), [6, 4]), s, m)).toThrow(
+        /agreementAndKL: argument 'teacherLogits' has shape \[6,4\]; expected rank 3/,
+      );
+      expect(() => agreementAndKL(t, tensor(new Int32Array(24), [2, 3, 4]), m)).toThrow(
+        /agreementAndKL: argument 'studentLogits' has dtype i32/,
+      );
+      expect(() => agreementAndKL(t, tensor(new Float32Array(30), [2, 3, 5]), m)).toThrow(
+        /agreementAndKL: 'studentLogits' has shape \[2,3,5\] but 'teacherLogits' has shape \[2,3,4\]/,
+      );
+      expect(() => agreementAndKL(tensor([], [2, 3, 0]), tensor([], [2, 3, 0]), m)).toThrow(
+        /agreementAndKL: 'teacherLogits' .*vocabulary axis must not be empty/,
+      );
       expect(() => agreementAndKL(t, s, [1, 1, 1])).toThrow(/agreementAndKL: mask 'mask' has 3 values/);
-      expect(() => agreementAndKL(t, s, tensor(new Float32Array(6), [3, 2]))).toThrow(/agreementAndKL: mask 'mask' has shape \[3,2\]; expected \[2,3\]/);
+      expect(() => agreementAndKL(t, s, tensor(new Float32Array(6), [3, 2]))).toThrow(
+        /agreementAndKL: mask 'mask' has shape \[3,2\]; expected \[2,3\]/,
+      );
       expect(() => agreementAndKL(t, s, tensor(new Int32Array(6), [2, 3]))).toThrow(/agreementAndKL: mask 'mask' has dtype i32/);
     });
   });

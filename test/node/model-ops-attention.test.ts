@@ -183,7 +183,9 @@ describe('attention on the GPU', () => {
       loss.backward();
       expect(q.grad).toBeNull();
       expect(k.grad).toBeNull();
-      const [, , dv] = ref.attentionBackward(nd(d.w, [1, 4, 2, 8]), nd(d.q, [1, 4, 2, 8]), nd(d.k, [1, 4, 1, 8]), nd(d.v, [1, 4, 1, 8]), { causal: false });
+      const [, , dv] = ref.attentionBackward(nd(d.w, [1, 4, 2, 8]), nd(d.q, [1, 4, 2, 8]), nd(d.k, [1, 4, 1, 8]), nd(d.v, [1, 4, 1, 8]), {
+        causal: false,
+      });
       expectClose(await v.grad!.toArray(), dv.data, 5e-4, 5e-5, 'dv');
     });
   });
@@ -205,16 +207,24 @@ describe('attention argument checks', () => {
     expect(() => attention(q, t([2, 6, 2, 8]), kv, { causal })).toThrow(/attention: argument 'k' has shape \[2,6,2,8\]/);
     expect(() => attention(q, t([2, 5, 2, 4]), kv, { causal })).toThrow(/attention: argument 'k' has shape \[2,5,2,4\]/);
     expect(() => attention(q, kv, t([2, 5, 1, 8]), { causal })).toThrow(/attention: argument 'v' has shape \[2,5,1,8\]/);
-    expect(() => attention(q, t([2, 5, 3, 8]), t([2, 5, 3, 8]), { causal })).toThrow(/attention: q has H = 4 heads, not a multiple of the Hkv = 3/);
+    expect(() => attention(q, t([2, 5, 3, 8]), t([2, 5, 3, 8]), { causal })).toThrow(
+      /attention: q has H = 4 heads, not a multiple of the Hkv = 3/,
+    );
     expect(() => attention(t([2, 5, 8]), kv, kv, { causal })).toThrow(/attention: argument 'q' has shape \[2,5,8\]/);
     expect(() => attention(t([2, 5, 4, 8], 'i32'), kv, kv, { causal })).toThrow(/attention: argument 'q' has dtype i32/);
-    expect(() => attention(q, kv, kv, { causal, keyMask: t([2, 4]) })).toThrow(/attention: argument 'keyMask' has shape \[2,4\]; expected \[2, 5\]/);
+    expect(() => attention(q, kv, kv, { causal, keyMask: t([2, 4]) })).toThrow(
+      /attention: argument 'keyMask' has shape \[2,4\]; expected \[2, 5\]/,
+    );
     expect(() => attention(q, kv, kv, { causal, keyMask: t([10]) })).toThrow(/attention: argument 'keyMask' has shape \[10\]/);
     expect(() => attention(q, kv, kv, { causal, keyMask: t([2, 5], 'i32') })).toThrow(/attention: argument 'keyMask' has dtype i32/);
-    expect(() => attention(t([1, 2, 1, 130]), t([1, 2, 1, 130]), t([1, 2, 1, 130]), { causal })).toThrow(/attention: head dimension Dh = 130/);
+    expect(() => attention(t([1, 2, 1, 130]), t([1, 2, 1, 130]), t([1, 2, 1, 130]), { causal })).toThrow(
+      /attention: head dimension Dh = 130/,
+    );
     expect(() => attention(q, kv, kv, {} as { causal: boolean })).toThrow(/attention: option 'causal'/);
     expect(() => attention(q, kv, kv, { causal, scale: NaN })).toThrow(/attention: option 'scale'/);
-    expect(() => ref.attention(nd([0], [1, 1, 3, 1]), nd([0, 0], [1, 1, 2, 1]), nd([0, 0], [1, 1, 2, 1]), { causal })).toThrow(/attention: H = 3/);
+    expect(() => ref.attention(nd([0], [1, 1, 3, 1]), nd([0, 0], [1, 1, 2, 1]), nd([0, 0], [1, 1, 2, 1]), { causal })).toThrow(
+      /attention: H = 3/,
+    );
     for (const x of made) x.dispose();
   });
 });

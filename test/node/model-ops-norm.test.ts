@@ -78,7 +78,9 @@ describe('float64 twins of rmsNorm and layerNorm', () => {
     const w = nd(c.w, c.shape);
     const analytic = ref.rmsNormBackward(w, inputs[0], inputs[1], eps);
     const numeric = numericGrads(([x, weight]) => ref.rmsNorm(x, weight, eps), inputs, w);
-    analytic.forEach((a, k) => expectClose(a.data, numeric[k], 1e-6, 1e-7, `input ${k}`));
+    analytic.forEach((a, k) => {
+      expectClose(a.data, numeric[k], 1e-6, 1e-7, `input ${k}`);
+    });
   });
 
   it('layerNormBackward matches central differences', () => {
@@ -88,7 +90,9 @@ describe('float64 twins of rmsNorm and layerNorm', () => {
     const w = nd(c.w, c.shape);
     const analytic = ref.layerNormBackward(w, inputs[0], inputs[1], inputs[2], eps);
     const numeric = numericGrads(([x, weight, bias]) => ref.layerNorm(x, weight, bias, eps), inputs, w);
-    analytic.forEach((a, k) => expectClose(a.data, numeric[k], 1e-6, 1e-7, `input ${k}`));
+    analytic.forEach((a, k) => {
+      expectClose(a.data, numeric[k], 1e-6, 1e-7, `input ${k}`);
+    });
   });
 
   it('normalise as defined: unit RMS, zero mean and unit variance', () => {
@@ -109,16 +113,25 @@ describe('float64 twins of rmsNorm and layerNorm', () => {
 
 describe('rmsNorm on the GPU', () => {
   // [70, 4]: more rows than one weight-gradient chunk (64); [3, 1000]: rows longer than a workgroup.
-  for (const shape of [[2, 3, 8], [3, 1000], [70, 4], [1, 1]]) {
+  for (const shape of [
+    [2, 3, 8],
+    [3, 1000],
+    [70, 4],
+    [1, 1],
+  ]) {
     it(`forward and backward match the twin for x ${JSON.stringify(shape)}`, async () => {
       await gpu();
       const c = makeCase(`rms ${shape}`, shape);
       const d = shape[shape.length - 1];
       const eps = 1e-5;
-      const { out, grads } = await gpuRun(([x, weight]) => rmsNorm(x, weight, eps), [
-        { data: c.x, shape },
-        { data: c.weight, shape: [d] },
-      ], c.w);
+      const { out, grads } = await gpuRun(
+        ([x, weight]) => rmsNorm(x, weight, eps),
+        [
+          { data: c.x, shape },
+          { data: c.weight, shape: [d] },
+        ],
+        c.w,
+      );
       const x = nd(c.x, shape);
       const weight = nd(c.weight, [d]);
       expectClose(out, ref.rmsNorm(x, weight, eps).data, 1e-4, 1e-5, 'out');
@@ -142,18 +155,27 @@ describe('rmsNorm on the GPU', () => {
 });
 
 describe('layerNorm on the GPU', () => {
-  for (const shape of [[2, 3, 8], [3, 1000], [70, 4], [1, 1]]) {
+  for (const shape of [
+    [2, 3, 8],
+    [3, 1000],
+    [70, 4],
+    [1, 1],
+  ]) {
     it(`forward and backward match the twin for x ${JSON.stringify(shape)}`, async () => {
       await gpu();
       // A large mean next to a small spread: a one-pass E[x^2] - E[x]^2 variance would fail here.
       const c = makeCase(`ln ${shape}`, shape, 1, 30);
       const d = shape[shape.length - 1];
       const eps = 1e-5;
-      const { out, grads } = await gpuRun(([x, weight, bias]) => layerNorm(x, weight, bias, eps), [
-        { data: c.x, shape },
-        { data: c.weight, shape: [d] },
-        { data: c.bias, shape: [d] },
-      ], c.w);
+      const { out, grads } = await gpuRun(
+        ([x, weight, bias]) => layerNorm(x, weight, bias, eps),
+        [
+          { data: c.x, shape },
+          { data: c.weight, shape: [d] },
+          { data: c.bias, shape: [d] },
+        ],
+        c.w,
+      );
       const x = nd(c.x, shape);
       const weight = nd(c.weight, [d]);
       const bias = nd(c.bias, [d]);
@@ -169,14 +191,20 @@ describe('layerNorm on the GPU', () => {
     await gpu();
     const c = makeCase('ln det', [150, 6]);
     const run = () =>
-      gpuRun(([x, weight, bias]) => layerNorm(x, weight, bias), [
-        { data: c.x, shape: [150, 6] },
-        { data: c.weight, shape: [6] },
-        { data: c.bias, shape: [6] },
-      ], c.w);
+      gpuRun(
+        ([x, weight, bias]) => layerNorm(x, weight, bias),
+        [
+          { data: c.x, shape: [150, 6] },
+          { data: c.weight, shape: [6] },
+          { data: c.bias, shape: [6] },
+        ],
+        c.w,
+      );
     const a = await run();
     const b = await run();
-    a.grads.forEach((g, k) => expect(Array.from(g)).toEqual(Array.from(b.grads[k])));
+    a.grads.forEach((g, k) => {
+      expect(Array.from(g)).toEqual(Array.from(b.grads[k]));
+    });
   });
 });
 

@@ -70,11 +70,17 @@ describe.each(MODELS)('%s', (name) => {
     const blocks = result.slice(0, -2);
     const [logits, grad] = result.slice(-2);
     expect(blocks.length).toBe(model.config.numLayers);
-    blocks.forEach((b, k) =>
-      expectClose(realPositions(b, mask, d), realPositions(ref.blockOutputs[k].data, mask, d), 1e-4, 1e-4, `block ${k}`),
-    );
+    blocks.forEach((b, k) => {
+      expectClose(realPositions(b, mask, d), realPositions(ref.blockOutputs[k].data, mask, d), 1e-4, 1e-4, `block ${k}`);
+    });
     expectClose(realPositions(logits, mask, V), realPositions(ref.logits.data, mask, V), 1e-4, 1e-4, 'logits');
-    expectClose(realPositions(grad, mask, d), realPositions(ref.gradInputsEmbedsOfSumLogitsTimesR.data, mask, d), 1e-3, 1e-4, 'input gradient');
+    expectClose(
+      realPositions(grad, mask, d),
+      realPositions(ref.gradInputsEmbedsOfSumLogitsTimesR.data, mask, d),
+      1e-3,
+      1e-4,
+      'input gradient',
+    );
     model.dispose();
   });
 
@@ -101,23 +107,43 @@ describe.each(MODELS)('%s', (name) => {
     const file = parseSafetensors(bytes);
     const weights = new Map<string, NDArray>();
     const prefix = config.family === 'gpt2' && file.tensors.has('transformer.wte.weight') ? 'transformer.' : '';
-    for (const [k, entry] of file.tensors) weights.set(k.startsWith(prefix) ? k.slice(prefix.length) : k, ndarray(toFloat32(entry), entry.shape));
+    for (const [k, entry] of file.tensors)
+      weights.set(k.startsWith(prefix) ? k.slice(prefix.length) : k, ndarray(toFloat32(entry), entry.shape));
     const [B, T] = ref.ids.shape;
     const d = config.hiddenSize;
     const table = weights.get(config.family === 'llama' ? 'model.embed_tokens.weight' : 'wte.weight')!;
     const embeds = new Float64Array(B * T * d);
-    ref.ids.data.forEach((id, p) => embeds.set(table.data.subarray(id * d, (id + 1) * d), p * d));
+    ref.ids.data.forEach((id, p) => {
+      embeds.set(table.data.subarray(id * d, (id + 1) * d), p * d);
+    });
     const mask = ndarray(ref.attentionMask.data, [B, T]);
     const out = referenceCausalLM(config, weights, ndarray(embeds, [B, T, d]), mask);
     const m = ref.attentionMask.data;
     // The weights are float32 values; the twin computes in float64 like the fixture: tight tolerances.
-    out.blocks.forEach((b, k) => expectClose(realPositions(b.data, m, d), realPositions(ref.blockOutputs[k].data, m, d), 1e-9, 1e-10, `twin block ${k}`));
-    expectClose(realPositions(out.logits.data, m, config.vocabSize), realPositions(ref.logits.data, m, config.vocabSize), 1e-9, 1e-10, 'twin logits');
+    out.blocks.forEach((b, k) => {
+      expectClose(realPositions(b.data, m, d), realPositions(ref.blockOutputs[k].data, m, d), 1e-9, 1e-10, `twin block ${k}`);
+    });
+    expectClose(
+      realPositions(out.logits.data, m, config.vocabSize),
+      realPositions(ref.logits.data, m, config.vocabSize),
+      1e-9,
+      1e-10,
+      'twin logits',
+    );
     const seed = ndarray(Float64Array.from(maskedSeed(ref)), ref.R.shape);
-    const seedExact = ndarray(ref.R.data.map((r, i) => r * m[Math.floor(i / config.vocabSize)]), ref.R.shape);
+    const seedExact = ndarray(
+      ref.R.data.map((r, i) => r * m[Math.floor(i / config.vocabSize)]),
+      ref.R.shape,
+    );
     void seed;
     const grad = out.inputGradient(seedExact);
-    expectClose(realPositions(grad.data, m, d), realPositions(ref.gradInputsEmbedsOfSumLogitsTimesR.data, m, d), 1e-8, 1e-10, 'twin input gradient');
+    expectClose(
+      realPositions(grad.data, m, d),
+      realPositions(ref.gradInputsEmbedsOfSumLogitsTimesR.data, m, d),
+      1e-8,
+      1e-10,
+      'twin input gradient',
+    );
   });
 });
 
@@ -132,8 +158,12 @@ describe('bad input', () => {
     const model = await loadCausalLM({ config, weights: bytes });
     const loaded = liveBufferCount();
     expect(() => model.embed({ data: [1, 2, 96], shape: [1, 3] })).toThrow(/token id 96 at index 2 is outside the vocabulary \[0, 96\)/);
-    expect(() => model.forward({ ids: { data: new Array(65).fill(1), shape: [1, 65] } })).toThrow(/sequence length 65 exceeds the model's 64 positions/);
-    expect(() => model.forward({ ids: { data: [1, 2], shape: [1, 2] }, stopAfterBlock: 2 })).toThrow(/'stopAfterBlock' 2 is out of range: the model has blocks 0..1/);
+    expect(() => model.forward({ ids: { data: new Array(65).fill(1), shape: [1, 65] } })).toThrow(
+      /sequence length 65 exceeds the model's 64 positions/,
+    );
+    expect(() => model.forward({ ids: { data: [1, 2], shape: [1, 2] }, stopAfterBlock: 2 })).toThrow(
+      /'stopAfterBlock' 2 is out of range: the model has blocks 0..1/,
+    );
     expect(() => model.forward({ ids: { data: [1, 2], shape: [1, 2] }, captureBlocks: [5] })).toThrow(/block index 5/);
     expect(() => model.forward({ ids: { data: [1, 2], shape: [1, 2] }, attentionMask: [1, 2] })).toThrow(/only 0 and 1/);
     expect(liveBufferCount()).toBe(loaded);

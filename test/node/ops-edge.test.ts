@@ -142,7 +142,9 @@ describe('max ties: the gradient goes to the FIRST maximum', () => {
       await gpu();
       const expected = new Array<number>(c.x.length).fill(0);
       const cols = c.axis === undefined ? c.x.length : c.shape[c.shape.length - 1];
-      c.first.forEach((col, r) => (expected[r * cols + col] = c.w[r]));
+      c.first.forEach((col, r) => {
+        expected[r * cols + col] = c.w[r];
+      });
       // The twin agrees with the hand-written answer...
       const twin = R.maxBackward(R.ndarray(c.w, c.axis === undefined ? [] : c.shape.slice(0, -1)), R.ndarray(c.x, c.shape), c.axis)[0];
       expect(Array.from(twin.data)).toEqual(expected);
@@ -243,7 +245,9 @@ describe('unary ops at extreme and special inputs', () => {
         else expect(Math.abs(got - want), `${what}: ${got} vs ${want}`).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(want)));
       };
       const check = (out: ArrayLike<number>, grad: ArrayLike<number>, who: string) => {
-        value.forEach((v, i) => near(out[i], v, `${who} pow(${x[i]}, ${p})`));
+        value.forEach((v, i) => {
+          near(out[i], v, `${who} pow(${x[i]}, ${p})`);
+        });
         slope.forEach((d, i) => {
           if (!Number.isNaN(d)) near(grad[i], d, `${who} d/dx pow(${x[i]}, ${p})`);
         });
@@ -289,7 +293,12 @@ describe('bad inputs raise errors naming the op and the shapes', () => {
     scope(() => {
       const a = tensor(new Float32Array(6), [2, 3]);
       const b = tensor(new Float32Array(4), [4]);
-      for (const [name, op] of [['add', G.add], ['sub', G.sub], ['mul', G.mul], ['div', G.div]] as const) {
+      for (const [name, op] of [
+        ['add', G.add],
+        ['sub', G.sub],
+        ['mul', G.mul],
+        ['div', G.div],
+      ] as const) {
         expect(() => op(a, b)).toThrow(new RegExp(`^${name}: .*\\[2,3\\].*\\[4\\]`));
       }
       expect(() => G.where(tensor([1, 0, 1, 0], [4]), a, a)).toThrow(/^where: .*\[4\].*\[2,3\]/);
@@ -305,9 +314,20 @@ describe('bad inputs raise errors naming the op and the shapes', () => {
       const f = tensor([1, 2, 3], [3]);
       expect(() => G.exp(i)).toThrow(/^exp: argument 'x' has dtype i32; expected f32/);
       const unary: [string, (t: Tensor) => Tensor][] = [
-        ['neg', G.neg], ['log', G.log], ['sqrt', G.sqrt], ['tanh', G.tanh], ['abs', G.abs], ['silu', G.silu],
-        ['geluTanh', G.geluTanh], ['relu', G.relu], ['clone', G.clone], ['softmax', G.softmax], ['logSoftmax', G.logSoftmax],
-        ['sum', (t) => G.sum(t)], ['mean', (t) => G.mean(t)], ['max', (t) => G.max(t)],
+        ['neg', G.neg],
+        ['log', G.log],
+        ['sqrt', G.sqrt],
+        ['tanh', G.tanh],
+        ['abs', G.abs],
+        ['silu', G.silu],
+        ['geluTanh', G.geluTanh],
+        ['relu', G.relu],
+        ['clone', G.clone],
+        ['softmax', G.softmax],
+        ['logSoftmax', G.logSoftmax],
+        ['sum', (t) => G.sum(t)],
+        ['mean', (t) => G.mean(t)],
+        ['max', (t) => G.max(t)],
       ];
       for (const [name, op] of unary) expect(() => op(i), name).toThrow(new RegExp(`^${opName(name)}: .*i32`));
       expect(() => G.pow(i, 2)).toThrow(/^pow: .*i32/);
@@ -325,7 +345,9 @@ describe('bad inputs raise errors naming the op and the shapes', () => {
       const a = tensor(new Float32Array(6), [2, 3]);
       const b = tensor(new Float32Array(20), [4, 5]);
       expect(() => G.matmul(a, b)).toThrow(/^matmul: a \[2,3\] @ b \[4,5\]: inner dimensions differ \(3 vs 4\)/);
-      expect(() => G.matmul(a, b, { transposeA: true, transposeB: true })).toThrow(/^matmul: .*\[2,3\].*\[4,5\].*inner dimensions differ \(2 vs 5\)/);
+      expect(() => G.matmul(a, b, { transposeA: true, transposeB: true })).toThrow(
+        /^matmul: .*\[2,3\].*\[4,5\].*inner dimensions differ \(2 vs 5\)/,
+      );
       const a3 = tensor(new Float32Array(2 * 2 * 3), [2, 2, 3]);
       const b3 = tensor(new Float32Array(3 * 3 * 5), [3, 3, 5]);
       expect(() => G.matmul(a3, b3)).toThrow(/^matmul: .*\[2,2,3\].*\[3,3,5\].*batch shapes differ/);
@@ -353,7 +375,9 @@ describe('bad inputs raise errors naming the op and the shapes', () => {
       expect(() => G.sum(x, 0)).toThrow(/^sum: .*axis 0 for \[2,3\]/);
       expect(() => G.max(x, 2)).toThrow(/^max: axis 2 is out of range for rank 2/);
       expect(() => G.softmax(tensor(1))).toThrow(/^softmax: needs rank >= 1, got \[\]/);
-      expect(() => G.gather(tensor([1, 2, 3]), tensor(Int32Array.from([0])))).toThrow(/^gather: argument 'table' must be 2-D \[V, d\], got \[3\]/);
+      expect(() => G.gather(tensor([1, 2, 3]), tensor(Int32Array.from([0])))).toThrow(
+        /^gather: argument 'table' must be 2-D \[V, d\], got \[3\]/,
+      );
     });
   });
 
@@ -363,7 +387,9 @@ describe('bad inputs raise errors naming the op and the shapes', () => {
       const x = tensor(new Float32Array(6), [2, 3], { requiresGrad: true });
       const y = G.exp(x);
       expect(() => y.backward()).toThrow(/^backward: output has shape \[2,3\]; without a seed gradient backward\(\) needs a scalar/);
-      expect(() => backward(y, tensor(new Float32Array(3), [3]))).toThrow(/^backward: seed shape \[3\] must equal the output shape \[2,3\]/);
+      expect(() => backward(y, tensor(new Float32Array(3), [3]))).toThrow(
+        /^backward: seed shape \[3\] must equal the output shape \[2,3\]/,
+      );
       expect(x.grad).toBeNull();
       // With a seed of the right shape it works: d exp(x) = exp(0) = 1 times the seed.
       y.backward(tensor([1, 2, 3, 4, 5, 6], [2, 3]));

@@ -220,13 +220,55 @@ defineCases('unary ops', [
   unaryCase('sqrt', U(0.05, 5), G.sqrt, R.sqrt, R.sqrtBackward),
   unaryCase('tanh', U(-4, 4), G.tanh, R.tanh, R.tanhBackward),
   unaryCase('abs', S(0.01, 3), G.abs, R.abs, R.absBackward),
-  unaryCase('pow(x, 3) with negative bases', S(0.1, 2), (x) => G.pow(x, 3), (x) => R.pow(x, 3), (g, x) => R.powBackward(g, x, 3)),
-  unaryCase('pow(x, 2) with negative bases', S(0.1, 2), (x) => G.pow(x, 2), (x) => R.pow(x, 2), (g, x) => R.powBackward(g, x, 2)),
-  unaryCase('pow(x, -1) with negative bases', S(0.25, 2), (x) => G.pow(x, -1), (x) => R.pow(x, -1), (g, x) => R.powBackward(g, x, -1)),
-  unaryCase('pow(x, -2) with negative bases', S(0.25, 2), (x) => G.pow(x, -2), (x) => R.pow(x, -2), (g, x) => R.powBackward(g, x, -2)),
-  unaryCase('pow(x, 0.5)', U(0.05, 4), (x) => G.pow(x, 0.5), (x) => R.pow(x, 0.5), (g, x) => R.powBackward(g, x, 0.5)),
-  unaryCase('pow(x, 2.5)', U(0.05, 3), (x) => G.pow(x, 2.5), (x) => R.pow(x, 2.5), (g, x) => R.powBackward(g, x, 2.5)),
-  unaryCase('pow(x, 0)', S(0.1, 2), (x) => G.pow(x, 0), (x) => R.pow(x, 0), (g, x) => R.powBackward(g, x, 0)),
+  unaryCase(
+    'pow(x, 3) with negative bases',
+    S(0.1, 2),
+    (x) => G.pow(x, 3),
+    (x) => R.pow(x, 3),
+    (g, x) => R.powBackward(g, x, 3),
+  ),
+  unaryCase(
+    'pow(x, 2) with negative bases',
+    S(0.1, 2),
+    (x) => G.pow(x, 2),
+    (x) => R.pow(x, 2),
+    (g, x) => R.powBackward(g, x, 2),
+  ),
+  unaryCase(
+    'pow(x, -1) with negative bases',
+    S(0.25, 2),
+    (x) => G.pow(x, -1),
+    (x) => R.pow(x, -1),
+    (g, x) => R.powBackward(g, x, -1),
+  ),
+  unaryCase(
+    'pow(x, -2) with negative bases',
+    S(0.25, 2),
+    (x) => G.pow(x, -2),
+    (x) => R.pow(x, -2),
+    (g, x) => R.powBackward(g, x, -2),
+  ),
+  unaryCase(
+    'pow(x, 0.5)',
+    U(0.05, 4),
+    (x) => G.pow(x, 0.5),
+    (x) => R.pow(x, 0.5),
+    (g, x) => R.powBackward(g, x, 0.5),
+  ),
+  unaryCase(
+    'pow(x, 2.5)',
+    U(0.05, 3),
+    (x) => G.pow(x, 2.5),
+    (x) => R.pow(x, 2.5),
+    (g, x) => R.powBackward(g, x, 2.5),
+  ),
+  unaryCase(
+    'pow(x, 0)',
+    S(0.1, 2),
+    (x) => G.pow(x, 0),
+    (x) => R.pow(x, 0),
+    (g, x) => R.powBackward(g, x, 0),
+  ),
   unaryCase('silu', U(-6, 6), G.silu, R.silu, R.siluBackward),
   unaryCase('geluTanh', U(-5, 5), G.geluTanh, R.geluTanh, R.geluTanhBackward),
   unaryCase('relu', S(0.01, 3), G.relu, R.relu, R.reluBackward),
@@ -264,11 +306,26 @@ const BINARY: [string, GpuBinary, RefBinary, RefBinaryBack][] = [
 
 /** [a shape, a fd shape, b shape, b fd shape]: same shape, rank-3 two-sided broadcast, a row vector, a scalar. */
 const BINARY_SHAPES: [number[], number[], number[], number[]][] = [
-  [[33, 31], [3, 4], [33, 31], [3, 4]],
-  [[2, 1, 5], [2, 1, 5], [3, 1], [3, 1]],
+  [
+    [33, 31],
+    [3, 4],
+    [33, 31],
+    [3, 4],
+  ],
+  [
+    [2, 1, 5],
+    [2, 1, 5],
+    [3, 1],
+    [3, 1],
+  ],
   [[3, 4, 67], [2, 3, 5], [67], [5]],
   [[], [], [17, 13], [3, 4]],
-  [[6, 1], [4, 1], [1, 1, 1, 19], [1, 1, 1, 3]],
+  [
+    [6, 1],
+    [4, 1],
+    [1, 1, 1, 19],
+    [1, 1, 1, 3],
+  ],
 ];
 
 const fmt = (s: number[]): string => `[${s.join(',')}]`;
@@ -276,17 +333,19 @@ const fmt = (s: number[]): string => `[${s.join(',')}]`;
 defineCases(
   'binary ops (broadcasting)',
   BINARY.flatMap(([name, gpuOp, ref, back]) =>
-    BINARY_SHAPES.map(([as, afd, bs, bfd]): OpCase => ({
-      name: `${name} ${fmt(as)} with ${fmt(bs)}`,
-      args: [
-        { shape: as, fdShape: afd, gen: U(-2, 2) },
-        // Divisors stay away from 0, where a / b and its gradient blow up.
-        { shape: bs, fdShape: bfd, gen: name === 'div' ? S(0.5, 2) : U(-2, 2) },
-      ],
-      gpu: ([a, b]) => gpuOp(a, b),
-      ref: ([a, b]) => ref(a, b),
-      back: (g, [a, b]) => back(g, a, b),
-    })),
+    BINARY_SHAPES.map(
+      ([as, afd, bs, bfd]): OpCase => ({
+        name: `${name} ${fmt(as)} with ${fmt(bs)}`,
+        args: [
+          { shape: as, fdShape: afd, gen: U(-2, 2) },
+          // Divisors stay away from 0, where a / b and its gradient blow up.
+          { shape: bs, fdShape: bfd, gen: name === 'div' ? S(0.5, 2) : U(-2, 2) },
+        ],
+        gpu: ([a, b]) => gpuOp(a, b),
+        ref: ([a, b]) => ref(a, b),
+        back: (g, [a, b]) => back(g, a, b),
+      }),
+    ),
   ),
 );
 
@@ -334,11 +393,16 @@ defineCases('where', [
 // ---------------------------------------------------------------------------------------------
 
 /** A one-input case drawn from U(-2, 2); `fdShape` defaults to `shape`. */
-function layoutCase(name: string, shape: number[], fdShape: number[] | undefined, ops: {
-  gpu: (x: Tensor) => Tensor;
-  ref: (x: NDArray) => NDArray;
-  back: (g: NDArray, x: NDArray) => [NDArray];
-}): OpCase {
+function layoutCase(
+  name: string,
+  shape: number[],
+  fdShape: number[] | undefined,
+  ops: {
+    gpu: (x: Tensor) => Tensor;
+    ref: (x: NDArray) => NDArray;
+    back: (g: NDArray, x: NDArray) => [NDArray];
+  },
+): OpCase {
   return {
     name,
     args: [{ shape, fdShape, gen: U(-2, 2) }],
@@ -535,10 +599,22 @@ defineCases('matmul', [
 // ---------------------------------------------------------------------------------------------
 
 const SOFTMAX_SHAPES: [number[], number[]][] = [
-  [[3, 1000], [2, 6]],
-  [[600, 3], [4, 3]], // more rows than the 512-workgroup grid
-  [[2, 3, 37], [2, 2, 5]],
-  [[4, 1], [4, 1]], // one-element rows: softmax 1, log-softmax 0, zero gradients
+  [
+    [3, 1000],
+    [2, 6],
+  ],
+  [
+    [600, 3],
+    [4, 3],
+  ], // more rows than the 512-workgroup grid
+  [
+    [2, 3, 37],
+    [2, 2, 5],
+  ],
+  [
+    [4, 1],
+    [4, 1],
+  ], // one-element rows: softmax 1, log-softmax 0, zero gradients
   [[19], [7]],
 ];
 

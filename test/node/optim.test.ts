@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { gpu } from '../gpu';
 import { expectClose } from '../helpers/compare';
 import { Rng, f32 } from '../helpers/random';
-import { Tensor, liveBufferCount, matmul, mean, mul, readAll, scope, sub, sum, tensor } from '../../src/index';
+import { type Tensor, liveBufferCount, matmul, mean, mul, readAll, scope, sub, sum, tensor } from '../../src/index';
 import { AdamW, accumulateGradients, clipGradNorm, warmupCosine, type AdamWState } from '../../src/optim/index';
 import { adamwStepReference, clipGradNormReference, type AdamWReferenceHyper } from '../../src/reference/adamw';
 
@@ -166,7 +166,9 @@ describe('AdamW', () => {
       const ps = shapes.map((s) => param(f32(rng.normals(s[0] * (s[1] ?? 1))), s));
       const opt = new AdamW([{ params: [ps[0]] }, { params: [ps[1]], lr: 2e-2 }], { lr: 1e-2 });
       for (let t = 0; t < 3; t++) {
-        ps.forEach((p) => setGrad(p, f32(rng.normals(p.size))));
+        ps.forEach((p) => {
+          setGrad(p, f32(rng.normals(p.size)));
+        });
         opt.step();
       }
       opt.setLearningRate(0, 7e-3);
@@ -194,7 +196,9 @@ describe('AdamW', () => {
         twin.step();
       }
       const [orig, copy] = [await values(ps), await values(copies)];
-      orig.forEach((o, i) => expect(copy[i]).toEqual(o));
+      orig.forEach((o, i) => {
+        expect(copy[i]).toEqual(o);
+      });
       const [s1, s2] = [await opt.state(), await twin.state()];
       expect(s2).toEqual(s1);
 
@@ -280,7 +284,9 @@ describe('clipGradNorm', () => {
     const grads = shapes.map((s) => f32(rng.normals(s[0] * (s[1] ?? 1), 0.05)));
     return scope(async () => {
       const ps = shapes.map((s) => param(new Float32Array(s[0] * (s[1] ?? 1)), s));
-      ps.forEach((p, i) => setGrad(p, grads[i]));
+      ps.forEach((p, i) => {
+        setGrad(p, grads[i]);
+      });
       const noGradParam = param(f32([1, 2]), [2]);
       const before = liveBufferCount();
       const norm = clipGradNorm([...ps, noGradParam], maxNorm);
@@ -297,7 +303,9 @@ describe('clipGradNorm', () => {
     const { n, clipped, ref } = await clipCase(1, 'clip-on');
     expect(ref.totalNorm).toBeGreaterThan(2); // the case really clips
     expectClose([n], [ref.totalNorm], 1e-5, 0, 'total norm');
-    clipped.forEach((g, i) => expectClose(g, ref.clipped[i], 1e-5, 1e-9, `clipped grad ${i}`));
+    clipped.forEach((g, i) => {
+      expectClose(g, ref.clipped[i], 1e-5, 1e-9, `clipped grad ${i}`);
+    });
     let sq = 0;
     for (const g of clipped) for (const x of g) sq += x * x;
     expectClose([Math.sqrt(sq)], [1], 1e-5, 0, 'norm after clipping');
@@ -307,7 +315,9 @@ describe('clipGradNorm', () => {
     const { n, clipped, ref, grads } = await clipCase(100, 'clip-off');
     expect(ref.factor).toBe(1);
     expectClose([n], [ref.totalNorm], 1e-5, 0, 'total norm');
-    clipped.forEach((g, i) => expect(g).toEqual(grads[i]));
+    clipped.forEach((g, i) => {
+      expect(g).toEqual(grads[i]);
+    });
   });
 
   it('returns 0 when no parameter has a gradient, and validates maxNorm', async () => {
@@ -341,7 +351,9 @@ describe('warmupCosine', () => {
     // Monotone decay after the warm-up.
     for (let s = 10; s < 110; s++) expect(lr(s + 1)).toBeLessThanOrEqual(lr(s));
     const noWarmup = warmupCosine({ baseLr: 2, warmupSteps: 0, totalSteps: 4 });
-    expect([0, 1, 2, 3, 4, 9].map(noWarmup).map((x) => +x.toFixed(12))).toEqual([2, 1 + Math.SQRT1_2, 1, 1 - Math.SQRT1_2, 0, 0].map((x) => +x.toFixed(12)));
+    expect([0, 1, 2, 3, 4, 9].map(noWarmup).map((x) => +x.toFixed(12))).toEqual(
+      [2, 1 + Math.SQRT1_2, 1, 1 - Math.SQRT1_2, 0, 0].map((x) => +x.toFixed(12)),
+    );
   });
 
   it('rejects bad options and steps, naming them', () => {
@@ -385,7 +397,13 @@ describe('accumulateGradients', () => {
       scope(() => lossOf(whole, [0, 1, 2, 3, 4, 5, 6, 7]).backward());
       const split = param(w0, [K, N]);
       const before = liveBufferCount();
-      const loss = accumulateGradients([[0, 1, 2, 3], [4, 5, 6, 7]], (rows) => lossOf(split, rows));
+      const loss = accumulateGradients(
+        [
+          [0, 1, 2, 3],
+          [4, 5, 6, 7],
+        ],
+        (rows) => lossOf(split, rows),
+      );
       // Only the returned loss and the new .grad remain.
       expect(liveBufferCount()).toBe(before + 2);
       expect(loss.shape).toEqual([]);

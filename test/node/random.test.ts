@@ -25,7 +25,12 @@ describe('randn (Philox4x32-10 + Box-Muller)', () => {
 
   it('repeats bit for bit with a seed, differs with another seed or offset', async () => {
     await gpu();
-    const [a, b, c, d] = [randn([1000], { seed: 7 }), randn([1000], { seed: 7 }), randn([1000], { seed: 8 }), randn([1000], { seed: 7, offset: 1 })];
+    const [a, b, c, d] = [
+      randn([1000], { seed: 7 }),
+      randn([1000], { seed: 7 }),
+      randn([1000], { seed: 8 }),
+      randn([1000], { seed: 7, offset: 1 }),
+    ];
     const [va, vb, vc, vd] = await Promise.all([a, b, c, d].map((t) => t.toArray()));
     expect(new Uint32Array(va.buffer)).toEqual(new Uint32Array(vb.buffer));
     expect(va.filter((x, i) => x === vc[i]).length).toBeLessThan(5);

@@ -5,7 +5,12 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  floatBitsToHalf, parseSafetensors, readSafetensors, toFloat16Bits, toFloat32, type SafetensorsEntry,
+  floatBitsToHalf,
+  parseSafetensors,
+  readSafetensors,
+  toFloat16Bits,
+  toFloat32,
+  type SafetensorsEntry,
 } from '../../src/models/safetensors';
 import { FIXTURES_DIR } from '../helpers/fixtures';
 
@@ -16,7 +21,10 @@ function fixtureBytes(model: string): Uint8Array<ArrayBuffer> {
 }
 
 /** An independent minimal reader: the header via DataView and JSON.parse, one f32 element via DataView. */
-function rawHeader(bytes: Uint8Array): { header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>; dataStart: number } {
+function rawHeader(bytes: Uint8Array): {
+  header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+  dataStart: number;
+} {
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const n = Number(dv.getBigUint64(0, true));
   const header = JSON.parse(Buffer.from(bytes.subarray(8, 8 + n)).toString('utf8'));
@@ -45,14 +53,18 @@ function build(header: unknown, data: Uint8Array = new Uint8Array(0), dataStartM
 function u16Bytes(words: number[]): Uint8Array {
   const b = new Uint8Array(words.length * 2);
   const dv = new DataView(b.buffer);
-  words.forEach((w, i) => dv.setUint16(2 * i, w, true));
+  words.forEach((w, i) => {
+    dv.setUint16(2 * i, w, true);
+  });
   return b;
 }
 
 function f32Bytes(values: number[]): Uint8Array {
   const b = new Uint8Array(values.length * 4);
   const dv = new DataView(b.buffer);
-  values.forEach((v, i) => dv.setFloat32(4 * i, v, true));
+  values.forEach((v, i) => {
+    dv.setFloat32(4 * i, v, true);
+  });
   return b;
 }
 
@@ -106,13 +118,23 @@ describe('parseSafetensors on the fixture models', () => {
 describe('dtype conversion', () => {
   it('widens F16 exactly: normals, subnormals, zeros, infinities, NaN', () => {
     const cases: [number, number][] = [
-      [0x3c00, 1], [0xc000, -2], [0x3555, 0.333251953125], [0x7bff, 65504], [0x0400, 2 ** -14],
-      [0x0001, 2 ** -24], [0x03ff, 1023 * 2 ** -24], [0x8001, -(2 ** -24)], [0x0000, 0],
-      [0x7c00, Infinity], [0xfc00, -Infinity],
+      [0x3c00, 1],
+      [0xc000, -2],
+      [0x3555, 0.333251953125],
+      [0x7bff, 65504],
+      [0x0400, 2 ** -14],
+      [0x0001, 2 ** -24],
+      [0x03ff, 1023 * 2 ** -24],
+      [0x8001, -(2 ** -24)],
+      [0x0000, 0],
+      [0x7c00, Infinity],
+      [0xfc00, -Infinity],
     ];
     const e = oneTensor('F16', u16Bytes([...cases.map((c) => c[0]), 0x8000, 0x7e00]));
     const f = toFloat32(e);
-    cases.forEach(([, v], i) => expect(f[i]).toBe(v));
+    cases.forEach(([, v], i) => {
+      expect(f[i]).toBe(v);
+    });
     expect(Object.is(f[cases.length], -0)).toBe(true);
     expect(f[cases.length + 1]).toBeNaN();
   });
@@ -145,7 +167,22 @@ describe('dtype conversion', () => {
   });
 
   it('rounds F32 to F16 bits to nearest, ties to even, with overflow and subnormals', () => {
-    const values = [1, -2, 65504, 65519, 65520, 1e6, 2 ** -24, 2 ** -25, 3 * 2 ** -26, 1 + 2 ** -11, 1 + 3 * 2 ** -11, 2 ** -14 - 2 ** -25, 0, Infinity];
+    const values = [
+      1,
+      -2,
+      65504,
+      65519,
+      65520,
+      1e6,
+      2 ** -24,
+      2 ** -25,
+      3 * 2 ** -26,
+      1 + 2 ** -11,
+      1 + 3 * 2 ** -11,
+      2 ** -14 - 2 ** -25,
+      0,
+      Infinity,
+    ];
     const want = [0x3c00, 0xc000, 0x7bff, 0x7bff, 0x7c00, 0x7c00, 0x0001, 0x0000, 0x0001, 0x3c00, 0x3c02, 0x0400, 0x0000, 0x7c00];
     expect([...toFloat16Bits(oneTensor('F32', f32Bytes(values)))]).toEqual(want);
     expect(floatBitsToHalf(0x7fc00000) & 0x7c00).toBe(0x7c00); // NaN stays NaN
@@ -202,15 +239,23 @@ describe('parseSafetensors rejects malformed files', () => {
 
   it('bad shapes, offsets and metadata', () => {
     const data = new Uint8Array(16);
-    expect(() => parseSafetensors(build({ a: { dtype: 'F32', shape: [1.5], data_offsets: [0, 8] } }, data))).toThrow(/tensor 'a' has shape \[1.5\]; expected an array of non-negative integers/);
-    expect(() => parseSafetensors(build({ a: { dtype: 'F32', shape: [2], data_offsets: [0] } }, data))).toThrow(/tensor 'a' has data_offsets \[0\]; expected \[begin, end\]/);
-    expect(() => parseSafetensors(build({ a: { dtype: 'F32', shape: [0], data_offsets: [8, 4] } }, data))).toThrow(/tensor 'a' has data_offsets \[8, 4\] with begin after end/);
+    expect(() => parseSafetensors(build({ a: { dtype: 'F32', shape: [1.5], data_offsets: [0, 8] } }, data))).toThrow(
+      /tensor 'a' has shape \[1.5\]; expected an array of non-negative integers/,
+    );
+    expect(() => parseSafetensors(build({ a: { dtype: 'F32', shape: [2], data_offsets: [0] } }, data))).toThrow(
+      /tensor 'a' has data_offsets \[0\]; expected \[begin, end\]/,
+    );
+    expect(() => parseSafetensors(build({ a: { dtype: 'F32', shape: [0], data_offsets: [8, 4] } }, data))).toThrow(
+      /tensor 'a' has data_offsets \[8, 4\] with begin after end/,
+    );
     expect(() => parseSafetensors(build({ a: { dtype: 'F32', shape: [2] } }, data))).toThrow(/tensor 'a' has data_offsets undefined/);
-    expect(() => parseSafetensors(build({ __metadata__: { format: 1 }, ...good }, data))).toThrow(/'__metadata__' entry 'format' must be a string/);
+    expect(() => parseSafetensors(build({ __metadata__: { format: 1 }, ...good }, data))).toThrow(
+      /'__metadata__' entry 'format' must be a string/,
+    );
   });
 
   it('offsets out of range (a truncated data section)', () => {
-    const h = { 'w': { dtype: 'F32', shape: [4], data_offsets: [0, 16] } };
+    const h = { w: { dtype: 'F32', shape: [4], data_offsets: [0, 16] } };
     expect(() => parseSafetensors(build(h, new Uint8Array(12)))).toThrow(
       "safetensors: tensor 'w' has data_offsets [0, 16] beyond the data section (12 bytes); the file is truncated",
     );
@@ -222,7 +267,9 @@ describe('parseSafetensors rejects malformed files', () => {
       "safetensors: tensor 'model.norm.weight' has data_offsets [0, 100] but shape [32] in F32 needs 128 bytes",
     );
     const bf = { b: { dtype: 'BF16', shape: [2, 3], data_offsets: [0, 24] } };
-    expect(() => parseSafetensors(build(bf, new Uint8Array(24)))).toThrow(/'b' has data_offsets \[0, 24\] but shape \[2, 3\] in BF16 needs 12 bytes/);
+    expect(() => parseSafetensors(build(bf, new Uint8Array(24)))).toThrow(
+      /'b' has data_offsets \[0, 24\] but shape \[2, 3\] in BF16 needs 12 bytes/,
+    );
   });
 
   it('overlapping tensors', () => {

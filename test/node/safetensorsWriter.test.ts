@@ -2,10 +2,21 @@
 import { describe, expect, it } from 'vitest';
 import { writeSafetensors, type SafetensorsWriteTensor } from '../../src/models/safetensorsWriter';
 
-interface RawEntry { dtype: string; shape: number[]; data_offsets: [number, number] }
+interface RawEntry {
+  dtype: string;
+  shape: number[];
+  data_offsets: [number, number];
+}
 
 /** Parses a safetensors file by hand: header length, header JSON (in file order), data section. */
-function parse(bytes: Uint8Array): { n: number; headerText: string; header: Record<string, unknown>; order: string[]; dataStart: number; dv: DataView } {
+function parse(bytes: Uint8Array): {
+  n: number;
+  headerText: string;
+  header: Record<string, unknown>;
+  order: string[];
+  dataStart: number;
+  dv: DataView;
+} {
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const n = Number(dv.getBigUint64(0, true));
   const headerText = new TextDecoder().decode(bytes.subarray(8, 8 + n));
@@ -28,16 +39,37 @@ function read(bytes: Uint8Array, name: string): number[] | bigint[] {
   for (let i = 0; i < count; i++) {
     const p = at + i * size;
     switch (e.dtype) {
-      case 'F64': out.push(dv.getFloat64(p, true)); break;
-      case 'F32': out.push(dv.getFloat32(p, true)); break;
-      case 'I64': out.push(dv.getBigInt64(p, true)); break;
-      case 'U64': out.push(dv.getBigUint64(p, true)); break;
-      case 'I32': out.push(dv.getInt32(p, true)); break;
-      case 'U32': out.push(dv.getUint32(p, true)); break;
-      case 'I16': out.push(dv.getInt16(p, true)); break;
-      case 'U16': case 'F16': case 'BF16': out.push(dv.getUint16(p, true)); break;
-      case 'I8': out.push(dv.getInt8(p)); break;
-      default: out.push(dv.getUint8(p));
+      case 'F64':
+        out.push(dv.getFloat64(p, true));
+        break;
+      case 'F32':
+        out.push(dv.getFloat32(p, true));
+        break;
+      case 'I64':
+        out.push(dv.getBigInt64(p, true));
+        break;
+      case 'U64':
+        out.push(dv.getBigUint64(p, true));
+        break;
+      case 'I32':
+        out.push(dv.getInt32(p, true));
+        break;
+      case 'U32':
+        out.push(dv.getUint32(p, true));
+        break;
+      case 'I16':
+        out.push(dv.getInt16(p, true));
+        break;
+      case 'U16':
+      case 'F16':
+      case 'BF16':
+        out.push(dv.getUint16(p, true));
+        break;
+      case 'I8':
+        out.push(dv.getInt8(p));
+        break;
+      default:
+        out.push(dv.getUint8(p));
     }
   }
   return out as number[] | bigint[];
@@ -155,7 +187,8 @@ describe('writeSafetensors', () => {
   });
 
   it('rejects bad input with errors naming the tensor', () => {
-    const f = (t: Partial<SafetensorsWriteTensor>) => () => writeSafetensors({ 'model.w': { dtype: 'F32', shape: [2], data: new Float32Array(2), ...t } as SafetensorsWriteTensor });
+    const f = (t: Partial<SafetensorsWriteTensor>) => () =>
+      writeSafetensors({ 'model.w': { dtype: 'F32', shape: [2], data: new Float32Array(2), ...t } as SafetensorsWriteTensor });
     expect(f({ shape: [2, 2] })).toThrow(/tensor "model.w" has shape \[2,2\] \(4 elements\) but its data holds 2/);
     expect(f({ data: new Int32Array(2) })).toThrow(/tensor "model.w" has dtype F32, whose data must be a Float32Array, got Int32Array/);
     expect(f({ dtype: 'I64' })).toThrow(/tensor "model.w" has dtype I64, whose data must be a BigInt64Array/);
@@ -163,7 +196,9 @@ describe('writeSafetensors', () => {
     expect(f({ shape: [-2] })).toThrow(/tensor "model.w" has shape \[-2\]; it must be an array of non-negative integers/);
     expect(f({ shape: [1.5] })).toThrow(/tensor "model.w" has shape/);
     expect(f({ dtype: 'BOOL', shape: [1], data: Uint8Array.of(2) })).toThrow(/tensor "model.w" is BOOL, so its bytes must be 0 or 1/);
-    expect(() => writeSafetensors({ __metadata__: { dtype: 'F32', shape: [1], data: new Float32Array(1) } })).toThrow(/"__metadata__" is reserved/);
+    expect(() => writeSafetensors({ __metadata__: { dtype: 'F32', shape: [1], data: new Float32Array(1) } })).toThrow(
+      /"__metadata__" is reserved/,
+    );
     expect(() => writeSafetensors({ '': { dtype: 'F32', shape: [1], data: new Float32Array(1) } })).toThrow(/non-empty/);
   });
 });

@@ -62,7 +62,15 @@ describe('byteTokenizer', () => {
  * (which `encode` must not apply), and a Metaspace decoder.
  */
 function tinyBpe(): Record<string, unknown> {
-  const special = (id: number, content: string) => ({ id, content, special: true, normalized: false, lstrip: false, rstrip: false, single_word: false });
+  const special = (id: number, content: string) => ({
+    id,
+    content,
+    special: true,
+    normalized: false,
+    lstrip: false,
+    rstrip: false,
+    single_word: false,
+  });
   return {
     version: '1.0',
     truncation: null,
@@ -87,8 +95,25 @@ function tinyBpe(): Record<string, unknown> {
       byte_fallback: false,
       ignore_merges: false,
       vocab: {
-        '<unk>': 0, '<s>': 1, '</s>': 2, '▁': 3, h: 4, e: 5, l: 6, o: 7, w: 8, r: 9, d: 10,
-        he: 11, ll: 12, '▁he': 13, llo: 14, '▁hello': 15, or: 16, '▁w': 17, '<pad>': 18,
+        '<unk>': 0,
+        '<s>': 1,
+        '</s>': 2,
+        '▁': 3,
+        h: 4,
+        e: 5,
+        l: 6,
+        o: 7,
+        w: 8,
+        r: 9,
+        d: 10,
+        he: 11,
+        ll: 12,
+        '▁he': 13,
+        llo: 14,
+        '▁hello': 15,
+        or: 16,
+        '▁w': 17,
+        '<pad>': 18,
       },
       // Applied by rank: "▁hello" = ▁ h e l l o -> ▁ he l l o -> ▁ he ll o -> ▁he ll o -> ▁he llo -> ▁hello.
       merges: ['h e', 'l l', '▁ he', 'll o', '▁he llo', 'o r', '▁ w'],
@@ -99,7 +124,7 @@ function tinyBpe(): Record<string, unknown> {
 describe('loadHuggingFaceTokenizer', () => {
   const config = { bos_token: '<s>', eos_token: '</s>', pad_token: '<pad>' };
 
-  it('encodes with the merges worked out by hand, without the post-processor\'s BOS', async () => {
+  it("encodes with the merges worked out by hand, without the post-processor's BOS", async () => {
     const tok = await loadHuggingFaceTokenizer(tinyBpe(), config);
     expect(tok.vocabSize).toBe(19);
     expect([tok.bosId, tok.eosId, tok.padId]).toEqual([1, 2, 18]);
@@ -125,10 +150,13 @@ describe('loadHuggingFaceTokenizer', () => {
   });
 
   it('accepts the files as text, token objects in the config, and pads with EOS when there is no pad token', async () => {
-    const tok = await loadHuggingFaceTokenizer(JSON.stringify(tinyBpe()), JSON.stringify({
-      bos_token: { __type: 'AddedToken', content: '<s>', special: true },
-      eos_token: '</s>',
-    }));
+    const tok = await loadHuggingFaceTokenizer(
+      JSON.stringify(tinyBpe()),
+      JSON.stringify({
+        bos_token: { __type: 'AddedToken', content: '<s>', special: true },
+        eos_token: '</s>',
+      }),
+    );
     expect([tok.bosId, tok.eosId, tok.padId]).toEqual([1, 2, 2]);
     expect(tok.encode('hello')).toEqual([15]);
     const bare = await loadHuggingFaceTokenizer(tinyBpe());
@@ -145,11 +173,19 @@ describe('loadHuggingFaceTokenizer', () => {
 
   it('gives a clear error for a malformed tokenizer.json', async () => {
     await expect(loadHuggingFaceTokenizer('{"model": {"type": "BPE",')).rejects.toThrow(/^tokenizer: tokenizer\.json is not valid: /);
-    await expect(loadHuggingFaceTokenizer('[1, 2]')).rejects.toThrow(/tokenizer: tokenizer\.json is not valid: expected a JSON object, got an array/);
-    await expect(loadHuggingFaceTokenizer({ version: '1.0' })).rejects.toThrow(/tokenizer: tokenizer\.json is not valid: it has no "model" object/);
-    await expect(loadHuggingFaceTokenizer({ model: { type: 'Nonsense' } })).rejects.toThrow(/tokenizer: tokenizer\.json is not valid: .*Nonsense/);
+    await expect(loadHuggingFaceTokenizer('[1, 2]')).rejects.toThrow(
+      /tokenizer: tokenizer\.json is not valid: expected a JSON object, got an array/,
+    );
+    await expect(loadHuggingFaceTokenizer({ version: '1.0' })).rejects.toThrow(
+      /tokenizer: tokenizer\.json is not valid: it has no "model" object/,
+    );
+    await expect(loadHuggingFaceTokenizer({ model: { type: 'Nonsense' } })).rejects.toThrow(
+      /tokenizer: tokenizer\.json is not valid: .*Nonsense/,
+    );
     await expect(loadHuggingFaceTokenizer(tinyBpe(), '{oops')).rejects.toThrow(/tokenizer: tokenizer_config\.json is not valid/);
-    await expect(loadHuggingFaceTokenizer(tinyBpe(), { eos_token: '<eot>' })).rejects.toThrow(/eos_token "<eot>", which is not in the vocabulary/);
+    await expect(loadHuggingFaceTokenizer(tinyBpe(), { eos_token: '<eot>' })).rejects.toThrow(
+      /eos_token "<eot>", which is not in the vocabulary/,
+    );
   });
 
   it('drops an unknown piece when there is no unk token (as the Rust library does)', async () => {

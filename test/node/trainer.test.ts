@@ -41,14 +41,31 @@ describe('Trainer', () => {
   it('lowers the loss over a few dozen steps and reports every component', async () => {
     // The strength terms start far from their optimum (sigma near its floor, xt = x), unlike the
     // cross-entropy, whose floor is the teacher's entropy: a clear signal in a few dozen steps.
-    const trainer = new Trainer(model, { train, heldOut }, options({ factory: 'distillation', learningRate: 1e-2, factoryOptions: {
-      distillationLayerIndex: 1, alpha: 0.5, stdLogRatioLossWeight: 1, inputEmbeddingSimilarityLossWeight: 1, distillationLayerCosineDistanceLossWeight: 1,
-    } }));
+    const trainer = new Trainer(
+      model,
+      { train, heldOut },
+      options({
+        factory: 'distillation',
+        learningRate: 1e-2,
+        factoryOptions: {
+          distillationLayerIndex: 1,
+          alpha: 0.5,
+          stdLogRatioLossWeight: 1,
+          inputEmbeddingSimilarityLossWeight: 1,
+          distillationLayerCosineDistanceLossWeight: 1,
+        },
+      }),
+    );
     const losses: number[] = [];
     for (let i = 0; i < 30; i++) {
       const r = await trainer.step();
       expect(Object.keys(r.components).sort()).toEqual([
-        'distillationLayerCosineDistanceLoss', 'distillationLayerL2DistanceLoss', 'inputEmbeddingSimilarityLoss', 'inverseL2PowerLawCatalystLoss', 'loss', 'stdLogRatioLoss',
+        'distillationLayerCosineDistanceLoss',
+        'distillationLayerL2DistanceLoss',
+        'inputEmbeddingSimilarityLoss',
+        'inverseL2PowerLawCatalystLoss',
+        'loss',
+        'stdLogRatioLoss',
       ]);
       expect(r.step).toBe(i + 1);
       expect(r.tokens).toBeGreaterThan(0);
@@ -68,9 +85,18 @@ describe('Trainer', () => {
   });
 
   it('a resumed run repeats the loss curve of an uninterrupted one', async () => {
-    const o = options({ factory: 'mutualInformationCrossEntropyDistillation', factoryOptions: {
-      mutualInformationLossWeight: 0.1, distillationCrossEntropyLossWeight: 1, absoluteCosineSimilarityPenaltyWeight: 0.5, medianNormPenaltyWeight: 0.1,
-    }, accumulationSteps: 2, warmupSteps: 2, totalSteps: 20 });
+    const o = options({
+      factory: 'mutualInformationCrossEntropyDistillation',
+      factoryOptions: {
+        mutualInformationLossWeight: 0.1,
+        distillationCrossEntropyLossWeight: 1,
+        absoluteCosineSimilarityPenaltyWeight: 0.5,
+        medianNormPenaltyWeight: 0.1,
+      },
+      accumulationSteps: 2,
+      warmupSteps: 2,
+      totalSteps: 20,
+    });
     const straight = new Trainer(model, { train }, o);
     const full: number[] = [];
     for (let i = 0; i < 6; i++) full.push((await straight.step()).loss);
@@ -86,13 +112,26 @@ describe('Trainer', () => {
     const rest: number[] = [];
     for (let i = 0; i < 3; i++) rest.push((await resumed.step()).loss);
     resumed.dispose();
-    rest.forEach((l, i) => expect(l, `step ${i + 4}`).toBeCloseTo(full[i + 3], 6));
+    rest.forEach((l, i) => {
+      expect(l, `step ${i + 4}`).toBeCloseTo(full[i + 3], 6);
+    });
   });
 
   it('leaves the live-buffer count the same after step 5 and after step 50', async () => {
-    const trainer = new Trainer(model, { train }, options({ factory: 'distillation', factoryOptions: {
-      distillationLayerIndex: 0, alpha: 0.5, stdLogRatioLossWeight: 0.1, inputEmbeddingSimilarityLossWeight: 0.5, distillationLayerCosineDistanceLossWeight: 1,
-    } }));
+    const trainer = new Trainer(
+      model,
+      { train },
+      options({
+        factory: 'distillation',
+        factoryOptions: {
+          distillationLayerIndex: 0,
+          alpha: 0.5,
+          stdLogRatioLossWeight: 0.1,
+          inputEmbeddingSimilarityLossWeight: 0.5,
+          distillationLayerCosineDistanceLossWeight: 1,
+        },
+      }),
+    );
     for (let i = 0; i < 5; i++) await trainer.step();
     const at5 = liveBufferCount();
     for (let i = 5; i < 50; i++) await trainer.step();
@@ -102,8 +141,23 @@ describe('Trainer', () => {
 
   it('gives clear errors and keeps its state', async () => {
     expect(() => new Trainer(model, { train }, options({ factory: 'nope' as never }))).toThrow(/'factory' must be one of/);
-    expect(() => new Trainer(model, { train }, options({ factoryOptions: { distillationCrossEntropyLossWeight: -1, absoluteCosineSimilarityPenaltyWeight: 0, medianNormPenaltyWeight: 0 } }))).toThrow(/'distillationCrossEntropyLossWeight' must be a finite number >= 0/);
-    expect(() => new Trainer(model, { train }, options({ factory: 'mutualInformationCrossEntropyDistillation', batchSize: 3 }))).toThrow(/'batchSize' must be even/);
+    expect(
+      () =>
+        new Trainer(
+          model,
+          { train },
+          options({
+            factoryOptions: {
+              distillationCrossEntropyLossWeight: -1,
+              absoluteCosineSimilarityPenaltyWeight: 0,
+              medianNormPenaltyWeight: 0,
+            },
+          }),
+        ),
+    ).toThrow(/'distillationCrossEntropyLossWeight' must be a finite number >= 0/);
+    expect(() => new Trainer(model, { train }, options({ factory: 'mutualInformationCrossEntropyDistillation', batchSize: 3 }))).toThrow(
+      /'batchSize' must be even/,
+    );
     const long = packSequences([Array.from({ length: 80 }, (_, i) => 3 + (i % 50))], { seqLen: 70, padId: 0 });
     expect(() => new Trainer(model, { train: [...long, ...long] }, options())).toThrow(/exceed the model's 64 positions/);
     const bad = train.map((s) => ({ ...s, ids: s.ids.map((v, i) => (i === 0 ? 500 : v)) }));
