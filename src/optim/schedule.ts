@@ -2,13 +2,16 @@
 
 /** Options of {@link warmupCosine}. */
 export interface WarmupCosineOptions {
-  /** Peak learning rate, reached at the end of the warm-up (>= 0). */
+  /** Peak learning rate, reached by the last warm-up step (>= 0). */
   baseLr: number;
-  /** Steps of linear warm-up from 0 to `baseLr` (integer >= 0; 0: start at `baseLr`). */
+  /** Steps of linear warm-up up to `baseLr` (integer >= 0; 0: start at `baseLr`). */
   warmupSteps: number;
-  /** Step at which the cosine reaches `minLr` (integer >= `warmupSteps`, > 0). */
-  totalSteps: number;
-  /** Floor of the decay, held after `totalSteps` (in [0, baseLr], default 0). */
+  /**
+   * Step at which the cosine reaches `minLr` (integer >= `warmupSteps`, > 0). Omitted: no decay,
+   * `baseLr` from the end of the warm-up on.
+   */
+  totalSteps?: number;
+  /** Floor of the decay, held after `totalSteps` (in [0, baseLr], default 0; unused without `totalSteps`). */
   minLr?: number;
 }
 
@@ -20,26 +23,33 @@ function finiteAtLeast(name: string, value: unknown, min: number, integer: boole
 }
 
 /**
- * Linear warm-up then cosine decay: `lr(step)` rises from 0 at step 0 to `baseLr` at
- * `warmupSteps`, follows half a cosine down to `minLr` at `totalSteps`, and stays at `minLr`
- * after. Pass the index of the step about to run (0 for the first), e.g.
- * `opt.setLearningRate('all', lr(step))` before `opt.step()`.
+ * Linear warm-up then cosine decay. Pass the index of the step about to run (0 for the first),
+ * e.g. `opt.setLearningRate('all', lr(step))` before `opt.step()`.
+ *
+ * - Warm-up: step `s < warmupSteps` runs at `baseLr * (s + 1) / warmupSteps`, so the first step
+ *   already moves (at `baseLr / warmupSteps`, never at 0) and the last warm-up step runs at `baseLr`.
+ * - Decay: from step `warmupSteps` (at `baseLr`) half a cosine down to `minLr` at `totalSteps`,
+ *   and `minLr` after. Without `totalSteps`, `baseLr` from `warmupSteps` on.
+ *
+ * The `Trainer` uses this schedule (its `learningRate`, `warmupSteps`, `totalSteps` and
+ * `minLearningRate` options are these).
  */
 export function warmupCosine(options: WarmupCosineOptions): (step: number) => number {
-  if (!options || typeof options !== 'object') throw new Error('warmupCosine: expected { baseLr, warmupSteps, totalSteps, minLr? }');
+  if (!options || typeof options !== 'object') throw new Error('warmupCosine: expected { baseLr, warmupSteps, totalSteps?, minLr? }');
   const baseLr = finiteAtLeast('baseLr', options.baseLr, 0, false);
   const warmupSteps = finiteAtLeast('warmupSteps', options.warmupSteps, 0, true);
-  const totalSteps = finiteAtLeast('totalSteps', options.totalSteps, Math.max(1, warmupSteps), true);
+  const totalSteps =
+    options.totalSteps === undefined ? undefined : finiteAtLeast('totalSteps', options.totalSteps, Math.max(1, warmupSteps), true);
   const minLr = finiteAtLeast('minLr', options.minLr ?? 0, 0, false);
-  if (minLr > baseLr) throw new Error(`warmupCosine: 'minLr' (${minLr}) must not exceed 'baseLr' (${baseLr})`);
-  const decaySteps = totalSteps - warmupSteps;
+  if (totalSteps !== undefined && minLr > baseLr) throw new Error(`warmupCosine: 'minLr' (${minLr}) must not exceed 'baseLr' (${baseLr})`);
   return (step: number): number => {
     if (typeof step !== 'number' || Number.isNaN(step) || step < 0) {
       throw new Error(`warmupCosine: step must be a number >= 0, got ${String(step)}`);
     }
-    if (step < warmupSteps) return (baseLr * step) / warmupSteps;
+    if (step < warmupSteps) return (baseLr * (step + 1)) / warmupSteps;
+    if (totalSteps === undefined) return baseLr;
     if (step >= totalSteps) return minLr;
-    const progress = (step - warmupSteps) / decaySteps;
+    const progress = (step - warmupSteps) / (totalSteps - warmupSteps);
     return minLr + (baseLr - minLr) * 0.5 * (1 + Math.cos(Math.PI * progress));
   };
 }

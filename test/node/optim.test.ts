@@ -339,9 +339,13 @@ describe('warmupCosine', () => {
   const lr = warmupCosine({ baseLr: 1e-3, warmupSteps: 10, totalSteps: 110, minLr: 1e-5 });
 
   it('warms up linearly, decays by a cosine, then holds minLr', () => {
-    expect(lr(0)).toBe(0);
-    expect(lr(5)).toBeCloseTo(5e-4, 15);
+    // Step s of the warm-up runs at (s + 1) / 10 of the peak: the first step is never at rate 0,
+    // the tenth (index 9) is at the peak, and the decay starts from the peak at index 10.
+    expect(lr(0)).toBeCloseTo(1e-4, 15);
+    expect(lr(4)).toBeCloseTo(5e-4, 15);
+    expect(lr(9)).toBeCloseTo(1e-3, 15);
     expect(lr(10)).toBeCloseTo(1e-3, 15);
+    for (let s = 0; s < 9; s++) expect(lr(s + 1)).toBeGreaterThan(lr(s));
     // Half-way through the decay the cosine is 0: the mean of baseLr and minLr.
     expect(lr(60)).toBeCloseTo((1e-3 + 1e-5) / 2, 15);
     // A quarter of the way: cos(pi/4) = sqrt(2)/2.
@@ -354,6 +358,13 @@ describe('warmupCosine', () => {
     expect([0, 1, 2, 3, 4, 9].map(noWarmup).map((x) => +x.toFixed(12))).toEqual(
       [2, 1 + Math.SQRT1_2, 1, 1 - Math.SQRT1_2, 0, 0].map((x) => +x.toFixed(12)),
     );
+  });
+
+  it('without totalSteps, warms up then holds baseLr', () => {
+    // baseLr 2 over 4 warm-up steps: 0.5, 1, 1.5, 2, then 2 for ever (minLr has no decay to floor).
+    const constant = warmupCosine({ baseLr: 2, warmupSteps: 4, minLr: 3 });
+    expect([0, 1, 2, 3, 4, 5, 1000].map(constant)).toEqual([0.5, 1, 1.5, 2, 2, 2, 2]);
+    expect([0, 7].map(warmupCosine({ baseLr: 0.25, warmupSteps: 0 }))).toEqual([0.25, 0.25]);
   });
 
   it('rejects bad options and steps, naming them', () => {
@@ -413,6 +424,39 @@ describe('accumulateGradients', () => {
       expectClose(gSplit, expected, 1e-4, 1e-5, 'accumulated grad vs float64');
       expectClose(l, [expectedLoss], 1e-5, 1e-6, 'mean loss');
       expect(() => accumulateGradients([], () => loss)).toThrow(/non-empty/);
+    });
+  });
+
+  it('averages named components alongside the loss, and leaves nothing behind', async () => {
+    await gpu();
+    await scope(async () => {
+      // w = [1, 2]; micro-batch c: loss = c * (w0 + w1) = 3c, components half = 1.5c and index = i + 1.
+      // c = 3, 5: mean loss (9 + 15) / 2 = 12, half 6, index 1.5; dLoss/dw = mean c = 4 per element.
+      // One micro-batch (c = 3): no scaling, loss 9, half 4.5, index 1, gradient 3.
+      const lossOf = (w: Tensor, c: number, i: number) => {
+        const loss = sum(mul(w, tensor(f32([c, c]), [2])));
+        return { loss, components: { half: mul(loss, tensor(f32([0.5]), [])), index: tensor(f32([i + 1]), [1]) } };
+      };
+      for (const [cs, expected] of [
+        [[3, 5], { loss: 12, half: 6, index: 1.5, grad: 4 }],
+        [[3], { loss: 9, half: 4.5, index: 1, grad: 3 }],
+      ] as const) {
+        const w = param(f32([1, 2]), [2]);
+        const before = liveBufferCount();
+        const out = accumulateGradients(cs, (c, i) => lossOf(w, c, i));
+        // The mean loss, the two mean components and the new .grad.
+        expect(liveBufferCount()).toBe(before + 4);
+        expect(Object.keys(out.components)).toEqual(['half', 'index']);
+        for (const t of [out.loss, out.components.half, out.components.index]) {
+          expect(t.shape).toEqual([]);
+          expect(t.requiresGrad).toBe(false);
+        }
+        const [l, half, index, grad] = await values([out.loss, out.components.half, out.components.index, w.grad!]);
+        expectClose([l[0], half[0], index[0]], [expected.loss, expected.half, expected.index], 1e-6, 0, `means of ${cs}`);
+        expectClose(grad, [expected.grad, expected.grad], 1e-6, 0, `grad of ${cs}`);
+      }
+      const w = param(f32([1, 2]), [2]);
+      expect(() => accumulateGradients([1], () => ({ loss: sum(w), components: { bad: w } }))).toThrow(/'bad' is \[2\]/);
     });
   });
 });
