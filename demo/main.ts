@@ -8,7 +8,7 @@ import * as Comlink from 'comlink';
 import './style.css';
 import type { DemoWorkerApi } from './demo-worker';
 import type { ProgressEvent, RunState } from '../src/worker/workerApi';
-import type { FactoryName } from '../src/train/trainer';
+import type { FactoryName } from '../src/factories/options';
 import { TrainingForm } from './ui/form';
 import { LineChart, LossCharts } from './ui/charts';
 import { checkWebGpu, renderWebGpuHelp } from './ui/webgpu';

@@ -125,7 +125,20 @@ export {
   type MutualInformationDistillationLossOptions,
   type CrossEntropyDistillationOptions,
   type MutualInformationCrossEntropyDistillationOptions,
+  FACTORIES,
 } from './factories/distillation';
+export {
+  FACTORY_OPTIONS,
+  FACTORY_NAMES,
+  parseFactoryOptions,
+  type FactoryName,
+  type FactoryOptionsFor,
+  type ResolvedFactoryOptions,
+  type FactoryEntry,
+  type OptionSpec,
+  type OptionKind,
+  type BatchRule,
+} from './factories/options';
 export type { EmbeddingStatistics } from './models/causalLM';
 export {
   nearestNeighbourInversion,
@@ -137,8 +150,6 @@ export {
 } from './eval/metrics';
 export {
   Trainer,
-  FACTORIES,
-  type FactoryName,
   type TrainerOptions,
   type StepReport,
   type EvaluationReport,

@@ -4,7 +4,7 @@
  * with validation rules that mirror the factories' and the trainer's own checks, so that the page
  * catches a bad value as it is typed instead of when training starts.
  */
-import type { FactoryName } from '../../src/train/trainer';
+import type { FactoryName } from '../../src/factories/options';
 
 /** How a field's text is read and checked. */
 export type Rule =

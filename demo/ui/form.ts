@@ -3,7 +3,7 @@
  * each checked as it is typed (the error sits next to the field, and `valid` is false while any
  * field is wrong). Values typed for one factory are kept when switching to another and back.
  */
-import type { FactoryName } from '../../src/train/trainer';
+import type { FactoryName } from '../../src/factories/options';
 import { FACTORY_SPECS, OPTIONAL_DEFAULTS, RUN_DEFAULTS, RUN_FIELDS, checkField, type FieldSpec, type ValidationContext } from './fields';
 
 /** What the form holds once every field is valid. */

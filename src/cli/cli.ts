@@ -10,9 +10,8 @@ import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'no
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { FACTORIES, type FactoryName } from '../train/trainer';
+import { FACTORY_NAMES, factoryOptionsHelp, isFactoryName, type FactoryName } from '../factories/options';
 import {
-  DEFAULT_FACTORY_OPTIONS,
   TrainerService,
   type AdapterSummary,
   type ConfigureSummary,
@@ -85,8 +84,6 @@ export interface TrainingReport {
 /** What {@link main} returns: the help text, or where it wrote and the report. */
 export type CliResult = { help: true } | { help: false; outDir: string; files: string[]; report: TrainingReport };
 
-const FACTORY_NAMES = Object.keys(FACTORIES) as FactoryName[];
-
 const DEFAULTS = {
   factory: 'crossEntropyDistillation' as FactoryName,
   batchSize: 4,
@@ -98,15 +95,6 @@ const DEFAULTS = {
   heldOutFraction: 0.1,
   maxGradNorm: 1,
 };
-
-function formatDefaults(): string {
-  return FACTORY_NAMES.map(
-    (f) =>
-      `    ${f}:\n${Object.entries(DEFAULT_FACTORY_OPTIONS[f])
-        .map(([k, v]) => `      ${k}=${JSON.stringify(v)}`)
-        .join('\n')}`,
-  ).join('\n');
-}
 
 /** The `--help` text. */
 export function helpText(): string {
@@ -135,7 +123,7 @@ Training:
                            (numbers, true, false, null), else as a string
   --cloak key=value        a cloak option (repeatable): numLayers, encoderWidth, numHeads, mlpRatio,
                            sMin, sMax, shallow, meanBound, rhoInit, seed, initStd
-  --batch-size B           sequences per step (default ${DEFAULTS.batchSize}; even for the mutual-information factories)
+  --batch-size B           sequences per step (default ${DEFAULTS.batchSize}; some factories need it even: see below)
   --seq-len T              tokens per sequence (default ${DEFAULTS.seqLen}, at most the model's positions)
   --lr X                   peak learning rate (default ${DEFAULTS.learningRate}); cosine decay to 0 over --steps
   --warmup-steps N         linear warm-up steps (default ${DEFAULTS.warmupSteps})
@@ -147,8 +135,9 @@ Training:
   --quiet                  no progress output
   -h, --help               this text
 
-Factory option defaults (override with --set):
-${formatDefaults()}
+Factory options (override with --set key=value; * = required, given here a starting value; the
+others take the reference's default, shown):
+${factoryOptionsHelp()}
 `;
 }
 
@@ -347,7 +336,7 @@ export async function main(argv: readonly string[], io: CliIO = {}): Promise<Cli
   }
   const steps = intArg('--steps', values.steps, DEFAULT_STEPS, 1);
   const factory = (values.factory ?? DEFAULTS.factory) as FactoryName;
-  if (!FACTORY_NAMES.includes(factory)) throw new UsageError(`--factory must be one of ${FACTORY_NAMES.join(', ')}, got '${factory}'`);
+  if (!isFactoryName(factory)) throw new UsageError(`--factory must be one of ${FACTORY_NAMES.join(', ')}, got '${factory}'`);
   if (values.text !== undefined && values['tokens-file'] !== undefined)
     throw new UsageError('give at most one of --text and --tokens-file');
   const batchSize = intArg('--batch-size', values['batch-size'], DEFAULTS.batchSize, 1);

@@ -18,6 +18,7 @@ import { stdLogRatio } from '../losses/stdLogRatio';
 import { medianNormPenalty } from '../losses/medianNorm';
 import { inverseL2PowerLawCatalyst } from '../losses/catalyst';
 import { mutualInformation } from '../losses/mutualInformation';
+import type { FACTORY_OPTIONS, FactoryName, FactoryOptionsFor } from './options';
 
 /** The scalar loss of the latest forward pass (the student's logits may be passed, as in Python). */
 export type DistillationLossFn = (studentLogits?: Tensor | null) => Tensor;
@@ -489,3 +490,16 @@ export function mutualInformationCrossEntropyDistillationFactory(
     requireEvenBatch(F),
   );
 }
+
+/**
+ * The four factories, by name (the names and their options' tables are in `./options`): every
+ * factory in {@link FACTORY_OPTIONS} has its function here, typed with its table's options.
+ */
+export const FACTORIES: {
+  readonly [F in FactoryName]: (noisyModel: NoiseMaskedNoisyTransformerModel, options: FactoryOptionsFor<F>) => LossFactoryResult;
+} = {
+  distillation: distillationLossFactory,
+  mutualInformationDistillation: mutualInformationDistillationLossFactory,
+  crossEntropyDistillation: crossEntropyDistillationFactory,
+  mutualInformationCrossEntropyDistillation: mutualInformationCrossEntropyDistillationFactory,
+};

@@ -14,28 +14,12 @@ import { clipGradNorm } from '../optim/clip';
 import { warmupCosine } from '../optim/schedule';
 import type { CausalLM } from '../models/causalLM';
 import { NoiseMaskedNoisyTransformerModel, TransformerCloak, type TransformerCloakOptions } from '../models/cloak';
-import {
-  crossEntropyDistillationFactory,
-  distillationLossFactory,
-  mutualInformationCrossEntropyDistillationFactory,
-  mutualInformationDistillationLossFactory,
-  type LossFactoryResult,
-} from '../factories/distillation';
+import { FACTORIES, type LossFactoryResult } from '../factories/distillation';
+import { FACTORY_NAMES, batchSizeError, isFactoryName, type FactoryName } from '../factories/options';
 import { batches, type HostBatch, type PackedSequence } from '../text/data';
 import { writeSafetensors, type SafetensorsWriteTensor } from '../models/safetensorsWriter';
 import { parseSafetensors, toFloat32 } from '../models/safetensors';
 import { agreementAndKL, nearestNeighbourInversion } from '../eval/metrics';
-
-/** The four factories, by name. */
-export const FACTORIES = {
-  distillation: distillationLossFactory,
-  mutualInformationDistillation: mutualInformationDistillationLossFactory,
-  crossEntropyDistillation: crossEntropyDistillationFactory,
-  mutualInformationCrossEntropyDistillation: mutualInformationCrossEntropyDistillationFactory,
-} as const;
-
-/** Name of a loss factory. */
-export type FactoryName = keyof typeof FACTORIES;
 
 /** Options of {@link Trainer}. */
 export interface TrainerOptions {
@@ -98,8 +82,6 @@ export interface EvaluationReport {
   lossPositions: number;
 }
 
-const MI_FACTORIES: FactoryName[] = ['mutualInformationDistillation', 'mutualInformationCrossEntropyDistillation'];
-
 function checkTrainerOptions(
   o: TrainerOptions,
 ): Required<Omit<TrainerOptions, 'cloak' | 'totalSteps' | 'maxGradNorm'>> &
@@ -108,7 +90,7 @@ function checkTrainerOptions(
     throw new Error(`Trainer: ${m}`);
   };
   if (!o || typeof o !== 'object') fail('options must be an object');
-  if (!(o.factory in FACTORIES)) fail(`'factory' must be one of ${Object.keys(FACTORIES).join(', ')}, got ${String(o.factory)}`);
+  if (!isFactoryName(o.factory)) fail(`'factory' must be one of ${FACTORY_NAMES.join(', ')}, got ${String(o.factory)}`);
   if (!o.factoryOptions || typeof o.factoryOptions !== 'object') fail(`'factoryOptions' must be an object`);
   const int = (k: string, v: unknown, min: number) => {
     if (typeof v !== 'number' || !Number.isInteger(v) || v < min) fail(`'${k}' must be an integer >= ${min}, got ${String(v)}`);
@@ -119,8 +101,8 @@ function checkTrainerOptions(
     return v as number;
   };
   const batchSize = int('batchSize', o.batchSize, 1);
-  if (MI_FACTORIES.includes(o.factory) && batchSize % 2 !== 0)
-    fail(`'batchSize' must be even for the ${o.factory} factory (mutual information pairs two halves), got ${batchSize}`);
+  const batchError = batchSizeError(o.factory, batchSize, "'batchSize'");
+  if (batchError) fail(batchError);
   const maxGradNorm = o.maxGradNorm === null ? null : num('maxGradNorm', o.maxGradNorm ?? 1, 0);
   if (maxGradNorm === 0) fail(`'maxGradNorm' must be positive or null`);
   return {

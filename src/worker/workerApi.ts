@@ -18,7 +18,8 @@ import { writeSafetensors, type SafetensorsWriteTensor } from '../models/safeten
 import type { TransformerCloakOptions } from '../models/cloak';
 import { byteTokenizer, loadHuggingFaceTokenizer, type Tokenizer } from '../text/tokenizer';
 import { packSequences, textDataset, trainHeldOutSplit, type NoiseMaskOptions, type PackedSequence } from '../text/data';
-import { FACTORIES, Trainer, type EvaluationReport, type FactoryName, type StepReport, type TrainerOptions } from '../train/trainer';
+import { DEFAULT_FACTORY_OPTIONS, FACTORY_NAMES, batchSizeError, isFactoryName, type FactoryName } from '../factories/options';
+import { Trainer, type EvaluationReport, type StepReport, type TrainerOptions } from '../train/trainer';
 
 /** What {@link TrainerWorkerApi.init} reports about the WebGPU adapter the service got. */
 export interface AdapterSummary {
@@ -215,42 +216,8 @@ export interface TrainerWorkerApi {
   dispose(): Promise<void>;
 }
 
-/**
- * Sensible starting options per factory (the weights the tests train tiny-llama with; the layer
- * index is null, i.e. the logits, because every model has them). `configure` and the CLI merge
- * the caller's options over these.
- *
- * - `distillation`: logits cosine distance 1, std-log-ratio 0.1, input-embedding similarity 0.5, alpha 0.5.
- * - `mutualInformationDistillation`: logits cosine distance, mutual information 0.01, L2 0, alpha 0.5.
- * - `crossEntropyDistillation`: cross entropy 1, absolute cosine 0.5, median norm 0.1.
- * - `mutualInformationCrossEntropyDistillation`: the same plus mutual information 0.01.
- */
-export const DEFAULT_FACTORY_OPTIONS: Readonly<Record<FactoryName, Readonly<Record<string, unknown>>>> = Object.freeze({
-  distillation: Object.freeze({
-    distillationLayerIndex: null,
-    alpha: 0.5,
-    stdLogRatioLossWeight: 0.1,
-    inputEmbeddingSimilarityLossWeight: 0.5,
-    distillationLayerCosineDistanceLossWeight: 1,
-  }),
-  mutualInformationDistillation: Object.freeze({
-    distillationLayerIndex: null,
-    alpha: 0.5,
-    distillationLayerL2DistanceLossWeight: 0,
-    mutualInformationLossWeight: 0.01,
-  }),
-  crossEntropyDistillation: Object.freeze({
-    distillationCrossEntropyLossWeight: 1,
-    absoluteCosineSimilarityPenaltyWeight: 0.5,
-    medianNormPenaltyWeight: 0.1,
-  }),
-  mutualInformationCrossEntropyDistillation: Object.freeze({
-    mutualInformationLossWeight: 0.01,
-    distillationCrossEntropyLossWeight: 1,
-    absoluteCosineSimilarityPenaltyWeight: 0.5,
-    medianNormPenaltyWeight: 0.1,
-  }),
-});
+/** Sensible starting options per factory, from the factories' option tables (see `factories/options`). */
+export { DEFAULT_FACTORY_OPTIONS };
 
 function where(): AdapterSummary['scope'] {
   const g = globalThis as { WorkerGlobalScope?: unknown; document?: unknown; process?: { versions?: { node?: string } } };
@@ -375,8 +342,9 @@ export class TrainerService implements TrainerWorkerApi {
     if (config === null || typeof config !== 'object') fail(M, 'expected an object { factory, batchSize, seqLen, text | tokens, ... }');
     const model = this.model!;
     return this.exclusive(M, async () => {
-      if (!(config.factory in FACTORIES))
-        fail(M, `'factory' must be one of ${Object.keys(FACTORIES).join(', ')}, got ${String(config.factory)}`);
+      if (!isFactoryName(config.factory)) fail(M, `'factory' must be one of ${FACTORY_NAMES.join(', ')}, got ${String(config.factory)}`);
+      const batchError = batchSizeError(config.factory, config.batchSize, "'batchSize'");
+      if (batchError) fail(M, batchError);
       const { seqLen } = config;
       if (typeof seqLen !== 'number' || !Number.isInteger(seqLen) || seqLen < 2)
         fail(M, `'seqLen' must be an integer >= 2, got ${String(seqLen)}`);
