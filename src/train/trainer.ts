@@ -6,20 +6,35 @@
  * position, so that a resumed run repeats the loss curve of an uninterrupted one.
  */
 import { getContext } from '../gpu/context';
-import { type Tensor, fmtShape, readAll, scope, tensor } from '../tensor/tensor';
+import { readAll, scope, tensor } from '../tensor/tensor';
 import { noGrad } from '../autograd/engine';
-import { add, scale } from '../ops/index';
 import { AdamW } from '../optim/adamw';
 import { clipGradNorm } from '../optim/clip';
 import { warmupCosine } from '../optim/schedule';
+import { accumulateGradients } from '../optim/index';
 import type { CausalLM } from '../models/causalLM';
 import { NoiseMaskedNoisyTransformerModel, TransformerCloak, type TransformerCloakOptions } from '../models/cloak';
-import { FACTORIES, type LossFactoryResult } from '../factories/distillation';
-import { FACTORY_NAMES, batchSizeError, isFactoryName, type FactoryName } from '../factories/options';
+import {
+  crossEntropyDistillationFactory,
+  distillationLossFactory,
+  mutualInformationCrossEntropyDistillationFactory,
+  mutualInformationDistillationLossFactory,
+  type LossFactoryResult,
+} from '../factories/distillation';
 import { batches, type HostBatch, type PackedSequence } from '../text/data';
-import { writeSafetensors, type SafetensorsWriteTensor } from '../models/safetensorsWriter';
-import { parseSafetensors, toFloat32 } from '../models/safetensors';
 import { agreementAndKL, nearestNeighbourInversion } from '../eval/metrics';
+import { type DataPosition, decodeCheckpoint, encodeCheckpoint, modelFingerprint } from './checkpoint';
+
+/** The four factories, by name. */
+export const FACTORIES = {
+  distillation: distillationLossFactory,
+  mutualInformationDistillation: mutualInformationDistillationLossFactory,
+  crossEntropyDistillation: crossEntropyDistillationFactory,
+  mutualInformationCrossEntropyDistillation: mutualInformationCrossEntropyDistillationFactory,
+} as const;
+
+/** Name of a loss factory. */
+export type FactoryName = keyof typeof FACTORIES;
 
 /** Options of {@link Trainer}. */
 export interface TrainerOptions {
@@ -37,7 +52,7 @@ export interface TrainerOptions {
   learningRate?: number;
   /** AdamW weight decay (default 0.01). */
   weightDecay?: number;
-  /** Linear warm-up steps (default 0). */
+  /** Linear warm-up steps (default 0): step `s < warmupSteps` runs at `learningRate * (s + 1) / warmupSteps` (see `warmupCosine`). */
   warmupSteps?: number;
   /** Steps of the cosine schedule (default: constant learning rate after warm-up). */
   totalSteps?: number;
@@ -82,6 +97,8 @@ export interface EvaluationReport {
   lossPositions: number;
 }
 
+const MI_FACTORIES: FactoryName[] = ['mutualInformationDistillation', 'mutualInformationCrossEntropyDistillation'];
+
 function checkTrainerOptions(
   o: TrainerOptions,
 ): Required<Omit<TrainerOptions, 'cloak' | 'totalSteps' | 'maxGradNorm'>> &
@@ -90,7 +107,7 @@ function checkTrainerOptions(
     throw new Error(`Trainer: ${m}`);
   };
   if (!o || typeof o !== 'object') fail('options must be an object');
-  if (!isFactoryName(o.factory)) fail(`'factory' must be one of ${FACTORY_NAMES.join(', ')}, got ${String(o.factory)}`);
+  if (!(o.factory in FACTORIES)) fail(`'factory' must be one of ${Object.keys(FACTORIES).join(', ')}, got ${String(o.factory)}`);
   if (!o.factoryOptions || typeof o.factoryOptions !== 'object') fail(`'factoryOptions' must be an object`);
   const int = (k: string, v: unknown, min: number) => {
     if (typeof v !== 'number' || !Number.isInteger(v) || v < min) fail(`'${k}' must be an integer >= ${min}, got ${String(v)}`);
@@ -101,8 +118,8 @@ function checkTrainerOptions(
     return v as number;
   };
   const batchSize = int('batchSize', o.batchSize, 1);
-  const batchError = batchSizeError(o.factory, batchSize, "'batchSize'");
-  if (batchError) fail(batchError);
+  if (MI_FACTORIES.includes(o.factory) && batchSize % 2 !== 0)
+    fail(`'batchSize' must be even for the ${o.factory} factory (mutual information pairs two halves), got ${batchSize}`);
   const maxGradNorm = o.maxGradNorm === null ? null : num('maxGradNorm', o.maxGradNorm ?? 1, 0);
   if (maxGradNorm === 0) fail(`'maxGradNorm' must be positive or null`);
   return {
@@ -119,22 +136,6 @@ function checkTrainerOptions(
     maxGradNorm,
     seed: int('seed', o.seed ?? 0, 0),
   };
-}
-
-/** The counters a checkpoint keeps in its metadata. */
-interface CheckpointCounters {
-  step: number;
-  optimizerStep: number;
-  parameterSteps: number[];
-  optimizerGroups: { lr: number; weightDecay: number }[];
-  data: DataPosition;
-  rng: { seed: number; offset: number };
-}
-
-/** Where the data iterator stands: the epoch and the next batch in it. */
-interface DataPosition {
-  epoch: number;
-  batch: number;
 }
 
 /**
@@ -203,10 +204,7 @@ export class Trainer {
       throw e;
     }
     const { learningRate, warmupSteps, totalSteps, minLearningRate } = this.options;
-    this.schedule =
-      totalSteps === undefined
-        ? (s) => (warmupSteps > 0 && s < warmupSteps ? (learningRate * (s + 1)) / warmupSteps : learningRate)
-        : warmupCosine({ baseLr: learningRate, warmupSteps, totalSteps, minLr: minLearningRate });
+    this.schedule = warmupCosine({ baseLr: learningRate, warmupSteps, totalSteps, minLr: minLearningRate });
   }
 
   /** Optimizer steps done. */
@@ -229,25 +227,14 @@ export class Trainer {
       this.optimizer.setLearningRate('all', learningRate);
       const [lossFn, getComponents] = this.lossFns;
       const params = this.cloak.parameters();
+      const microBatches = Array.from({ length: k }, () => this.nextBatch());
       let tokens = 0;
+      for (const batch of microBatches) tokens += batch.attentionMask.reduce((a, b) => a + b, 0);
       const result = await scope(async () => {
-        let sums: Record<string, Tensor> = {};
-        for (let micro = 0; micro < k; micro++) {
-          const batch = this.nextBatch();
-          tokens += batch.attentionMask.reduce((a, b) => a + b, 0);
-          const out = this.noisyModel.forward(batch);
-          const loss = lossFn(out.studentLogits);
-          const components = getComponents();
-          (k === 1 ? loss : scale(loss, 1 / k)).backward();
-          sums = noGrad(() => {
-            const next: Record<string, Tensor> = {};
-            for (const [key, value] of Object.entries(components)) {
-              const part = k === 1 ? value : scale(value, 1 / k);
-              next[key] = sums[key] ? add(sums[key], part) : part;
-            }
-            return next;
-          });
-        }
+        const { components: sums } = accumulateGradients(microBatches, (batch) => {
+          const loss = lossFn(this.noisyModel.forward(batch).studentLogits);
+          return { loss, components: getComponents() };
+        });
         const gradNorm = this.options.maxGradNorm === null ? null : clipGradNorm(params, this.options.maxGradNorm);
         this.optimizer.step();
         this.optimizer.zeroGrad();
@@ -325,40 +312,25 @@ export class Trainer {
   }
 
   /**
-   * A checkpoint as safetensors bytes: the cloak's weights (`cloak.<name>`) and AdamW's moments
-   * (`optimizer.state.<i>.exp_avg`, `.exp_avg_sq`) as F32 tensors; the counters (step, per-parameter
-   * optimizer steps, data position, noise-generator position) and the configuration in the
-   * metadata, as JSON strings — integers up to 2^53 that an F32 tensor could not hold exactly.
+   * A checkpoint as safetensors bytes (the format is `./checkpoint.ts`'s): the cloak's weights,
+   * AdamW's state, the step, the data position and the noise generator's position, with the base
+   * model's fingerprint and the configuration.
    */
   async checkpoint(): Promise<Uint8Array> {
     this.enter('checkpoint');
     try {
       const named = [...this.cloak.namedParameters()];
       const values = await readAll(named.map(([, t]) => t));
-      const state = await this.optimizer.state();
-      const tensors: Record<string, SafetensorsWriteTensor> = {};
-      named.forEach(([name, t], i) => {
-        tensors[`cloak.${name}`] = { dtype: 'F32', shape: [...t.shape], data: values[i] as Float32Array };
-      });
-      state.params.forEach((p, i) => {
-        tensors[`optimizer.state.${i}.exp_avg`] = { dtype: 'F32', shape: p.shape, data: p.m };
-        tensors[`optimizer.state.${i}.exp_avg_sq`] = { dtype: 'F32', shape: p.shape, data: p.v };
-      });
-      const counters: CheckpointCounters = {
+      return encodeCheckpoint({
+        model: modelFingerprint(this.model.config),
+        cloak: this.cloak.options,
+        factory: this.options.factory,
+        factoryOptions: this.options.factoryOptions,
         step: this.steps,
-        optimizerStep: state.step,
-        parameterSteps: state.params.map((p) => p.step),
-        optimizerGroups: state.groups,
-        data: { ...this.position },
+        data: this.position,
         rng: this.noisyModel.rngState(),
-      };
-      return writeSafetensors(tensors, {
-        format: 'pt',
-        sgt_model: JSON.stringify(this.modelFingerprint()),
-        sgt_cloak: JSON.stringify(this.cloak.options),
-        sgt_factory: this.options.factory,
-        sgt_factory_options: JSON.stringify(this.options.factoryOptions),
-        sgt_state: JSON.stringify(counters),
+        weights: named.map(([name, t], i) => ({ name, shape: t.shape, data: values[i] as Float32Array })),
+        optimizer: await this.optimizer.state(),
       });
     } finally {
       this.busy = false;
@@ -372,48 +344,21 @@ export class Trainer {
   loadCheckpoint(bytes: Uint8Array | ArrayBuffer): void {
     this.enter('loadCheckpoint');
     try {
-      const where = 'Trainer.loadCheckpoint';
-      const file = parseSafetensors(bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes));
-      const meta = file.metadata;
-      if (meta.sgt_model !== JSON.stringify(this.modelFingerprint())) {
-        throw new Error(
-          `${where}: the checkpoint is from another model (${meta.sgt_model ?? 'unknown'}); this trainer's model is ${JSON.stringify(this.modelFingerprint())}`,
-        );
-      }
-      if (meta.sgt_cloak !== JSON.stringify(this.cloak.options)) {
-        throw new Error(
-          `${where}: the checkpoint is from another cloak configuration (${meta.sgt_cloak ?? 'unknown'}); this trainer's is ${JSON.stringify(this.cloak.options)}`,
-        );
-      }
-      let counters: CheckpointCounters;
-      try {
-        counters = JSON.parse(meta.sgt_state ?? '') as CheckpointCounters;
-      } catch {
-        throw new Error(`${where}: the checkpoint has no valid 'sgt_state' metadata`);
-      }
       const named = [...this.cloak.namedParameters()];
-      const tensorOf = (name: string, shape: readonly number[]): Float32Array => {
-        const entry = file.tensors.get(name);
-        if (!entry || entry.shape.join() !== shape.join())
-          throw new Error(`${where}: tensor '${name}' is missing or mis-shaped (expected ${fmtShape(shape)})`);
-        return Float32Array.from(toFloat32(entry));
-      };
-      const weights = named.map(([name, t]) => tensorOf(`cloak.${name}`, t.shape));
-      const params = named.map(([, t], i) => ({
-        shape: [...t.shape],
-        step: counters.parameterSteps?.[i] ?? 0,
-        m: tensorOf(`optimizer.state.${i}.exp_avg`, t.shape),
-        v: tensorOf(`optimizer.state.${i}.exp_avg_sq`, t.shape),
-      }));
-      // Everything parsed and checked (loadState checks the rest before changing anything): apply.
-      this.optimizer.loadState({ step: counters.optimizerStep, groups: counters.optimizerGroups, params });
-      this.noisyModel.setRngState(counters.rng);
-      named.forEach(([, t], i) => {
-        getContext().write(t.buffer, weights[i]);
+      const decoded = decodeCheckpoint(bytes, {
+        model: modelFingerprint(this.model.config),
+        cloak: this.cloak.options,
+        parameters: named.map(([name, t]) => ({ name, shape: t.shape })),
       });
-      this.position = { epoch: counters.data.epoch, batch: counters.data.batch };
+      // Everything parsed and checked (loadState checks the rest before changing anything): apply.
+      this.optimizer.loadState(decoded.optimizer);
+      this.noisyModel.setRngState(decoded.rng);
+      named.forEach(([, t], i) => {
+        getContext().write(t.buffer, decoded.weights[i]);
+      });
+      this.position = decoded.data;
       this.epochBatches = null;
-      this.steps = counters.step;
+      this.steps = decoded.step;
     } finally {
       this.busy = false;
     }
@@ -425,11 +370,6 @@ export class Trainer {
     this.disposed = true;
     this.optimizer.dispose();
     this.cloak.dispose();
-  }
-
-  private modelFingerprint() {
-    const c = this.model.config;
-    return { modelType: c.modelType, vocabSize: c.vocabSize, hiddenSize: c.hiddenSize, numLayers: c.numLayers, numHeads: c.numHeads };
   }
 
   private enter(what: string): void {

@@ -8,6 +8,7 @@ import { liveBufferCount } from '../../src/index';
 import { loadCausalLM, type CausalLM } from '../../src/models/causalLM';
 import { packSequences, seededRandom, type PackedSequence } from '../../src/text/data';
 import { Trainer, type TrainerOptions } from '../../src/train/trainer';
+import { warmupCosine } from '../../src/optim/schedule';
 
 let model: CausalLM;
 let train: PackedSequence[];
@@ -115,6 +116,22 @@ describe('Trainer', () => {
     rest.forEach((l, i) => {
       expect(l, `step ${i + 4}`).toBeCloseTo(full[i + 3], 6);
     });
+  });
+
+  it('steps at the learning rates of warmupCosine, from a non-zero first step', async () => {
+    const W = 3;
+    for (const schedule of [{ totalSteps: 8, minLearningRate: 1e-4 }, {}]) {
+      const o = options({ learningRate: 3e-3, warmupSteps: W, ...schedule });
+      const lr = warmupCosine({ baseLr: 3e-3, warmupSteps: W, totalSteps: o.totalSteps, minLr: o.minLearningRate });
+      const trainer = new Trainer(model, { train }, o);
+      const used: number[] = [];
+      for (let s = 0; s <= W + 2; s++) used.push((await trainer.step()).learningRate);
+      trainer.dispose();
+      expect(used).toEqual(Array.from({ length: W + 3 }, (_, s) => lr(s)));
+      // The warm-up rises by thirds of the peak from the first step, which is not at rate 0.
+      expect(used.slice(0, W + 1).map((x) => +(x / 3e-3).toFixed(12))).toEqual([1 / 3, 2 / 3, 1, 1].map((x) => +x.toFixed(12)));
+      expect(used[W + 2]).toBe(schedule.totalSteps ? lr(W + 2) : 3e-3);
+    }
   });
 
   it('leaves the live-buffer count the same after step 5 and after step 50', async () => {
