@@ -12,8 +12,11 @@ struct Params {
   half: u32,       // Dh / 2
   offset: u32,     // position of t = 0
   direction: f32,  // +1 forward, -1 backward
-  log2Theta: f32,
-  _pad: u32,
+  _pad0: u32,
+  _pad1: u32,
+  // Inverse frequency of pair i at invFreq[i / 4][i % 4] (Dh / 2 <= 128): theta^(-2i/Dh) with any
+  // linear / llama3 scaling applied, computed on the host in float64 (src/ops/rope.ts).
+  invFreq: array<vec4<f32>, 32>,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -57,8 +60,7 @@ fn ropeApply(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     let row = p / half;                       // index of the (b, t, h) head vector
     let t = (row / params.heads) % params.seq;
     let pos = f32(t + params.offset);
-    // theta^(-2i/Dh), computed as HF does it in f32: 1 / theta^(2i/Dh) through exp2.
-    let invFreq = exp2(-f32(2u * i) / f32(dh) * params.log2Theta);
+    let invFreq = params.invFreq[i / 4u][i % 4u];
     let r = reduceAngle(pos * invFreq);
     let sc = sinCos(r);
     let c = sc.y;

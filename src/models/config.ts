@@ -1,10 +1,11 @@
 /**
  * Normalises a Hugging Face `config.json` into one {@link ModelConfig} shape, so that the model
  * code reads `hiddenSize` whatever the architecture calls it (`hidden_size`, `n_embd`). Anything
- * that would change the computation and is not implemented (RoPE scaling, other activations,
- * biases the model code does not carry) is rejected here, loudly, instead of loading a model that
- * silently computes something else.
+ * that would change the computation and is not implemented (RoPE types other than `default`,
+ * `linear` and `llama3`, other activations, biases the model code does not carry) is rejected
+ * here, loudly, instead of loading a model that silently computes something else.
  */
+import { SUPPORTED_ROPE_TYPES, type RopeScaling } from '../ops/rope';
 
 /** `model_type`s that {@link parseModelConfig} accepts (SmolLM checkpoints are `llama`). */
 export const SUPPORTED_MODEL_TYPES = ['llama', 'mistral', 'qwen2', 'gpt2'] as const;
@@ -36,6 +37,11 @@ export interface ModelConfig {
   normEps: number;
   /** RoPE base frequency (llama family); null for gpt2, which has learned positions. */
   ropeTheta: number | null;
+  /**
+   * RoPE frequency scaling (`rope_scaling` / `rope_parameters` of type `linear` or `llama3`), set
+   * only where the config asks for one.
+   */
+  ropeScaling?: RopeScaling;
   /** Longest sequence the model was trained for (gpt2: the size of its position table). */
   maxPositions: number;
   /** Whether the output head reuses the token embedding (no `lm_head.weight` needed). */
@@ -100,27 +106,65 @@ function checkHeads(
   if (numHeads % numKvHeads !== 0) fail(`'${kv}' (${numKvHeads}) must divide '${heads}' (${numHeads})`);
 }
 
+/** A required positive finite number inside a rope dict, named `<dict>.<key>`. */
+function ropeNum(dict: Json, where: string, key: string): number {
+  const v = dict[key];
+  if (v === undefined || v === null) fail(`'${where}' of type '${String(dict.rope_type ?? dict.type)}' needs '${key}'`);
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0)
+    fail(`field '${where}.${key}' must be a positive number, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+/** The scaling one rope dict asks for (null: plain RoPE), its type checked against the supported list. */
+function ropeScalingOf(dict: Json, where: string): RopeScaling | null {
+  const type = dict.rope_type ?? dict.type;
+  if (type === undefined || type === null || type === 'default') return null;
+  if (type === 'linear') return { type: 'linear', factor: ropeNum(dict, where, 'factor') };
+  if (type === 'llama3') {
+    const scaling: RopeScaling = {
+      type: 'llama3',
+      factor: ropeNum(dict, where, 'factor'),
+      lowFreqFactor: ropeNum(dict, where, 'low_freq_factor'),
+      highFreqFactor: ropeNum(dict, where, 'high_freq_factor'),
+      originalMaxPositionEmbeddings: ropeNum(dict, where, 'original_max_position_embeddings'),
+    };
+    if (scaling.highFreqFactor <= scaling.lowFreqFactor) {
+      fail(`'${where}.high_freq_factor' (${scaling.highFreqFactor}) must be greater than 'low_freq_factor' (${scaling.lowFreqFactor})`);
+    }
+    return scaling;
+  }
+  fail(`'${where}' asks for RoPE type '${String(type)}', which is not supported (supported: ${SUPPORTED_ROPE_TYPES.join(', ')})`);
+}
+
 /**
- * RoPE base and a check that no scaling is requested: transformers before v5 writes `rope_theta`
- * and `rope_scaling`, v5 writes both inside `rope_parameters`.
+ * RoPE base and scaling: transformers before v5 writes `rope_theta` and `rope_scaling` (with
+ * `rope_type`, or the older `type`), v5 writes both inside `rope_parameters`. Types other than
+ * `default`, `linear` and `llama3` are rejected by name with the supported list; two dicts that
+ * ask for different scalings are rejected too.
  */
-function ropeTheta(c: Json): number {
+function ropeSettings(c: Json): { theta: number; scaling: RopeScaling | null } {
   const params = c.rope_parameters;
-  const scaling = c.rope_scaling;
+  let scaling: RopeScaling | null = null;
+  let from = '';
   for (const [key, value] of [
-    ['rope_scaling', scaling],
+    ['rope_scaling', c.rope_scaling],
     ['rope_parameters', params],
   ] as const) {
     if (value === undefined || value === null) continue;
     if (typeof value !== 'object' || Array.isArray(value)) fail(`field '${key}' must be an object or null`);
-    const type = (value as Json).rope_type ?? (value as Json).type;
-    if (type !== undefined && type !== 'default') {
-      fail(`'${key}' asks for RoPE scaling '${String(type)}', which is not supported (only plain RoPE)`);
-    }
+    const s = ropeScalingOf(value as Json, key);
+    if (!s) continue;
+    if (scaling && JSON.stringify(scaling) !== JSON.stringify(s)) fail(`'${from}' and '${key}' ask for different RoPE scalings`);
+    scaling = s;
+    from = key;
   }
+  const partial = c.partial_rotary_factor ?? (params && typeof params === 'object' ? (params as Json).partial_rotary_factor : undefined);
+  if (partial !== undefined && partial !== null && partial !== 1)
+    fail(`'partial_rotary_factor' ${JSON.stringify(partial)} is not supported (only 1)`);
   const nested = params && typeof params === 'object' ? (params as Json).rope_theta : undefined;
-  if (c.rope_theta === undefined && nested !== undefined) return optPosNum(params as Json, 'rope_theta', 10000);
-  return optPosNum(c, 'rope_theta', 10000);
+  const theta =
+    c.rope_theta === undefined && nested !== undefined ? optPosNum(params as Json, 'rope_theta', 10000) : optPosNum(c, 'rope_theta', 10000);
+  return { theta, scaling };
 }
 
 function parseLlamaFamily(c: Json, modelType: 'llama' | 'mistral' | 'qwen2'): ModelConfig {
@@ -146,6 +190,7 @@ function parseLlamaFamily(c: Json, modelType: 'llama' | 'mistral' | 'qwen2'): Mo
   if (modelType === 'mistral' && c.sliding_window !== undefined && c.sliding_window !== null) slidingWindow = posInt(c, 'sliding_window');
   if (modelType === 'qwen2' && optBool(c, 'use_sliding_window', false)) slidingWindow = posInt(c, 'sliding_window');
 
+  const rope = ropeSettings(c);
   const config: ModelConfig = {
     modelType,
     family: 'llama',
@@ -157,7 +202,7 @@ function parseLlamaFamily(c: Json, modelType: 'llama' | 'mistral' | 'qwen2'): Mo
     numKvHeads,
     headDim,
     normEps: optPosNum(c, 'rms_norm_eps', 1e-6),
-    ropeTheta: ropeTheta(c),
+    ropeTheta: rope.theta,
     maxPositions: posInt(c, 'max_position_embeddings'),
     // The HF default for these classes is untied; SmolLM and small Qwen2 set it to true.
     tieWordEmbeddings: optBool(c, 'tie_word_embeddings', false),
@@ -166,6 +211,7 @@ function parseLlamaFamily(c: Json, modelType: 'llama' | 'mistral' | 'qwen2'): Mo
     activation: 'silu',
   };
   if (slidingWindow !== undefined) config.slidingWindow = slidingWindow;
+  if (rope.scaling) config.ropeScaling = rope.scaling;
   return config;
 }
 

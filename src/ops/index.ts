@@ -32,7 +32,7 @@ export { matmul, type MatmulOptions } from './matmul';
 export { logSoftmax, softmax } from './softmax';
 export { gather } from './gather';
 export { rmsNorm, layerNorm } from './norm';
-export { rope, type RopeOptions } from './rope';
+export { rope, ropeInverseFrequencies, ROPE_MAX_HEAD_DIM, SUPPORTED_ROPE_TYPES, type RopeOptions, type RopeScaling } from './rope';
 export { attention, type AttentionOptions } from './attention';
 
 // Gradient accumulation in backward() uses the same kernels as the ops.

@@ -4,7 +4,7 @@
  * rules. Weights are host float64 arrays under their Hugging Face names.
  */
 import type { ModelConfig } from '../models/config';
-import * as R from './ops';
+import * as R from './index';
 import { attention, attentionBackward } from './attention';
 import { layerNorm, layerNormBackward, rmsNorm, rmsNormBackward } from './norm';
 import { rope, ropeBackward } from './rope';
@@ -71,18 +71,18 @@ export function referenceCausalLM(
       const p = `model.layers.${i}.`;
       const optBias = (n: string) => (weights.has(`${p}${n}.bias`) ? W(`${p}${n}.bias`) : null);
       const a = rms(h, W(`${p}input_layernorm.weight`));
-      const theta = config.ropeTheta ?? 10000;
+      const ropeOptions = { theta: config.ropeTheta ?? 10000, scaling: config.ropeScaling };
       const q = tape.apply(
         rope,
         ropeBackward,
         [reshape(linear(a, W(`${p}self_attn.q_proj.weight`), optBias('self_attn.q_proj'), true), [B, T, H, Dh])],
-        { theta },
+        ropeOptions,
       );
       const k = tape.apply(
         rope,
         ropeBackward,
         [reshape(linear(a, W(`${p}self_attn.k_proj.weight`), optBias('self_attn.k_proj'), true), [B, T, Hkv, Dh])],
-        { theta },
+        ropeOptions,
       );
       const v = reshape(linear(a, W(`${p}self_attn.v_proj.weight`), optBias('self_attn.v_proj'), true), [B, T, Hkv, Dh]);
       h = add(h, linear(reshape(attend(q, k, v), [B, T, H * Dh]), W(`${p}self_attn.o_proj.weight`), null, true));

@@ -154,10 +154,68 @@ describe('parseModelConfig', () => {
     expect(() => parseModelConfig({ ...gpt2Json(), n_head: 5 })).toThrow("'n_head' (5) must divide 'n_embd' (32)");
   });
 
-  it('rejects settings that would change the computation and are not implemented', () => {
-    expect(() => parseModelConfig({ ...llamaJson(), rope_scaling: { rope_type: 'llama3', factor: 32 } })).toThrow(
-      /'rope_scaling' asks for RoPE scaling 'llama3'/,
+  it('reads llama3 and linear RoPE scaling (rope_scaling, legacy type, v5 rope_parameters)', () => {
+    const llama3 = { rope_type: 'llama3', factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 };
+    const want = { type: 'llama3', factor: 32, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 };
+    expect(parseModelConfig({ ...llamaJson(), rope_scaling: llama3 }).ropeScaling).toEqual(want);
+    const v5: Json = { ...llamaJson(), rope_parameters: { ...llama3, rope_theta: 500000 } };
+    delete v5.rope_theta;
+    expect(parseModelConfig(v5)).toMatchObject({ ropeTheta: 500000, ropeScaling: want });
+    // Both spellings at once (a v4 file re-saved by v5) agree.
+    expect(parseModelConfig({ ...llamaJson(), rope_scaling: llama3, rope_parameters: { ...llama3, rope_theta: 1e4 } }).ropeScaling).toEqual(
+      want,
     );
+    expect(parseModelConfig({ ...llamaJson(), rope_scaling: { type: 'linear', factor: 2 } }).ropeScaling).toEqual({
+      type: 'linear',
+      factor: 2,
+    });
+    expect(parseModelConfig({ ...llamaJson(), model_type: 'qwen2', rope_scaling: { rope_type: 'linear', factor: 4 } }).ropeScaling).toEqual(
+      {
+        type: 'linear',
+        factor: 4,
+      },
+    );
+    expect(parseModelConfig({ ...llamaJson(), rope_scaling: { rope_type: 'default' } }).ropeScaling).toBeUndefined();
+    expect(parseModelConfig(readFixtureJson<Json>('tiny-llama3/config.json'))).toMatchObject({
+      hiddenSize: 48,
+      numHeads: 4,
+      headDim: 16,
+      ropeTheta: 500000,
+      ropeScaling: { type: 'llama3', factor: 4, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 16 },
+    });
+  });
+
+  it('rejects other rope types by name, listing the supported ones, and incomplete scalings', () => {
+    for (const type of ['dynamic', 'yarn', 'longrope']) {
+      expect(() => parseModelConfig({ ...llamaJson(), rope_scaling: { rope_type: type, factor: 4 } })).toThrow(
+        `config.json: 'rope_scaling' asks for RoPE type '${type}', which is not supported (supported: default, linear, llama3)`,
+      );
+    }
+    expect(() => parseModelConfig({ ...llamaJson(), rope_parameters: { rope_type: 'yarn', factor: 4, rope_theta: 1e6 } })).toThrow(
+      /'rope_parameters' asks for RoPE type 'yarn', which is not supported \(supported: default, linear, llama3\)/,
+    );
+    expect(() => parseModelConfig({ ...llamaJson(), rope_scaling: { type: 'dynamic', factor: 2 } })).toThrow(/RoPE type 'dynamic'/);
+    expect(() => parseModelConfig({ ...llamaJson(), rope_scaling: { rope_type: 'llama3', factor: 32 } })).toThrow(
+      "config.json: 'rope_scaling' of type 'llama3' needs 'low_freq_factor'",
+    );
+    expect(() => parseModelConfig({ ...llamaJson(), rope_scaling: { rope_type: 'linear', factor: -1 } })).toThrow(
+      "field 'rope_scaling.factor' must be a positive number, got -1",
+    );
+    const inverted = { rope_type: 'llama3', factor: 8, low_freq_factor: 4, high_freq_factor: 1, original_max_position_embeddings: 8192 };
+    expect(() => parseModelConfig({ ...llamaJson(), rope_scaling: inverted })).toThrow(
+      /'rope_scaling.high_freq_factor' \(1\) must be greater than 'low_freq_factor' \(4\)/,
+    );
+    expect(() =>
+      parseModelConfig({
+        ...llamaJson(),
+        rope_scaling: { rope_type: 'linear', factor: 2 },
+        rope_parameters: { rope_type: 'linear', factor: 4 },
+      }),
+    ).toThrow(/'rope_scaling' and 'rope_parameters' ask for different RoPE scalings/);
+    expect(() => parseModelConfig({ ...llamaJson(), partial_rotary_factor: 0.5 })).toThrow(/'partial_rotary_factor' 0.5 is not supported/);
+  });
+
+  it('rejects settings that would change the computation and are not implemented', () => {
     expect(() => parseModelConfig({ ...llamaJson(), hidden_act: 'gelu' })).toThrow(/'hidden_act' is "gelu"; only 'silu'/);
     expect(() => parseModelConfig({ ...gpt2Json(), activation_function: 'relu' })).toThrow(
       /'activation_function' is "relu"; supported for gpt2: 'gelu_new', 'gelu_pytorch_tanh'/,
