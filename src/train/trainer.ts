@@ -14,27 +14,11 @@ import { warmupCosine } from '../optim/schedule';
 import { accumulateGradients } from '../optim/index';
 import type { CausalLM } from '../models/causalLM';
 import { NoiseMaskedNoisyTransformerModel, TransformerCloak, type TransformerCloakOptions } from '../models/cloak';
-import {
-  crossEntropyDistillationFactory,
-  distillationLossFactory,
-  mutualInformationCrossEntropyDistillationFactory,
-  mutualInformationDistillationLossFactory,
-  type LossFactoryResult,
-} from '../factories/distillation';
+import { FACTORIES, type LossFactoryResult } from '../factories/distillation';
+import { FACTORY_NAMES, batchSizeError, isFactoryName, type FactoryName } from '../factories/options';
 import { batches, type HostBatch, type PackedSequence } from '../text/data';
 import { agreementAndKL, nearestNeighbourInversion } from '../eval/metrics';
 import { type DataPosition, decodeCheckpoint, encodeCheckpoint, modelFingerprint } from './checkpoint';
-
-/** The four factories, by name. */
-export const FACTORIES = {
-  distillation: distillationLossFactory,
-  mutualInformationDistillation: mutualInformationDistillationLossFactory,
-  crossEntropyDistillation: crossEntropyDistillationFactory,
-  mutualInformationCrossEntropyDistillation: mutualInformationCrossEntropyDistillationFactory,
-} as const;
-
-/** Name of a loss factory. */
-export type FactoryName = keyof typeof FACTORIES;
 
 /** Options of {@link Trainer}. */
 export interface TrainerOptions {
@@ -97,8 +81,6 @@ export interface EvaluationReport {
   lossPositions: number;
 }
 
-const MI_FACTORIES: FactoryName[] = ['mutualInformationDistillation', 'mutualInformationCrossEntropyDistillation'];
-
 function checkTrainerOptions(
   o: TrainerOptions,
 ): Required<Omit<TrainerOptions, 'cloak' | 'totalSteps' | 'maxGradNorm'>> &
@@ -107,7 +89,7 @@ function checkTrainerOptions(
     throw new Error(`Trainer: ${m}`);
   };
   if (!o || typeof o !== 'object') fail('options must be an object');
-  if (!(o.factory in FACTORIES)) fail(`'factory' must be one of ${Object.keys(FACTORIES).join(', ')}, got ${String(o.factory)}`);
+  if (!isFactoryName(o.factory)) fail(`'factory' must be one of ${FACTORY_NAMES.join(', ')}, got ${String(o.factory)}`);
   if (!o.factoryOptions || typeof o.factoryOptions !== 'object') fail(`'factoryOptions' must be an object`);
   const int = (k: string, v: unknown, min: number) => {
     if (typeof v !== 'number' || !Number.isInteger(v) || v < min) fail(`'${k}' must be an integer >= ${min}, got ${String(v)}`);
@@ -118,8 +100,8 @@ function checkTrainerOptions(
     return v as number;
   };
   const batchSize = int('batchSize', o.batchSize, 1);
-  if (MI_FACTORIES.includes(o.factory) && batchSize % 2 !== 0)
-    fail(`'batchSize' must be even for the ${o.factory} factory (mutual information pairs two halves), got ${batchSize}`);
+  const batchError = batchSizeError(o.factory, batchSize, "'batchSize'");
+  if (batchError) fail(batchError);
   const maxGradNorm = o.maxGradNorm === null ? null : num('maxGradNorm', o.maxGradNorm ?? 1, 0);
   if (maxGradNorm === 0) fail(`'maxGradNorm' must be positive or null`);
   return {
