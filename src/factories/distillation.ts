@@ -18,7 +18,14 @@ import { stdLogRatio } from '../losses/stdLogRatio';
 import { medianNormPenalty } from '../losses/medianNorm';
 import { inverseL2PowerLawCatalyst } from '../losses/catalyst';
 import { mutualInformation } from '../losses/mutualInformation';
-import type { FACTORY_OPTIONS, FactoryName, FactoryOptionsFor } from './options';
+import {
+  FACTORY_OPTIONS,
+  batchSizeError,
+  parseFactoryOptions,
+  type FactoryName,
+  type FactoryOptionsFor,
+  type ResolvedFactoryOptions,
+} from './options';
 
 /** The scalar loss of the latest forward pass (the student's logits may be passed, as in Python). */
 export type DistillationLossFn = (studentLogits?: Tensor | null) => Tensor;
@@ -29,136 +36,24 @@ export type Hyperparameters = Record<string, number | boolean | null>;
 /** What each factory returns. */
 export type LossFactoryResult = [DistillationLossFn, () => ComponentLosses, () => Hyperparameters];
 
-/** Options of {@link distillationLossFactory}. */
-export interface DistillationLossOptions {
-  /** The index of the decoder layer in the base model at which to perform distillation. When null, the logits are distilled. */
-  distillationLayerIndex: number | null;
-  /**
-   * The interpolation factor between the distillation loss (maximizing model similarity) and the Stained Glass Transform
-   * loss (maximizing transformation strength). Should be in the range [0, 1], where 0 corresponds to higher model
-   * similarity and 1 corresponds to higher transformation strength.
-   */
-  alpha: number;
-  /** The weight of the loss component which aims to maximize the Stained Glass Transform's standard deviations (transformation strength). */
-  stdLogRatioLossWeight: number;
-  /** The weight of the loss component which aims to minimize the similarity of the input embeddings. */
-  inputEmbeddingSimilarityLossWeight: number;
-  /** The weight of the loss component which aims to maximize the similarity of the distillation layer embeddings. */
-  distillationLayerCosineDistanceLossWeight: number;
-  /** The weight of a subcomponent of the loss component which aims to maximize the similarity of the distillation layer embeddings. Default 0. */
-  distillationLayerL2DistanceLossWeight?: number;
-  /** The weight of the inverse l2 power law catalyst loss. This argument is experimental. Default 0. */
-  inverseL2PowerLawCatalystLossWeight?: number;
-  /**
-   * The parameter modifying the distance between embeddings when computing the inverse l2 power law catalyst loss. This
-   * allows the user to account for the data dependent distances between embeddings allowing for the loss to be O(1) when
-   * the distances are approximately the same value as the scale. For embeddings this is recommended to be the 5th
-   * percentile of the Voronoi l2 distances between embeddings (see `embeddingStats` and `recommendedCharacteristicLength`).
-   * Default 1.
-   */
-  inverseL2PowerLawCharacteristicLength?: number;
-  /**
-   * The value to inverse exponentiate the computed distance by during the computation of the inverse l2 power law catalyst
-   * loss. This value must be positive. This argument is experimental. Default 1.
-   */
-  inverseL2PowerLawExponentOfDecay?: number;
-}
+/**
+ * Options of {@link distillationLossFactory}: the rows of `FACTORY_OPTIONS.distillation` (see
+ * `./options`, where each option's help, default and range are).
+ */
+export type DistillationLossOptions = FactoryOptionsFor<'distillation'>;
 
-/** Options of {@link mutualInformationDistillationLossFactory}. */
-export interface MutualInformationDistillationLossOptions {
-  /** The index of the decoder layer in the base model at which to perform distillation. When null, the logits are distilled. */
-  distillationLayerIndex: number | null;
-  /**
-   * The interpolation factor between the distillation loss (maximizing model similarity) and the Stained Glass Transform
-   * loss (maximizing transformation strength). Should be in the range [0, 1].
-   */
-  alpha: number;
-  /** The weight of a subcomponent of the loss component which aims to maximize the similarity of the distillation layer embeddings. */
-  distillationLayerL2DistanceLossWeight: number;
-  /** The weight of the mutual information loss. Increasing this makes the optimization prefer higher transformation strength. */
-  mutualInformationLossWeight: number;
-  /** Experimental parameter. Default 0. */
-  inverseL2PowerLawCatalystLossWeight?: number;
-  /** Experimental parameter. Default 1. */
-  inverseL2PowerLawCharacteristicLength?: number;
-  /** Experimental parameter (must be positive). Default 1. */
-  inverseL2PowerLawExponentOfDecay?: number;
-  /** The weight of the loss component which aims to minimize the similarity of the input embeddings. Default 0. */
-  inputEmbeddingSimilarityLossWeight?: number;
-  /** Whether to only use the features in the noise masks for the two sub-batches which are simultaneously unmasked when computing the mutual information loss. Default true. */
-  combineNoiseMasksForMutualInformationSubBatches?: boolean;
-}
+/** Options of {@link mutualInformationDistillationLossFactory}: the rows of `FACTORY_OPTIONS.mutualInformationDistillation`. */
+export type MutualInformationDistillationLossOptions = FactoryOptionsFor<'mutualInformationDistillation'>;
 
-/** Options of {@link crossEntropyDistillationFactory}. */
-export interface CrossEntropyDistillationOptions {
-  /** The weight of the loss component which aims to minimize the difference between the clean and transformed logits. */
-  distillationCrossEntropyLossWeight: number;
-  /** The weight of the loss component which aims to minimize the absolute value of the similarity of the clean and transformed input embeddings. */
-  absoluteCosineSimilarityPenaltyWeight: number;
-  /** The weight of the loss component which aims to regularize the mean-shifted input embeddings to have norms near the median norm of the embedding table. */
-  medianNormPenaltyWeight: number;
-}
+/** Options of {@link crossEntropyDistillationFactory}: the rows of `FACTORY_OPTIONS.crossEntropyDistillation`. */
+export type CrossEntropyDistillationOptions = FactoryOptionsFor<'crossEntropyDistillation'>;
 
-/** Options of {@link mutualInformationCrossEntropyDistillationFactory}. */
-export interface MutualInformationCrossEntropyDistillationOptions extends CrossEntropyDistillationOptions {
-  /** The weight of the mutual information loss. Increasing this makes the optimization prefer higher transformation strength. */
-  mutualInformationLossWeight: number;
-  /** Whether to only use the features in the noise masks for the two sub-batches which are simultaneously unmasked when computing the mutual information loss. Default true. */
-  combineNoiseMasksForMutualInformationSubBatches?: boolean;
-}
+/** Options of {@link mutualInformationCrossEntropyDistillationFactory}: the rows of `FACTORY_OPTIONS.mutualInformationCrossEntropyDistillation`. */
+export type MutualInformationCrossEntropyDistillationOptions = FactoryOptionsFor<'mutualInformationCrossEntropyDistillation'>;
 
 // ---------------------------------------------------------------------------------------------
-// Option checks (at factory time) and the call-at-most-once contract (at call time)
-
-function optionsObject(factory: string, options: unknown): Record<string, unknown> {
-  if (!options || typeof options !== 'object') throw new Error(`${factory}: options must be an object`);
-  return options as Record<string, unknown>;
-}
-
-function weight(factory: string, o: Record<string, unknown>, key: string, fallback?: number): number {
-  const v = o[key] ?? fallback;
-  if (v === undefined) throw new Error(`${factory}: option '${key}' is required`);
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0)
-    throw new Error(`${factory}: option '${key}' must be a finite number >= 0, got ${String(v)}`);
-  return v;
-}
-
-function alphaOption(factory: string, o: Record<string, unknown>): number {
-  const v = o.alpha;
-  if (v === undefined) throw new Error(`${factory}: option 'alpha' is required`);
-  if (typeof v !== 'number' || !(v >= 0 && v <= 1)) throw new Error(`${factory}: option 'alpha' must be in [0, 1], got ${String(v)}`);
-  return v;
-}
-
-function positive(factory: string, o: Record<string, unknown>, key: string, fallback: number): number {
-  const v = o[key] ?? fallback;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0)
-    throw new Error(`${factory}: option '${key}' must be positive, got ${String(v)}`);
-  return v;
-}
-
-function flag(factory: string, o: Record<string, unknown>, key: string, fallback: boolean): boolean {
-  const v = o[key] ?? fallback;
-  if (typeof v !== 'boolean') throw new Error(`${factory}: option '${key}' must be true or false, got ${String(v)}`);
-  return v;
-}
-
-function layerIndex(factory: string, o: Record<string, unknown>, model: NoiseMaskedNoisyTransformerModel): number | null {
-  if (!('distillationLayerIndex' in o)) throw new Error(`${factory}: option 'distillationLayerIndex' is required (a block index or null)`);
-  const k = o.distillationLayerIndex;
-  const last = model.baseModel.config.numLayers - 1;
-  if (k === null) return null;
-  if (typeof k !== 'number' || !Number.isInteger(k) || k < 0 || k > last) {
-    throw new Error(`${factory}: option 'distillationLayerIndex' must be null or a block index in 0..${last}, got ${String(k)}`);
-  }
-  return k;
-}
-
-function rejectUnknown(factory: string, o: Record<string, unknown>, known: string[]): void {
-  for (const key of Object.keys(o)) {
-    if (!known.includes(key)) throw new Error(`${factory}: unknown option '${key}' (known: ${known.join(', ')})`);
-  }
-}
+// The call-at-most-once contract (at call time); the options are checked at factory time by
+// parseFactoryOptions, from the factory's table in ./options.
 
 /** One weighted component: `weight` 0 means reported only (no graph, no backward pass). */
 interface Term {
@@ -230,11 +125,12 @@ function makeFactory(
   return [lossFn, getComponentLosses, getHyperparameters];
 }
 
-function requireEvenBatch(factory: string) {
-  return (out: NoisyForwardOutput) => {
-    if (out.batchSize < 2 || out.batchSize % 2 !== 0) {
-      throw new Error(`${factory}: the micro-batch size must be even and at least 2 for the mutual information loss, got ${out.batchSize}`);
-    }
+/** The factory's batch rule (its table's `batch`), checked on each forward's micro-batch. */
+function batchCheck(factory: FactoryName): (out: NoisyForwardOutput) => void {
+  const fn = FACTORY_OPTIONS[factory].functionName;
+  return (out) => {
+    const error = batchSizeError(factory, out.batchSize, 'the micro-batch size');
+    if (error) throw new Error(`${fn}: ${error}`);
   };
 }
 
@@ -261,30 +157,8 @@ function logitsOf(out: NoisyForwardOutput, studentLogits: Tensor | null): { teac
  * hyperparameters; these may be called at most once each after a forward pass through both models.
  */
 export function distillationLossFactory(noisyModel: NoiseMaskedNoisyTransformerModel, options: DistillationLossOptions): LossFactoryResult {
-  const F = 'distillationLossFactory';
-  const o = optionsObject(F, options);
-  rejectUnknown(F, o, [
-    'distillationLayerIndex',
-    'alpha',
-    'stdLogRatioLossWeight',
-    'inputEmbeddingSimilarityLossWeight',
-    'distillationLayerCosineDistanceLossWeight',
-    'distillationLayerL2DistanceLossWeight',
-    'inverseL2PowerLawCatalystLossWeight',
-    'inverseL2PowerLawCharacteristicLength',
-    'inverseL2PowerLawExponentOfDecay',
-  ]);
-  const hp = {
-    distillationLayerIndex: layerIndex(F, o, noisyModel),
-    alpha: alphaOption(F, o),
-    stdLogRatioLossWeight: weight(F, o, 'stdLogRatioLossWeight'),
-    inputEmbeddingSimilarityLossWeight: weight(F, o, 'inputEmbeddingSimilarityLossWeight'),
-    distillationLayerCosineDistanceLossWeight: weight(F, o, 'distillationLayerCosineDistanceLossWeight'),
-    distillationLayerL2DistanceLossWeight: weight(F, o, 'distillationLayerL2DistanceLossWeight', 0),
-    inverseL2PowerLawCatalystLossWeight: weight(F, o, 'inverseL2PowerLawCatalystLossWeight', 0),
-    inverseL2PowerLawCharacteristicLength: positive(F, o, 'inverseL2PowerLawCharacteristicLength', 1),
-    inverseL2PowerLawExponentOfDecay: positive(F, o, 'inverseL2PowerLawExponentOfDecay', 1),
-  };
+  const F = FACTORY_OPTIONS.distillation.functionName;
+  const hp = parseFactoryOptions('distillation', options, noisyModel.baseModel.config.numLayers);
   noisyModel.requestOutputs({ distillationLayerIndex: hp.distillationLayerIndex, logits: hp.distillationLayerIndex === null });
   const base = noisyModel.baseModel;
   const a = hp.alpha;
@@ -331,30 +205,8 @@ export function mutualInformationDistillationLossFactory(
   noisyModel: NoiseMaskedNoisyTransformerModel,
   options: MutualInformationDistillationLossOptions,
 ): LossFactoryResult {
-  const F = 'mutualInformationDistillationLossFactory';
-  const o = optionsObject(F, options);
-  rejectUnknown(F, o, [
-    'distillationLayerIndex',
-    'alpha',
-    'distillationLayerL2DistanceLossWeight',
-    'mutualInformationLossWeight',
-    'inverseL2PowerLawCatalystLossWeight',
-    'inverseL2PowerLawCharacteristicLength',
-    'inverseL2PowerLawExponentOfDecay',
-    'inputEmbeddingSimilarityLossWeight',
-    'combineNoiseMasksForMutualInformationSubBatches',
-  ]);
-  const hp = {
-    distillationLayerIndex: layerIndex(F, o, noisyModel),
-    alpha: alphaOption(F, o),
-    distillationLayerL2DistanceLossWeight: weight(F, o, 'distillationLayerL2DistanceLossWeight'),
-    mutualInformationLossWeight: weight(F, o, 'mutualInformationLossWeight'),
-    inverseL2PowerLawCatalystLossWeight: weight(F, o, 'inverseL2PowerLawCatalystLossWeight', 0),
-    inverseL2PowerLawCharacteristicLength: positive(F, o, 'inverseL2PowerLawCharacteristicLength', 1),
-    inverseL2PowerLawExponentOfDecay: positive(F, o, 'inverseL2PowerLawExponentOfDecay', 1),
-    inputEmbeddingSimilarityLossWeight: weight(F, o, 'inputEmbeddingSimilarityLossWeight', 0),
-    combineNoiseMasksForMutualInformationSubBatches: flag(F, o, 'combineNoiseMasksForMutualInformationSubBatches', true),
-  };
+  const F = FACTORY_OPTIONS.mutualInformationDistillation.functionName;
+  const hp = parseFactoryOptions('mutualInformationDistillation', options, noisyModel.baseModel.config.numLayers);
   noisyModel.requestOutputs({ distillationLayerIndex: hp.distillationLayerIndex, logits: hp.distillationLayerIndex === null });
   const base = noisyModel.baseModel;
   const a = hp.alpha;
@@ -397,7 +249,7 @@ export function mutualInformationDistillationLossFactory(
           }),
       },
     ],
-    requireEvenBatch(F),
+    batchCheck('mutualInformationDistillation'),
   );
 }
 
@@ -409,19 +261,13 @@ export function crossEntropyDistillationFactory(
   noisyModel: NoiseMaskedNoisyTransformerModel,
   options: CrossEntropyDistillationOptions,
 ): LossFactoryResult {
-  const F = 'crossEntropyDistillationFactory';
-  const o = optionsObject(F, options);
-  rejectUnknown(F, o, ['distillationCrossEntropyLossWeight', 'absoluteCosineSimilarityPenaltyWeight', 'medianNormPenaltyWeight']);
-  const hp = {
-    distillationCrossEntropyLossWeight: weight(F, o, 'distillationCrossEntropyLossWeight'),
-    absoluteCosineSimilarityPenaltyWeight: weight(F, o, 'absoluteCosineSimilarityPenaltyWeight'),
-    medianNormPenaltyWeight: weight(F, o, 'medianNormPenaltyWeight'),
-  };
+  const F = FACTORY_OPTIONS.crossEntropyDistillation.functionName;
+  const hp = parseFactoryOptions('crossEntropyDistillation', options);
   noisyModel.requestOutputs({ distillationLayerIndex: null, logits: true });
   return makeFactory(F, noisyModel, hp, crossEntropyTerms(noisyModel, hp));
 }
 
-function crossEntropyTerms(noisyModel: NoiseMaskedNoisyTransformerModel, hp: CrossEntropyDistillationOptions): Term[] {
+function crossEntropyTerms(noisyModel: NoiseMaskedNoisyTransformerModel, hp: ResolvedFactoryOptions<'crossEntropyDistillation'>): Term[] {
   const base = noisyModel.baseModel;
   return [
     {
@@ -454,22 +300,8 @@ export function mutualInformationCrossEntropyDistillationFactory(
   noisyModel: NoiseMaskedNoisyTransformerModel,
   options: MutualInformationCrossEntropyDistillationOptions,
 ): LossFactoryResult {
-  const F = 'mutualInformationCrossEntropyDistillationFactory';
-  const o = optionsObject(F, options);
-  rejectUnknown(F, o, [
-    'mutualInformationLossWeight',
-    'distillationCrossEntropyLossWeight',
-    'absoluteCosineSimilarityPenaltyWeight',
-    'medianNormPenaltyWeight',
-    'combineNoiseMasksForMutualInformationSubBatches',
-  ]);
-  const hp = {
-    mutualInformationLossWeight: weight(F, o, 'mutualInformationLossWeight'),
-    distillationCrossEntropyLossWeight: weight(F, o, 'distillationCrossEntropyLossWeight'),
-    absoluteCosineSimilarityPenaltyWeight: weight(F, o, 'absoluteCosineSimilarityPenaltyWeight'),
-    medianNormPenaltyWeight: weight(F, o, 'medianNormPenaltyWeight'),
-    combineNoiseMasksForMutualInformationSubBatches: flag(F, o, 'combineNoiseMasksForMutualInformationSubBatches', true),
-  };
+  const F = FACTORY_OPTIONS.mutualInformationCrossEntropyDistillation.functionName;
+  const hp = parseFactoryOptions('mutualInformationCrossEntropyDistillation', options);
   noisyModel.requestOutputs({ distillationLayerIndex: null, logits: true });
   return makeFactory(
     F,
@@ -487,7 +319,7 @@ export function mutualInformationCrossEntropyDistillationFactory(
       },
       ...crossEntropyTerms(noisyModel, hp),
     ],
-    requireEvenBatch(F),
+    batchCheck('mutualInformationCrossEntropyDistillation'),
   );
 }
 
