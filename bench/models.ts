@@ -27,7 +27,7 @@ import { parseModelConfig, type ModelConfig } from '../src/models/config';
 import { parseSafetensors, toFloat32, type SafetensorsFile } from '../src/models/safetensors';
 import { expectedWeights } from '../src/models/weights';
 import { referenceCausalLM } from '../src/reference/causalLM';
-import { ndarray, type NDArray } from '../src/reference/ops';
+import { ndarray, type NDArray } from '../src/reference/index';
 import { median } from './timing';
 
 /** One benchmark row: one model, one pass. */

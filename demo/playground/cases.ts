@@ -9,8 +9,8 @@
  */
 import * as G from '../../src/index';
 import type { Tensor } from '../../src/index';
-import * as R from '../../src/reference/ops';
-import type { NDArray } from '../../src/reference/ops';
+import * as R from '../../src/reference/index';
+import type { NDArray } from '../../src/reference/index';
 import * as RNorm from '../../src/reference/norm';
 import * as RRope from '../../src/reference/rope';
 import * as RAttention from '../../src/reference/attention';

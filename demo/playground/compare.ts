@@ -2,7 +2,7 @@
  * Numeric checks of the playground: a GPU result against its float64 twin (the tests' closeness
  * rule), and the twin's backward against central finite differences of the twin's forward.
  */
-import type { NDArray } from '../../src/reference/ops';
+import type { NDArray } from '../../src/reference/index';
 
 /**
  * A tolerance, as in the tests: an element passes when `|got - want| <= atol + rtol * |want|`.

@@ -4,7 +4,7 @@
  * central finite differences, and a timing of the GPU forward. No DOM here.
  */
 import { getContext, liveBufferCount, mul, noGrad, readAll, scope, sum, tensor, type Tensor } from '../../src/index';
-import * as R from '../../src/reference/ops';
+import * as R from '../../src/reference/index';
 import { forwardTol, gradientTol, isGrad, type KernelCase } from './cases';
 import { SHADERS } from './shaders';
 import { FD_TOL, centralDifference, compare, type Comparison, type FdPoint } from './compare';

@@ -4,7 +4,7 @@
  * fused GPU kernel it materialises each row of scores and differentiates the softmax directly
  * (`dS = P * (dP - rowsum(P * dP))`), so the two derivations check each other.
  */
-import type { NDArray } from './ops';
+import type { NDArray } from './ndarray';
 
 /** Options of {@link attention}. */
 export interface AttentionReferenceOptions {

@@ -3,7 +3,7 @@
  * eps, x)`, on a {@link RefTape} so its parameter gradients come from the checked per-op rules.
  */
 import type { TransformerCloak } from '../models/cloak';
-import * as R from './ops';
+import * as R from './index';
 import { attention, attentionBackward } from './attention';
 import { layerNorm, layerNormBackward } from './norm';
 import { RefTape, type RefVar } from './tape';

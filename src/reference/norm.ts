@@ -3,7 +3,7 @@
  * backward. Plain loops, no WebGPU; each backward returns the gradients of the differentiable
  * inputs in argument order, given `g`, the gradient of the output.
  */
-import type { NDArray } from './ops';
+import type { NDArray } from './ndarray';
 
 function fmt(shape: readonly number[]): string {
   return `[${shape.join(',')}]`;

@@ -3,7 +3,8 @@
  * references (whole models, the cloak) get their gradients from the same per-op rules the tests
  * already check against finite differences, instead of hand-derived chains.
  */
-import { add, zeros, type NDArray } from './ops';
+import { add } from './elementwise';
+import { zeros, type NDArray } from './ndarray';
 
 /** A value on the tape. */
 export interface RefVar {

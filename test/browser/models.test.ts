@@ -8,7 +8,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { liveBufferCount, mul, readAll, rope, scope, sum, tensor } from '../../src/index';
 import { loadCausalLM } from '../../src/models/causalLM';
 import { rope as ropeReference } from '../../src/reference/rope';
-import { ndarray } from '../../src/reference/ops';
+import { ndarray } from '../../src/reference/index';
 import { expectClose } from '../helpers/compare';
 import { browserGpu, randomF32 } from './browser-gpu';
 import { MODEL_FIXTURES, loadModelFixture, type ModelReference } from './fixtures';

@@ -12,7 +12,7 @@ import { parseSafetensors, toFloat32 } from '../../src/models/safetensors';
 import { writeSafetensors } from '../../src/models/safetensorsWriter';
 import { loadCausalLM } from '../../src/models/causalLM';
 import { referenceCloakTransform } from '../../src/reference/cloak';
-import { ndarray, type NDArray } from '../../src/reference/ops';
+import { ndarray, type NDArray } from '../../src/reference/index';
 
 async function hostParams(cloak: TransformerCloak): Promise<Map<string, NDArray>> {
   const named = [...cloak.namedParameters()];

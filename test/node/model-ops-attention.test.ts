@@ -8,7 +8,7 @@ import { gpu } from '../gpu';
 import { liveBufferCount, mul, readAll, scope, sum, tensor, type Tensor } from '../../src/index';
 import { attention } from '../../src/ops/attention';
 import * as ref from '../../src/reference/attention';
-import type { NDArray } from '../../src/reference/ops';
+import type { NDArray } from '../../src/reference/index';
 import { expectClose } from '../helpers/compare';
 import { Rng } from '../helpers/random';
 

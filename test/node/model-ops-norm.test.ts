@@ -4,7 +4,7 @@ import { gpu } from '../gpu';
 import { mul, readAll, scope, sum, tensor, type Tensor } from '../../src/index';
 import { layerNorm, rmsNorm } from '../../src/ops/norm';
 import * as ref from '../../src/reference/norm';
-import type { NDArray } from '../../src/reference/ops';
+import type { NDArray } from '../../src/reference/index';
 import { expectClose } from '../helpers/compare';
 import { Rng } from '../helpers/random';
 

@@ -13,7 +13,7 @@ import { loadCausalLM } from '../../src/models/causalLM';
 import { parseModelConfig } from '../../src/models/config';
 import { parseSafetensors, toFloat32 } from '../../src/models/safetensors';
 import { referenceCausalLM } from '../../src/reference/causalLM';
-import { ndarray, type NDArray } from '../../src/reference/ops';
+import { ndarray, type NDArray } from '../../src/reference/index';
 
 interface ModelReference {
   ids: FixtureArray;
