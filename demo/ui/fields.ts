@@ -1,30 +1,33 @@
 /**
- * The training form's fields: the four loss factories' options (help texts are the reference's
- * parameter descriptions, as in the TSDoc of `src/factories/distillation.ts`) and the run's settings,
- * with validation rules that mirror the factories' and the trainer's own checks, so that the page
- * catches a bad value as it is typed instead of when training starts.
+ * The training form's fields: the four loss factories' options, generated from the factories'
+ * option tables (`FACTORY_OPTIONS` in `src/factories/options.ts`: labels, help texts, kinds,
+ * starting values and batch rules), and the run's settings. Values are checked as they are typed
+ * with the same value checks as the factories (`acceptsOptionValue`) and the same batch rule as
+ * the trainer (`batchSizeError`), so that the page catches a bad value before training starts.
  */
-import type { FactoryName } from '../../src/factories/options';
+import {
+  FACTORY_NAMES,
+  FACTORY_OPTIONS,
+  acceptsOptionValue,
+  batchSizeError,
+  factoryEntry,
+  initialValue,
+  needsEvenBatch,
+  type FactoryName,
+  type OptionKind,
+  type OptionValue,
+} from '../../src/factories/options';
 
-/** How a field's text is read and checked. */
+/** How a field's text is read and checked: a factory option's kind, or one of the run's settings. */
 export type Rule =
-  /** In [0, 1] (the factories' `alpha`). */
-  | 'alpha'
-  /** A finite number >= 0 (every loss weight). */
-  | 'weight'
-  /** A finite number > 0 (the catalyst's length and exponent, the learning rate). */
-  | 'positive'
-  /** Empty (the logits) or a block index 0..numLayers-1. */
-  | 'layer'
-  /** A checkbox. */
-  | 'flag'
+  | OptionKind
   /** An integer >= 1. */
   | 'count'
   /** An integer >= 0. */
   | 'countOrZero'
   /** An integer in 2..maxPositions. */
   | 'seqLen'
-  /** An integer >= 1, even for the mutual-information factories. */
+  /** An integer >= 1 that the chosen factory's batch rule accepts. */
   | 'batchSize';
 
 /** One field of the form. */
@@ -37,6 +40,8 @@ export interface FieldSpec {
   help: string;
   /** Step of the number input's arrows. */
   step?: string;
+  /** The value shown before the user types (a factory option's starting value or default). */
+  initial?: OptionValue;
 }
 
 /** What the checks need to know about the loaded model and the chosen factory. */
@@ -45,43 +50,6 @@ export interface ValidationContext {
   maxPositions: number | null;
   factory: FactoryName;
 }
-
-const HELP = {
-  distillationLayerIndex:
-    'The index of the decoder layer in the base model at which to perform distillation. When empty, the logits are distilled.',
-  alpha:
-    'The interpolation factor between the distillation loss (maximizing model similarity) and the Stained Glass Transform loss (maximizing transformation strength). Should be in the range [0, 1], where 0 corresponds to higher model similarity and 1 corresponds to higher transformation strength.',
-  stdLogRatioLossWeight:
-    "The weight of the loss component which aims to maximize the Stained Glass Transform's standard deviations (transformation strength).",
-  inputEmbeddingSimilarityLossWeight: 'The weight of the loss component which aims to minimize the similarity of the input embeddings.',
-  distillationLayerCosineDistanceLossWeight:
-    'The weight of the loss component which aims to maximize the similarity of the distillation layer embeddings.',
-  distillationLayerL2DistanceLossWeight:
-    'The weight of a subcomponent of the loss component which aims to maximize the similarity of the distillation layer embeddings.',
-  inverseL2PowerLawCatalystLossWeight: 'The weight of the inverse l2 power law catalyst loss. This argument is experimental.',
-  inverseL2PowerLawCharacteristicLength:
-    'The parameter modifying the distance between embeddings when computing the inverse l2 power law catalyst loss, so that the loss is O(1) when the distances are about this value. Recommended: the 5th percentile of the Voronoi l2 distances between embeddings.',
-  inverseL2PowerLawExponentOfDecay:
-    'The value to inverse exponentiate the computed distance by during the computation of the inverse l2 power law catalyst loss. Must be positive. This argument is experimental.',
-  mutualInformationLossWeight:
-    'The weight of the mutual information loss. Increasing this makes the optimization prefer higher transformation strength.',
-  combineNoiseMasksForMutualInformationSubBatches:
-    'Whether to only use the features in the noise masks for the two sub-batches which are simultaneously unmasked when computing the mutual information loss.',
-  distillationCrossEntropyLossWeight:
-    'The weight of the loss component which aims to minimize the difference between the clean and transformed logits.',
-  absoluteCosineSimilarityPenaltyWeight:
-    'The weight of the loss component which aims to minimize the absolute value of the similarity of the clean and transformed input embeddings.',
-  medianNormPenaltyWeight:
-    'The weight of the loss component which aims to regularize the mean-shifted input embeddings to have norms near the median norm of the embedding table.',
-} as const;
-
-const f = (key: keyof typeof HELP, label: string, rule: Rule, step?: string): FieldSpec => ({ key, label, rule, help: HELP[key], step });
-
-const catalyst = [
-  f('inverseL2PowerLawCatalystLossWeight', 'Catalyst loss weight (experimental)', 'weight', '0.01'),
-  f('inverseL2PowerLawCharacteristicLength', 'Catalyst characteristic length', 'positive', '0.1'),
-  f('inverseL2PowerLawExponentOfDecay', 'Catalyst exponent of decay', 'positive', '0.1'),
-];
 
 /** A factory as the picker shows it. */
 export interface FactorySpec {
@@ -92,70 +60,28 @@ export interface FactorySpec {
   fields: FieldSpec[];
 }
 
-/** The four factories, in the order of LOSSES.md section 4. */
-export const FACTORY_SPECS: readonly FactorySpec[] = [
-  {
-    name: 'distillation',
-    label: 'Distillation',
-    formula: '(1 − α)(w_cos·cosine distance + w_L2·L2 distance) + α(w_std·std-log-ratio + w_sim·input similarity + w_cat·catalyst)',
-    fields: [
-      f('distillationLayerIndex', 'Distillation layer', 'layer'),
-      f('alpha', 'Alpha (α)', 'alpha', '0.05'),
-      f('distillationLayerCosineDistanceLossWeight', 'Cosine distance weight', 'weight', '0.1'),
-      f('distillationLayerL2DistanceLossWeight', 'L2 distance weight', 'weight', '0.1'),
-      f('stdLogRatioLossWeight', 'Std-log-ratio weight', 'weight', '0.05'),
-      f('inputEmbeddingSimilarityLossWeight', 'Input-embedding similarity weight', 'weight', '0.1'),
-      ...catalyst,
-    ],
-  },
-  {
-    name: 'mutualInformationDistillation',
-    label: 'Mutual-information distillation',
-    formula: '(1 − α)(cosine distance + w_L2·L2 distance) + α(w_MI·mutual information + w_sim·input similarity + w_cat·catalyst)',
-    fields: [
-      f('distillationLayerIndex', 'Distillation layer', 'layer'),
-      f('alpha', 'Alpha (α)', 'alpha', '0.05'),
-      f('distillationLayerL2DistanceLossWeight', 'L2 distance weight', 'weight', '0.1'),
-      f('mutualInformationLossWeight', 'Mutual information weight', 'weight', '0.005'),
-      f('inputEmbeddingSimilarityLossWeight', 'Input-embedding similarity weight', 'weight', '0.1'),
-      f('combineNoiseMasksForMutualInformationSubBatches', 'Combine the sub-batches’ noise masks', 'flag'),
-      ...catalyst,
-    ],
-  },
-  {
-    name: 'crossEntropyDistillation',
-    label: 'Cross-entropy distillation',
-    formula: 'w_CE·cross entropy(teacher, student) + w_ACS·|cosine(x, x̃)| + w_MNP·median-norm penalty',
-    fields: [
-      f('distillationCrossEntropyLossWeight', 'Cross-entropy weight', 'weight', '0.1'),
-      f('absoluteCosineSimilarityPenaltyWeight', 'Absolute cosine similarity weight', 'weight', '0.1'),
-      f('medianNormPenaltyWeight', 'Median-norm penalty weight', 'weight', '0.05'),
-    ],
-  },
-  {
-    name: 'mutualInformationCrossEntropyDistillation',
-    label: 'Mutual-information cross-entropy distillation',
-    formula: 'w_MI·mutual information + w_CE·cross entropy + w_ACS·|cosine(x, x̃)| + w_MNP·median-norm penalty',
-    fields: [
-      f('mutualInformationLossWeight', 'Mutual information weight', 'weight', '0.005'),
-      f('distillationCrossEntropyLossWeight', 'Cross-entropy weight', 'weight', '0.1'),
-      f('absoluteCosineSimilarityPenaltyWeight', 'Absolute cosine similarity weight', 'weight', '0.1'),
-      f('medianNormPenaltyWeight', 'Median-norm penalty weight', 'weight', '0.05'),
-      f('combineNoiseMasksForMutualInformationSubBatches', 'Combine the sub-batches’ noise masks', 'flag'),
-    ],
-  },
-];
+/** The four factories, in the order of their tables, each option a field (its row in the table). */
+export const FACTORY_SPECS: readonly FactorySpec[] = FACTORY_NAMES.map((name) => {
+  const entry = factoryEntry(name);
+  return {
+    name,
+    label: entry.label,
+    formula: entry.formula,
+    fields: entry.options.map((row) => ({
+      key: row.name,
+      label: row.label,
+      rule: row.kind,
+      help: row.help,
+      step: row.step,
+      initial: initialValue(row),
+    })),
+  };
+});
 
-/** Defaults of the options the library's DEFAULT_FACTORY_OPTIONS leaves to the factories. */
-export const OPTIONAL_DEFAULTS: Readonly<Record<string, number | boolean | null>> = {
-  distillationLayerIndex: null,
-  distillationLayerL2DistanceLossWeight: 0,
-  inputEmbeddingSimilarityLossWeight: 0,
-  inverseL2PowerLawCatalystLossWeight: 0,
-  inverseL2PowerLawCharacteristicLength: 1,
-  inverseL2PowerLawExponentOfDecay: 1,
-  combineNoiseMasksForMutualInformationSubBatches: true,
-};
+const evenBatchFactories = FACTORY_NAMES.filter(needsEvenBatch);
+const evenBatchReasons = [
+  ...new Set(evenBatchFactories.map((f) => FACTORY_OPTIONS[f].batch).flatMap((rule) => (rule.even ? [rule.reason] : []))),
+];
 
 /** The run's settings (passed to `configure`). */
 export const RUN_FIELDS: readonly FieldSpec[] = [
@@ -163,7 +89,7 @@ export const RUN_FIELDS: readonly FieldSpec[] = [
     key: 'batchSize',
     label: 'Batch size',
     rule: 'batchSize',
-    help: 'Sequences per optimizer step (even for the mutual-information factories, which pair two halves of the batch).',
+    help: `Sequences per optimizer step (even for ${evenBatchFactories.map((f) => FACTORY_OPTIONS[f].label).join(' and ')}: ${evenBatchReasons.join('; ')}).`,
   },
   { key: 'seqLen', label: 'Sequence length', rule: 'seqLen', help: 'Tokens per packed training sequence (at most the model’s positions).' },
   {
@@ -191,7 +117,12 @@ export const RUN_DEFAULTS: Readonly<Record<string, number>> = {
   evaluateEvery: 10,
 };
 
-const MI: readonly FactoryName[] = ['mutualInformationDistillation', 'mutualInformationCrossEntropyDistillation'];
+/** What the page says when a factory option's value is out of its kind's range. */
+const OUT_OF_RANGE: Readonly<Record<Exclude<OptionKind, 'flag' | 'layer'>, string>> = {
+  alpha: 'Must be between 0 and 1.',
+  weight: 'Must be 0 or more.',
+  positive: 'Must be greater than 0.',
+};
 
 /** The outcome of checking one field. */
 export type Checked = { ok: true; value: number | boolean | null } | { ok: false; error: string };
@@ -204,10 +135,9 @@ export function checkField(spec: FieldSpec, raw: string | boolean, ctx: Validati
   if (spec.rule === 'flag') return { ok: true, value: Boolean(raw) };
   const text = String(raw).trim();
   if (spec.rule === 'layer') {
-    if (text === '') return { ok: true, value: null };
-    const k = Number(text);
+    const k = text === '' ? null : Number(text);
     const last = ctx.numLayers === null ? null : ctx.numLayers - 1;
-    if (!Number.isInteger(k) || k < 0 || (last !== null && k > last)) {
+    if (!acceptsOptionValue('layer', k, ctx.numLayers)) {
       return {
         ok: false,
         error:
@@ -221,11 +151,9 @@ export function checkField(spec: FieldSpec, raw: string | boolean, ctx: Validati
   if (!Number.isFinite(v)) return { ok: false, error: 'Must be a finite number.' };
   switch (spec.rule) {
     case 'alpha':
-      return v >= 0 && v <= 1 ? { ok: true, value: v } : { ok: false, error: 'Must be between 0 and 1.' };
     case 'weight':
-      return v >= 0 ? { ok: true, value: v } : { ok: false, error: 'Must be 0 or more.' };
     case 'positive':
-      return v > 0 ? { ok: true, value: v } : { ok: false, error: 'Must be greater than 0.' };
+      return acceptsOptionValue(spec.rule, v) ? { ok: true, value: v } : { ok: false, error: OUT_OF_RANGE[spec.rule] };
     case 'count':
       return Number.isInteger(v) && v >= 1 ? { ok: true, value: v } : { ok: false, error: 'Must be a whole number ≥ 1.' };
     case 'countOrZero':
@@ -239,7 +167,10 @@ export function checkField(spec: FieldSpec, raw: string | boolean, ctx: Validati
     }
     case 'batchSize':
       if (!Number.isInteger(v) || v < 1) return { ok: false, error: 'Must be a whole number ≥ 1.' };
-      if (MI.includes(ctx.factory) && v % 2 !== 0) return { ok: false, error: 'Must be even for the mutual-information factories.' };
+      if (batchSizeError(ctx.factory, v, 'batchSize') !== null) {
+        const rule = FACTORY_OPTIONS[ctx.factory].batch;
+        return { ok: false, error: `Must be even for this factory${rule.even ? `: ${rule.reason}` : ''}.` };
+      }
       return { ok: true, value: v };
   }
 }

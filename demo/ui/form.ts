@@ -4,7 +4,7 @@
  * field is wrong). Values typed for one factory are kept when switching to another and back.
  */
 import type { FactoryName } from '../../src/factories/options';
-import { FACTORY_SPECS, OPTIONAL_DEFAULTS, RUN_DEFAULTS, RUN_FIELDS, checkField, type FieldSpec, type ValidationContext } from './fields';
+import { FACTORY_SPECS, RUN_DEFAULTS, RUN_FIELDS, checkField, type FieldSpec, type ValidationContext } from './fields';
 
 /** What the form holds once every field is valid. */
 export interface FormValues {
@@ -124,7 +124,7 @@ export class TrainingForm {
     const typed = this.typed.get(name);
     this.fieldsBox.replaceChildren();
     this.factoryFields = spec.fields.map((field) => {
-      const initial = typed?.get(field.key) ?? this.defaults[name]?.[field.key] ?? OPTIONAL_DEFAULTS[field.key] ?? '';
+      const initial = typed?.get(field.key) ?? this.defaults[name]?.[field.key] ?? field.initial ?? '';
       return this.renderField(field, typeof initial === 'boolean' ? initial : asText(initial), this.fieldsBox);
     });
     if (this.disabled) this.setDisabled(true);
