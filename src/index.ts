@@ -63,6 +63,16 @@ export {
 } from './models/safetensors';
 export { parseModelConfig, SUPPORTED_MODEL_TYPES, type ModelConfig, type ModelType } from './models/config';
 export {
+  readWeights,
+  parseSafetensorsIndex,
+  mergeSafetensorsShards,
+  SAFETENSORS_INDEX_NAME,
+  type WeightsInput,
+  type WeightsSource,
+  type ShardedWeights,
+  type SafetensorsIndex,
+} from './models/shards';
+export {
   expectedWeights,
   checkWeights,
   uploadWeights,

@@ -12,7 +12,8 @@ import { attention } from '../ops/attention';
 import { layerNorm, rmsNorm } from '../ops/norm';
 import { rope } from '../ops/rope';
 import { parseModelConfig, type ModelConfig } from './config';
-import { readSafetensors, type SafetensorsFile, type SafetensorsSource, type ReadSafetensorsOptions } from './safetensors';
+import type { ReadSafetensorsOptions } from './safetensors';
+import { readWeights, type WeightsInput } from './shards';
 import { uploadWeights } from './weights';
 import { noGrad } from '../autograd/engine';
 import { embeddingColumnStd } from './embeddingStats';
@@ -58,8 +59,12 @@ export interface CausalLMOutput {
 export interface LoadCausalLMOptions {
   /** The parsed `config.json` (an object) or its text. */
   config: unknown;
-  /** `model.safetensors`: bytes, a Blob/File, a URL, or an already parsed file. */
-  weights: SafetensorsSource | SafetensorsFile;
+  /**
+   * `model.safetensors` (bytes, a Blob/File, a URL, or an already parsed file), or a sharded
+   * checkpoint: a list of shard sources, or `{ index, shards }` with `model.safetensors.index.json`
+   * and the shards by file name (see {@link WeightsInput}).
+   */
+  weights: WeightsInput;
   /** Progress while reading the weights. */
   onProgress?: ReadSafetensorsOptions['onProgress'];
   /** Whether the weights receive gradients (default false: a frozen model). */
@@ -89,10 +94,6 @@ interface Block {
   gate?: Linear;
   up: Linear;
   down: Linear;
-}
-
-function isSafetensorsFile(w: unknown): w is SafetensorsFile {
-  return typeof w === 'object' && w !== null && 'tensors' in w && (w as SafetensorsFile).tensors instanceof Map;
 }
 
 /** A frozen causal language model on the GPU. Create it with {@link loadCausalLM}. */
@@ -290,8 +291,8 @@ export class CausalLM {
     let k = reshape(linear(a, b.k), [B, T, cfg.numKvHeads, cfg.headDim]);
     const v = reshape(linear(a, b.v), [B, T, cfg.numKvHeads, cfg.headDim]);
     if (cfg.ropeTheta !== null) {
-      q = rope(q, { theta: cfg.ropeTheta });
-      k = rope(k, { theta: cfg.ropeTheta });
+      q = rope(q, { theta: cfg.ropeTheta, scaling: cfg.ropeScaling });
+      k = rope(k, { theta: cfg.ropeTheta, scaling: cfg.ropeScaling });
     }
     const heads = attention(q, k, v, { causal: true, keyMask: mask });
     const h = add(x, linear(reshape(heads, [B, T, cfg.numHeads * cfg.headDim]), b.o));
@@ -372,16 +373,15 @@ function* splitGpt2Attention(
 }
 
 /**
- * Loads a Hugging Face causal LM (`config.json` + `model.safetensors`) onto the GPU. Supported
- * `model_type`s: llama (and SmolLM), mistral, qwen2, gpt2. Everything is validated before any
- * GPU work; on failure nothing stays allocated.
+ * Loads a Hugging Face causal LM (`config.json` + `model.safetensors`, or its shards) onto the GPU.
+ * Supported `model_type`s: llama (and SmolLM, Llama 3.x with `llama3` RoPE scaling), mistral,
+ * qwen2, gpt2. Everything is validated before any GPU work (the config, every shard, the tensor
+ * names and shapes); on failure nothing stays allocated.
  */
 export async function loadCausalLM(options: LoadCausalLMOptions): Promise<CausalLM> {
   const raw = typeof options.config === 'string' ? parseJson(options.config) : options.config;
   const config = parseModelConfig(raw);
-  const file = isSafetensorsFile(options.weights)
-    ? options.weights
-    : await readSafetensors(options.weights, { onProgress: options.onProgress });
+  const file = await readWeights(options.weights, { onProgress: options.onProgress });
   const weights = uploadWeights(config, file, {
     requiresGrad: options.trainable ?? false,
     transform: config.family === 'gpt2' ? (name, data, shape) => splitGpt2Attention(config, name, data, shape) : undefined,

@@ -31,6 +31,8 @@ export interface SafetensorsFile {
   metadata: Record<string, string>;
   /** Tensors by name, in header order. */
   tensors: Map<string, SafetensorsEntry>;
+  /** The shard files it was merged from, when it stands for a sharded checkpoint (see `readWeights`). */
+  shards?: string[];
 }
 
 /** Options of {@link readSafetensors}. */

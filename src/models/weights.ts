@@ -134,7 +134,10 @@ export function checkWeights(config: ModelConfig, file: SafetensorsFile, options
   }
   if (!missing.length && !misShaped.length) return;
   const parts = [`weights do not match the ${config.modelType} config${prefix ? ` (names prefixed '${prefix}')` : ''}:`];
-  if (missing.length) parts.push(`missing ${missing.length} tensor(s): ${missing.join(', ')}`);
+  if (missing.length) {
+    const where = file.shards?.length ? ` (absent from every shard: ${file.shards.join(', ')})` : '';
+    parts.push(`missing ${missing.length} tensor(s)${where}: ${missing.join(', ')}`);
+  }
   if (misShaped.length) parts.push(`wrong shape for ${misShaped.length} tensor(s): ${misShaped.join('; ')}`);
   if (missing.length === expectedWeights(config).size) {
     const some = [...file.tensors.keys()].slice(0, 5);
