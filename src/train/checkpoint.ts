@@ -9,6 +9,8 @@
  * optimizer steps and group rates, data position, noise-generator position) in the metadata, as
  * JSON strings: integers up to 2^53 that an F32 tensor could not hold exactly.
  *
+ * {@link encodeCloakWeights} writes the cloak alone (no optimizer state), for use outside training.
+ *
  * @see Trainer.checkpoint
  */
 import { fmtShape } from '../tensor/tensor';
@@ -195,4 +197,34 @@ function parseCounters(json: string | undefined, where: string): CheckpointCount
   count('rng.seed', counters.rng.seed);
   count('rng.offset', counters.rng.offset);
   return counters;
+}
+
+/** What {@link encodeCloakWeights} writes: the cloak alone, for use outside training. */
+export interface CloakExport {
+  /** The cloak's parameters, in `namedParameters()` order. */
+  weights: NamedWeights[];
+  /** The cloak's resolved options. */
+  cloak: unknown;
+  model: ModelFingerprint;
+  factory: string;
+  /** Optimizer steps the cloak was trained for. */
+  step: number;
+}
+
+/**
+ * The cloak's weights alone as safetensors bytes, F32, under the names a PyTorch state dict of
+ * the transform would use (`input_projection.weight`, `encoder.layers.0.self_attn.q_proj.weight`,
+ * ...); the metadata records the cloak's options (`sgt_cloak`), the base model (`sgt_model`), the
+ * factory (`sgt_factory`) and the step (`sgt_step`).
+ */
+export function encodeCloakWeights(c: CloakExport): Uint8Array {
+  const tensors: Record<string, SafetensorsWriteTensor> = {};
+  for (const w of c.weights) tensors[w.name] = { dtype: 'F32', shape: [...w.shape], data: w.data };
+  return writeSafetensors(tensors, {
+    format: 'pt',
+    sgt_cloak: JSON.stringify(c.cloak),
+    sgt_model: JSON.stringify(c.model),
+    sgt_factory: c.factory,
+    sgt_step: String(c.step),
+  });
 }

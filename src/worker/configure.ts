@@ -1,0 +1,155 @@
+/**
+ * What `TrainerService.configure` does, apart from the service's state: checks the
+ * {@link TrainingConfig}, builds the data (a corpus tokenized by the model's tokenizer, or
+ * pre-tokenized documents), splits off the held-out sequences, and creates the {@link Trainer}.
+ */
+import type { CausalLM } from '../models/causalLM';
+import type { Tokenizer } from '../text/tokenizer';
+import { packSequences, textDataset, trainHeldOutSplit, type PackedSequence } from '../text/data';
+import { DEFAULT_FACTORY_OPTIONS, FACTORY_NAMES, batchSizeError, isFactoryName } from '../factories/options';
+import { Trainer } from '../train/trainer';
+import { type ConfigureSummary, type ModelSummary, type TrainingConfig, fail } from './api';
+
+/** The loaded model and what comes with it, as `configure()` reads them. */
+export interface ConfigureSource {
+  model: CausalLM;
+  tokenizer: Tokenizer | null;
+  /** Which tokenizer `tokenizer` is. */
+  tokenizerKind: ModelSummary['tokenizer'] | undefined;
+  /** The model's `config.json` (pad/EOS ids for pre-tokenized data). */
+  rawConfig: unknown;
+}
+
+/** A configured trainer with the run's limits and the summary `configure()` returns. */
+export interface ConfiguredTrainer {
+  trainer: Trainer;
+  /** The configuration kept for the run (the corpus dropped, defaults filled in). */
+  config: TrainingConfig;
+  /** The step a run finishes at (Infinity: until `stop()`). */
+  maxSteps: number;
+  summary: ConfigureSummary;
+}
+
+/** The data and run options checked against the model, with their defaults. */
+interface RunLimits {
+  seqLen: number;
+  heldOutFraction: number;
+  evaluateEvery: number;
+  maxSteps: number | undefined;
+}
+
+const M = 'configure';
+
+/** Pad/BOS/EOS ids from a raw `config.json`, for pre-tokenized data (HF writes them as a number or a list). */
+function configTokenId(config: unknown, key: string): number | undefined {
+  if (config === null || typeof config !== 'object') return undefined;
+  let v = (config as Record<string, unknown>)[key];
+  if (Array.isArray(v)) v = v[0];
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0 ? v : undefined;
+}
+
+/** Checks the factory, batch size, lengths, held-out share and run limits (the trainer checks the rest). */
+function checkLimits(config: TrainingConfig, model: CausalLM): RunLimits {
+  if (!isFactoryName(config.factory)) fail(M, `'factory' must be one of ${FACTORY_NAMES.join(', ')}, got ${String(config.factory)}`);
+  const batchError = batchSizeError(config.factory, config.batchSize, "'batchSize'");
+  if (batchError) fail(M, batchError);
+  const { seqLen } = config;
+  if (typeof seqLen !== 'number' || !Number.isInteger(seqLen) || seqLen < 2)
+    fail(M, `'seqLen' must be an integer >= 2, got ${String(seqLen)}`);
+  if (seqLen > model.config.maxPositions) fail(M, `'seqLen' (${seqLen}) exceeds the model's ${model.config.maxPositions} positions`);
+  const heldOutFraction = config.heldOutFraction ?? 0.1;
+  if (typeof heldOutFraction !== 'number' || !(heldOutFraction >= 0 && heldOutFraction < 1))
+    fail(M, `'heldOutFraction' must be in [0, 1), got ${String(heldOutFraction)}`);
+  const evaluateEvery = config.evaluateEvery ?? 0;
+  if (!Number.isInteger(evaluateEvery) || evaluateEvery < 0)
+    fail(M, `'evaluateEvery' must be an integer >= 0, got ${String(evaluateEvery)}`);
+  if (config.evaluateBatches !== undefined && !(Number.isInteger(config.evaluateBatches) && config.evaluateBatches >= 1)) {
+    fail(M, `'evaluateBatches' must be an integer >= 1, got ${String(config.evaluateBatches)}`);
+  }
+  const maxSteps = config.maxSteps ?? config.totalSteps;
+  if (maxSteps !== undefined && !(Number.isInteger(maxSteps) && maxSteps >= 1))
+    fail(M, `'maxSteps' must be an integer >= 1, got ${String(maxSteps)}`);
+  return { seqLen, heldOutFraction, evaluateEvery, maxSteps };
+}
+
+/** The packed sequences of `config.text` (tokenized) or `config.tokens` (as given), and where their ids came from. */
+function buildData(
+  config: TrainingConfig,
+  seqLen: number,
+  source: ConfigureSource,
+): { sequences: PackedSequence[]; kind: ConfigureSummary['tokenizer'] } {
+  const hasText = config.text !== undefined;
+  const hasTokens = config.tokens !== undefined;
+  if (hasText === hasTokens) fail(M, "give exactly one of 'text' (a corpus to tokenize) and 'tokens' (pre-tokenized documents)");
+  const vocabSize = source.model.config.vocabSize;
+  if (hasTokens) {
+    if (!Array.isArray(config.tokens) || (config.tokens as unknown[]).some((d) => !Array.isArray(d) && !(d instanceof Int32Array))) {
+      fail(M, "'tokens' must be an array of documents, each an array of token ids");
+    }
+    const eos = configTokenId(source.rawConfig, 'eos_token_id');
+    const padId = configTokenId(source.rawConfig, 'pad_token_id') ?? eos ?? 0;
+    const sequences = packSequences(config.tokens!, {
+      seqLen,
+      padId: padId < vocabSize ? padId : 0,
+      vocabSize,
+      noiseMask: config.noiseMask,
+    });
+    return { sequences, kind: 'pretokenized' };
+  }
+  if (!source.tokenizer) {
+    fail(
+      M,
+      `the model ships no tokenizer and its vocabulary (${vocabSize} ids) is too small for the byte-level fallback (256 bytes + BOS/EOS/PAD = 259 ids): pass tokenizerJson to loadModel(), or pre-tokenized 'tokens' instead of 'text'`,
+    );
+  }
+  const text = config.text!;
+  if (typeof text !== 'string' && !(Array.isArray(text) && text.every((t) => typeof t === 'string')))
+    fail(M, "'text' must be a string or an array of strings");
+  const sequences = textDataset(text, source.tokenizer!, { seqLen, vocabSize, noiseMask: config.noiseMask });
+  return { sequences, kind: source.tokenizerKind === 'huggingface' ? 'huggingface' : 'byte' };
+}
+
+/** The check `configure()` makes on its argument before taking the service's lock. */
+export function checkConfigureArg(config: TrainingConfig): void {
+  if (config === null || typeof config !== 'object') fail(M, 'expected an object { factory, batchSize, seqLen, text | tokens, ... }');
+}
+
+/**
+ * Checks `config` (an object: see {@link checkConfigureArg}), builds the data and a new {@link Trainer} (cloak, loss factory with
+ * `factoryOptions` merged over the defaults, AdamW). Throws the service's errors; creates nothing
+ * that outlives a throw.
+ */
+export function configureTrainer(config: TrainingConfig, source: ConfigureSource): ConfiguredTrainer {
+  const { seqLen, heldOutFraction, evaluateEvery, maxSteps } = checkLimits(config, source.model);
+  const { sequences, kind } = buildData(config, seqLen, source);
+  const seed = config.seed ?? 0;
+  const split = heldOutFraction > 0 ? trainHeldOutSplit(sequences, heldOutFraction, seed) : { train: sequences, heldOut: [] };
+  if (split.train.length < config.batchSize) {
+    fail(
+      M,
+      `the data packs into ${sequences.length} sequences of ${seqLen} tokens, ${split.train.length} of them for training: fewer than 'batchSize' (${config.batchSize}). Give more data, a smaller seqLen or batchSize, or a lower heldOutFraction`,
+    );
+  }
+  const factoryOptions = { ...DEFAULT_FACTORY_OPTIONS[config.factory], ...(config.factoryOptions ?? {}) };
+  const trainer = new Trainer(source.model, split, { ...config, factoryOptions });
+  // The corpus is not kept: the packed sequences live in the trainer.
+  const { text: _text, tokens: _tokens, ...kept } = config;
+  let cloakParameterCount = 0;
+  for (const t of trainer.transform.parameters()) cloakParameterCount += t.size;
+  return {
+    trainer,
+    config: { ...kept, factoryOptions, evaluateEvery },
+    maxSteps: maxSteps ?? Infinity,
+    summary: {
+      tokenizer: kind,
+      trainSequences: split.train.length,
+      heldOutSequences: split.heldOut.length,
+      seqLen,
+      trainTokens: split.train.reduce((n, s) => n + s.attentionMask.reduce((a, b) => a + b, 0), 0),
+      factoryOptions,
+      cloak: { ...trainer.transform.options },
+      cloakParameterCount,
+      maxSteps: maxSteps ?? null,
+    },
+  };
+}
