@@ -6,6 +6,8 @@
 // Every resource variable has its own binding number: an entry point binds only the variables it
 // statically uses, and distinct numbers keep any two from colliding.
 
+#include "common.wgsl" // workgroupSum
+
 const WG: u32 = 256u;
 
 // Scalars of one AdamW dispatch. The host derives them in float64 from the hyperparameters and the
@@ -47,8 +49,6 @@ struct ClipParams {
 @group(0) @binding(9) var<storage, read_write> clipFactor: array<f32>;
 @group(0) @binding(10) var<storage, read_write> clipTarget: array<f32>;
 
-var<workgroup> scratch: array<f32, WG>;
-
 // torch.optim.AdamW for one element:
 //   p <- p * (1 - lr wd);  m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
 //   p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
@@ -71,16 +71,6 @@ fn adamwStep(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
   }
 }
 
-// Tree sum of the workgroup's values; the result is in scratch[0].
-fn workgroupSum(lid: u32, value: f32) {
-  scratch[lid] = value;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s / 2u) {
-    if (lid < s) { scratch[lid] = scratch[lid] + scratch[lid + s]; }
-    workgroupBarrier();
-  }
-}
-
 // Sum of squares of one gradient: workgroup w strides over the tensor and writes partial
 // offset + w. Fixed partial slots (no atomics) keep the norm deterministic.
 @compute @workgroup_size(WG)
@@ -91,8 +81,8 @@ fn sumSquaresPartials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
     let g = clipSource[i];
     acc += g * g;
   }
-  workgroupSum(lid, acc);
-  if (lid == 0u) { partials[clip.offset + wid.x] = scratch[0]; }
+  let total = workgroupSum(lid, acc);
+  if (lid == 0u) { partials[clip.offset + wid.x] = total; }
 }
 
 // One workgroup: the norm of all gradients from every partial, and the factor that clips it,
@@ -101,9 +91,9 @@ fn sumSquaresPartials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
 fn clipNormFinal(@builtin(local_invocation_index) lid: u32) {
   var acc = 0.0;
   for (var i = lid; i < clip.n; i += WG) { acc += partials[i]; }
-  workgroupSum(lid, acc);
+  let total = workgroupSum(lid, acc);
   if (lid == 0u) {
-    let norm = sqrt(scratch[0]);
+    let norm = sqrt(total);
     totalNorm[0] = norm;
     clipFactor[0] = min(1.0, clip.maxNorm / (norm + 1e-6));
   }

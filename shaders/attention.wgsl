@@ -13,6 +13,8 @@
 // A hidden key (later than the query when causal, or padding) takes no part at all. A query row
 // that sees no key gets output 0 and logsumexp +inf, so any exp(s - lse) made from it is 0.
 
+#include "common.wgsl" // negInf, posInf
+
 const WG: u32 = 64u;
 const MAX_DH: u32 = 128u;
 const TILE: u32 = 2048u;           // two tiles of 8 KiB: 16 KiB, WebGPU's guaranteed minimum
@@ -51,16 +53,6 @@ struct Params {
 
 var<workgroup> tileA: array<f32, TILE>;
 var<workgroup> tileB: array<f32, TILE>;
-
-// Infinities made at run time: WGSL rejects an infinite constant expression.
-fn negInf() -> f32 {
-  let bits = 0xff800000u;
-  return bitcast<f32>(bits);
-}
-fn posInf() -> f32 {
-  let bits = 0x7f800000u;
-  return bitcast<f32>(bits);
-}
 
 fn keyVisible(b: u32, j: u32, i: u32) -> bool {
   if (params.causal != 0u && j > i) { return false; }

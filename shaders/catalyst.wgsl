@@ -9,6 +9,8 @@
 // that a few queries against a large vocabulary still fill the device; a second pass combines the
 // splits and recomputes the winner's distance exactly as ||a - b|| (no cancellation).
 
+#include "common.wgsl" // posInf, workgroupSum2
+
 override EXCLUDE_SELF: bool = false; // queries are the table itself: skip row p for query p
 // Nearest by cosine instead (the training metrics' NN-FR): minimise -a.b / |b|; |a| is the same for
 // every candidate, so it never divides. A zero-norm row scores +inf: it wins only when every row is
@@ -22,11 +24,6 @@ const WG: u32 = 256u;
 const TV: u32 = 64u;  // table rows per tile (4 per thread column)
 const TK: u32 = 16u;  // features staged at a time
 const NONE: u32 = 0xffffffffu;
-
-fn posInf() -> f32 {
-  let bits = 0x7f800000u;
-  return bitcast<f32>(bits);
-}
 
 struct SearchParams {
   positions: u32,
@@ -195,9 +192,6 @@ fn nearestCombine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
   }
 }
 
-var<workgroup> scratch: array<f32, WG>;
-var<workgroup> scratchCount: array<f32, WG>;
-
 fn term(dist: f32) -> f32 {
   return pow(lossParams.length / max(dist, 1e-8), lossParams.exponent);
 }
@@ -214,19 +208,10 @@ fn catalystFinalize(@builtin(local_invocation_index) lid: u32) {
     s += select(0.0, term(nearestDistanceIn[p]), selected);
     c += select(0.0, 1.0, selected);
   }
-  scratch[lid] = s;
-  scratchCount[lid] = c;
-  workgroupBarrier();
-  for (var k = WG / 2u; k > 0u; k = k / 2u) {
-    if (lid < k) {
-      scratch[lid] = scratch[lid] + scratch[lid + k];
-      scratchCount[lid] = scratchCount[lid] + scratchCount[lid + k];
-    }
-    workgroupBarrier();
-  }
+  let r = workgroupSum2(lid, vec2<f32>(s, c));
   if (lid == 0u) {
-    out[0] = select(0.0, scratch[0] / scratchCount[0], scratchCount[0] > 0.0);
-    count[0] = scratchCount[0];
+    out[0] = select(0.0, r.x / r.y, r.y > 0.0);
+    count[0] = r.y;
   }
 }
 

@@ -10,6 +10,8 @@
 //   d(row)/dv = coef[0] * u + coef[1] * v,   d(row)/du = coef[3] * u + coef[2] * v
 // so the forward saves four coefficients per row and the backward is one elementwise pass.
 
+#include "common.wgsl" // workgroupSum3
+
 override VARIANT: u32 = 0u;
 override WRT_FIRST: bool = false; // backward: the gradient of u (else of v)
 
@@ -38,9 +40,6 @@ struct Params {
 @group(0) @binding(11) var<storage, read_write> gradOut: array<f32>;  // [rows, cols]
 
 var<workgroup> rowSelected: u32;
-var<workgroup> wA: array<f32, WG>;
-var<workgroup> wB: array<f32, WG>;
-var<workgroup> wC: array<f32, WG>;
 
 // Per-row value and gradient coefficients from the row sums: (u.v, |u|^2, |v|^2) for the cosine
 // variants, (|u - v|^2, -, -) for the distance.
@@ -95,8 +94,6 @@ fn rowPairForward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
   let cols = params.cols;
   for (var row = wid.x; row < params.rows; row += groups.x) {
     if (lid == 0u) { rowSelected = select(0u, 1u, mask[row] > 0.5); }
-    // The barrier inside also keeps thread 0's reads of the previous row's sums ahead of the
-    // stores below.
     if (workgroupUniformLoad(&rowSelected) == 0u) { continue; }
     let base = row * cols;
     var a = 0.0;
@@ -114,19 +111,8 @@ fn rowPairForward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
         c += y * y;
       }
     }
-    wA[lid] = a;
-    wB[lid] = b;
-    wC[lid] = c;
-    workgroupBarrier();
-    for (var step = WG / 2u; step > 0u; step = step / 2u) {
-      if (lid < step) {
-        wA[lid] += wA[lid + step];
-        wB[lid] += wB[lid + step];
-        wC[lid] += wC[lid + step];
-      }
-      workgroupBarrier();
-    }
-    if (lid == 0u) { finishRow(row, wA[0], wB[0], wC[0]); }
+    let sums = workgroupSum3(lid, vec3<f32>(a, b, c));
+    if (lid == 0u) { finishRow(row, sums.x, sums.y, sums.z); }
   }
 }
 

@@ -8,13 +8,9 @@
 // with both terms already relative to the row maxima, so logits of magnitude 1e4 lose nothing to
 // cancellation. No softmax row is ever materialised, so any vocabulary size works.
 
-const WG: u32 = 256u;
+#include "common.wgsl" // negInf, logSumExpAdd, logSumExpMerge
 
-// -inf, made at run time: WGSL rejects an infinite constant expression.
-fn negInf() -> f32 {
-  let bits = 0xff800000u;
-  return bitcast<f32>(bits);
-}
+const WG: u32 = 256u;
 
 struct Params {
   rows: u32,
@@ -39,6 +35,7 @@ struct Params {
 // Summary of a set of columns of one row:
 //   mz = max z,  sz = sum exp(z - mz),  mt = max zt,  st = sum exp(zt - mt),
 //   s  = sum exp(z - mz) * (zt - mt).
+// (mt, st) is the online log-sum-exp of zt (common.wgsl's LogSumExp).
 // sz == 0 marks the empty set (a non-empty set has sz >= 1: its maximum contributes exp(0)).
 struct Online {
   mz: f32,
@@ -58,12 +55,13 @@ fn merge(a: Online, b: Online) -> Online {
   if (b.sz == 0.0) { return a; }
   if (a.sz == 0.0) { return b; }
   let mz = max(a.mz, b.mz);
-  let mt = max(a.mt, b.mt);
+  let student = logSumExpMerge(LogSumExp(a.mt, a.st), LogSumExp(b.mt, b.st));
+  let mt = student.m;
   let fa = exp(a.mz - mz);
   let fb = exp(b.mz - mz);
   let sa = a.s - (mt - a.mt) * a.sz;
   let sb = b.s - (mt - b.mt) * b.sz;
-  return Online(mz, a.sz * fa + b.sz * fb, mt, a.st * exp(a.mt - mt) + b.st * exp(b.mt - mt), sa * fa + sb * fb);
+  return Online(mz, a.sz * fa + b.sz * fb, mt, student.s, sa * fa + sb * fb);
 }
 
 var<workgroup> rowSelected: u32;
@@ -105,13 +103,10 @@ fn crossEntropyForward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
       let zv = teacher[base + c];
       let tv = student[base + c];
       // A new zt maximum rescales st and shifts every earlier (zt - mt) in s.
-      if (tv > acc.mt) {
-        acc.st = acc.st * exp(acc.mt - tv) + 1.0;
-        acc.s -= (tv - acc.mt) * acc.sz;
-        acc.mt = tv;
-      } else {
-        acc.st += exp(tv - acc.mt);
-      }
+      if (tv > acc.mt) { acc.s -= (tv - acc.mt) * acc.sz; }
+      let student = logSumExpAdd(LogSumExp(acc.mt, acc.st), tv);
+      acc.mt = student.m;
+      acc.st = student.s;
       if (zv > acc.mz) {
         let f = exp(acc.mz - zv);
         acc.sz = acc.sz * f + 1.0;

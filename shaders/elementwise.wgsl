@@ -3,6 +3,8 @@
 // The op is an override constant, so each (entry point, OP) pair compiles to a branch-free kernel.
 // All loops are grid-stride: a few fat workgroups serve any size (software adapters pay per group).
 
+#include "common.wgsl" // posInf
+
 override OP: u32 = 0u;
 // false: every operand is contiguous with the output's shape, so index i maps to i directly.
 override STRIDED: bool = false;
@@ -59,8 +61,7 @@ fn unaryOp(x: f32) -> f32 {
       if (x == 0.0) {
         if (params.alpha > 0.0) { return 0.0; }
         if (params.alpha == 0.0) { return 1.0; }
-        let infBits = 0x7f800000u; // runtime value: a constant inf is a WGSL error
-        return bitcast<f32>(infBits);
+        return posInf();
       }
       let m = exp2(params.alpha * log2(abs(x)));
       let odd = fract(params.alpha * 0.5) != 0.0 && fract(params.alpha) == 0.0;

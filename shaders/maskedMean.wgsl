@@ -3,6 +3,8 @@
 // were never written and may be anything — and an empty selection gives 0, never 0/0. It also
 // stores 1/|selected| for the backward (0 when nothing is selected: zero gradients).
 
+#include "common.wgsl" // workgroupSum2
+
 const WG: u32 = 256u;
 
 struct Params {
@@ -18,9 +20,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> loss: array<f32>;
 @group(0) @binding(4) var<storage, read_write> lossScale: array<f32>;
 
-var<workgroup> partialTotal: array<f32, WG>;
-var<workgroup> partialCount: array<f32, WG>;
-
 @compute @workgroup_size(WG)
 fn maskedRowMean(@builtin(local_invocation_index) lid: u32) {
   var total = 0.0;
@@ -30,19 +29,10 @@ fn maskedRowMean(@builtin(local_invocation_index) lid: u32) {
     total += select(0.0, rowLoss[r], selected);
     count += select(0.0, 1.0, selected);
   }
-  partialTotal[lid] = total;
-  partialCount[lid] = count;
-  workgroupBarrier();
-  for (var step = WG / 2u; step > 0u; step = step / 2u) {
-    if (lid < step) {
-      partialTotal[lid] += partialTotal[lid + step];
-      partialCount[lid] += partialCount[lid + step];
-    }
-    workgroupBarrier();
-  }
+  let sums = workgroupSum2(lid, vec2<f32>(total, count));
   if (lid == 0u) {
-    let n = partialCount[0];
-    loss[0] = select(0.0, partialTotal[0] / n, n > 0.0);
+    let n = sums.y;
+    loss[0] = select(0.0, sums.x / n, n > 0.0);
     lossScale[0] = select(0.0, 1.0 / n, n > 0.0);
   }
 }

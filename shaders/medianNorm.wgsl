@@ -5,6 +5,8 @@
 // position (grid-stride) write that position's term and norm, then one workgroup sums the terms
 // and counts the selected positions.
 
+#include "common.wgsl" // workgroupSum2
+
 override SQUARED: bool = false; // rowNorms: write ||E_v||^2 instead of ||E_v||
 
 const WG: u32 = 256u;
@@ -29,29 +31,11 @@ struct Params {
 @group(0) @binding(10) var<storage, read> table: array<f32>;
 @group(0) @binding(11) var<storage, read> values: array<f32>;
 
-var<workgroup> scratch: array<f32, WG>;
-var<workgroup> scratchCount: array<f32, WG>;
+var<workgroup> scratch: array<f32, WG>; // medianNormRows: 16-lane sums
 
 fn medianValue() -> f32 {
   if (params.medianFromBuffer != 0u) { return medianBuffer[0]; }
   return params.median;
-}
-
-// Sums v (and c) over the workgroup; every thread gets the totals.
-fn reduceSum2(lid: u32, v: f32, c: f32) -> vec2<f32> {
-  scratch[lid] = v;
-  scratchCount[lid] = c;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s / 2u) {
-    if (lid < s) {
-      scratch[lid] = scratch[lid] + scratch[lid + s];
-      scratchCount[lid] = scratchCount[lid] + scratchCount[lid + s];
-    }
-    workgroupBarrier();
-  }
-  let r = vec2<f32>(scratch[0], scratchCount[0]);
-  workgroupBarrier();
-  return r;
 }
 
 // Per position: rowNorm = ||x + mu||, rowTerm = |rowNorm - m| where selected, else 0. A workgroup
@@ -101,7 +85,7 @@ fn medianNormFinalize(@builtin(local_invocation_index) lid: u32) {
     s += select(0.0, rowTerm[row], selected);
     c += select(0.0, 1.0, selected);
   }
-  let r = reduceSum2(lid, s, c);
+  let r = workgroupSum2(lid, vec2<f32>(s, c));
   if (lid == 0u) {
     out[0] = select(0.0, r.x / r.y, r.y > 0.0);
     count[0] = r.y;

@@ -13,14 +13,10 @@
 // every term relative to the row maxima, so large logits lose nothing and identical rows give 0
 // exactly (each term of D is 0 - 0 and the two exp sums are computed by the same operations).
 
+#include "common.wgsl" // negInf, workgroupSum2, workgroupSum3, logSumExpMerge
+
 const WG: u32 = 256u;
 const NONE: u32 = 0xffffffffu;
-
-// -inf, made at run time: WGSL rejects an infinite constant expression.
-fn negInf() -> f32 {
-  let bits = 0xff800000u;
-  return bitcast<f32>(bits);
-}
 
 struct SearchParams {
   positions: u32,
@@ -52,10 +48,6 @@ struct RowParams {
 // ---------------------------------------------------------------------------------------------
 // NN-FR: count the positions whose nearest row is not their token.
 
-var<workgroup> sumA: array<f32, WG>;
-var<workgroup> sumB: array<f32, WG>;
-var<workgroup> sumC: array<f32, WG>;
-
 // One workgroup, fixed order: failures = selected positions whose nearest row is not their token,
 // count = selected positions. Unselected positions are selected out, whatever their ids hold.
 @compute @workgroup_size(WG)
@@ -67,19 +59,10 @@ fn inversionCount(@builtin(local_invocation_index) lid: u32) {
     failures += select(0.0, 1.0, selected && nearestIn[p] != ids[p]);
     count += select(0.0, 1.0, selected);
   }
-  sumA[lid] = failures;
-  sumB[lid] = count;
-  workgroupBarrier();
-  for (var step = WG / 2u; step > 0u; step = step / 2u) {
-    if (lid < step) {
-      sumA[lid] += sumA[lid + step];
-      sumB[lid] += sumB[lid + step];
-    }
-    workgroupBarrier();
-  }
+  let sums = workgroupSum2(lid, vec2<f32>(failures, count));
   if (lid == 0u) {
-    outFailures[0] = sumA[0];
-    outCount[0] = sumB[0];
+    outFailures[0] = sums.x;
+    outCount[0] = sums.y;
   }
 }
 
@@ -116,14 +99,15 @@ fn mergeSummary(a: Summary, b: Summary) -> Summary {
   if (b.sz == 0.0) { return a; }
   if (a.sz == 0.0) { return b; }
   let mz = max(a.mz, b.mz);
-  let ms = max(a.ms, b.ms);
+  let student = logSumExpMerge(LogSumExp(a.ms, a.ss), LogSumExp(b.ms, b.ss));
+  let ms = student.m;
   let fa = exp(a.mz - mz);
   let fb = exp(b.mz - mz);
   let da = a.dd + ((ms - a.ms) - (mz - a.mz)) * a.sz;
   let db = b.dd + ((ms - b.ms) - (mz - b.mz)) * b.sz;
   let argZ = select(a.argZ, b.argZ, wins(b.mz, b.argZ, a.mz, a.argZ));
   let argS = select(a.argS, b.argS, wins(b.ms, b.argS, a.ms, a.argS));
-  return Summary(mz, a.sz * fa + b.sz * fb, ms, a.ss * exp(a.ms - ms) + b.ss * exp(b.ms - ms), da * fa + db * fb, argZ, argS);
+  return Summary(mz, a.sz * fa + b.sz * fb, ms, student.s, da * fa + db * fb, argZ, argS);
 }
 
 var<workgroup> rowSelected: u32;
@@ -217,21 +201,10 @@ fn agreementKLReduce(@builtin(local_invocation_index) lid: u32) {
     agree += select(0.0, rowStats[2u * r + 1u], selected);
     count += select(0.0, 1.0, selected);
   }
-  sumA[lid] = kl;
-  sumB[lid] = agree;
-  sumC[lid] = count;
-  workgroupBarrier();
-  for (var step = WG / 2u; step > 0u; step = step / 2u) {
-    if (lid < step) {
-      sumA[lid] += sumA[lid + step];
-      sumB[lid] += sumB[lid + step];
-      sumC[lid] += sumC[lid + step];
-    }
-    workgroupBarrier();
-  }
+  let sums = workgroupSum3(lid, vec3<f32>(kl, agree, count));
   if (lid == 0u) {
-    outKL[0] = sumA[0];
-    outAgree[0] = sumB[0];
-    outCount[0] = sumC[0];
+    outKL[0] = sums.x;
+    outAgree[0] = sums.y;
+    outCount[0] = sums.z;
   }
 }

@@ -19,11 +19,13 @@
 // Keeping everything in one buffer keeps every entry point within 8 storage buffers, the WebGPU
 // default limit that browsers grant everywhere.
 
+#include "common.wgsl" // LogSumExp, workgroupSum2
+
 const LOG_2PI: f32 = 1.8378770664093453;
 const HALF_LOG_2PI_E: f32 = 1.4189385332046727; // 1/2 log(2 pi e): the entropy of N(0,1)
 const WG_ITEMS: u32 = 64u;
 const WG_ELEMENTS: u32 = 256u;
-const WG_REDUCE: u32 = 256u;
+const WG: u32 = 256u; // miReduce's workgroup size (common.wgsl's reductions)
 
 struct Params {
   B: u32,
@@ -53,12 +55,6 @@ struct Params {
 @group(0) @binding(14) var<storage, read_write> gradMu: array<f32>; // = gradient of x + mu
 @group(0) @binding(15) var<storage, read_write> gradSigma: array<f32>;
 
-// -inf, made at run time: WGSL rejects an infinite constant expression.
-fn negInf() -> f32 {
-  let bits = 0xff800000u;
-  return bitcast<f32>(bits);
-}
-
 // First row of the half that (i, .) is NOT in: its mixture components / its queries.
 fn otherHalfStart(i: u32) -> u32 {
   return select(0u, params.half, i < params.half);
@@ -82,8 +78,7 @@ fn miForward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     let queryIn = queryMask[item] > 0.5;
     let kStart = otherHalfStart(i);
     // Online (single pass) max-shifted log-sum-exp over the included components.
-    var m = negInf();
-    var s = 0.0;
+    var logQK = logSumExpEmpty();
     var K = 0u;
     for (var kk = 0u; kk < H; kk++) {
       let k = kStart + kk;
@@ -101,12 +96,7 @@ fn miForward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
           logDet += log(sk);
         }
         logN = -0.5 * quad - logDet - 0.5 * f32(d) * LOG_2PI;
-        if (logN > m) {
-          s = s * exp(m - logN) + 1.0;
-          m = logN;
-        } else {
-          s += exp(logN - m);
-        }
+        logQK = logSumExpAdd(logQK, logN);
         K++;
       }
       saved[item * H + kk] = logN; // overwritten by the responsibility below
@@ -115,7 +105,7 @@ fn miForward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     let included = queryIn && K > 0u;
     var term = 0.0;
     if (included) {
-      let lse = m + log(s);
+      let lse = logSumExpValue(logQK);
       for (var kk = 0u; kk < H; kk++) {
         var w = 0.0;
         if (componentIncluded(kStart + kk, t)) { w = exp(saved[item * H + kk] - lse); }
@@ -134,35 +124,23 @@ fn miForward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
   }
 }
 
-var<workgroup> partialSum: array<f32, WG_REDUCE>;
-var<workgroup> partialCount: array<f32, WG_REDUCE>;
-
 // One workgroup, fixed summation order: the same inputs always give the same bits.
-@compute @workgroup_size(WG_REDUCE)
+@compute @workgroup_size(WG)
 fn miReduce(@builtin(local_invocation_index) lid: u32) {
   let n = params.B * params.T;
   var total = 0.0;
   var count = 0.0;
-  for (var item = lid; item < n; item += WG_REDUCE) {
+  for (var item = lid; item < n; item += WG) {
     total += saved[params.termOffset + item];
     count += saved[params.flagOffset + item];
   }
-  partialSum[lid] = total;
-  partialCount[lid] = count;
-  workgroupBarrier();
-  for (var step = WG_REDUCE / 2u; step > 0u; step = step / 2u) {
-    if (lid < step) {
-      partialSum[lid] += partialSum[lid + step];
-      partialCount[lid] += partialCount[lid + step];
-    }
-    workgroupBarrier();
-  }
+  let sums = workgroupSum2(lid, vec2<f32>(total, count));
   if (lid == 0u) {
-    let c = partialCount[0];
-    saved[params.statsOffset] = partialSum[0];
+    let c = sums.y;
+    saved[params.statsOffset] = sums.x;
     saved[params.statsOffset + 1u] = c;
     // An empty set gives 0 (and, in the backward, zero gradients), never 0/0.
-    loss[0] = select(0.0, partialSum[0] / max(c, 1.0), c > 0.0);
+    loss[0] = select(0.0, sums.x / max(c, 1.0), c > 0.0);
   }
 }
 

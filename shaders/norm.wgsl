@@ -4,6 +4,8 @@
 // gradients sum over rows: each thread owns one (row chunk, column) partial, summed afterwards by
 // a fixed-order reduction, so the result is deterministic (no atomics).
 
+#include "common.wgsl" // workgroupSum, workgroupSum2
+
 const WG: u32 = 256u;
 
 struct Params {
@@ -26,21 +28,6 @@ struct Params {
 @group(0) @binding(9) var<storage, read_write> dweight: array<f32>; // [chunks, cols] partials
 @group(0) @binding(10) var<storage, read_write> dbias: array<f32>;  // [chunks, cols] partials
 
-var<workgroup> scratch: array<vec2<f32>, WG>;
-
-// Sums a pair of per-thread values over the workgroup (two sums for the price of one set of barriers).
-fn reduceSum2(lid: u32, v: vec2<f32>) -> vec2<f32> {
-  scratch[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s / 2u) {
-    if (lid < s) { scratch[lid] = scratch[lid] + scratch[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = scratch[0];
-  workgroupBarrier();
-  return r;
-}
-
 @compute @workgroup_size(WG)
 fn rmsNormForward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
@@ -49,7 +36,7 @@ fn rmsNormForward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     let base = row * d;
     var ss = 0.0;
     for (var c = lid; c < d; c += WG) { let v = x[base + c]; ss += v * v; }
-    ss = reduceSum2(lid, vec2<f32>(ss, 0.0)).x;
+    ss = workgroupSum(lid, ss);
     let inv = inverseSqrt(ss / f32(d) + params.eps);
     for (var c = lid; c < d; c += WG) { out[base + c] = x[base + c] * inv * weight[c]; }
     if (lid == 0u) {
@@ -67,11 +54,11 @@ fn layerNormForward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     let base = row * d;
     var s = 0.0;
     for (var c = lid; c < d; c += WG) { s += x[base + c]; }
-    let mu = reduceSum2(lid, vec2<f32>(s, 0.0)).x / f32(d);
+    let mu = workgroupSum(lid, s) / f32(d);
     // Two passes (mean, then squared deviations): E[x^2] - E[x]^2 cancels badly when |mean| >> std.
     var sq = 0.0;
     for (var c = lid; c < d; c += WG) { let e = x[base + c] - mu; sq += e * e; }
-    let inv = inverseSqrt(reduceSum2(lid, vec2<f32>(sq, 0.0)).x / f32(d) + params.eps);
+    let inv = inverseSqrt(workgroupSum(lid, sq) / f32(d) + params.eps);
     for (var c = lid; c < d; c += WG) { out[base + c] = (x[base + c] - mu) * inv * weight[c] + bias[c]; }
     if (lid == 0u) {
       stats[2u * row] = mu;
@@ -91,7 +78,7 @@ fn rmsNormBackward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     let inv = savedStats[2u * row + 1u];
     var dot = 0.0;
     for (var c = lid; c < d; c += WG) { dot += grad[base + c] * weight[c] * x[base + c]; }
-    dot = reduceSum2(lid, vec2<f32>(dot, 0.0)).x;
+    dot = workgroupSum(lid, dot);
     let k = inv * inv * inv * dot / f32(d);
     for (var c = lid; c < d; c += WG) { dx[base + c] = inv * grad[base + c] * weight[c] - x[base + c] * k; }
   }
@@ -112,7 +99,7 @@ fn layerNormBackward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
       let h = grad[base + c] * weight[c];
       sums += vec2<f32>(h, h * (x[base + c] - mu) * inv);
     }
-    let means = reduceSum2(lid, sums) / f32(d);
+    let means = workgroupSum2(lid, sums) / f32(d);
     for (var c = lid; c < d; c += WG) {
       let xhat = (x[base + c] - mu) * inv;
       dx[base + c] = inv * (grad[base + c] * weight[c] - means.x - xhat * means.y);

@@ -2,15 +2,12 @@
 // grid-stride partials of a reduction over all elements and the max backward. (The sum of a
 // broadcast gradient back to an operand's shape is in broadcast.wgsl.)
 
+#include "common.wgsl" // negInf, workgroupSum, maxWithIndex, workgroupArgMax
+
 override OP: u32 = 0u;          // 0: sum, 1: max
 override INDEXED: bool = false; // max over partials: element indices come from inIndex
 
 const WG: u32 = 256u;
-// -inf, made at run time: WGSL rejects an infinite constant expression.
-fn negInf() -> f32 {
-  let bits = 0xff800000u;
-  return bitcast<f32>(bits);
-}
 
 struct Params {
   rows: u32,
@@ -26,10 +23,8 @@ struct Params {
 @group(0) @binding(4) var<storage, read> inIndex: array<u32>;
 @group(0) @binding(6) var<storage, read> grad: array<f32>;
 
-var<workgroup> values: array<f32, WG>;
-var<workgroup> indices: array<u32, WG>;
-
-struct Acc { v: f32, i: u32 }
+// An accumulator: a sum (index 0), or a maximum and the index of its element.
+alias Acc = ValueIndex;
 
 fn identity() -> Acc {
   if (OP == 1u) { return Acc(negInf(), 0xffffffffu); }
@@ -38,26 +33,14 @@ fn identity() -> Acc {
 
 // Max keeps the first index among equal values, so the argmax is deterministic.
 fn combine(p: Acc, q: Acc) -> Acc {
-  if (OP == 1u) {
-    if (q.v > p.v || (q.v == p.v && q.i < p.i) || q.v != q.v) { return q; }
-    return p;
-  }
-  return Acc(p.v + q.v, 0u);
+  if (OP == 1u) { return maxWithIndex(p, q); }
+  return Acc(p.value + q.value, 0u);
 }
 
-// Tree reduction of the workgroup's accumulators; the result is in values[0], indices[0].
-fn workgroupReduce(lid: u32, acc: Acc) {
-  values[lid] = acc.v;
-  indices[lid] = acc.i;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s / 2u) {
-    if (lid < s) {
-      let r = combine(Acc(values[lid], indices[lid]), Acc(values[lid + s], indices[lid + s]));
-      values[lid] = r.v;
-      indices[lid] = r.i;
-    }
-    workgroupBarrier();
-  }
+// The workgroup's accumulators combined, for every thread.
+fn workgroupReduce(lid: u32, acc: Acc) -> Acc {
+  if (OP == 1u) { return workgroupArgMax(lid, acc); }
+  return Acc(workgroupSum(lid, acc.value), 0u);
 }
 
 // One workgroup per row (grid-stride over rows), its threads striding over the columns.
@@ -72,12 +55,11 @@ fn reduceRows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) gr
       if (INDEXED) { idx = inIndex[base + c]; }
       acc = combine(acc, Acc(x[base + c], idx));
     }
-    workgroupReduce(lid, acc);
+    let r = workgroupReduce(lid, acc);
     if (lid == 0u) {
-      if (OP == 1u) { out[row] = values[0]; outIndex[row] = indices[0]; }
-      else { out[row] = values[0] * params.scale; }
+      if (OP == 1u) { out[row] = r.value; outIndex[row] = r.index; }
+      else { out[row] = r.value * params.scale; }
     }
-    workgroupBarrier();
   }
 }
 
@@ -90,10 +72,10 @@ fn reducePartials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
   for (var c = wid.x * WG + lid; c < params.cols; c += groups.x * WG) {
     acc = combine(acc, Acc(x[c], c));
   }
-  workgroupReduce(lid, acc);
+  let r = workgroupReduce(lid, acc);
   if (lid == 0u) {
-    out[wid.x] = values[0];
-    outIndex[wid.x] = indices[0];
+    out[wid.x] = r.value;
+    outIndex[wid.x] = r.index;
   }
 }
 
@@ -118,7 +100,7 @@ fn reduceRowsNarrow(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
       if (INDEXED) { idx = inIndex[base + c]; }
       acc = combine(acc, Acc(x[base + c], idx));
     }
-    if (OP == 1u) { out[row] = acc.v; outIndex[row] = acc.i; }
-    else { out[row] = acc.v * params.scale; }
+    if (OP == 1u) { out[row] = acc.value; outIndex[row] = acc.index; }
+    else { out[row] = acc.value * params.scale; }
   }
 }

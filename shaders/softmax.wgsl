@@ -1,14 +1,11 @@
 // Softmax and log-softmax over the last axis, max-shifted, one workgroup per row (grid-stride
 // over rows), and their backward passes. LOG selects log-softmax.
 
+#include "common.wgsl" // negInf, workgroupMax, workgroupSum
+
 override LOG: bool = false;
 
 const WG: u32 = 256u;
-// -inf, made at run time: WGSL rejects an infinite constant expression.
-fn negInf() -> f32 {
-  let bits = 0xff800000u;
-  return bitcast<f32>(bits);
-}
 
 struct Params {
   rows: u32,
@@ -22,32 +19,6 @@ struct Params {
 @group(0) @binding(2) var<storage, read> grad: array<f32>;  // backward: gradient of y
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
-var<workgroup> scratch: array<f32, WG>;
-
-fn reduceMax(lid: u32, v: f32) -> f32 {
-  scratch[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s / 2u) {
-    if (lid < s) { scratch[lid] = max(scratch[lid], scratch[lid + s]); }
-    workgroupBarrier();
-  }
-  let r = scratch[0];
-  workgroupBarrier();
-  return r;
-}
-
-fn reduceSum(lid: u32, v: f32) -> f32 {
-  scratch[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s / 2u) {
-    if (lid < s) { scratch[lid] = scratch[lid] + scratch[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = scratch[0];
-  workgroupBarrier();
-  return r;
-}
-
 @compute @workgroup_size(WG)
 fn softmaxForward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
@@ -55,10 +26,10 @@ fn softmaxForward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     let base = row * params.cols;
     var m = negInf();
     for (var c = lid; c < params.cols; c += WG) { m = max(m, x[base + c]); }
-    m = reduceMax(lid, m);
+    m = workgroupMax(lid, m);
     var s = 0.0;
     for (var c = lid; c < params.cols; c += WG) { s += exp(x[base + c] - m); }
-    s = reduceSum(lid, s);
+    s = workgroupSum(lid, s);
     let logS = log(s);
     for (var c = lid; c < params.cols; c += WG) {
       let shifted = x[base + c] - m;
@@ -78,7 +49,7 @@ fn softmaxBackward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     for (var c = lid; c < params.cols; c += WG) {
       if (LOG) { s += grad[base + c]; } else { s += grad[base + c] * x[base + c]; }
     }
-    s = reduceSum(lid, s);
+    s = workgroupSum(lid, s);
     for (var c = lid; c < params.cols; c += WG) {
       let y = x[base + c];
       if (LOG) { out[base + c] = grad[base + c] - exp(y) * s; }

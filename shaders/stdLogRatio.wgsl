@@ -2,6 +2,8 @@
 // Two deterministic passes: grid-stride workgroups write per-workgroup partial sums and counts,
 // then one workgroup adds the partials up.
 
+#include "common.wgsl" // workgroupSum2
+
 const WG: u32 = 256u;
 
 struct Params {
@@ -21,25 +23,6 @@ struct Params {
 @group(0) @binding(7) var<storage, read_write> count: array<f32>;
 @group(0) @binding(8) var<storage, read_write> out: array<f32>;
 
-var<workgroup> scratch: array<f32, WG>;
-var<workgroup> scratchCount: array<f32, WG>;
-
-fn reduceSum2(lid: u32, v: f32, c: f32) -> vec2<f32> {
-  scratch[lid] = v;
-  scratchCount[lid] = c;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s / 2u) {
-    if (lid < s) {
-      scratch[lid] = scratch[lid] + scratch[lid + s];
-      scratchCount[lid] = scratchCount[lid] + scratchCount[lid + s];
-    }
-    workgroupBarrier();
-  }
-  let r = vec2<f32>(scratch[0], scratchCount[0]);
-  workgroupBarrier();
-  return r;
-}
-
 // Workgroup w sums log(sigma / s) over the elements w*WG + lid (+ k * grid) of selected positions
 // and counts the selected positions among rows w*WG + lid (+ k * grid). Unselected elements are
 // selected out, not multiplied by 0 (their log may be NaN).
@@ -58,7 +41,7 @@ fn stdLogRatioPartials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
   for (var row = wid.x * WG + lid; row < params.rows; row += stride) {
     c += select(0.0, 1.0, mask[row] == 1.0);
   }
-  let r = reduceSum2(lid, s, c);
+  let r = workgroupSum2(lid, vec2<f32>(s, c));
   if (lid == 0u) {
     partialSum[wid.x] = r.x;
     partialCount[wid.x] = r.y;
@@ -74,7 +57,7 @@ fn stdLogRatioFinalize(@builtin(local_invocation_index) lid: u32) {
     s += partialSum[k];
     c += partialCount[k];
   }
-  let r = reduceSum2(lid, s, c);
+  let r = workgroupSum2(lid, vec2<f32>(s, c));
   if (lid == 0u) {
     let denominator = r.y * f32(params.d);
     out[0] = select(0.0, -r.x / denominator, denominator > 0.0);

@@ -4,6 +4,14 @@
  */
 export { init, getContext, GpuContext, type InitOptions, type Dispatch, type BoundResource } from './gpu/context';
 export {
+  composeWgsl,
+  wgslLocation,
+  WGSL_INCLUDES,
+  WgslIncludeError,
+  type ComposedWgsl,
+  type WgslSegment,
+} from './gpu/wgslCompose';
+export {
   Tensor,
   tensor,
   scope,

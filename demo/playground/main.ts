@@ -9,13 +9,13 @@
  * mirrored in `data-status`), result-details, gpu-time, error-box, wgsl-editor, wgsl-file,
  * edit-note, wgsl-reset, adapter-info. `body[data-gpu]` becomes "ready" or "unavailable".
  */
-import { init, type GpuContext } from '../../src/index';
+import { init, WGSL_INCLUDES, type GpuContext } from '../../src/index';
 import { CASES, SIZES, findCase, isGrad, type KernelCase, type Size } from './cases';
 import { fmtShape, type Comparison, type FdPoint } from './compare';
 import { inputsToJson, parseJsonInputs, randomInputs, type HostInput } from './inputs';
 import { median, runCase, type RunReport } from './runner';
 import { SHADERS, type ShaderFile } from './shaders';
-import { WgslCompileError, formatMessage, type CompileMessage } from './wgsl';
+import { WgslCompileError, formatMessage, messageLocation, type CompileMessage } from './wgsl';
 
 // ---------------------------------------------------------------------------------------------
 // Elements
@@ -266,12 +266,18 @@ function showError(text: string): void {
 
 function showCompileErrors(messages: CompileMessage[]): void {
   const errors = messages.filter((m) => m.type === 'error');
-  const sourceLines = ui.wgsl.value.split('\n');
+  const editedLines = ui.wgsl.value.split('\n');
   const list = h('ul', {});
   for (const m of errors) {
-    const where = m.line > 0 ? `line ${m.line}${m.column > 0 ? `:${m.column}` : ''}` : '';
-    const link = where ? h('button', { type: 'button', class: 'line-link', title: 'Show this line in the editor' }, where) : null;
-    link?.addEventListener('click', () => jumpToLine(m.line, m.column));
+    const where = messageLocation(m);
+    // A line of the edited file links to the editor; one of an included file (common.wgsl) is
+    // quoted from that file.
+    const inEditor = m.file === undefined && m.line > 0;
+    const sourceLines = m.file === undefined ? editedLines : (WGSL_INCLUDES[m.file] ?? '').split('\n');
+    const link = inEditor
+      ? h('button', { type: 'button', class: 'line-link', title: 'Show this line in the editor' }, where)
+      : where || null;
+    if (link instanceof HTMLElement) link.addEventListener('click', () => jumpToLine(m.line, m.column));
     // The line before too: a missing ';' is reported at the start of the next statement.
     const excerpt =
       m.line > 0 && sourceLines[m.line - 1] !== undefined
@@ -288,10 +294,12 @@ function showCompileErrors(messages: CompileMessage[]): void {
   ui.error.hidden = false;
   ui.error.replaceChildren(`The edited WGSL does not compile (${errors.length} error${errors.length === 1 ? '' : 's'}):`, list);
   const marks = new Map<number, string>();
-  for (const m of errors) if (m.line > 0) marks.set(m.line, [marks.get(m.line), formatMessage(m)].filter(Boolean).join('\n'));
+  for (const m of errors) {
+    if (m.file === undefined && m.line > 0) marks.set(m.line, [marks.get(m.line), formatMessage(m)].filter(Boolean).join('\n'));
+  }
   renderGutter(marks);
   // Bring the first error into view without moving the focus (it stays on the run button).
-  const first = errors.find((m) => m.line > 0);
+  const first = errors.find((m) => m.file === undefined && m.line > 0);
   if (first) scrollToLine(first.line);
 }
 

@@ -23,7 +23,7 @@ export type BoundResource = GPUBuffer | { buffer: GPUBuffer; offset?: number; si
 
 /** One compute dispatch, resources bound by their WGSL variable names. */
 export interface Dispatch {
-  /** WGSL module source. */
+  /** WGSL module source; its `#include "common.wgsl"` lines are resolved (`composeWgsl`). */
   shader: string;
   /** Compute entry point in `shader`. */
   entryPoint: string;
@@ -165,6 +165,7 @@ export class GpuContext {
    * Runs `fn` with every dispatch of the WGSL module `original` compiled from `replacement`
    * instead: the library's own ops and their backward passes, with an edited kernel family (the
    * playground's "run edited WGSL"). `fn` may be async; the override ends when it settles.
+   * `replacement` is composed like any kernel source (its `#include` lines resolved).
    */
   withShaderSource<R>(original: string, replacement: string, fn: () => R): R {
     if (this.shaderOverrides.has(original)) throw new Error('withShaderSource: this shader is already overridden');

@@ -1,10 +1,13 @@
 /**
  * Compute pipelines cached by WGSL source + entry point + override constants, with bind-group
- * layouts derived from the WGSL itself (wgsl_reflect): no hand-written binding tables.
+ * layouts derived from the WGSL itself (wgsl_reflect): no hand-written binding tables. A source's
+ * `#include` lines are resolved first (./wgslCompose): the composed module is what is reflected
+ * and compiled.
  */
 // wgsl_reflect's "main" is a CommonJS file inside a "type": "module" package, which Node cannot
 // load; its ES build works everywhere (types: src/env.d.ts).
 import { WgslReflect, ResourceType } from 'wgsl_reflect/wgsl_reflect.module.js';
+import { composeWgsl, mapWgslMessage, type ComposedWgsl } from './wgslCompose';
 
 /** How one binding of an entry point is bound. */
 export interface BindingSlot {
@@ -20,9 +23,13 @@ export interface CompiledPipeline {
   slots: BindingSlot[];
 }
 
-/** Binding slots of a compute entry point, read from the WGSL source. */
+/** Binding slots of a compute entry point, read from the WGSL source (its includes resolved). */
 export function reflectBindings(source: string, entryPoint: string): BindingSlot[] {
-  const reflect = new WgslReflect(source);
+  return reflectComposed(composeWgsl(source).code, entryPoint);
+}
+
+function reflectComposed(code: string, entryPoint: string): BindingSlot[] {
+  const reflect = new WgslReflect(code);
   const fn = reflect.entry.compute.find((f) => f.name === entryPoint);
   if (!fn) {
     const names = reflect.entry.compute.map((f) => f.name).join(', ');
@@ -65,10 +72,16 @@ export class PipelineCache {
     const key = `${entryPoint}|${constKey}|${source}`;
     let hit = this.pipelines.get(key);
     if (hit) return hit;
+    // Composed at most once per miss (a missing include throws here, synchronously).
+    let composed: ComposedWgsl | undefined;
+    const compose = () => {
+      composed ??= composeWgsl(source);
+      return composed;
+    };
     const reflectKey = `${entryPoint}|${source}`;
     let slots = this.reflections.get(reflectKey);
     if (!slots) {
-      slots = reflectBindings(source, entryPoint);
+      slots = reflectComposed(compose().code, entryPoint);
       this.reflections.set(reflectKey, slots);
     }
     // Errors of compilation arrive asynchronously; an error scope ties them to this kernel, and
@@ -76,7 +89,7 @@ export class PipelineCache {
     this.device.pushErrorScope('validation');
     let module = this.modules.get(source);
     if (!module) {
-      module = this.device.createShaderModule({ code: source });
+      module = this.device.createShaderModule({ code: compose().code });
       this.modules.set(source, module);
     }
     const bindGroupLayout = this.device.createBindGroupLayout({
@@ -96,7 +109,8 @@ export class PipelineCache {
       if (!error) return;
       this.pipelines.delete(key);
       this.modules.delete(source);
-      this.onError(`kernel '${entryPoint}' failed to compile: ${error.message}`);
+      // Locations past the kernel file's last line are named by their included file.
+      this.onError(`kernel '${entryPoint}' failed to compile: ${mapWgslMessage(compose(), error.message)}`);
     });
     return hit;
   }

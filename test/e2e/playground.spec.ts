@@ -1,7 +1,8 @@
 /**
  * The kernel playground (demo/playground.html, built): library kernels run on WebGPU
  * (SwiftShader) and match their float64 twins, and edited WGSL with a syntax error is reported
- * with its line number.
+ * with its line number (of the edited file, though the shared prelude is appended to it), or with
+ * the prelude's file and line when the error is there.
  */
 import { expect, test, type Page } from '@playwright/test';
 import { collectPageErrors, DEMO_URL, expectGpuReady, forbidExternalRequests, screenshot } from './helpers';
@@ -80,11 +81,14 @@ test.describe('kernel playground', () => {
     await expect(editor).toBeEditable();
     const source = await editor.inputValue();
     const lines = source.split('\n');
-    // Break one statement in the middle of the file: the error must point at that line.
-    const target = lines.findIndex((l) => /^\s*let bits = 0xff800000u;\s*$/.test(l));
-    expect(target, 'softmax.wgsl no longer has the line this test edits').toBeGreaterThan(0);
+    // Break one statement in the middle of the file, after its `#include "common.wgsl"` line:
+    // the error must point at that line.
+    const include = lines.findIndex((l) => l.startsWith('#include "common.wgsl"'));
+    const target = lines.findIndex((l) => /^\s*let logS = log\(s\);\s*$/.test(l));
+    expect(include, 'softmax.wgsl no longer includes common.wgsl').toBeGreaterThanOrEqual(0);
+    expect(target, 'softmax.wgsl no longer has the line this test edits').toBeGreaterThan(include);
     const lineNumber = target + 1;
-    lines[target] = lines[target].replace('0xff800000u;', '0xff800000u + ;');
+    lines[target] = lines[target].replace('log(s);', 'log(s) + ;');
     // Type it the way a user does: select everything in the editor and type over it.
     await editor.fill(lines.join('\n'));
 
@@ -94,7 +98,7 @@ test.describe('kernel playground', () => {
     await expect(box).toContainText('does not compile');
     await expect(box).toContainText(new RegExp(`\\bline ${lineNumber}(:\\d+)?\\b`));
     // The excerpt quotes the broken line, and the gutter marks it.
-    await expect(box).toContainText('0xff800000u + ;');
+    await expect(box).toContainText('log(s) + ;');
     await expect(page.locator('#gutter .err')).toHaveText(String(lineNumber));
     await screenshot(page, testInfo, 'playground-wgsl-syntax-error');
 
@@ -103,5 +107,19 @@ test.describe('kernel playground', () => {
     await expect(editor).toHaveValue(source);
     expect(await runAndWait(page, 'run-edited-button')).toBe('match');
     await expectMatch(page);
+  });
+
+  test('an error in the shared prelude names common.wgsl and its line', async ({ page }) => {
+    await open(page, 'softmax');
+    const editor = page.getByTestId('wgsl-editor');
+    const source = await editor.inputValue();
+    // Declaring a prelude function again: the compiler reports the prelude's declaration.
+    await editor.fill(`${source}\nfn negInf() -> f32 { return 0.0; }\n`);
+    expect(await runAndWait(page, 'run-edited-button')).toBe('error');
+    const box = page.getByTestId('error-box');
+    await expect(box).toContainText(/common\.wgsl:\d+(:\d+)? error: redeclaration of 'negInf'/);
+    // The excerpt quotes the prelude's line; the editor's gutter marks none of the user's lines.
+    await expect(box).toContainText('fn negInf() -> f32 {');
+    await expect(page.locator('#gutter .err')).toHaveCount(0);
   });
 });
