@@ -7,13 +7,13 @@
  * tokens it generates (a client would transform only what the user typed); there is no KV cache:
  * each new token reruns the whole sequence, which is fine for a few dozen tokens.
  */
-import { add, gather, mul, reshape } from '../src/ops/index';
+import { gather, reshape } from '../src/ops/index';
 import { randn } from '../src/ops/random';
 import { noGrad } from '../src/autograd/engine';
 import { readAll, scope, tensor } from '../src/tensor/tensor';
 import { nearestRowsByCosine } from '../src/eval/metrics';
 import type { CausalLM } from '../src/models/causalLM';
-import type { TransformerCloak } from '../src/models/cloak';
+import { noisyEmbeddings, type TransformerCloak } from '../src/models/cloak';
 import type { Tokenizer } from '../src/text/tokenizer';
 
 /** Options of {@link inspectPrompt}. */
@@ -24,6 +24,12 @@ export interface InspectOptions {
   maxNewTokens?: number;
   /** Seed of the transform's noise draw (default: a fresh random one, so each call differs). */
   seed?: number;
+  /**
+   * The noise mask `N` over the prompt's positions (BOS included, before any truncation): 1 =
+   * transform this position, 0 = leave it clean, as in training (LOSSES.md section 1). Default:
+   * every position, as `TransformerCloak.transform` does.
+   */
+  noiseMask?: ArrayLike<number>;
 }
 
 /** One prompt position. */
@@ -37,6 +43,8 @@ export interface InspectedToken {
   nearestText: string;
   /** Whether the nearest row is not the true token (the inversion attack fails here). */
   hidden: boolean;
+  /** Whether the noise mask transformed this position (otherwise `xt` is the clean embedding). */
+  transformed: boolean;
 }
 
 /** One next-token candidate. */
@@ -123,9 +131,10 @@ async function lastLogits(model: CausalLM, input: { ids: number[] } | { embeds: 
 }
 
 /**
- * Transforms `prompt` with `cloak` (every position, BOS included, as in training) and compares
- * the teacher's and the student's predictions. Leaves no tensor behind and draws its noise from
- * its own seed, so the training run's noise stream is untouched.
+ * Transforms `prompt` with `cloak` (the positions of `options.noiseMask`: by default every
+ * position, BOS included) and compares the teacher's and the student's predictions. Leaves no
+ * tensor behind and draws its noise from its own seed, so the training run's noise stream is
+ * untouched.
  */
 export async function inspectPrompt(
   model: CausalLM,
@@ -143,15 +152,22 @@ export async function inspectPrompt(
   const room = model.config.maxPositions - maxNewTokens;
   if (room < 1)
     throw new Error(`inspect: the model takes ${model.config.maxPositions} positions: generate fewer than ${maxNewTokens} tokens`);
+  let noiseMask = Float32Array.from(options.noiseMask ?? new Array<number>(ids.length).fill(1));
+  if (noiseMask.length !== ids.length || noiseMask.some((v) => v !== 0 && v !== 1)) {
+    throw new Error(`inspect: 'noiseMask' must hold ${ids.length} values of 0 or 1 (one per prompt position, BOS included)`);
+  }
   const truncated = ids.length > room;
-  if (truncated) ids = ids.slice(0, room);
+  if (truncated) {
+    ids = ids.slice(0, room);
+    noiseMask = noiseMask.slice(0, room);
+  }
   const T = ids.length;
 
   const { xt, nearest } = await scope(async () => {
     const [xtT, nearestT] = noGrad(() => {
       const x = model.embed({ data: ids, shape: [1, T] });
       const { mu, sigma } = cloak.forward(x, tensor(new Float32Array(T).fill(1), [1, T]));
-      const xtT = add(x, add(mu, mul(sigma, randn([1, T, d], { seed }))));
+      const xtT = noisyEmbeddings(x, mu, sigma, randn([1, T, d], { seed }), tensor(noiseMask, [1, T]));
       return [xtT, nearestRowsByCosine(reshape(xtT, [T, d]), model.embeddingTable)];
     });
     const [a, b] = await readAll([xtT, nearestT]);
@@ -164,6 +180,7 @@ export async function inspectPrompt(
     nearestId: nearest[t],
     nearestText: tokenText(tokenizer, nearest[t]),
     hidden: nearest[t] !== id,
+    transformed: noiseMask[t] === 1,
   }));
 
   const stop = (id: number) => id === tokenizer.eosId;

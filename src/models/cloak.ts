@@ -177,6 +177,17 @@ export interface CloakOutput {
 }
 
 /**
+ * The transformed embeddings `xt = x + N * (mu + sigma * eps)` (LOSSES.md section 1), the one
+ * place this formula is written: `x`, `mu`, `sigma` and `eps` are `[B, T, d]`, the noise mask `N`
+ * is `[B, T]` of 0/1, and a position where `N` is 0 stays exactly `x` (selected, not multiplied,
+ * so it is clean to the bit and passes no gradient to `mu` or `sigma`).
+ */
+export function noisyEmbeddings(x: Tensor, mu: Tensor, sigma: Tensor, eps: Tensor, noiseMask: Tensor): Tensor {
+  const [B, T] = noiseMask.shape;
+  return where(reshape(noiseMask, [B, T, 1]), add(x, add(mu, mul(sigma, eps))), x);
+}
+
+/**
  * The learned stochastic transform. Its parameters carry PyTorch-style names (see
  * {@link TransformerCloak.namedParameters}); the mu head starts at zero and the rho head's bias at
  * `rhoInit`, so the transform starts nearly the identity.
@@ -293,7 +304,7 @@ export class TransformerCloak {
         const x = model.embed({ data: ids, shape: [1, T] });
         const { mu, sigma } = this.forward(x, tensor(new Float32Array(T).fill(1), [1, T]));
         const eps = randn([1, T, d], { seed });
-        const xt = where(reshape(tensor(noiseMask, [1, T]), [1, T, 1]), add(x, add(mu, mul(sigma, eps))), x);
+        const xt = noisyEmbeddings(x, mu, sigma, eps, tensor(noiseMask, [1, T]));
         return (await xt.toArray()) as Float32Array;
       }),
     );
@@ -523,7 +534,7 @@ export class NoiseMaskedNoisyTransformerModel {
     const { mu, sigma } = this.cloak.forward(x, attentionMask);
     const eps = randn([B, T, d], { seed: this.seed, offset: this.offset });
     this.offset += randnBlocks(n * d);
-    const xt = where(reshape(noiseMask, [B, T, 1]), add(x, add(mu, mul(sigma, eps))), x);
+    const xt = noisyEmbeddings(x, mu, sigma, eps, noiseMask);
     const student = this.baseModel.forward({ inputsEmbeds: xt, attentionMask, captureBlocks: capture, stopAfterBlock });
     const output: NoisyForwardOutput = {
       x,

@@ -7,7 +7,7 @@ import { FIXTURES_DIR } from '../helpers/fixtures';
 import { expectClose } from '../helpers/compare';
 import { Rng } from '../helpers/random';
 import { getContext, liveBufferCount, mul, randn, readAll, scope, sum, tensor, type Tensor } from '../../src/index';
-import { TransformerCloak, NoiseMaskedNoisyTransformerModel, serializeTransformedPrompt } from '../../src/models/cloak';
+import { TransformerCloak, NoiseMaskedNoisyTransformerModel, noisyEmbeddings, serializeTransformedPrompt } from '../../src/models/cloak';
 import { parseSafetensors, toFloat32 } from '../../src/models/safetensors';
 import { writeSafetensors } from '../../src/models/safetensorsWriter';
 import { loadCausalLM } from '../../src/models/causalLM';
@@ -46,8 +46,7 @@ describe('TransformerCloak', () => {
       const noise = tensor(N, [B, T]);
       const eps = randn([B, T, d], { seed: 11 });
       const { mu, sigma } = cloak.forward(x, mask);
-      const { where, add, reshape } = await import('../../src/index');
-      const xt = where(reshape(noise, [B, T, 1]), add(x, add(mu, mul(sigma, eps))), x);
+      const xt = noisyEmbeddings(x, mu, sigma, eps, noise);
       sum(mul(xt, tensor(seedData, [B, T, d]))).backward();
       const params = await hostParams(cloak);
       const [muV, sigmaV, xtV, epsV] = await readAll([mu, sigma, xt, eps]);
@@ -288,6 +287,40 @@ describe('client-side obfuscation', () => {
     expect(Array.from(toFloat32(file.tensors.get('inputs_embeds')!))).toEqual(Array.from(a.embeddings));
     await expect(cloak.transform('text', { model })).rejects.toThrow(/needs option 'tokenizer'/);
     await expect(cloak.transform([], { model })).rejects.toThrow(/empty/);
+    cloak.dispose();
+    model.dispose();
+  });
+
+  it("the demo's inspectPrompt applies the noise mask as transform does: unmasked positions stay clean", async () => {
+    await gpu();
+    const { inspectPrompt } = await import('../../demo/inspect');
+    const config = JSON.parse(readFileSync(resolve(FIXTURES_DIR, 'tiny-llama/config.json'), 'utf8')) as unknown;
+    const weights = new Uint8Array(readFileSync(resolve(FIXTURES_DIR, 'tiny-llama/model.safetensors')));
+    const model = await loadCausalLM({ config, weights });
+    // A large scale, so that a transformed position's nearest row is hardly ever its own token.
+    const cloak = new TransformerCloak({ hiddenSize: model.config.hiddenSize, rhoInit: 4 });
+    const tokenizer = {
+      vocabSize: model.config.vocabSize,
+      encode: () => [5, 17, 33],
+      decode: (ids: number[]) => ids.join(' '),
+      bosId: 1,
+      padId: 0,
+    };
+    const options = { seed: 4, topK: 2, maxNewTokens: 1 };
+    const start = liveBufferCount();
+    const clean = await inspectPrompt(model, cloak, tokenizer, 'p', { ...options, noiseMask: [0, 0, 0, 0] });
+    expect(clean.tokens.map((t) => t.id)).toEqual([1, 5, 17, 33]);
+    expect(clean.tokens.every((t) => !t.transformed && t.nearestId === t.id)).toBe(true);
+    // With nothing transformed the student sees the teacher's input.
+    expect(clean.student.top).toEqual(clean.teacher.top);
+    const masked = await inspectPrompt(model, cloak, tokenizer, 'p', { ...options, noiseMask: [0, 1, 1, 1] });
+    expect(masked.tokens.map((t) => t.transformed)).toEqual([false, true, true, true]);
+    expect(masked.tokens[0].nearestId).toBe(1);
+    expect(masked.student.top).not.toEqual(masked.teacher.top);
+    expect(liveBufferCount()).toBe(start);
+    await expect(inspectPrompt(model, cloak, tokenizer, 'p', { ...options, noiseMask: [1, 1, 1] })).rejects.toThrow(
+      /'noiseMask' must hold 4 values of 0 or 1/,
+    );
     cloak.dispose();
     model.dispose();
   });
