@@ -68,3 +68,8 @@ export { max, maxBackward, mean, meanBackward, sum, sumBackward, type ReduceOpti
 export { matmul, matmulBackward, type MatmulOptions } from './matmul';
 export { logSoftmax, logSoftmaxBackward, softmax, softmaxBackward } from './softmax';
 export { gather, gatherBackward } from './gather';
+export {
+  lmHeadDistillationCrossEntropyReference,
+  lmHeadDistillationCrossEntropyReferenceBackward,
+  type LmHeadCrossEntropyReferenceInput,
+} from './lmHeadCrossEntropy';

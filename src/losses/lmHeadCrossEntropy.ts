@@ -1,0 +1,304 @@
+/**
+ * The LM head fused with the distillation cross-entropy, over `shaders/lmHeadCrossEntropy.wgsl`:
+ * `distillationCrossEntropyLoss` of LOSSES.md on the logits `z = h W^T` of the teacher's and the
+ * student's final hidden states, computed without ever making a `[N, V]` tensor. The forward walks
+ * the vocabulary in chunks with an online max / log-sum-exp (one dispatch per head block, then a
+ * small merge and the masked mean); the backward recomputes the logits window by window from the
+ * saved log-sum-exps and adds `(q - p) W` to the student's gradient. Peak scratch: `O(N * window)`
+ * bytes (bounded by {@link LmHeadCrossEntropyOptions.maxScratchBytes}), plus `O(N)` statistics.
+ * `distillationCrossEntropy` on materialised logits stays the reference path.
+ */
+import source from '../../shaders/lmHeadCrossEntropy.wgsl?raw';
+import { getContext } from '../gpu/context';
+import { defineOp } from '../autograd/engine';
+import { Tensor, fmtShape } from '../tensor/tensor';
+import {
+  checkBindingSize,
+  checkFloatTensor,
+  checkNumber,
+  checkSameShape,
+  maskTensor,
+  requireWeight,
+  weightDtypeCode,
+  type MaskInput,
+} from '../tensor/validate';
+import { maskedRowMean } from './maskedMean';
+
+const FN = 'lmHeadDistillationCrossEntropy';
+/** Rows per tile, threads per row, hidden-size step and floats per row summary: as in the WGSL. */
+const TR = 16;
+const LANES = 16;
+const KT = 16;
+const WG = TR * LANES;
+const FIELDS = 5;
+const GRAD_TILE = 64;
+const DEFAULT_SCRATCH_BYTES = 16 * 2 ** 20;
+/** Chunk widths the kernels are built for (LANES * CPT with CPT 16 or 8), widest first. */
+const CHUNKS = [256, 128] as const;
+
+/** Options of {@link lmHeadDistillationCrossEntropy}. */
+export interface LmHeadCrossEntropyOptions {
+  /**
+   * Upper bound in bytes on the backward's scratch, a `[N, window]` f32 tensor of `(q - p)` values
+   * (default 16 MiB). The window is the largest multiple of the chunk that fits, at least one chunk
+   * and at most the largest head block; smaller means more, smaller dispatches.
+   */
+  maxScratchBytes?: number;
+  /**
+   * Vocabulary chunk of the kernels, 128 or 256 head rows. By default the widest whose head tile
+   * fits the device's `maxComputeWorkgroupStorageSize` (256 needs about 18 KiB, 128 about 10 KiB).
+   */
+  chunkColumns?: 128 | 256;
+}
+
+/** Workgroup memory of the forward and backward-probability kernels for a chunk of `columns` head rows. */
+function workgroupBytes(columns: number): number {
+  return 4 * (2 * TR * KT + KT * columns) + 4;
+}
+
+/**
+ * The vocabulary chunk (head rows per workgroup step) used on a device with these limits: the
+ * widest of 256 and 128 whose tiles fit `maxComputeWorkgroupStorageSize`.
+ */
+export function lmHeadChunkColumns(limits: Pick<GPUSupportedLimits, 'maxComputeWorkgroupStorageSize'>): number {
+  for (const c of CHUNKS) if (workgroupBytes(c) <= limits.maxComputeWorkgroupStorageSize) return c;
+  throw new Error(
+    `${FN}: the device's maxComputeWorkgroupStorageSize (${limits.maxComputeWorkgroupStorageSize} bytes) is below the ` +
+      `${workgroupBytes(CHUNKS[CHUNKS.length - 1])} bytes the kernels need`,
+  );
+}
+
+/** How the op splits its work, fixed on the host before any dispatch. */
+interface Plan {
+  rows: number;
+  d: number;
+  /** Head rows per chunk and per thread and chunk (the WGSL override CPT). */
+  columns: number;
+  cpt: number;
+  /** Forward: workgroups over row tiles, and sets of chunks (row summaries per row). */
+  gridX: number;
+  splits: number;
+  /** Backward: head rows per window (the width of the `[N, window]` scratch). */
+  window: number;
+}
+
+function makePlan(rows: number, d: number, blockRows: number[], options: LmHeadCrossEntropyOptions): Plan {
+  const ctx = getContext();
+  const limits = ctx.limits;
+  let columns: number;
+  if (options.chunkColumns === undefined) columns = lmHeadChunkColumns(limits);
+  else {
+    if (!(CHUNKS as readonly number[]).includes(options.chunkColumns)) {
+      throw new Error(`${FN}: option 'chunkColumns' must be 128 or 256, got ${options.chunkColumns}`);
+    }
+    columns = options.chunkColumns;
+    if (workgroupBytes(columns) > limits.maxComputeWorkgroupStorageSize) {
+      throw new Error(
+        `${FN}: option 'chunkColumns' ${columns} needs ${workgroupBytes(columns)} bytes of workgroup memory, more than this ` +
+          `device's maxComputeWorkgroupStorageSize (${limits.maxComputeWorkgroupStorageSize})`,
+      );
+    }
+  }
+  const scratch = options.maxScratchBytes ?? DEFAULT_SCRATCH_BYTES;
+  checkNumber(FN, 'maxScratchBytes', scratch, { positive: true });
+  const maxBlock = Math.max(...blockRows);
+  const chunksOfLargest = Math.ceil(maxBlock / columns);
+  const rowTiles = Math.ceil(rows / TR);
+  const gridX = Math.max(1, Math.min(ctx.maxGridWorkgroups, rowTiles));
+  const splits = Math.max(1, Math.min(chunksOfLargest, Math.ceil(ctx.maxGridWorkgroups / gridX)));
+  const perRow = 4 * Math.max(rows, 1);
+  const bindable = Math.floor(ctx.bindingLimit / perRow / columns);
+  if (bindable < 1) {
+    throw new Error(
+      `${FN}: ${rows} rows need a scratch of ${rows * columns * 4} bytes for one vocabulary chunk, more than the storage ` +
+        `binding limit (${ctx.bindingLimit} bytes); split the batch into smaller micro-batches`,
+    );
+  }
+  const wanted = Math.max(1, Math.floor(scratch / perRow / columns));
+  const window = columns * Math.min(wanted, bindable, chunksOfLargest);
+  return { rows, d, columns, cpt: columns / LANES, gridX, splits, window };
+}
+
+function params(p: Plan, vocab: number, extra: { splits?: number; first?: boolean; colStart?: number; width?: number }): Uint32Array {
+  return new Uint32Array([p.rows, p.d, vocab, extra.splits ?? 0, extra.first ? 1 : 0, extra.colStart ?? 0, extra.width ?? 0, 0]);
+}
+
+const lmHeadOp = defineOp<{ plan: Plan; ownedMask: boolean }>({
+  name: FN,
+  forward: ([teacher, student, mask, ...blocks], { plan, ownedMask }) => {
+    const ctx = getContext();
+    const { rows } = plan;
+    const rowStats = Tensor.empty([rows, 4]);
+    const rowLoss = Tensor.empty([rows]);
+    if (rows > 0) {
+      const state = Tensor.empty([plan.splits, rows, FIELDS]);
+      let first = true;
+      for (const block of blocks) {
+        const vocab = block.shape[0];
+        if (vocab === 0) continue;
+        ctx.dispatch({
+          shader: source,
+          entryPoint: 'lmHeadForward',
+          label: FN,
+          constants: { CPT: plan.cpt, W_DTYPE: weightDtypeCode(block) },
+          resources: { teacher: teacher.buffer, student: student.buffer, weight: block.buffer, mask: mask.buffer, state: state.buffer },
+          params: params(plan, vocab, { splits: plan.splits, first }),
+          workgroups: [plan.gridX, plan.splits],
+        });
+        first = false;
+      }
+      ctx.dispatch({
+        shader: source,
+        entryPoint: 'lmHeadFinish',
+        label: `${FN} (finish)`,
+        resources: { mask: mask.buffer, state: state.buffer, rowStats: rowStats.buffer, rowLoss: rowLoss.buffer },
+        params: params(plan, 0, { splits: plan.splits }),
+        workgroups: [ctx.gridSize(rows, WG)],
+      });
+      state.dispose();
+    }
+    const { loss, lossScale } = maskedRowMean(rowLoss, mask, FN);
+    rowLoss.dispose();
+    // A mask uploaded from host data lives as long as the backward may need it.
+    return { output: loss, saved: ownedMask ? [rowStats, lossScale, mask] : [rowStats, lossScale] };
+  },
+  // d(CE)/d(hs) = sum_v (q_v - p_v) W_v * g / |L| on selected rows; the teacher and the head are frozen.
+  backward: (g, { inputs, saved: [rowStats, lossScale], attrs: { plan } }) => {
+    const [teacher, student, mask, ...blocks] = inputs;
+    const grads: (Tensor | null)[] = inputs.map(() => null);
+    if (!student.requiresGrad) return grads;
+    const ctx = getContext();
+    const { rows, d } = plan;
+    const gradStudent = Tensor.empty(student.shape);
+    grads[1] = gradStudent;
+    if (rows === 0) return grads;
+    const diff = Tensor.empty([rows, plan.window]);
+    const maxDim = ctx.limits.maxComputeWorkgroupsPerDimension;
+    const gradGrid: [number, number] = [Math.min(maxDim, Math.ceil(d / GRAD_TILE)), Math.min(maxDim, Math.ceil(rows / GRAD_TILE))];
+    let first = true;
+    for (const block of blocks) {
+      const vocab = block.shape[0];
+      for (let colStart = 0; colStart < vocab; colStart += plan.window) {
+        const width = Math.min(plan.window, vocab - colStart);
+        const chunks = Math.ceil(width / plan.columns);
+        ctx.dispatch({
+          shader: source,
+          entryPoint: 'lmHeadBackwardProbs',
+          label: `${FN} (backward)`,
+          constants: { CPT: plan.cpt, W_DTYPE: weightDtypeCode(block) },
+          resources: {
+            teacher: teacher.buffer,
+            student: student.buffer,
+            weight: block.buffer,
+            mask: mask.buffer,
+            savedStats: rowStats.buffer,
+            savedScale: lossScale.buffer,
+            grad: g.buffer,
+            diff: diff.buffer,
+          },
+          params: params(plan, vocab, { colStart, width }),
+          workgroups: [plan.gridX, Math.max(1, Math.min(chunks, Math.ceil(ctx.maxGridWorkgroups / plan.gridX)))],
+        });
+        ctx.dispatch({
+          shader: source,
+          entryPoint: 'lmHeadBackwardGrad',
+          label: `${FN} (backward)`,
+          constants: { W_DTYPE: weightDtypeCode(block) },
+          resources: { weight: block.buffer, diff: diff.buffer, gradStudent: gradStudent.buffer },
+          params: params(plan, vocab, { first, colStart, width }),
+          workgroups: gradGrid,
+        });
+        first = false;
+      }
+    }
+    diff.dispose();
+    return grads;
+  },
+});
+
+/** The loss mask as a flat GPU tensor of the `rows` hidden rows: `[B, T]` for rank-3 hidden states, `[N]` for rank 2. */
+function rowMask(mask: MaskInput, hiddenShape: readonly number[]): { mask: Tensor; owned: boolean } {
+  if (hiddenShape.length === 3) return maskTensor(FN, 'lossMask', mask, [hiddenShape[0], hiddenShape[1]]);
+  const rows = hiddenShape[0];
+  if (mask instanceof Tensor) {
+    mask.bufferFor(`${FN} (argument 'lossMask')`);
+    if (mask.rank !== 1 || mask.shape[0] !== rows) {
+      throw new Error(`${FN}: mask 'lossMask' has shape ${fmtShape(mask.shape)}; expected [${rows}] (one value per hidden row)`);
+    }
+    if (mask.dtype !== 'f32') throw new Error(`${FN}: mask 'lossMask' has dtype ${mask.dtype}; expected f32 (0.0 / 1.0)`);
+    return { mask, owned: false };
+  }
+  if (mask.length !== rows) throw new Error(`${FN}: mask 'lossMask' has ${mask.length} values; expected ${rows} (one per hidden row)`);
+  return maskTensor(FN, 'lossMask', mask, [1, rows]);
+}
+
+/**
+ * The distillation cross-entropy of LOSSES.md on the logits of an LM head, fused with the head:
+ * `mean over L = 1 of LSE(zs) - sum_v p_v zs_v` with `z = teacherHidden W^T`,
+ * `zs = studentHidden W^T`, `p = softmax(z)`, without ever materialising `[N, V]` logits (see the
+ * file comment). Equal to `distillationCrossEntropy(matmul(h, W^T), matmul(hs, W^T), lossMask)`.
+ *
+ * @param teacherHidden - `h`, `[B, T, d]` or `[N, d]` f32: the teacher's final hidden states
+ *   (after the final norm); a constant (no gradient flows to it, even if it requires grad).
+ * @param studentHidden - `hs`, the same shape: the student's; receives the gradient
+ *   `sum_v (q_v - p_v) W_v / |L|` (`q = softmax(zs)`) on selected rows and exactly 0 elsewhere.
+ * @param headWeight - `W`, `[V, d]`, or its row blocks `[V_i, d]` in vocabulary order (for a head
+ *   larger than one storage binding: each block must fit the binding limit; blocks may differ in
+ *   size). f32, or a packed `bf16` / `f16` weight (widened as it loads, f32 accumulation). Frozen:
+ *   a block that requires grad is refused.
+ * @param lossMask - `L`: `[B, T]` for rank-3 hidden states, `[N]` for rank 2; an f32 tensor (a
+ *   value above 0.5 selects a row) or host data of 0 and 1. Unselected rows take no part (their
+ *   hidden states may even be NaN).
+ * @param options - see {@link LmHeadCrossEntropyOptions}.
+ * @returns A 0-d tensor that supports `backward()`; 0 (with zero gradients) when the mask selects
+ *   nothing, as `distillationCrossEntropy` does.
+ * @throws Before any GPU work, naming the argument: shapes that differ or have the wrong rank, a
+ *   hidden size of 0, a head block whose width differs from `d`, an empty vocabulary, a wrong
+ *   dtype (hidden states f32; the head f32, bf16 or f16), a head block that requires grad, a tensor over the storage binding limit, a bad mask
+ *   or a bad option.
+ */
+export function lmHeadDistillationCrossEntropy(
+  teacherHidden: Tensor,
+  studentHidden: Tensor,
+  headWeight: Tensor | readonly Tensor[],
+  lossMask: MaskInput,
+  options: LmHeadCrossEntropyOptions = {},
+): Tensor {
+  checkFloatTensor(FN, 'teacherHidden', teacherHidden);
+  checkFloatTensor(FN, 'studentHidden', studentHidden);
+  if (studentHidden.rank !== 2 && studentHidden.rank !== 3) {
+    throw new Error(`${FN}: argument 'studentHidden' has shape ${fmtShape(studentHidden.shape)}; expected [B, T, d] or [N, d]`);
+  }
+  checkSameShape(FN, 'teacherHidden', teacherHidden, 'studentHidden', studentHidden);
+  const d = studentHidden.shape[studentHidden.rank - 1];
+  if (d === 0) throw new Error(`${FN}: 'studentHidden' has shape ${fmtShape(studentHidden.shape)}; the hidden size must not be 0`);
+  const rows = studentHidden.size / d;
+  const blocks = headWeight instanceof Tensor ? [headWeight] : headWeight;
+  if (!Array.isArray(blocks) || blocks.length === 0) {
+    throw new Error(`${FN}: 'headWeight' must be a [V, d] tensor or a non-empty list of [V_i, d] row blocks`);
+  }
+  blocks.forEach((block, i) => {
+    const arg = blocks.length === 1 && headWeight instanceof Tensor ? 'headWeight' : `headWeight[${i}]`;
+    if (!(block instanceof Tensor)) throw new Error(`${FN}: argument '${arg}' must be a Tensor`);
+    block.bufferFor(`${FN} (argument '${arg}')`);
+    requireWeight(FN, arg, block);
+    if (block.rank !== 2) throw new Error(`${FN}: argument '${arg}' has shape ${fmtShape(block.shape)}; expected rank 2 ([V_i, d])`);
+    if (block.shape[1] !== d) {
+      throw new Error(`${FN}: '${arg}' has shape ${fmtShape(block.shape)}; its rows must have the hidden size d = ${d} of 'studentHidden'`);
+    }
+    if (block.requiresGrad) {
+      throw new Error(
+        `${FN}: '${arg}' requires grad, but the fused head is frozen (no gradient reaches it); ` +
+          'use distillationCrossEntropy on materialised logits to train the head',
+      );
+    }
+    checkBindingSize(FN, arg, block);
+  });
+  const blockRows = blocks.map((b) => b.shape[0]);
+  if (blockRows.every((v) => v === 0)) throw new Error(`${FN}: 'headWeight' has no rows; the vocabulary must not be empty`);
+  checkBindingSize(FN, 'teacherHidden', teacherHidden);
+  checkBindingSize(FN, 'studentHidden', studentHidden);
+  const plan = makePlan(rows, d, blockRows, options);
+  const { mask, owned } = rowMask(lossMask, studentHidden.shape);
+  return lmHeadOp([teacherHidden, studentHidden, mask, ...blocks], { plan, ownedMask: owned });
+}
