@@ -49,6 +49,7 @@ export type {
   ServiceState,
   EvaluationResult,
   FactoryName,
+  FactoryOptionsFor,
   TransformerCloakOptions,
 } from './workerApi';
 

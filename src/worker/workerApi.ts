@@ -19,7 +19,7 @@ import { readAll } from '../tensor/tensor';
 import type { CausalLM } from '../models/causalLM';
 import type { TransformerCloakOptions } from '../models/cloak';
 import type { Tokenizer } from '../text/tokenizer';
-import { DEFAULT_FACTORY_OPTIONS, type FactoryName } from '../factories/options';
+import { DEFAULT_FACTORY_OPTIONS, type FactoryName, type FactoryOptionsFor } from '../factories/options';
 import type { Trainer } from '../train/trainer';
 import { encodeCloakWeights, modelFingerprint } from '../train/checkpoint';
 import {
@@ -316,4 +316,4 @@ export class TrainerService implements TrainerWorkerApi {
 }
 
 /** Re-exported so that a page can type its options without importing the trainer. */
-export type { FactoryName, TransformerCloakOptions };
+export type { FactoryName, FactoryOptionsFor, TransformerCloakOptions };
