@@ -1,19 +1,9 @@
 /**
  * Numeric checks of the playground: a GPU result against its float64 twin (the tests' closeness
- * rule), and the twin's backward against central finite differences of the twin's forward.
+ * rule). The twin's backward is checked against the op case table's `centralDifference`.
  */
 import type { NDArray } from '../../src/reference/index';
-
-/**
- * A tolerance, as in the tests: an element passes when `|got - want| <= atol + rtol * |want|`.
- * `atolOfMax` raises `atol` to that fraction of the largest `|want|` (the mutual-information
- * tests compare gradients whose scale varies by orders of magnitude that way).
- */
-export interface Tol {
-  rtol: number;
-  atol: number;
-  atolOfMax?: number;
-}
+import type { Tol } from '../../test/cases/ops';
 
 /** The outcome of comparing one array with its reference. */
 export interface Comparison {
@@ -101,31 +91,4 @@ export interface FdPoint {
   gpu: number | null;
   /** `|analytic - numeric| / (atol + rtol |numeric|)`: at most 1 passes. */
   ratio: number;
-}
-
-/** The finite-difference tolerance of the tests (`test/node/ops.test.ts`): float64 on both sides. */
-export const FD_TOL: Tol = { rtol: 1e-6, atol: 1e-8 };
-
-/**
- * Central differences of `L(x) = sum(w * f(x))` with respect to `xs[input].data[index]`, in
- * float64, with the tests' step `h = 1e-5 max(1, |x|)`. Only the difference `f(x+h) - f(x-h)` is
- * weighted and summed, so outputs that do not depend on the element cancel exactly.
- */
-export function centralDifference(f: (xs: NDArray[]) => NDArray, xs: NDArray[], w: NDArray, input: number, index: number): number {
-  const x = xs[input];
-  const v = x.data[index];
-  const h = 1e-5 * Math.max(1, Math.abs(v));
-  const up = v + h;
-  const down = v - h;
-  try {
-    x.data[index] = up;
-    const fUp = f(xs).data;
-    x.data[index] = down;
-    const fDown = f(xs).data;
-    let s = 0;
-    for (let j = 0; j < fUp.length; j++) s += w.data[j] * (fUp[j] - fDown[j]);
-    return s / (up - down);
-  } finally {
-    x.data[index] = v;
-  }
 }

@@ -4,7 +4,7 @@
  */
 import { SIZES, type KernelCase, type Size } from './cases';
 import { fmtShape } from './compare';
-import { Rng } from './random';
+import { Rng } from '../../test/helpers/random';
 
 /** One input, as uploaded: f32 values are already rounded to f32, so the twin sees what the GPU sees. */
 export interface HostInput {
@@ -32,7 +32,7 @@ export function randomInputs(c: KernelCase, size: Size, seed: string): HostInput
   const shapes = c.inputs.map((spec) => spec.shape(dims));
   const drawn = c.generate
     ? c.generate(new Rng(`${seed}/inputs`), shapes)
-    : c.inputs.map((spec, k) => spec.gen(new Rng(`${seed}/${spec.name}`), sizeOf(shapes[k])));
+    : c.inputs.map((spec, k) => spec.gen(new Rng(`${seed}/${spec.name}`), sizeOf(shapes[k]), shapes));
   return c.inputs.map((spec, k) => {
     const dtype = spec.dtype ?? 'f32';
     return { name: spec.name, shape: shapes[k], dtype, values: typed(dtype, drawn[k]) };

@@ -5,11 +5,12 @@
  */
 import { getContext, liveBufferCount, mul, noGrad, readAll, scope, sum, tensor, type Tensor } from '../../src/index';
 import * as R from '../../src/reference/index';
+import { FD_TOL, centralDifference } from '../../test/cases/ops';
+import { Rng } from '../../test/helpers/random';
 import { forwardTol, gradientTol, isGrad, type KernelCase } from './cases';
 import { SHADERS } from './shaders';
-import { FD_TOL, centralDifference, compare, type Comparison, type FdPoint } from './compare';
+import { compare, type Comparison, type FdPoint } from './compare';
 import type { HostInput } from './inputs';
-import { Rng } from './random';
 import { checkWgsl, type CompileMessage } from './wgsl';
 
 /** How to run a case. */

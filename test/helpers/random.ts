@@ -2,6 +2,7 @@
  * Seeded pseudo-random numbers for tests: the same seed gives the same inputs on every run and
  * machine, so a failure can be replayed, and no test depends on `Math.random`.
  */
+import { seededRandom } from '../../src/text/data';
 
 /** 32-bit FNV-1a hash of a string: derives a per-test seed from the test's name. */
 export function seedOf(name: string): number {
@@ -13,22 +14,17 @@ export function seedOf(name: string): number {
   return h >>> 0;
 }
 
-/** A small seeded generator (mulberry32: 32-bit state, good enough for test data). */
+/**
+ * A small seeded generator over the library's mulberry32 ({@link seededRandom}: 32-bit state, good
+ * enough for test data). The tests and the kernel playground (`demo/playground`) both draw from it.
+ */
 export class Rng {
-  private state: number;
+  /** Uniform in [0, 1). */
+  readonly next: () => number;
 
   /** `seed`: any number or a string (hashed). */
   constructor(seed: number | string) {
-    this.state = (typeof seed === 'string' ? seedOf(seed) : seed) >>> 0;
-  }
-
-  /** Uniform in [0, 1). */
-  next(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    this.next = seededRandom((typeof seed === 'string' ? seedOf(seed) : seed) >>> 0);
   }
 
   /** Uniform in [lo, hi). */
@@ -66,6 +62,16 @@ export class Rng {
   /** `n` integers in [lo, hi). */
   ints(n: number, lo: number, hi: number): number[] {
     return Array.from({ length: n }, () => this.int(lo, hi));
+  }
+
+  /** `n` distinct integers in [0, count) (all of them when `n >= count`), in increasing order. */
+  sample(n: number, count: number): number[] {
+    const all = Array.from({ length: count }, (_, i) => i);
+    for (let i = count - 1; i > 0; i--) {
+      const j = Math.floor(this.next() * (i + 1));
+      [all[i], all[j]] = [all[j], all[i]];
+    }
+    return all.slice(0, Math.min(n, count)).sort((a, b) => a - b);
   }
 }
 
