@@ -135,8 +135,8 @@ Training:
   --quiet                  no progress output
   -h, --help               this text
 
-Factory options (override with --set key=value; * = required, given here a starting value; the
-others take the reference's default, shown):
+Factory options (--set key=value), each with the value used when it is not set: the reference's
+default, or for a required option (*) a starting value:
 ${factoryOptionsHelp()}
 `;
 }

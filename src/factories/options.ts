@@ -446,22 +446,22 @@ export function initialValue(row: OptionSpec): OptionValue {
 }
 
 /**
- * The factories' options as the CLI's help lists them: per factory, its reference name and batch
- * rule, then every option as `name=value` (the value used when not given) with its range, `*`
- * marking the required ones.
+ * The factories' options as the CLI's help lists them: per factory, its reference name and its
+ * batch rule, then every option as `name=value` (the value used when not given) with its range,
+ * `*` marking the required ones.
  *
  * @param indent - the spaces before each factory's line (the options get two more).
  */
 export function factoryOptionsHelp(indent = '    '): string {
+  const cell = (row: OptionSpec) => `${row.name}=${JSON.stringify(initialValue(row))}`;
+  const width = Math.max(...FACTORY_NAMES.flatMap((f) => factoryEntry(f).options.map((row) => cell(row).length)));
   const lines: string[] = [];
   for (const f of FACTORY_NAMES) {
     const entry = factoryEntry(f);
-    const batch = entry.batch.even ? `; needs an even batch size (${entry.batch.reason})` : '';
-    lines.push(`${indent}${f}: (${entry.pythonName}${batch})`);
-    const cells = entry.options.map((row) => [`${row.name}=${JSON.stringify(initialValue(row))}`, row.start !== undefined, row] as const);
-    const width = Math.max(...cells.map(([c]) => c.length));
-    for (const [cell, required, row] of cells) {
-      lines.push(`${indent}  ${cell.padEnd(width)}  ${required ? '*' : ' '} ${RANGE[row.kind]}`);
+    lines.push(`${indent}${f}: ${entry.pythonName}`);
+    if (entry.batch.even) lines.push(`${indent}  (needs an even batch size: ${entry.batch.reason})`);
+    for (const row of entry.options) {
+      lines.push(`${indent}  ${cell(row).padEnd(width)}  ${row.start !== undefined ? '*' : ' '} ${RANGE[row.kind]}`);
     }
   }
   return lines.join('\n');

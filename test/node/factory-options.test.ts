@@ -188,9 +188,10 @@ describe('generated from the tables', () => {
     expect(help).toContain(factoryOptionsHelp());
     for (const f of FACTORY_NAMES) {
       const entry = factoryEntry(f);
-      const line = help.split('\n').find((l) => l.trim().startsWith(`${f}:`));
-      expect(line, f).toContain(entry.pythonName);
-      expect(line!.includes('even batch size'), f).toBe(needsEvenBatch(f));
+      const lines = help.split('\n');
+      const at = lines.findIndex((l) => l.trim().startsWith(`${f}:`));
+      expect(lines[at], f).toContain(entry.pythonName);
+      expect(lines[at + 1].includes('even batch size'), f).toBe(needsEvenBatch(f));
       for (const row of entry.options) expect(help, `${f}.${row.name}`).toContain(`${row.name}=${JSON.stringify(initialValue(row))}`);
     }
   });
