@@ -17,8 +17,9 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> weight: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
+// The weight and bias may be packed 16-bit weights (two per word, element 2i low), unpacked as they load.
+@group(0) @binding(2) var<storage, read> weight: array<u32>;
+@group(0) @binding(3) var<storage, read> bias: array<u32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 // [rows, 2]: mean (0 for RMSNorm) and 1/sqrt(var + eps) (1/rms for RMSNorm).
 @group(0) @binding(5) var<storage, read_write> stats: array<f32>;
@@ -27,6 +28,27 @@ struct Params {
 @group(0) @binding(8) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(9) var<storage, read_write> dweight: array<f32>; // [chunks, cols] partials
 @group(0) @binding(10) var<storage, read_write> dbias: array<f32>;  // [chunks, cols] partials
+
+override WEIGHT_DTYPE: u32 = 0u; // 0 f32, 1 bf16, 2 f16
+override BIAS_DTYPE: u32 = 0u;
+
+// Element e of a weight stored as `dtype` in 32-bit words.
+fn unpackWeight(word: u32, e: u32, dtype: u32) -> f32 {
+  if (dtype == 0u) { return bitcast<f32>(word); }
+  let high = (e & 1u) == 1u;
+  if (dtype == 1u) { return bitcast<f32>(select(word << 16u, word & 0xffff0000u, high)); }
+  return unpack2x16float(word)[select(0u, 1u, high)];
+}
+
+fn readWeight(c: u32) -> f32 {
+  if (WEIGHT_DTYPE == 0u) { return bitcast<f32>(weight[c]); }
+  return unpackWeight(weight[c >> 1u], c, WEIGHT_DTYPE);
+}
+
+fn readBias(c: u32) -> f32 {
+  if (BIAS_DTYPE == 0u) { return bitcast<f32>(bias[c]); }
+  return unpackWeight(bias[c >> 1u], c, BIAS_DTYPE);
+}
 
 @compute @workgroup_size(WG)
 fn rmsNormForward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
@@ -38,7 +60,7 @@ fn rmsNormForward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     for (var c = lid; c < d; c += WG) { let v = x[base + c]; ss += v * v; }
     ss = workgroupSum(lid, ss);
     let inv = inverseSqrt(ss / f32(d) + params.eps);
-    for (var c = lid; c < d; c += WG) { out[base + c] = x[base + c] * inv * weight[c]; }
+    for (var c = lid; c < d; c += WG) { out[base + c] = x[base + c] * inv * readWeight(c); }
     if (lid == 0u) {
       stats[2u * row] = 0.0;
       stats[2u * row + 1u] = inv;
@@ -59,7 +81,7 @@ fn layerNormForward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     var sq = 0.0;
     for (var c = lid; c < d; c += WG) { let e = x[base + c] - mu; sq += e * e; }
     let inv = inverseSqrt(workgroupSum(lid, sq) / f32(d) + params.eps);
-    for (var c = lid; c < d; c += WG) { out[base + c] = (x[base + c] - mu) * inv * weight[c] + bias[c]; }
+    for (var c = lid; c < d; c += WG) { out[base + c] = (x[base + c] - mu) * inv * readWeight(c) + readBias(c); }
     if (lid == 0u) {
       stats[2u * row] = mu;
       stats[2u * row + 1u] = inv;
@@ -77,10 +99,10 @@ fn rmsNormBackward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     let base = row * d;
     let inv = savedStats[2u * row + 1u];
     var dot = 0.0;
-    for (var c = lid; c < d; c += WG) { dot += grad[base + c] * weight[c] * x[base + c]; }
+    for (var c = lid; c < d; c += WG) { dot += grad[base + c] * readWeight(c) * x[base + c]; }
     dot = workgroupSum(lid, dot);
     let k = inv * inv * inv * dot / f32(d);
-    for (var c = lid; c < d; c += WG) { dx[base + c] = inv * grad[base + c] * weight[c] - x[base + c] * k; }
+    for (var c = lid; c < d; c += WG) { dx[base + c] = inv * grad[base + c] * readWeight(c) - x[base + c] * k; }
   }
 }
 
@@ -96,13 +118,13 @@ fn layerNormBackward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     let inv = savedStats[2u * row + 1u];
     var sums = vec2<f32>(0.0, 0.0);
     for (var c = lid; c < d; c += WG) {
-      let h = grad[base + c] * weight[c];
+      let h = grad[base + c] * readWeight(c);
       sums += vec2<f32>(h, h * (x[base + c] - mu) * inv);
     }
     let means = workgroupSum2(lid, sums) / f32(d);
     for (var c = lid; c < d; c += WG) {
       let xhat = (x[base + c] - mu) * inv;
-      dx[base + c] = inv * (grad[base + c] * weight[c] - means.x - xhat * means.y);
+      dx[base + c] = inv * (grad[base + c] * readWeight(c) - means.x - xhat * means.y);
     }
   }
 }

@@ -62,6 +62,18 @@ export class BufferPool {
     return this.track(this.create(size));
   }
 
+  /**
+   * A storage buffer of exactly `bytes` bytes (rounded up to 4), bypassing the size classes: for
+   * long-lived tensors such as model weights, whose memory should be their bytes and no more.
+   * Released, it is destroyed rather than pooled (unless its size happens to be a size class).
+   */
+  acquireExact(bytes: number): GPUBuffer {
+    const size = Math.max(4, Math.ceil(bytes / 4) * 4);
+    const max = this.device.limits.maxBufferSize;
+    if (size > max) throw new Error(`buffer of ${bytes} bytes exceeds the device's maxBufferSize (${max})`);
+    return this.track(this.create(size));
+  }
+
   /** Returns a buffer for reuse (or destroys it when the pool is full). */
   release(buffer: GPUBuffer): void {
     this.liveCount--;

@@ -3,7 +3,7 @@
  * or Node/Dawn), limits, the buffer pool, the pipeline cache, command batching, a uniform arena
  * for per-dispatch parameters, batched readback, and error / device-loss handling.
  */
-import { BufferPool } from './bufferPool';
+import { BufferPool, sizeClass } from './bufferPool';
 import { PipelineCache, type CompiledPipeline } from './pipelineCache';
 
 /** Options for {@link init}. */
@@ -16,6 +16,13 @@ export interface InitOptions {
   maxGridWorkgroups?: number;
   /** Bytes of freed buffers the pool may keep for reuse (default 256 MiB). */
   poolBytes?: number;
+  /**
+   * Lowers the largest storage binding the toolkit uses (bytes) below the device's
+   * `maxStorageBufferBindingSize`, as {@link GpuContext.setBindingLimit} does: a test hook that
+   * makes a small model take the paths a real one needs (embedding and LM head split into row
+   * blocks, named errors for what cannot be split).
+   */
+  bindingLimit?: number;
 }
 
 /** A resource bound to a named WGSL variable: a whole buffer or a byte range of one. */
@@ -76,6 +83,7 @@ export class GpuContext {
   private shaderOverrides = new Map<string, string>();
   private lostMessage: string | null = null;
   private destroyed = false;
+  private forcedBindingLimit: number | null = null;
 
   /** @internal Use {@link init}. */
   constructor(adapter: GPUAdapter, device: GPUDevice, features: Set<string>, options: InitOptions) {
@@ -85,6 +93,7 @@ export class GpuContext {
     this.maxGridWorkgroups = options.maxGridWorkgroups ?? 512;
     this.pool = new BufferPool(device, options.poolBytes ?? 256 * 1024 * 1024, (b) => this.destroyLater(b));
     this.pipelines = new PipelineCache(device, (message) => this.errors.push(message));
+    if (options.bindingLimit !== undefined) this.setBindingLimit(options.bindingLimit);
     device.addEventListener('uncapturederror', (event) => {
       const message = (event as GPUUncapturedErrorEvent).error?.message ?? String(event);
       // Once a root error was reported, its knock-on effects ("X is invalid due to a previous
@@ -101,6 +110,31 @@ export class GpuContext {
   /** Adapter limits as granted to the device. */
   get limits(): GPUSupportedLimits {
     return this.device.limits;
+  }
+
+  /**
+   * The largest storage binding (bytes) any tensor of the toolkit may need: the device's
+   * `maxStorageBufferBindingSize` and `maxBufferSize`, or less when lowered by
+   * {@link setBindingLimit}. Weights larger than this are stored as row blocks; anything else that
+   * would need more is refused with a named error, and every dispatch checks its bindings against it.
+   */
+  get bindingLimit(): number {
+    const device = Math.min(this.limits.maxStorageBufferBindingSize, this.limits.maxBufferSize);
+    return this.forcedBindingLimit === null ? device : Math.min(device, this.forcedBindingLimit);
+  }
+
+  /**
+   * Lowers {@link bindingLimit} to `bytes` (`null` restores the device's): the documented test hook
+   * that exercises on a tiny model the block splitting a large model needs. `bytes` must be a size
+   * class of the buffer pool (a multiple of 256 up to 64 KiB, a power of two above always is), so
+   * that no pooled buffer of a tensor under the limit is larger than the limit. It applies to
+   * tensors made afterwards (a loaded model keeps its layout).
+   */
+  setBindingLimit(bytes: number | null): void {
+    if (bytes !== null && (!Number.isSafeInteger(bytes) || bytes < 256 || sizeClass(bytes) !== bytes)) {
+      throw new Error(`setBindingLimit: ${bytes} bytes is not a size class of the buffer pool (use a power of two >= 256)`);
+    }
+    this.forcedBindingLimit = bytes;
   }
 
   /** Why this context can no longer be used (disposed or device lost), or null while it can. */
@@ -138,6 +172,7 @@ export class GpuContext {
     const shader = this.shaderOverrides.get(d.shader) ?? d.shader;
     const pipe: CompiledPipeline = this.pipelines.get(shader, d.entryPoint, d.constants);
     const entries: GPUBindGroupEntry[] = [];
+    const limit = this.bindingLimit;
     for (const slot of pipe.slots) {
       if (slot.kind === 'uniform') {
         if (!d.params) throw new Error(`${d.label ?? d.entryPoint}: kernel needs params '${slot.name}'`);
@@ -145,7 +180,14 @@ export class GpuContext {
       } else {
         const r = d.resources[slot.name];
         if (!r) throw new Error(`${d.label ?? d.entryPoint}: no buffer bound to '${slot.name}'`);
-        entries.push({ binding: slot.binding, resource: 'buffer' in r ? r : { buffer: r } });
+        const binding = 'buffer' in r ? r : { buffer: r };
+        const bytes = binding.size ?? binding.buffer.size - (binding.offset ?? 0);
+        if (bytes > limit) {
+          throw new Error(
+            `${d.label ?? d.entryPoint}: '${slot.name}' needs a binding of ${bytes} bytes, more than the storage binding limit (${limit} bytes)`,
+          );
+        }
+        entries.push({ binding: slot.binding, resource: binding });
       }
     }
     const bindGroup = this.device.createBindGroup({ layout: pipe.bindGroupLayout, entries });

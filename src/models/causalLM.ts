@@ -4,17 +4,21 @@
  * positions, GELU-tanh, Conv1D weights). The forward starts from token ids or from input
  * embeddings (so that a transform can be applied to them), can capture the residual stream after
  * any block and stop there, and is differentiable end to end: the gradient reaches the input
- * embeddings (and the weights, when asked).
+ * embeddings (and the weights, when asked). Weights keep their file dtype on the GPU (BF16 / F16
+ * as packed 16-bit tensors that the kernels unpack as they load); the token embedding and the LM
+ * head are stored as row blocks when larger than one storage binding.
  */
-import { Tensor, fmtShape, keep, tensor } from '../tensor/tensor';
-import { add, gather, geluTanh, matmul, mul, reshape, silu } from '../ops/index';
+import { getContext } from '../gpu/context';
+import { Tensor, fmtShape, isPackedDType, keep, scope, tensor } from '../tensor/tensor';
+import { checkBindingBytes } from '../tensor/validate';
+import { add, gatherRowBlocks, geluTanh, matmul, matmulRowBlocks, mul, reshape, scale, silu, sqrt, sub } from '../ops/index';
 import { attention } from '../ops/attention';
 import { layerNorm, rmsNorm } from '../ops/norm';
 import { rope } from '../ops/rope';
 import { parseModelConfig, type ModelConfig } from './config';
 import type { ReadSafetensorsOptions } from './safetensors';
 import { readWeights, type WeightsInput } from './shards';
-import { uploadWeights } from './weights';
+import { uploadWeights, type ModelWeights, type WeightData, type WeightDtype } from './weights';
 import { noGrad } from '../autograd/engine';
 import { embeddingColumnStd } from './embeddingStats';
 import { embeddingRowNorms, medianOfNonNegative } from '../losses/medianNorm';
@@ -69,6 +73,12 @@ export interface LoadCausalLMOptions {
   onProgress?: ReadSafetensorsOptions['onProgress'];
   /** Whether the weights receive gradients (default false: a frozen model). */
   trainable?: boolean;
+  /**
+   * The weights' GPU dtype: `'file'` (the default for a frozen model) keeps BF16 / F16 tensors as
+   * packed 16-bit tensors, so the GPU weight bytes equal the file's; `'f32'` (the default when
+   * `trainable`) widens them.
+   */
+  weightDtype?: WeightDtype;
 }
 
 interface Linear {
@@ -79,9 +89,11 @@ interface Linear {
 }
 
 function linear(x: Tensor, l: Linear): Tensor {
-  const y = matmul(x, l.weight, { transposeB: l.layout === 'outIn' });
-  return l.bias ? add(y, l.bias) : y;
+  return matmul(x, l.weight, { transposeB: l.layout === 'outIn', bias: l.bias });
 }
+
+/** Rows of one chunk when the embedding statistics widen the table piece by piece (at most 16 MiB of f32). */
+const STATS_CHUNK_BYTES = 16 * 2 ** 20;
 
 interface Block {
   norm1: { weight: Tensor; bias?: Tensor };
@@ -100,18 +112,20 @@ interface Block {
 export class CausalLM {
   /** The normalised `config.json`. */
   readonly config: ModelConfig;
-  /** The token-embedding table `[V, d]`. */
-  readonly embeddingTable: Tensor;
-  private readonly weights: Map<string, Tensor>;
+  private readonly weights: ModelWeights;
   private readonly blocks: Block[];
-  private readonly positions: Tensor | null;
+  /** The token embedding `[V, d]` as row blocks (one block unless it exceeds a storage binding). */
+  private readonly embedding: Tensor[];
+  private readonly positions: Tensor[] | null;
   private readonly finalNorm: { weight: Tensor; bias?: Tensor };
-  private readonly head: Linear;
+  /** The LM head `[V, d]` as row blocks (the embedding's when tied). */
+  private readonly head: Tensor[];
   private disposed = false;
   private stats: EmbeddingStatistics | null = null;
+  private widenedTable: Tensor | null = null;
 
   /** @internal Use {@link loadCausalLM}. */
-  constructor(config: ModelConfig, weights: Map<string, Tensor>) {
+  constructor(config: ModelConfig, weights: ModelWeights) {
     this.config = config;
     this.weights = weights;
     const w = (name: string): Tensor => {
@@ -121,7 +135,7 @@ export class CausalLM {
     };
     const opt = (name: string): Tensor | undefined => weights.get(name);
     if (config.family === 'llama') {
-      this.embeddingTable = w('model.embed_tokens.weight');
+      this.embedding = weights.blocks('model.embed_tokens.weight');
       this.positions = null;
       this.blocks = Array.from({ length: config.numLayers }, (_, i) => {
         const p = `model.layers.${i}.`;
@@ -139,10 +153,10 @@ export class CausalLM {
         };
       });
       this.finalNorm = { weight: w('model.norm.weight') };
-      this.head = { weight: config.tieWordEmbeddings ? this.embeddingTable : w('lm_head.weight'), layout: 'outIn' };
+      this.head = config.tieWordEmbeddings ? this.embedding : weights.blocks('lm_head.weight');
     } else {
-      this.embeddingTable = w('wte.weight');
-      this.positions = w('wpe.weight');
+      this.embedding = weights.blocks('wte.weight');
+      this.positions = weights.blocks('wpe.weight');
       this.blocks = Array.from({ length: config.numLayers }, (_, i) => {
         const p = `h.${i}.`;
         const conv = (name: string): Linear => ({ weight: w(`${p}${name}.weight`), bias: w(`${p}${name}.bias`), layout: 'inOut' });
@@ -159,11 +173,56 @@ export class CausalLM {
         };
       });
       this.finalNorm = { weight: w('ln_f.weight'), bias: w('ln_f.bias') };
-      this.head = {
-        weight: config.tieWordEmbeddings || !weights.has('lm_head.weight') ? this.embeddingTable : w('lm_head.weight'),
-        layout: 'outIn',
-      };
+      const untied = !config.tieWordEmbeddings && (weights.has('lm_head.weight') || weights.isSplit('lm_head.weight'));
+      this.head = untied ? weights.blocks('lm_head.weight') : this.embedding;
     }
+  }
+
+  /**
+   * The token-embedding table `[V, d]` as one f32 tensor, for the code that searches or measures the
+   * whole table (the catalyst, nearest-neighbour inversion). When the table is stored as one f32
+   * tensor, it is that tensor. When it is packed (BF16 / F16) or split into row blocks, a widened
+   * f32 copy is made on first use and kept (owned by the model, freed by {@link dispose}): it costs
+   * `V * d * 4` bytes, and a table whose f32 copy exceeds one storage binding throws, naming it and
+   * the limit. The forward, {@link embed} and {@link embeddingStatistics} never need it: they read
+   * {@link embeddingBlocks}.
+   */
+  get embeddingTable(): Tensor {
+    this.checkAlive('embeddingTable');
+    const blocks = this.embedding;
+    if (blocks.length === 1 && blocks[0].dtype === 'f32') return blocks[0];
+    if (!this.widenedTable) {
+      const { vocabSize: V, hiddenSize: d } = this.config;
+      checkBindingBytes(
+        'CausalLM.embeddingTable',
+        `an f32 copy of the ${blocks[0].dtype} token embedding [${V}, ${d}] (stored as ${blocks.length} row block(s))`,
+        V * d * 4,
+        'use embeddingBlocks() (gather, matmulRowBlocks) instead of the whole table',
+      );
+      this.widenedTable = keep(noGrad(() => this.embeddingRows(0, V)));
+    }
+    return this.widenedTable;
+  }
+
+  /** The token embedding `[V, d]` as row blocks in order, in the file's dtype (one block unless it exceeds a storage binding). */
+  embeddingBlocks(): Tensor[] {
+    this.checkAlive('embeddingBlocks');
+    return [...this.embedding];
+  }
+
+  /**
+   * The LM head `[V, d]` (logits = h Wᵀ) as row blocks in order, in the file's dtype: the
+   * embedding's blocks when the model ties them. Hand them to `matmulRowBlocks` or to the fused
+   * LM-head loss.
+   */
+  headBlocks(): Tensor[] {
+    this.checkAlive('headBlocks');
+    return [...this.head];
+  }
+
+  /** Bytes of the model's weights on the GPU: the file's tensor bytes unless they were widened to f32. */
+  get weightBytes(): number {
+    return this.weights.bytes;
   }
 
   /** Every weight tensor (all frozen unless the model was loaded `trainable`). */
@@ -176,8 +235,14 @@ export class CausalLM {
     return new Map(this.weights);
   }
 
-  /** Turns weight gradients on or off. */
+  /** Turns weight gradients on or off (on needs f32 weights: load with `weightDtype: 'f32'`). */
   setTrainable(trainable: boolean): void {
+    const packed = [...this.weights].find(([, t]) => isPackedDType(t.dtype));
+    if (trainable && packed) {
+      throw new Error(
+        `CausalLM.setTrainable: weight '${packed[0]}' is ${packed[1].dtype}, a packed read-only weight; load the model with weightDtype 'f32' to train it`,
+      );
+    }
     for (const t of this.weights.values()) t.requiresGrad = trainable;
   }
 
@@ -186,7 +251,7 @@ export class CausalLM {
     this.checkAlive('embed');
     const { ids: t, owned } = this.idsTensor('embed', ids);
     try {
-      return gather(this.embeddingTable, t);
+      return gatherRowBlocks(this.embedding, t, 'embed');
     } finally {
       if (owned) t.dispose();
     }
@@ -225,20 +290,28 @@ export class CausalLM {
         throw new Error(`forward: block index ${k} in 'captureBlocks' is out of range 0..${last}`);
       if (stop !== undefined && k > stop) throw new Error(`forward: block ${k} is captured but the pass stops after block ${stop}`);
     }
+    if (stop === undefined) {
+      checkBindingBytes(
+        'forward',
+        `the logits [${B}, ${T}, ${cfg.vocabSize}]`,
+        B * T * cfg.vocabSize * 4,
+        'use fewer or shorter sequences per pass, or stop after the last block and apply the head through the fused LM-head loss',
+      );
+    }
     const mask = this.maskTensor(options.attentionMask, B, T);
     const idsIn = ids === undefined ? null : this.idsTensor('forward', ids);
     const temporaries: Tensor[] = [];
     if (mask.owned) temporaries.push(mask.mask);
     if (idsIn?.owned) temporaries.push(idsIn.ids);
     try {
-      let h = inputsEmbeds ?? gather(this.embeddingTable, idsIn!.ids);
+      let h = inputsEmbeds ?? gatherRowBlocks(this.embedding, idsIn!.ids, 'forward');
       if (this.positions) {
         const positionIds = tensor(
           Int32Array.from({ length: T }, (_, i) => i),
           [T],
         );
         temporaries.push(positionIds);
-        h = add(h, gather(this.positions, positionIds));
+        h = add(h, gatherRowBlocks(this.positions, positionIds, 'forward'));
       }
       const blocks: Tensor[] = [];
       const end = stop ?? last;
@@ -249,7 +322,7 @@ export class CausalLM {
       if (stop !== undefined) return { blocks };
       const n = this.finalNorm;
       const normed = n.bias ? layerNorm(h, n.weight, n.bias, cfg.normEps) : rmsNorm(h, n.weight, cfg.normEps);
-      return { blocks, logits: linear(normed, this.head) };
+      return { blocks, logits: matmulRowBlocks(normed, this.head) };
     } finally {
       for (const t of temporaries) t.dispose();
     }
@@ -257,22 +330,19 @@ export class CausalLM {
 
   /**
    * Column std and median row norm of the embedding table (LOSSES.md section 1), computed on the
-   * GPU the first time and cached; owned by the model (freed by {@link dispose}).
+   * GPU the first time and cached; owned by the model (freed by {@link dispose}). A packed or split
+   * table is widened piece by piece (at most 16 MiB of f32 at a time), never as a whole.
    */
   embeddingStatistics(): EmbeddingStatistics {
     this.checkAlive('embeddingStatistics');
     if (!this.stats) {
-      this.stats = noGrad(() => {
-        const norms = embeddingRowNorms(this.embeddingTable);
-        const medianNorm = keep(medianOfNonNegative(norms));
-        norms.dispose();
-        return { columnStd: keep(embeddingColumnStd(this.embeddingTable)), medianNorm };
-      });
+      const { columnStd, medianNorm } = noGrad(() => scope(() => this.computeEmbeddingStatistics()));
+      this.stats = { columnStd: keep(columnStd), medianNorm: keep(medianNorm) };
     }
     return this.stats;
   }
 
-  /** Frees every weight (and the cached statistics). */
+  /** Frees every weight (and the cached statistics and widened table). */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
@@ -280,6 +350,54 @@ export class CausalLM {
     this.stats?.columnStd.dispose();
     this.stats?.medianNorm.dispose();
     this.stats = null;
+    this.widenedTable?.dispose();
+    this.widenedTable = null;
+  }
+
+  /** Rows `[start, end)` of the token embedding as one f32 tensor (gathered across blocks, widened). */
+  private embeddingRows(start: number, end: number): Tensor {
+    const ids = tensor(
+      Int32Array.from({ length: end - start }, (_, i) => start + i),
+      [end - start],
+    );
+    try {
+      return gatherRowBlocks(this.embedding, ids, 'embeddingRows');
+    } finally {
+      ids.dispose();
+    }
+  }
+
+  /** The statistics, inside a scope that frees every temporary. */
+  private computeEmbeddingStatistics(): EmbeddingStatistics {
+    const { vocabSize: V, hiddenSize: d } = this.config;
+    const whole = this.embedding.length === 1 && this.embedding[0].dtype === 'f32' ? this.embedding[0] : null;
+    const chunkRows = whole ? V : Math.max(1, Math.floor(Math.min(STATS_CHUNK_BYTES, getContext().bindingLimit) / (4 * d)));
+    if (chunkRows >= V) {
+      const table = whole ?? this.embeddingRows(0, V);
+      return { columnStd: embeddingColumnStd(table), medianNorm: medianOfNonNegative(embeddingRowNorms(table)) };
+    }
+    // Chunk by chunk: the row norms are copied into one [V] vector and the column moments combined,
+    // mean = sum_c n_c mean_c / V and variance = sum_c n_c (std_c^2 + (mean_c - mean)^2) / V.
+    const ctx = getContext();
+    const norms = Tensor.empty([V]);
+    const chunks: { n: number; mean: Tensor; std: Tensor }[] = [];
+    for (let start = 0; start < V; start += chunkRows) {
+      const n = Math.min(V, start + chunkRows) - start;
+      const rows = this.embeddingRows(start, start + n);
+      const chunkNorms = embeddingRowNorms(rows);
+      ctx.copy(chunkNorms.buffer, 0, norms.buffer, start * 4, n * 4);
+      const average = tensor(new Float32Array(n).fill(1 / n), [1, n]);
+      chunks.push({ n, mean: reshape(matmul(average, rows), [d]), std: embeddingColumnStd(rows) });
+    }
+    let mean: Tensor | null = null;
+    for (const c of chunks) mean = mean ? add(mean, scale(c.mean, c.n / V)) : scale(c.mean, c.n / V);
+    let variance: Tensor | null = null;
+    for (const c of chunks) {
+      const deviation = sub(c.mean, mean!);
+      const term = scale(add(mul(c.std, c.std), mul(deviation, deviation)), c.n / V);
+      variance = variance ? add(variance, term) : term;
+    }
+    return { columnStd: sqrt(variance!), medianNorm: medianOfNonNegative(norms) };
   }
 
   private block(b: Block, x: Tensor, mask: Tensor, B: number, T: number): Tensor {
@@ -345,10 +463,10 @@ export class CausalLM {
 }
 
 /** GPT-2 stores q, k and v as one Conv1D `[d, 3d]`; split it into three `[d, d]` column blocks on the host. */
-function splitColumns(data: Float32Array, rows: number, cols: number, parts: number): Float32Array[] {
+function splitColumns(data: WeightData, rows: number, cols: number, parts: number): WeightData[] {
   const width = cols / parts;
   return Array.from({ length: parts }, (_, p) => {
-    const out = new Float32Array(rows * width);
+    const out = data instanceof Float32Array ? new Float32Array(rows * width) : new Uint16Array(rows * width);
     for (let r = 0; r < rows; r++) out.set(data.subarray(r * cols + p * width, r * cols + (p + 1) * width), r * width);
     return out;
   });
@@ -358,9 +476,9 @@ function splitColumns(data: Float32Array, rows: number, cols: number, parts: num
 function* splitGpt2Attention(
   config: ModelConfig,
   name: string,
-  data: Float32Array,
+  data: WeightData,
   shape: number[],
-): Iterable<[string, Float32Array, number[]]> {
+): Iterable<[string, WeightData, number[]]> {
   const attn = /^(h\.\d+\.attn\.)c_attn\.(weight|bias)$/.exec(name);
   if (!attn) {
     yield [name, data, shape];
@@ -384,6 +502,7 @@ export async function loadCausalLM(options: LoadCausalLMOptions): Promise<Causal
   const file = await readWeights(options.weights, { onProgress: options.onProgress });
   const weights = uploadWeights(config, file, {
     requiresGrad: options.trainable ?? false,
+    weightDtype: options.weightDtype,
     transform: config.family === 'gpt2' ? (name, data, shape) => splitGpt2Attention(config, name, data, shape) : undefined,
   });
   return new CausalLM(config, weights);

@@ -7,6 +7,10 @@
  * is converted.
  */
 
+import { floatBitsToHalf, halfToFloatBitsTable } from '../tensor/half';
+
+export { floatBitsToHalf };
+
 /** Tensor element types this reader accepts (the float types causal LMs are published in). */
 export type SafetensorsDType = 'F32' | 'F16' | 'BF16';
 
@@ -250,40 +254,13 @@ export async function readSafetensors(source: SafetensorsSource, options: ReadSa
   throw new Error('safetensors: source must be an ArrayBuffer, a Uint8Array, a Blob or a URL');
 }
 
-let f16Table: Uint32Array | null = null;
-
-/** f32 bit patterns of all 65536 halves: one lookup per element beats branching per element. */
-function halfToFloatBits(): Uint32Array {
-  if (f16Table) return f16Table;
-  const t = new Uint32Array(65536);
-  for (let h = 0; h < 65536; h++) {
-    const sign = (h & 0x8000) << 16;
-    const exp = (h >> 10) & 0x1f;
-    let mant = h & 0x3ff;
-    let bits: number;
-    if (exp === 0x1f)
-      bits = sign | 0x7f800000 | (mant << 13); // inf / NaN (payload kept)
-    else if (exp !== 0) bits = sign | ((exp + 112) << 23) | (mant << 13);
-    else if (mant === 0) bits = sign;
-    else {
-      // A subnormal half is a normal float: shift the mantissa up to its leading one.
-      let e = 113;
-      while ((mant & 0x400) === 0) {
-        mant <<= 1;
-        e--;
-      }
-      bits = sign | (e << 23) | ((mant & 0x3ff) << 13);
-    }
-    t[h] = bits >>> 0;
-  }
-  f16Table = t;
-  return t;
-}
-
 const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
-/** The entry's elements as 16-bit words, read little-endian (a view when aligned on an LE host). */
-function words16(entry: SafetensorsEntry): Uint16Array {
+/**
+ * The entry's elements as 16-bit words, read little-endian (a view when aligned on an LE host: do
+ * not write to it); for F16 and BF16 entries, their bit patterns.
+ */
+export function words16(entry: SafetensorsEntry): Uint16Array {
   const b = entry.bytes;
   const n = b.byteLength >> 1;
   if (littleEndian && b.byteOffset % 2 === 0) return new Uint16Array(b.buffer, b.byteOffset, n);
@@ -316,36 +293,10 @@ export function toFloat32(entry: SafetensorsEntry): Float32Array {
     // bfloat16 is the top half of an f32.
     for (let i = 0; i < w.length; i++) bits[i] = w[i] << 16;
   } else {
-    const t = halfToFloatBits();
+    const t = halfToFloatBitsTable();
     for (let i = 0; i < w.length; i++) bits[i] = t[w[i]];
   }
   return out;
-}
-
-/** Rounds f32 bits to the nearest half (ties to even), overflowing to infinity. */
-export function floatBitsToHalf(x: number): number {
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  const mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant !== 0 ? 0x200 | (mant >>> 13) : 0); // NaN stays NaN
-  const e = exp - 112; // rebias 127 -> 15
-  if (e >= 31) return sign | 0x7c00;
-  if (e <= 0) {
-    // Below 2^-25 everything rounds to zero, even the halfway point (ties to the even 0).
-    if (e < -10) return sign;
-    const full = mant | 0x800000;
-    const shift = 14 - e;
-    let m = full >>> shift;
-    const rem = full & ((1 << shift) - 1);
-    const half = 1 << (shift - 1);
-    if (rem > half || (rem === half && (m & 1) !== 0)) m++;
-    return sign | m; // a carry into bit 10 is exactly the smallest normal
-  }
-  let m = mant >>> 13;
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && (m & 1) !== 0)) m++;
-  // Adding lets a mantissa carry bump the exponent, up to infinity (0x7c00).
-  return sign | ((e << 10) + m);
 }
 
 /**

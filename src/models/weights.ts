@@ -1,12 +1,16 @@
 /**
  * Which Hugging Face tensors each architecture needs, a check of a safetensors file against that
- * list, and the upload of the weights to the GPU as f32 tensors. The check runs before any GPU
- * work, so a wrong file or config costs nothing and reports every problem at once.
+ * list, and the upload of the weights to the GPU in the file's dtype (F32 as f32, BF16 / F16 as
+ * packed `bf16` / `f16` tensors, 2 bytes per element) or widened to f32. The token embedding and
+ * the LM head, when larger than one storage binding, are stored as row blocks. The checks (names,
+ * shapes, sizes, the binding limit) run before any GPU work, so a wrong file or config costs
+ * nothing and reports every problem at once.
  */
 import { getContext } from '../gpu/context';
-import { keep, tensor, type Tensor } from '../tensor/tensor';
+import { bits16ToFloats } from '../tensor/half';
+import { Tensor, fmtShape, keep, numel, storageBytes, type DType } from '../tensor/tensor';
 import type { ModelConfig } from './config';
-import { toFloat32, type SafetensorsFile } from './safetensors';
+import { SAFETENSORS_DTYPE_BYTES, toFloat32, words16, type SafetensorsEntry, type SafetensorsFile } from './safetensors';
 
 /** Options of {@link checkWeights} and {@link uploadWeights}. */
 export interface WeightOptions {
@@ -17,17 +21,96 @@ export interface WeightOptions {
   prefix?: string;
 }
 
+/**
+ * A weight's elements on the host as stored in the file: f32 values (`Float32Array`) or 16-bit
+ * patterns (`Uint16Array`) of a BF16 / F16 tensor.
+ */
+export type WeightData = Float32Array | Uint16Array;
+
+/**
+ * What the weights become on the GPU: `'file'` keeps each tensor's file dtype (F32 as f32, BF16
+ * and F16 as packed `bf16` / `f16` tensors that the weight-reading kernels unpack); `'f32'`
+ * widens everything to f32 (exactly: every bfloat16 and half value is an f32).
+ */
+export type WeightDtype = 'file' | 'f32';
+
 /** Options of {@link uploadWeights}. */
 export interface UploadWeightsOptions extends WeightOptions {
-  /** Whether the uploaded tensors require gradients (default false: the base model is frozen). */
+  /**
+   * Whether the uploaded tensors require gradients (default false: the base model is frozen).
+   * Only f32 tensors can: with a BF16 / F16 file, leave `weightDtype` at its default ('f32' then).
+   */
   requiresGrad?: boolean;
+  /** The GPU dtype of the weights (default `'file'`, or `'f32'` when `requiresGrad`). */
+  weightDtype?: WeightDtype;
   /** Called after each tensor is on the GPU. */
   onProgress?: (uploaded: number, total: number, name: string) => void;
   /**
    * Rewrites a weight on the host before it is uploaded, e.g. into several tensors (GPT-2's fused
-   * `c_attn` into q, k and v blocks); by default each weight is uploaded as it is.
+   * `c_attn` into q, k and v blocks); by default each weight is uploaded as it is. `data` holds the
+   * file's elements (f32 values, or the 16-bit patterns of a BF16 / F16 tensor), and the parts keep
+   * that representation. It may run twice per weight (once to check the parts' sizes), and is not
+   * called for a weight stored as row blocks (uploaded as it is).
    */
-  transform?: (name: string, data: Float32Array, shape: number[]) => Iterable<[string, Float32Array, number[]]>;
+  transform?: (name: string, data: WeightData, shape: number[]) => Iterable<[string, WeightData, number[]]>;
+}
+
+/**
+ * The uploaded weights: every GPU tensor, by its Hugging Face name without prefix. A weight stored
+ * as row blocks (an embedding or LM head larger than one storage binding) has one entry per block,
+ * named `name[start:end]` by its rows, and {@link ModelWeights.blocks} returns them in order.
+ */
+export class ModelWeights extends Map<string, Tensor> {
+  private readonly split = new Map<string, Tensor[]>();
+
+  /** @internal Records that `name` is stored as these row blocks (already in the map). */
+  addBlocks(name: string, blocks: Tensor[]): void {
+    this.split.set(name, blocks);
+  }
+
+  /** The tensors of weight `name` in row order: the weight itself, or its row blocks. Throws when absent. */
+  blocks(name: string): Tensor[] {
+    const blocks = this.split.get(name);
+    if (blocks) return [...blocks];
+    const t = this.get(name);
+    if (!t) throw new Error(`weights: '${name}' was not uploaded`);
+    return [t];
+  }
+
+  /** Whether weight `name` is stored as more than one row block. */
+  isSplit(name: string): boolean {
+    return (this.split.get(name)?.length ?? 1) > 1;
+  }
+
+  /** Bytes of every weight tensor on the GPU (with `weightDtype: 'file'`, the file's tensor bytes). */
+  get bytes(): number {
+    let total = 0;
+    for (const t of this.values()) total += t.byteLength;
+    return total;
+  }
+}
+
+/**
+ * Whether weight `name` of `config` may be stored as row blocks when it exceeds one storage
+ * binding: the token embedding and the LM head (and GPT-2's position table), which only gather
+ * and the LM-head product read, both of which work block by block.
+ */
+export function isRowBlockWeight(config: ModelConfig, name: string): boolean {
+  if (name === 'lm_head.weight') return true;
+  return config.family === 'llama' ? name === 'model.embed_tokens.weight' : name === 'wte.weight' || name === 'wpe.weight';
+}
+
+/**
+ * Rows per block for a `[rows, cols]` weight of `dtype` under a binding limit of `limit` bytes:
+ * all of them when the whole fits, else the most that fit, rounded down to a multiple of 16 when
+ * at least 16 fit (so that a product split at block boundaries sums in the order of one product).
+ * 0 when not even one row fits.
+ */
+export function rowBlockRows(rows: number, cols: number, dtype: DType, limit: number): number {
+  if (storageBytes(dtype, rows * cols) <= limit) return rows;
+  let r = Math.floor(limit / (storageBytes(dtype, 2 * cols) / 2));
+  while (r > 0 && storageBytes(dtype, r * cols) > limit) r--;
+  return r >= 16 ? r - (r % 16) : r;
 }
 
 /**
@@ -148,35 +231,131 @@ export function checkWeights(config: ModelConfig, file: SafetensorsFile, options
   throw new Error(parts.join('\n'));
 }
 
+const GPU_DTYPE: Record<SafetensorsEntry['dtype'], DType> = { F32: 'f32', BF16: 'bf16', F16: 'f16' };
+
+/** The entry's elements as stored: f32 values, or 16-bit patterns (views of the file where aligned). */
+function fileData(entry: SafetensorsEntry): WeightData {
+  return entry.dtype === 'F32' ? toFloat32(entry) : words16(entry);
+}
+
+/** One tensor to upload (or its row blocks), planned before any GPU work. */
+interface Upload {
+  /** Expected weight it comes from. */
+  source: string;
+  entry: SafetensorsEntry;
+  /** Set when it is a part made by the transform. */
+  part?: string;
+  shape: number[];
+  dtype: DType;
+  /** Rows per block when stored as row blocks. */
+  blockRows?: number;
+}
+
 /**
- * Uploads every weight `config` needs as an f32 GPU tensor, keyed by its Hugging Face name without
- * prefix (the shapes of {@link expectedWeights}). The file is checked first ({@link checkWeights})
- * and every tensor's size against the device's `maxStorageBufferBindingSize`, so those failures
+ * Uploads every weight `config` needs, keyed by its Hugging Face name without prefix (the shapes of
+ * {@link expectedWeights}). By default each tensor keeps its file dtype: F32 as f32, BF16 / F16 as
+ * packed `bf16` / `f16` tensors (so the GPU weight bytes equal the file's tensor bytes); with
+ * `weightDtype: 'f32'` (the default when `requiresGrad`) they are widened. Each is allocated at its
+ * exact size (no pool rounding). The token embedding and the LM head (and GPT-2's position table),
+ * when larger than the context's `bindingLimit`, are stored as row blocks under it
+ * ({@link ModelWeights.blocks}); any other tensor over the limit is a named error. The file is
+ * checked first ({@link checkWeights}), then every tensor's size and layout, so those failures
  * happen before any GPU work; a failure midway disposes the tensors already made. The tensors are
  * removed from any open `scope` (the caller owns them and disposes them).
  */
-export function uploadWeights(config: ModelConfig, file: SafetensorsFile, options: UploadWeightsOptions = {}): Map<string, Tensor> {
+export function uploadWeights(config: ModelConfig, file: SafetensorsFile, options: UploadWeightsOptions = {}): ModelWeights {
   checkWeights(config, file, options);
   const prefix = resolveWeightPrefix(config, file, options);
   const expected = expectedWeights(config);
-  const limit = getContext().limits.maxStorageBufferBindingSize;
+  const requiresGrad = options.requiresGrad ?? false;
+  const weightDtype = options.weightDtype ?? (requiresGrad ? 'f32' : 'file');
+  if (weightDtype !== 'file' && weightDtype !== 'f32')
+    throw new Error(`weights: 'weightDtype' must be 'file' or 'f32', got ${String(weightDtype)}`);
+  const limit = getContext().bindingLimit;
+  const keyOf = (name: string) => fileName(config, name, prefix);
+  const dtypeOf = (entry: SafetensorsEntry): DType => (weightDtype === 'f32' ? 'f32' : GPU_DTYPE[entry.dtype]);
+  const overLimit = (what: string, bytes: number, dtype: DType, oneRow?: number) =>
+    new Error(
+      `weights: ${what} needs ${bytes} bytes as ${dtype}, more than the storage binding limit (${limit} bytes)` +
+        (oneRow !== undefined
+          ? `; it is stored as row blocks, but one row of ${oneRow} bytes does not fit`
+          : '; only the token embedding and the LM head are stored as row blocks'),
+    );
+  // First the layout, from the shapes alone: which tensors are row blocks, which cannot fit.
+  const blockRows = new Map<string, number>();
   for (const [name, shape] of expected) {
-    const bytes = shape.reduce((a, b) => a * b, 1) * 4;
-    if (bytes > limit) {
+    const entry = file.tensors.get(keyOf(name))!;
+    const dtype = dtypeOf(entry);
+    if (requiresGrad && dtype !== 'f32') {
       throw new Error(
-        `weights: '${fileName(config, name, prefix)}' ${fmt(shape)} needs ${bytes} bytes as f32, more than this device's ` +
-          `maxStorageBufferBindingSize (${limit} bytes); splitting large tensors across buffers is not supported yet`,
+        `weights: '${keyOf(name)}' is ${entry.dtype} and weightDtype is 'file'; weights that require gradients must be f32 (weightDtype 'f32')`,
       );
     }
+    const bytes = storageBytes(dtype, numel(shape));
+    if (bytes <= limit) continue;
+    if (shape.length === 2 && isRowBlockWeight(config, name)) {
+      const rows = rowBlockRows(shape[0], shape[1], dtype, limit);
+      if (rows === 0) throw overLimit(`'${keyOf(name)}' ${fmt(shape)}`, bytes, dtype, storageBytes(dtype, shape[1]));
+      blockRows.set(name, rows);
+    } else if (!options.transform) {
+      throw overLimit(`'${keyOf(name)}' ${fmt(shape)}`, bytes, dtype);
+    }
   }
-  const out = new Map<string, Tensor>();
+  // Then the bytes, and the parts a transform makes.
+  const plan: Upload[] = [];
+  for (const [name, shape] of expected) {
+    const key = keyOf(name);
+    const entry = file.tensors.get(key)!;
+    const need = numel(shape) * SAFETENSORS_DTYPE_BYTES[entry.dtype];
+    if (entry.bytes.byteLength !== need) {
+      throw new Error(`weights: '${key}' has ${entry.bytes.byteLength} bytes but shape ${fmt(shape)} in ${entry.dtype} needs ${need}`);
+    }
+    const dtype = dtypeOf(entry);
+    if (!options.transform || blockRows.has(name)) {
+      plan.push({ source: name, entry, shape, dtype, blockRows: blockRows.get(name) });
+      continue;
+    }
+    for (const [p, data, s] of options.transform(name, fileData(entry), shape)) {
+      if (data.length !== numel(s)) {
+        throw new Error(`weights: part '${p}' of '${key}' has ${data.length} elements but shape ${fmtShape(s)} needs ${numel(s)}`);
+      }
+      const bytes = storageBytes(dtype, numel(s));
+      if (bytes > limit) throw overLimit(`part '${p}' ${fmt(s)} of '${key}'`, bytes, dtype);
+      plan.push({ source: name, entry, shape: s, dtype, part: p });
+    }
+  }
+  const out = new ModelWeights();
+  const ctx = getContext();
+  const make = (key: string, shape: number[], dtype: DType, data: WeightData, from: SafetensorsEntry['dtype']): Tensor => {
+    const t = keep(Tensor.empty(shape, dtype, 'weights', true));
+    out.set(key, t);
+    const values = dtype === 'f32' && data instanceof Uint16Array ? bits16ToFloats(data, from === 'BF16' ? 'bf16' : 'f16') : data;
+    if (values.length > 0) ctx.write(t.buffer, values);
+    t.requiresGrad = requiresGrad;
+    return t;
+  };
   try {
     let done = 0;
-    for (const [name, shape] of expected) {
+    let at = 0;
+    for (const [name] of expected) {
       const entry = file.tensors.get(fileName(config, name, prefix))!;
-      const parts = options.transform ? options.transform(name, toFloat32(entry), shape) : [[name, toFloat32(entry), shape] as const];
-      for (const [partName, data, partShape] of parts) {
-        out.set(partName, keep(tensor(data, partShape, { requiresGrad: options.requiresGrad ?? false })));
+      const data = fileData(entry);
+      const transformed = options.transform && plan[at]?.part !== undefined;
+      const parts = transformed ? new Map([...options.transform!(name, data, expected.get(name)!)].map(([p, d]) => [p, d])) : null;
+      for (; at < plan.length && plan[at].source === name; at++) {
+        const u = plan[at];
+        const values = parts ? parts.get(u.part!)! : data;
+        if (u.blockRows === undefined) {
+          make(u.part ?? name, u.shape, u.dtype, values, entry.dtype);
+          continue;
+        }
+        const [rows, cols] = u.shape;
+        const blocks: Tensor[] = [];
+        for (let r = 0; r < rows; r += u.blockRows) {
+          const end = Math.min(rows, r + u.blockRows);
+          blocks.push(make(`${name}[${r}:${end}]`, [end - r, cols], u.dtype, values.subarray(r * cols, end * cols), entry.dtype));
+        }
+        out.addBlocks(name, blocks);
       }
       options.onProgress?.(++done, expected.size, name);
     }

@@ -1,55 +1,111 @@
-/** Row gather (embedding lookup) with a scatter-add backward, over `shaders/gather.wgsl`. */
+/**
+ * Row gather (embedding lookup) with a scatter-add backward, over `shaders/gather.wgsl`. The table
+ * may be a packed `bf16` / `f16` weight (widened to f32 as it loads) and may be given as row
+ * blocks, each in its own buffer (a table larger than one storage binding).
+ */
 import source from '../../shaders/gather.wgsl?raw';
 import { getContext } from '../gpu/context';
 import { defineOp } from '../autograd/engine';
 import { Tensor, fmtShape } from '../tensor/tensor';
-import { requireFloat } from '../tensor/validate';
+import { requireWeight, weightDtypeCode } from '../tensor/validate';
 
-function params(count: number, width: number, rows: number): Uint32Array {
-  return new Uint32Array([count, width, rows, 0]);
+function params(count: number, width: number, rows: number, rowStart: number, first: boolean): Uint32Array {
+  return new Uint32Array([count, width, rows, rowStart, first ? 1 : 0, 0, 0, 0]);
 }
 
-const gatherOp = defineOp<null>({
+interface GatherAttrs {
+  /** First row of each block in the whole table. */
+  starts: number[];
+}
+
+// Inputs: the table's row blocks (one for a plain table), then the ids.
+const gatherOp = defineOp<GatherAttrs>({
   name: 'gather',
-  forward: ([table, ids]) => {
-    const [rows, width] = table.shape;
+  forward: (inputs, { starts }) => {
+    const ids = inputs[inputs.length - 1];
+    const blocks = inputs.slice(0, -1);
+    const width = blocks[0].shape[1];
     const out = Tensor.empty([...ids.shape, width]);
     if (out.size === 0) return out;
     const ctx = getContext();
-    ctx.dispatch({
-      shader: source,
-      entryPoint: 'gatherRows',
-      resources: { table: table.buffer, ids: ids.buffer, out: out.buffer },
-      params: params(ids.size, width, rows),
-      workgroups: [ctx.gridSize(out.size, 256)],
+    blocks.forEach((table, i) => {
+      ctx.dispatch({
+        shader: source,
+        entryPoint: 'gatherRows',
+        label: 'gather',
+        constants: { TABLE_DTYPE: weightDtypeCode(table) },
+        resources: { table: table.buffer, ids: ids.buffer, out: out.buffer },
+        params: params(ids.size, width, table.shape[0], starts[i], i === 0),
+        workgroups: [ctx.gridSize(out.size, 256)],
+      });
     });
     return out;
   },
-  // d table[v] = sum of the output gradients of every position that looked up v.
-  backward: (g, { inputs: [table, ids] }) => {
-    const [rows, width] = table.shape;
-    const out = Tensor.empty(table.shape);
+  // d table[v] = sum of the output gradients of every position that looked up v (per block).
+  backward: (g, { inputs }) => {
+    const ids = inputs[inputs.length - 1];
+    const blocks = inputs.slice(0, -1);
     const ctx = getContext();
-    if (out.size > 0) {
-      ctx.dispatch({
-        shader: source,
-        entryPoint: 'scatterAddRows',
-        resources: { grad: g.buffer, ids: ids.buffer, out: out.buffer },
-        params: params(ids.size, width, rows),
-        workgroups: [ctx.gridSize(width, 256)],
-      });
-    }
-    return [out, null];
+    let start = 0;
+    const grads = blocks.map((table) => {
+      const rowStart = start;
+      start += table.shape[0];
+      if (!table.requiresGrad) return null;
+      const [rows, width] = table.shape;
+      const out = Tensor.empty(table.shape);
+      if (out.size > 0) {
+        ctx.dispatch({
+          shader: source,
+          entryPoint: 'scatterAddRows',
+          label: 'gather (backward)',
+          resources: { grad: g.buffer, ids: ids.buffer, out: out.buffer },
+          params: params(ids.size, width, rows, rowStart, false),
+          workgroups: [ctx.gridSize(width, 256)],
+        });
+      }
+      return out;
+    });
+    return [...grads, null];
   },
 });
+
+function checkIds(fn: string, ids: Tensor): void {
+  if (!(ids instanceof Tensor)) throw new Error(`${fn}: argument 'ids' must be a Tensor`);
+  if (ids.dtype !== 'i32' && ids.dtype !== 'u32') throw new Error(`${fn}: argument 'ids' has dtype ${ids.dtype}; expected i32 or u32`);
+}
 
 /**
  * Looks up rows of `table` ([V, d]) at integer `ids` (any shape, i32 or u32): the output has
  * shape `[...ids.shape, d]`. Ids outside `[0, V)` give zero rows; check them on the host first.
+ * The table may be a packed `bf16` / `f16` weight (the output is f32).
  */
 export function gather(table: Tensor, ids: Tensor): Tensor {
-  requireFloat('gather', 'table', table);
-  if (table.rank !== 2) throw new Error(`gather: argument 'table' must be 2-D [V, d], got ${fmtShape(table.shape)}`);
-  if (ids.dtype === 'f32') throw new Error(`gather: argument 'ids' has dtype f32; expected i32 or u32`);
-  return gatherOp([table, ids], null);
+  return gatherRowBlocks([table], ids, 'gather');
+}
+
+/**
+ * {@link gather} from a table given as row blocks `[V_i, d]` (stacked in order, each in its own
+ * buffer: a table larger than one storage binding). Ids outside every block give zero rows.
+ * Gradients reach the f32 blocks that require them.
+ */
+export function gatherRowBlocks(blocks: readonly Tensor[], ids: Tensor, fn = 'gatherRowBlocks'): Tensor {
+  if (!Array.isArray(blocks) || blocks.length === 0) throw new Error(`${fn}: 'blocks' must be a non-empty list of [rows, d] tensors`);
+  const one = blocks.length === 1;
+  let width = -1;
+  const starts: number[] = [];
+  let rows = 0;
+  blocks.forEach((t, i) => {
+    const arg = one ? 'table' : `blocks[${i}]`;
+    if (!(t instanceof Tensor)) throw new Error(`${fn}: argument '${arg}' must be a Tensor`);
+    requireWeight(fn, arg, t);
+    if (t.rank !== 2) throw new Error(`${fn}: argument '${arg}' must be 2-D [V, d], got ${fmtShape(t.shape)}`);
+    if (width >= 0 && t.shape[1] !== width) {
+      throw new Error(`${fn}: block ${i} has shape ${fmtShape(t.shape)}; every block needs the width ${width} of block 0`);
+    }
+    width = t.shape[1];
+    starts.push(rows);
+    rows += t.shape[0];
+  });
+  checkIds(fn, ids);
+  return gatherOp([...blocks, ids], { starts });
 }

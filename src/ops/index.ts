@@ -28,9 +28,9 @@ export {
 } from './elementwise';
 export { max, mean, sum, type ReduceOptions } from './reduce';
 export { sumToShape } from './broadcast';
-export { matmul, type MatmulOptions } from './matmul';
+export { matmul, matmulRowBlocks, type MatmulOptions } from './matmul';
 export { logSoftmax, softmax } from './softmax';
-export { gather } from './gather';
+export { gather, gatherRowBlocks } from './gather';
 export { rmsNorm, layerNorm } from './norm';
 export { rope, ropeInverseFrequencies, ROPE_MAX_HEAD_DIM, SUPPORTED_ROPE_TYPES, type RopeOptions, type RopeScaling } from './rope';
 export { attention, type AttentionOptions } from './attention';

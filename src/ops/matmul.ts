@@ -1,9 +1,13 @@
-/** Batched matrix product with optional transposes, over `shaders/matmul.wgsl`. */
+/**
+ * Batched matrix product with optional transposes and bias, and the product with a weight stored as
+ * row blocks (the LM head of a large vocabulary), over `shaders/matmul.wgsl`. The weight operand
+ * `b` and the bias may be packed `bf16` / `f16` weights, widened to f32 as the kernel loads them.
+ */
 import source from '../../shaders/matmul.wgsl?raw';
 import { getContext } from '../gpu/context';
 import { defineOp } from '../autograd/engine';
-import { Tensor, fmtShape, numel } from '../tensor/tensor';
-import { requireFloat } from '../tensor/validate';
+import { Tensor, fmtShape, isPackedDType, numel } from '../tensor/tensor';
+import { requireFloat, requireWeight, weightDtypeCode } from '../tensor/validate';
 import { sumToShape } from './broadcast';
 import { sameShape } from './shape';
 
@@ -15,6 +19,8 @@ export interface MatmulOptions {
   transposeA?: boolean;
   /** Use `b`'s last two axes transposed (`b` stored `[..., N, K]`). */
   transposeB?: boolean;
+  /** `[N]`, added to every row of the product (f32, or a packed weight like `b`). */
+  bias?: Tensor;
 }
 
 interface Dims {
@@ -40,26 +46,75 @@ function dims(a: readonly number[], b: readonly number[], tA: boolean, tB: boole
   return { M, N, K: Ka, batchShape: batchA.length ? batchA : batchB };
 }
 
-function matmulKernel(a: Tensor, b: Tensor, tA: boolean, tB: boolean): Tensor {
-  const { M, N, K, batchShape } = dims(a.shape, b.shape, tA, tB);
-  const batch = numel(batchShape);
-  const out = Tensor.empty([...batchShape, M, N]);
-  if (out.size === 0) return out;
+/** One dispatch of the kernel: `c[window] (+)= op(a[window]) op(b) (+ bias)`. */
+interface KernelCall {
+  a: Tensor;
+  b: Tensor;
+  c: Tensor;
+  M: number;
+  N: number;
+  K: number;
+  tA: boolean;
+  tB: boolean;
+  batch?: number;
+  aBatchStride?: number;
+  bBatchStride?: number;
+  /** Row stride of `a` as stored (default: its last axis, K or M). */
+  lda?: number;
+  /** Row stride of `c` (default N). */
+  ldc?: number;
+  aOffset?: number;
+  cOffset?: number;
+  /** Add to `c` instead of overwriting it. */
+  accumulate?: boolean;
+  bias?: Tensor;
+}
+
+function runKernel(k: KernelCall): void {
   const ctx = getContext();
-  if (K === 0) {
-    ctx.write(out.buffer, new Float32Array(out.size));
-    return out;
-  }
-  const params = new Uint32Array([M, N, K, batch, a.rank > 2 ? M * K : 0, b.rank > 2 ? K * N : 0, 0, 0]);
+  const batch = k.batch ?? 1;
+  const params = new Uint32Array([
+    k.M,
+    k.N,
+    k.K,
+    batch,
+    k.aBatchStride ?? 0,
+    k.bBatchStride ?? 0,
+    k.lda ?? (k.tA ? k.M : k.K),
+    k.ldc ?? k.N,
+    k.aOffset ?? 0,
+    k.cOffset ?? 0,
+    k.accumulate ? 1 : 0,
+    0,
+  ]);
   ctx.dispatch({
     shader: source,
     entryPoint: 'matmul',
     label: 'matmul',
-    constants: { TRANS_A: tA ? 1 : 0, TRANS_B: tB ? 1 : 0 },
-    resources: { a: a.buffer, b: b.buffer, c: out.buffer },
+    constants: {
+      TRANS_A: k.tA ? 1 : 0,
+      TRANS_B: k.tB ? 1 : 0,
+      B_DTYPE: weightDtypeCode(k.b),
+      HAS_BIAS: k.bias ? 1 : 0,
+      BIAS_DTYPE: k.bias ? weightDtypeCode(k.bias) : 0,
+    },
+    // Without a bias the kernel never reads it; `b` stands in (two read-only bindings may alias).
+    resources: { a: k.a.buffer, b: k.b.buffer, c: k.c.buffer, bias: (k.bias ?? k.b).buffer },
     params,
-    workgroups: [Math.ceil(N / TILE), Math.ceil(M / TILE), Math.min(batch, ctx.limits.maxComputeWorkgroupsPerDimension)],
+    workgroups: [Math.ceil(k.N / TILE), Math.ceil(k.M / TILE), Math.min(batch, ctx.limits.maxComputeWorkgroupsPerDimension)],
   });
+}
+
+function matmulKernel(a: Tensor, b: Tensor, tA: boolean, tB: boolean, bias?: Tensor): Tensor {
+  const { M, N, K, batchShape } = dims(a.shape, b.shape, tA, tB);
+  const batch = numel(batchShape);
+  const out = Tensor.empty([...batchShape, M, N]);
+  if (out.size === 0) return out;
+  if (K === 0 && !bias) {
+    getContext().write(out.buffer, new Float32Array(out.size));
+    return out;
+  }
+  runKernel({ a, b, c: out, M, N, K, tA, tB, batch, aBatchStride: a.rank > 2 ? M * K : 0, bBatchStride: b.rank > 2 ? K * N : 0, bias });
   return out;
 }
 
@@ -70,10 +125,11 @@ interface MatmulAttrs {
 
 const matmulOp = defineOp<MatmulAttrs>({
   name: 'matmul',
-  forward: ([a, b], { tA, tB }) => matmulKernel(a, b, tA, tB),
-  // C = op(A) op(B): dA = dC op(B)ᵀ and dB = op(A)ᵀ dC, written for each transpose combination
-  // so that no transposed copy is materialised. A 2-D operand shared by a batch sums over it.
-  backward: (g, { inputs: [a, b], attrs: { tA, tB } }) => {
+  forward: ([a, b, bias], { tA, tB }) => matmulKernel(a, b, tA, tB, bias),
+  // C = op(A) op(B) (+ bias): dA = dC op(B)ᵀ and dB = op(A)ᵀ dC, written for each transpose
+  // combination so that no transposed copy is materialised. A 2-D operand shared by a batch sums
+  // over it; the bias gradient sums dC over every row.
+  backward: (g, { inputs: [a, b, bias], attrs: { tA, tB } }) => {
     let ga: Tensor | null = null;
     let gb: Tensor | null = null;
     if (a.requiresGrad) {
@@ -94,19 +150,115 @@ const matmulOp = defineOp<MatmulAttrs>({
         gb = sumToShape(gb, b.shape);
       }
     }
-    return [ga, gb];
+    const gBias = bias?.requiresGrad ? sumToShape(g, bias.shape) : null;
+    return bias ? [ga, gb, gBias] : [ga, gb];
   },
 });
 
 /**
- * `op(a) @ op(b)` over the last two axes, `op` an optional transpose. Batch axes must match, or
- * one operand is 2-D and is shared by the whole batch.
+ * `op(a) @ op(b) (+ bias)` over the last two axes, `op` an optional transpose. Batch axes must
+ * match, or one operand is 2-D and is shared by the whole batch. `b` and `bias` may be packed
+ * `bf16` / `f16` weights (read-only: no gradient reaches them), widened to f32 as they load;
+ * the accumulation is f32.
  */
 export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor {
   requireFloat('matmul', 'a', a);
-  requireFloat('matmul', 'b', b);
+  requireWeight('matmul', 'b', b);
   const tA = options.transposeA ?? false;
   const tB = options.transposeB ?? false;
-  dims(a.shape, b.shape, tA, tB);
-  return matmulOp([a, b], { tA, tB });
+  const { N } = dims(a.shape, b.shape, tA, tB);
+  if (tA && isPackedDType(b.dtype)) {
+    throw new Error(`matmul: a packed ${b.dtype} 'b' needs transposeA false (the backward would read it as 'a')`);
+  }
+  const bias = options.bias;
+  if (bias) {
+    if (!(bias instanceof Tensor)) throw new Error("matmul: 'bias' must be a Tensor");
+    requireWeight('matmul', 'bias', bias);
+    if (bias.rank !== 1 || bias.shape[0] !== N) throw new Error(`matmul: 'bias' has shape ${fmtShape(bias.shape)}; expected [${N}]`);
+  }
+  return matmulOp(bias ? [a, b, bias] : [a, b], { tA, tB });
+}
+
+interface RowBlockAttrs {
+  /** First row of each block in the whole weight. */
+  starts: number[];
+  /** Rows of the whole weight. */
+  rows: number;
+}
+
+const matmulRowBlocksOp = defineOp<RowBlockAttrs>({
+  name: 'matmulRowBlocks',
+  // y[:, start_i : start_i + rows_i] = x W_iᵀ, each block writing its columns of the output.
+  forward: ([x, ...blocks], { starts, rows: V }) => {
+    const K = x.shape[x.rank - 1];
+    const M = x.size / K;
+    const out = Tensor.empty([...x.shape.slice(0, -1), V]);
+    if (out.size === 0) return out;
+    if (K === 0) {
+      getContext().write(out.buffer, new Float32Array(out.size));
+      return out;
+    }
+    blocks.forEach((w, i) => {
+      if (w.shape[0] > 0) runKernel({ a: x, b: w, c: out, M, N: w.shape[0], K, tA: false, tB: true, ldc: V, cOffset: starts[i] });
+    });
+    return out;
+  },
+  // dx = sum_i dy[:, block i] W_i, accumulated block after block (a K split: with blocks of a
+  // multiple of 16 rows the sum runs in the order of one product); dW_i = dy[:, block i]ᵀ x.
+  backward: (g, { inputs: [x, ...blocks], attrs: { starts, rows: V } }) => {
+    const K = x.shape[x.rank - 1];
+    const M = x.size / K;
+    let dx: Tensor | null = null;
+    if (x.requiresGrad) {
+      dx = Tensor.empty(x.shape);
+      if (dx.size > 0) {
+        let first = true;
+        blocks.forEach((w, i) => {
+          if (w.shape[0] === 0) return;
+          runKernel({ a: g, b: w, c: dx!, M, N: K, K: w.shape[0], tA: false, tB: false, lda: V, aOffset: starts[i], accumulate: !first });
+          first = false;
+        });
+        if (first) getContext().write(dx.buffer, new Float32Array(dx.size));
+      }
+    }
+    const dW = blocks.map((w, i) => {
+      if (!w.requiresGrad) return null;
+      const gw = Tensor.empty(w.shape);
+      if (gw.size === 0) return gw;
+      if (M === 0) getContext().write(gw.buffer, new Float32Array(gw.size));
+      else runKernel({ a: g, b: x, c: gw, M: w.shape[0], N: K, K: M, tA: true, tB: false, lda: V, aOffset: starts[i] });
+      return gw;
+    });
+    return [dx, ...dW];
+  },
+});
+
+/**
+ * `x @ Wᵀ` with `W` (`[V, K]`, a torch Linear weight such as an LM head) given as row blocks
+ * `[V_i, K]`, each in its own buffer (a weight larger than one storage binding): the output is
+ * `[..., V]`, block `i` giving columns `start_i .. start_i + V_i`. The blocks may be packed
+ * `bf16` / `f16` weights. Differentiable in `x` (accumulated over the blocks) and in f32 blocks
+ * that require gradients. One block is {@link matmul} with `transposeB`.
+ */
+export function matmulRowBlocks(x: Tensor, blocks: readonly Tensor[]): Tensor {
+  requireFloat('matmulRowBlocks', 'x', x);
+  if (x.rank < 2) throw new Error(`matmulRowBlocks: 'x' has shape ${fmtShape(x.shape)}; expected [..., M, K] (rank >= 2)`);
+  if (!Array.isArray(blocks) || blocks.length === 0)
+    throw new Error("matmulRowBlocks: 'blocks' must be a non-empty list of [rows, K] tensors");
+  const K = x.shape[x.rank - 1];
+  const starts: number[] = [];
+  let rows = 0;
+  blocks.forEach((w, i) => {
+    if (!(w instanceof Tensor)) throw new Error(`matmulRowBlocks: block ${i} must be a Tensor`);
+    requireWeight('matmulRowBlocks', `blocks[${i}]`, w);
+    if (w.rank !== 2 || w.shape[1] !== K) {
+      throw new Error(
+        `matmulRowBlocks: block ${i} has shape ${fmtShape(w.shape)}; expected [rows, ${K}] (the last axis of x ${fmtShape(x.shape)})`,
+      );
+    }
+    starts.push(rows);
+    rows += w.shape[0];
+  });
+  if (blocks.length === 1) return matmul(x, blocks[0], { transposeB: true });
+  return matmulRowBlocksOp([x, ...blocks], { starts, rows });
 }

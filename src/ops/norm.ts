@@ -7,7 +7,7 @@ import { getContext } from '../gpu/context';
 import { defineOp } from '../autograd/engine';
 import { Tensor, fmtShape, tensor } from '../tensor/tensor';
 import { sumToShape } from './broadcast';
-import { checkFloatTensor } from '../tensor/validate';
+import { checkFloatTensor, requireWeight, weightDtypeCode } from '../tensor/validate';
 
 /** Rows summed by one weight-gradient partial: enough work per thread, enough threads per column. */
 const CHUNK_ROWS = 64;
@@ -32,17 +32,24 @@ function rowsOf(x: Tensor): [number, number] {
   return [x.size / cols, cols];
 }
 
-/** Runs a row kernel (one workgroup per row); returns its output. */
+/**
+ * Runs a row kernel (one workgroup per row); returns its output. The weight and bias may be packed
+ * 16-bit weights: their dtypes pick the kernel variant (`WEIGHT_DTYPE`, `BIAS_DTYPE`).
+ */
 function rowKernel(entryPoint: string, label: string, x: Tensor, eps: number, out: Tensor, resources: Record<string, Tensor>): Tensor {
   const [rows, cols] = rowsOf(x);
   if (rows === 0) return out;
   const ctx = getContext();
   const res: Record<string, GPUBuffer> = { x: x.buffer };
   for (const [k, t] of Object.entries(resources)) res[k] = t.buffer;
+  const constants: Record<string, number> = {};
+  if (resources.weight) constants.WEIGHT_DTYPE = weightDtypeCode(resources.weight);
+  if (resources.bias) constants.BIAS_DTYPE = weightDtypeCode(resources.bias);
   ctx.dispatch({
     shader: source,
     entryPoint,
     label,
+    constants,
     resources: res,
     params: normParams(rows, cols, eps),
     workgroups: [ctx.gridSize(rows, 1)],
@@ -138,7 +145,9 @@ function checkNormArgs(op: string, x: Tensor, params: [string, Tensor][], eps: n
   }
   const d = x.shape[x.rank - 1];
   for (const [name, p] of params) {
-    checkFloatTensor(op, name, p);
+    if (!(p instanceof Tensor)) throw new Error(`${op}: argument '${name}' must be a Tensor`);
+    p.bufferFor(`${op} (argument '${name}')`);
+    requireWeight(op, name, p);
     if (p.rank !== 1 || p.shape[0] !== d) {
       throw new Error(
         `${op}: argument '${name}' has shape ${fmtShape(p.shape)}; expected [${d}] (the last axis of x ${fmtShape(x.shape)})`,
@@ -152,8 +161,8 @@ function checkNormArgs(op: string, x: Tensor, params: [string, Tensor][], eps: n
 
 /**
  * RMSNorm over the last axis: `x / sqrt(mean(x^2) + eps) * weight`, as in Llama
- * (`LlamaRMSNorm`). `weight` has shape `[x.shape.at(-1)]`; `eps` is `rms_norm_eps`
- * (default 1e-6). Gradients flow to `x` and `weight`.
+ * (`LlamaRMSNorm`). `weight` has shape `[x.shape.at(-1)]`, f32 or a packed `bf16` / `f16` weight
+ * (unpacked as it loads); `eps` is `rms_norm_eps` (default 1e-6). Gradients flow to `x` and an f32 `weight`.
  */
 export function rmsNorm(x: Tensor, weight: Tensor, eps = 1e-6): Tensor {
   checkNormArgs('rmsNorm', x, [['weight', weight]], eps);
@@ -163,7 +172,8 @@ export function rmsNorm(x: Tensor, weight: Tensor, eps = 1e-6): Tensor {
 /**
  * LayerNorm over the last axis: `(x - mean) / sqrt(var + eps) * weight + bias` with the
  * population variance, as in GPT-2 (`layer_norm_epsilon`, default 1e-5). `weight` and `bias`
- * have shape `[x.shape.at(-1)]`. Gradients flow to `x`, `weight` and `bias`.
+ * have shape `[x.shape.at(-1)]`, f32 or packed `bf16` / `f16` weights. Gradients flow to `x` and
+ * to an f32 `weight` and `bias`.
  */
 export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): Tensor {
   checkNormArgs(

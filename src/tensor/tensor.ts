@@ -5,19 +5,42 @@
  * scope returns it.
  */
 import { getContext, type GpuContext } from '../gpu/context';
+import { bits16ToFloats, floatsToBits16 } from './half';
 
-/** Element types a tensor can hold (all 4 bytes wide). */
-export type DType = 'f32' | 'i32' | 'u32';
+/**
+ * Element types a tensor can hold. `f32`, `i32` and `u32` are 4 bytes wide. `bf16` and `f16` are
+ * packed, read-only weights: 2 bytes per element, two elements per 32-bit word (element `2i` in
+ * the low half of word `i`, as in a little-endian file), an odd count padded to a whole word. Only
+ * the kernels that read weights take them (matmul's `b` and bias, gather's table, the norms'
+ * weight and bias), which widen them to f32 as they load; they never require gradients.
+ */
+export type DType = 'f32' | 'i32' | 'u32' | 'bf16' | 'f16';
 
-/** Typed array matching a {@link DType}. */
-export type TypedArrayFor<D extends DType> = D extends 'f32' ? Float32Array : D extends 'i32' ? Int32Array : Uint32Array;
+/** The packed 16-bit weight dtypes (see {@link DType}). */
+export type PackedDType = 'bf16' | 'f16';
 
-/** Data accepted by {@link tensor}. */
-export type TensorData = number[] | Float32Array | Int32Array | Uint32Array | Float64Array;
+/** Whether `dtype` is a packed 16-bit weight type. */
+export function isPackedDType(dtype: DType): dtype is PackedDType {
+  return dtype === 'bf16' || dtype === 'f16';
+}
+
+/** Bytes a tensor of `count` elements of `dtype` occupies on the GPU (packed: whole 32-bit words). */
+export function storageBytes(dtype: DType, count: number): number {
+  return isPackedDType(dtype) ? Math.ceil(count / 2) * 4 : count * 4;
+}
+
+/** Typed array matching a {@link DType} (packed dtypes read back widened to f32). */
+export type TypedArrayFor<D extends DType> = D extends 'i32' ? Int32Array : D extends 'u32' ? Uint32Array : Float32Array;
+
+/**
+ * Data accepted by {@link tensor}. A `Uint16Array` given with dtype `bf16` / `f16` holds the
+ * 16-bit patterns themselves; numbers are rounded to the dtype (nearest, ties to even).
+ */
+export type TensorData = number[] | Float32Array | Int32Array | Uint32Array | Float64Array | Uint16Array;
 
 /** Options of {@link tensor}. */
 export interface TensorOptions {
-  /** Element type; inferred from a typed array, else `f32`. */
+  /** Element type; inferred from a typed array, else `f32` (`Uint16Array` data needs `bf16` or `f16`). */
   dtype?: DType;
   /** Whether `backward()` should fill this tensor's `.grad`. */
   requiresGrad?: boolean;
@@ -74,13 +97,12 @@ export class Tensor {
   readonly dtype: DType;
   /** Number of elements. */
   readonly size: number;
-  /** Whether gradients flow to this tensor. */
-  requiresGrad: boolean;
   /** Accumulated gradient, filled by `backward()` on leaves that require grad. */
   grad: Tensor | null = null;
   /** The op that produced this tensor (null for leaves and in no-grad mode). */
   gradFn: GradNode | null = null;
   private storage: Storage | null;
+  private gradWanted = false;
 
   /** @internal Use {@link tensor} or an op. */
   constructor(storage: Storage, shape: readonly number[], dtype: DType, requiresGrad = false) {
@@ -92,12 +114,36 @@ export class Tensor {
     scopeStack[scopeStack.length - 1]?.add(this);
   }
 
-  /** Allocates an uninitialised tensor of `shape` on the current context. */
-  static empty(shape: readonly number[], dtype: DType = 'f32', where = 'empty'): Tensor {
+  /** Whether gradients flow to this tensor (never for a packed `bf16` / `f16` weight). */
+  get requiresGrad(): boolean {
+    return this.gradWanted;
+  }
+
+  set requiresGrad(value: boolean) {
+    if (value && isPackedDType(this.dtype)) {
+      throw new Error(
+        `Tensor ${fmtShape(this.shape)} has dtype ${this.dtype}, a packed read-only weight, and cannot require gradients; ` +
+          `load the model with weightDtype 'f32' to train its weights`,
+      );
+    }
+    this.gradWanted = value;
+  }
+
+  /**
+   * Allocates an uninitialised tensor of `shape` on the current context. `exact` allocates exactly
+   * the tensor's bytes instead of the pool's size class (weights: no rounding up, not pooled).
+   */
+  static empty(shape: readonly number[], dtype: DType = 'f32', where = 'empty', exact = false): Tensor {
     checkShape(shape, where);
     const ctx = getContext();
-    const buffer = ctx.pool.acquire(Math.max(4, numel(shape) * 4));
+    const bytes = Math.max(4, storageBytes(dtype, numel(shape)));
+    const buffer = exact ? ctx.pool.acquireExact(bytes) : ctx.pool.acquire(bytes);
     return new Tensor(new Storage(ctx, buffer), shape, dtype);
+  }
+
+  /** Bytes of the elements on the GPU (4 per element; packed dtypes 2, in whole words). */
+  get byteLength(): number {
+    return storageBytes(this.dtype, this.size);
   }
 
   /** Whether `dispose()` was called. */
@@ -118,7 +164,7 @@ export class Tensor {
     return this.storage.buffer;
   }
 
-  /** The GPU buffer holding the elements (row-major, 4 bytes each). */
+  /** The GPU buffer holding the elements (row-major, {@link byteLength} bytes used). */
   get buffer(): GPUBuffer {
     return this.bufferFor('buffer');
   }
@@ -175,13 +221,18 @@ export function setBackwardImpl(f: (t: Tensor, seed?: Tensor) => void): void {
   backwardImpl = f;
 }
 
+const DTYPES: readonly DType[] = ['f32', 'i32', 'u32', 'bf16', 'f16'];
+
 function inferDType(data: TensorData): DType {
   if (data instanceof Int32Array) return 'i32';
   if (data instanceof Uint32Array) return 'u32';
+  if (data instanceof Uint16Array) throw new Error("tensor: Uint16Array data holds 16-bit patterns: give dtype 'bf16' or 'f16'");
   return 'f32';
 }
 
-function toTyped(data: TensorData, dtype: DType): Float32Array | Int32Array | Uint32Array {
+function toTyped(data: TensorData, dtype: DType): Float32Array | Int32Array | Uint32Array | Uint16Array {
+  if (isPackedDType(dtype)) return data instanceof Uint16Array ? data : floatsToBits16(data as ArrayLike<number>, dtype);
+  if (data instanceof Uint16Array) throw new Error(`tensor: Uint16Array data needs dtype 'bf16' or 'f16', not ${dtype}`);
   if (dtype === 'f32') return data instanceof Float32Array ? data : Float32Array.from(data as ArrayLike<number>);
   if (dtype === 'i32') return data instanceof Int32Array ? data : Int32Array.from(data as ArrayLike<number>);
   return data instanceof Uint32Array ? data : Uint32Array.from(data as ArrayLike<number>);
@@ -202,8 +253,7 @@ export function tensor(data: TensorData | number, shape?: readonly number[], opt
     throw new Error(`tensor: data has ${arr.length} elements but shape ${fmtShape(s)} needs ${numel(s)}`);
   }
   const dtype = options.dtype ?? inferDType(arr);
-  if (dtype !== 'f32' && dtype !== 'i32' && dtype !== 'u32')
-    throw new Error(`tensor: unknown dtype '${dtype as string}'; expected f32, i32 or u32`);
+  if (!DTYPES.includes(dtype)) throw new Error(`tensor: unknown dtype '${dtype as string}'; expected ${DTYPES.join(', ')}`);
   if (options.requiresGrad && dtype !== 'f32') throw new Error(`tensor: requiresGrad needs dtype f32, got ${dtype}`);
   const typed = toTyped(arr, dtype);
   const t = Tensor.empty(s, dtype, 'tensor');
@@ -212,12 +262,14 @@ export function tensor(data: TensorData | number, shape?: readonly number[], opt
   return t;
 }
 
-/** Reads many tensors back with one staging buffer and one `mapAsync`. */
+/** Reads many tensors back with one staging buffer and one `mapAsync` (packed dtypes widened to f32). */
 export async function readAll(tensors: Tensor[]): Promise<TypedArrayFor<DType>[]> {
   const ctx = getContext();
-  const buffers = await ctx.read(tensors.map((t) => ({ buffer: t.bufferFor('toArray'), bytes: t.size * 4 })));
+  const buffers = await ctx.read(tensors.map((t) => ({ buffer: t.bufferFor('toArray'), bytes: t.byteLength })));
   return buffers.map((b, i) => {
-    const d = tensors[i].dtype;
+    const t = tensors[i];
+    const d = t.dtype;
+    if (isPackedDType(d)) return bits16ToFloats(new Uint16Array(b, 0, t.size), d);
     return d === 'f32' ? new Float32Array(b) : d === 'i32' ? new Int32Array(b) : new Uint32Array(b);
   });
 }

@@ -3,7 +3,7 @@
  * on the host, before any GPU work, and name the function and the argument in their message.
  */
 import { getContext } from '../gpu/context';
-import { Tensor, fmtShape, tensor } from './tensor';
+import { Tensor, fmtShape, isPackedDType, tensor, type DType } from './tensor';
 
 /** A 0/1 mask: a tensor (shape and dtype are checked) or host data (values are checked too). */
 export type MaskInput = Tensor | ArrayLike<number>;
@@ -14,27 +14,54 @@ export type MaskInput = Tensor | ArrayLike<number>;
  * full check of a public argument.
  */
 export function requireFloat(fn: string, arg: string, t: Tensor): void {
-  if (t.dtype !== 'f32') throw new Error(`${fn}: argument '${arg}' has dtype ${t.dtype}; expected f32`);
+  if (t.dtype !== 'f32') throw new Error(dtypeMessage(fn, arg, t.dtype, 'f32'));
+}
+
+/** The message of a wrong dtype; a packed weight's says which kernels read packed weights. */
+function dtypeMessage(fn: string, arg: string, dtype: DType, expected: string): string {
+  const packed = isPackedDType(dtype)
+    ? ` (${dtype} is a packed read-only weight type: only matmul's 'b' and 'bias', gather's table and the norms' weight and bias read it)`
+    : '';
+  return `${fn}: argument '${arg}' has dtype ${dtype}; expected ${expected}${packed}`;
+}
+
+/**
+ * Throws naming `fn` unless `t` is f32 or a packed weight (`bf16` / `f16`): the operands that the
+ * weight-reading kernels unpack as they load.
+ */
+export function requireWeight(fn: string, arg: string, t: Tensor): void {
+  if (t.dtype !== 'f32' && !isPackedDType(t.dtype)) throw new Error(dtypeMessage(fn, arg, t.dtype, 'f32, bf16 or f16'));
+}
+
+/** The WGSL `override` value of a weight operand's dtype: 0 f32, 1 bf16, 2 f16 (see the weight-reading kernels). */
+export function weightDtypeCode(t: Tensor): number {
+  return t.dtype === 'bf16' ? 1 : t.dtype === 'f16' ? 2 : 0;
 }
 
 /** Throws unless `t` is a live f32 tensor of rank `rank` (when given). */
 export function checkFloatTensor(fn: string, arg: string, t: Tensor, rank?: number): void {
   if (!(t instanceof Tensor)) throw new Error(`${fn}: argument '${arg}' must be a Tensor`);
   t.bufferFor(`${fn} (argument '${arg}')`);
-  if (t.dtype !== 'f32') throw new Error(`${fn}: argument '${arg}' has dtype ${t.dtype}; expected f32`);
+  if (t.dtype !== 'f32') throw new Error(dtypeMessage(fn, arg, t.dtype, 'f32'));
   if (rank !== undefined && t.rank !== rank) {
     throw new Error(`${fn}: argument '${arg}' has shape ${fmtShape(t.shape)}; expected rank ${rank}`);
   }
 }
 
-/** Throws unless `t` fits in one storage binding of this device (4 bytes per element). */
+/** Throws unless `t` fits in one storage binding (the context's `bindingLimit`). */
 export function checkBindingSize(fn: string, arg: string, t: Tensor): void {
-  const limit = getContext().limits.maxStorageBufferBindingSize;
-  if (t.size * 4 > limit) {
-    throw new Error(
-      `${fn}: '${arg}' of shape ${fmtShape(t.shape)} needs ${t.size * 4} bytes, more than this device's ` +
-        `maxStorageBufferBindingSize (${limit}); split the batch into smaller micro-batches`,
-    );
+  checkBindingBytes(fn, `'${arg}' of shape ${fmtShape(t.shape)}`, t.byteLength, 'split the batch into smaller micro-batches');
+}
+
+/**
+ * Throws unless `bytes` fit in one storage binding (the context's `bindingLimit`: the device's
+ * `maxStorageBufferBindingSize` and `maxBufferSize`, or a lowered test limit). `what` names the
+ * tensor; `advice` says what to lower.
+ */
+export function checkBindingBytes(fn: string, what: string, bytes: number, advice: string): void {
+  const limit = getContext().bindingLimit;
+  if (bytes > limit) {
+    throw new Error(`${fn}: ${what} needs ${bytes} bytes, more than the storage binding limit (${limit} bytes); ${advice}`);
   }
 }
 

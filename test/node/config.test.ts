@@ -342,11 +342,13 @@ describe('uploadWeights', () => {
     const { file } = loadFile('tiny-llama');
     const config = parseModelConfig(llamaJson());
     const before = liveBufferCount();
-    // Right shape, too few bytes: passes checkWeights, then tensor() rejects it halfway through.
+    // Right shape, too few bytes: passes checkWeights, then the size check rejects it before any upload.
     const name = 'model.layers.1.mlp.gate_proj.weight';
     const e = file.tensors.get(name)!;
     const short = edit(file, (t) => t.set(name, { ...e, bytes: e.bytes.subarray(0, e.bytes.length - 4) }));
-    expect(() => uploadWeights(config, short)).toThrow(/tensor: data has 2047 elements but shape \[64,32\] needs 2048/);
+    expect(() => uploadWeights(config, short)).toThrow(
+      /'model.layers.1.mlp.gate_proj.weight' has 8188 bytes but shape \[64, 32\] in F32 needs 8192/,
+    );
     expect(liveBufferCount()).toBe(before);
     // A throwing progress callback is another midway failure.
     expect(() =>
@@ -365,14 +367,15 @@ describe('uploadWeights', () => {
     const { file } = loadFile('tiny-llama');
     expect(() => uploadWeights(parseModelConfig(gpt2Json()), file)).toThrow(/weights do not match the gpt2 config/);
     expect(liveBufferCount()).toBe(before);
-    // A fake file with the right shapes whose embedding is over the limit; its bytes are never read.
-    const limit = getContext().limits.maxStorageBufferBindingSize;
-    const config = parseModelConfig({ ...llamaJson(), vocab_size: Math.floor(limit / (32 * 4)) + 1 });
+    // A fake file with the right shapes whose MLP weights are over the limit; its bytes are never read.
+    // (An embedding over the limit is stored as row blocks: see weight-layout.test.ts.)
+    const limit = getContext().bindingLimit;
+    const config = parseModelConfig({ ...llamaJson(), intermediate_size: Math.floor(limit / (32 * 4)) + 1 });
     const fake: SafetensorsFile = { metadata: {}, tensors: new Map() };
     for (const [n, shape] of expectedWeights(config)) fake.tensors.set(n, { dtype: 'F32', shape, bytes: new Uint8Array(0) });
     expect(() => uploadWeights(config, fake)).toThrow(
       new RegExp(
-        `'model.embed_tokens.weight' \\[${config.vocabSize}, 32\\] needs \\d+ bytes as f32, more than this device's maxStorageBufferBindingSize \\(${limit} bytes\\)`,
+        `'model.layers.0.mlp.gate_proj.weight' \\[${config.intermediateSize}, 32\\] needs \\d+ bytes as f32, more than the storage binding limit \\(${limit} bytes\\); only the token embedding and the LM head are stored as row blocks`,
       ),
     );
     expect(liveBufferCount()).toBe(before);
