@@ -5,8 +5,14 @@
  * array's largest element), with the argument conventions of the Node tests (test/node/loss-*).
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { embeddingStats, liveBufferCount, losses, readAll, scope, tensor, type Tensor } from '../../src/index';
+import { embeddingStats, liveBufferCount, losses, matmul, noGrad, readAll, reshape, scope, tensor, type Tensor } from '../../src/index';
+import {
+  lmHeadDistillationCrossEntropyReference,
+  lmHeadDistillationCrossEntropyReferenceBackward,
+  type LmHeadCrossEntropyReferenceInput,
+} from '../../src/reference/index';
 import { expectClose } from '../helpers/compare';
+import { Rng } from '../helpers/random';
 import { browserGpu } from './browser-gpu';
 import { LOSS_FIXTURES, loadLossFixture, type FixtureArray, type LossFixture } from './fixtures';
 
@@ -157,5 +163,86 @@ describe('embeddingStats in Chromium', () => {
       expectClose(r, f.stats.r.data, 1e-4, 1e-6, 'voronoi distances');
     });
     expect(liveBufferCount()).toBe(before);
+  });
+});
+
+describe('lmHeadDistillationCrossEntropy (the LM head fused with the cross-entropy) in Chromium', () => {
+  // The loss fixtures have logits but not the final hidden states they came from, so the head is
+  // the identity here (hidden = logits, W = I in three unequal blocks): the fused path must give
+  // the fixture's distillationCrossEntropyLoss and its grad.zt.
+  for (const fixtureName of LOSS_FIXTURES) {
+    it(`${fixtureName}: identity head in three blocks reproduces the cross-entropy and grad.zt`, async () => {
+      const f = await loadLossFixture(fixtureName);
+      const expected = f.components.distillationCrossEntropyLoss;
+      const V = f.V;
+      const before = liveBufferCount();
+      const { value, grad } = await scope(async () => {
+        const z = input(f, 'z');
+        const zt = input(f, 'zt', true);
+        let start = 0;
+        const blocks = [V - 18, 11, 7].map((n) => {
+          const eye = new Float32Array(n * V);
+          for (let i = 0; i < n; i++) eye[i * V + start + i] = 1;
+          start += n;
+          return tensor(eye, [n, V]);
+        });
+        const loss = losses.lmHeadDistillationCrossEntropy(z, zt, blocks, f.inputs.L.data);
+        loss.backward();
+        const [v, g] = await readAll([loss, zt.grad!]);
+        return { value: v[0], grad: g };
+      });
+      expect(liveBufferCount()).toBe(before);
+      expectClose([value], [expected.value], 1e-4, 1e-6, `${fixtureName} value`);
+      expectClose(grad, expected.grad.zt.data, 1e-3, gradAtol(expected.grad.zt.data), `${fixtureName} grad zt`);
+    });
+  }
+
+  it('random hidden states and a head in unequal blocks: the float64 twin and the unfused path', async () => {
+    const rng = new Rng('lmHead browser');
+    const [B, T, d] = [3, 7, 24];
+    const blockRows = [200, 37, 129];
+    const V = blockRows.reduce((a, b) => a + b, 0);
+    const rows = B * T;
+    const teacher = Float32Array.from(rng.normals(rows * d));
+    const student = Float32Array.from(rng.normals(rows * d));
+    const head = blockRows.map((n) => Float32Array.from(rng.normals(n * d, 3 / Math.sqrt(d))));
+    const mask = Array.from({ length: rows }, (_, r) => (r % 5 === 2 ? 0 : 1));
+    const twin: LmHeadCrossEntropyReferenceInput = {
+      teacherHidden: teacher,
+      studentHidden: student,
+      headBlocks: head,
+      mask,
+      rows,
+      hidden: d,
+    };
+    const whole = new Float32Array(V * d);
+    let at = 0;
+    for (const b of head) {
+      whole.set(b, at);
+      at += b.length;
+    }
+    const before = liveBufferCount();
+    const got = await scope(async () => {
+      const h = tensor(teacher, [B, T, d]);
+      const hs = tensor(student, [B, T, d], { requiresGrad: true });
+      const blocks = head.map((b, i) => tensor(b, [blockRows[i], d]));
+      // A scratch of one 128-row window per dispatch: several windows per block.
+      const fused = losses.lmHeadDistillationCrossEntropy(h, hs, blocks, mask, { maxScratchBytes: 1 });
+      fused.backward();
+      const fusedGrad = hs.grad!;
+      hs.grad = null;
+      const W = tensor(whole, [V, d]);
+      const z = noGrad(() => reshape(matmul(h, W, { transposeB: true }), [B, T, V]));
+      const unfused = losses.distillationCrossEntropy(z, reshape(matmul(hs, W, { transposeB: true }), [B, T, V]), mask);
+      unfused.backward();
+      const [fv, fg, uv, ug] = await readAll([fused, fusedGrad, unfused, hs.grad!]);
+      fusedGrad.dispose(); // a leaf's gradient belongs to no scope
+      return { fusedValue: fv[0], fusedGrad: fg, unfusedValue: uv[0], unfusedGrad: ug };
+    });
+    expect(liveBufferCount()).toBe(before);
+    expectClose([got.fusedValue], [lmHeadDistillationCrossEntropyReference(twin)], 1e-4, 1e-6, 'value vs twin');
+    expectClose(got.fusedGrad, lmHeadDistillationCrossEntropyReferenceBackward(twin), 1e-3, 1e-6, 'grad vs twin');
+    expectClose([got.fusedValue], [got.unfusedValue], 1e-5, 1e-6, 'value vs unfused');
+    expectClose(got.fusedGrad, got.unfusedGrad, 1e-3, 1e-6, 'grad vs unfused');
   });
 });
