@@ -12,7 +12,7 @@ import type { FactoryName } from '../src/factories/options';
 import { TrainingForm } from './ui/form';
 import { LineChart, LossCharts } from './ui/charts';
 import { checkWebGpu, renderWebGpuHelp } from './ui/webgpu';
-import { fetchDefaultModel, formatBytes, readPickedFiles, type ModelFiles } from './ui/modelFiles';
+import { fetchDefaultModel, formatBytes, readPickedFiles, weightBuffers, type ModelFiles } from './ui/modelFiles';
 import { renderInspect } from './ui/inspectView';
 import { loadBible, pickVerses, splitDocuments, type Bible } from './corpus';
 
@@ -238,12 +238,12 @@ async function loadModel(get: () => Promise<ModelFiles>): Promise<void> {
   setStatus(ui.modelStatus, 'Reading the model files…');
   try {
     const files = await get();
-    const size = files.weights.byteLength;
+    const size = weightBuffers(files.weights).reduce((n, b) => n + b.byteLength, 0);
     setStatus(ui.modelStatus, `Uploading ${formatBytes(size)} of weights to the GPU…`);
     ui.modelProgress.removeAttribute('value');
     const { weights, config, tokenizerJson, tokenizerConfig } = files;
     // Transferred, not copied: a model can be hundreds of megabytes.
-    const summary = await api.loadModel(Comlink.transfer({ config, weights, tokenizerJson, tokenizerConfig }, [weights]));
+    const summary = await api.loadModel(Comlink.transfer({ config, weights, tokenizerJson, tokenizerConfig }, weightBuffers(weights)));
     state.model = { layers: summary.layers, maxPositions: summary.maxPositions, tokenizer: summary.tokenizer };
     form.setModel(summary.layers, summary.maxPositions);
     const params =

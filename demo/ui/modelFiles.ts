@@ -7,13 +7,17 @@
 import defaultConfigUrl from '../../models/default/config.json?url';
 import defaultWeightsUrl from '../../models/default/model.safetensors?url';
 import defaultTokenizerConfigUrl from '../../models/default/tokenizer_config.json?url';
+import { SAFETENSORS_INDEX_NAME, parseSafetensorsIndex } from '../../src/models/shards';
+
+/** The weights as the worker's `loadModel` takes them: `model.safetensors`, or the index and its shards. */
+export type ModelWeights = ArrayBuffer | { index: unknown; shards: Record<string, ArrayBuffer> };
 
 /** A model's files, read and parsed, ready for the worker's `loadModel`. */
 export interface ModelFiles {
   /** Where they came from, for the status line. */
   source: string;
   config: unknown;
-  weights: ArrayBuffer;
+  weights: ModelWeights;
   tokenizerJson?: unknown;
   tokenizerConfig?: unknown;
 }
@@ -74,8 +78,9 @@ export async function fetchDefaultModel(onProgress?: LoadProgress): Promise<Mode
 }
 
 /**
- * Finds and reads `config.json`, `model.safetensors` and (when present) `tokenizer.json` and
- * `tokenizer_config.json` among picked files (a folder's contents, or files picked together).
+ * Finds and reads `config.json`, `model.safetensors` (or `model.safetensors.index.json` and the
+ * shards it names) and (when present) `tokenizer.json` and `tokenizer_config.json` among picked
+ * files (a folder's contents, or files picked together).
  *
  * @throws an Error naming the missing or broken file.
  */
@@ -89,13 +94,14 @@ export async function readPickedFiles(files: FileList | File[]): Promise<ModelFi
   }
   const configFile = byName.get('config.json');
   const weightsFile = byName.get('model.safetensors');
-  if (!configFile || !weightsFile) {
-    const missing = [!configFile && 'config.json', !weightsFile && 'model.safetensors'].filter(Boolean).join(' and ');
-    const sharded = [...byName.keys()].some((n) => n === 'model.safetensors.index.json' || /^model-\d+-of-\d+\.safetensors$/.test(n));
-    const hint = sharded
-      ? ' This model is split into several safetensors shards, which the demo does not read: pick a model saved as one model.safetensors.'
-      : ' Pick a Hugging Face model folder (or its files) holding config.json, model.safetensors and, for text, tokenizer.json.';
-    const seen = byName.size ? ` Found: ${[...byName.keys()].sort().join(', ')}.` : '';
+  const indexFile = byName.get(SAFETENSORS_INDEX_NAME);
+  const seen = byName.size ? ` Found: ${[...byName.keys()].sort().join(', ')}.` : '';
+  if (!configFile || (!weightsFile && !indexFile)) {
+    const missing = [!configFile && 'config.json', !weightsFile && !indexFile && 'model.safetensors'].filter(Boolean).join(' and ');
+    const shards = [...byName.keys()].some((n) => /^model-\d+-of-\d+\.safetensors$/.test(n));
+    const hint = shards
+      ? ` This model is split into several safetensors shards: pick ${SAFETENSORS_INDEX_NAME} with them.`
+      : ' Pick a Hugging Face model folder (or its files) holding config.json, model.safetensors (or its shards and their index) and, for text, tokenizer.json.';
     throw new Error(`missing ${missing}.${hint}${seen}`);
   }
   const config = parseJson(await configFile.text(), 'config.json');
@@ -103,9 +109,26 @@ export async function readPickedFiles(files: FileList | File[]): Promise<ModelFi
   const tokenizerConfigFile = byName.get('tokenizer_config.json');
   const tokenizerJson = tokenizerFile ? parseJson(await tokenizerFile.text(), 'tokenizer.json') : undefined;
   const tokenizerConfig = tokenizerConfigFile ? parseJson(await tokenizerConfigFile.text(), 'tokenizer_config.json') : undefined;
-  const weights = await weightsFile.arrayBuffer();
+  const weights = weightsFile ? await weightsFile.arrayBuffer() : await readShards(indexFile!, byName, seen);
   const folder = configFile.webkitRelativePath.split('/')[0];
   return { source: folder && folder !== 'config.json' ? `${folder}/` : 'picked files', config, weights, tokenizerJson, tokenizerConfig };
+}
+
+/** The shards a picked `model.safetensors.index.json` names, every one checked to be there before any is read. */
+async function readShards(indexFile: File, byName: Map<string, File>, seen: string): Promise<ModelWeights> {
+  const index = parseSafetensorsIndex(parseJson(await indexFile.text(), SAFETENSORS_INDEX_NAME));
+  const missing = index.shards.filter((shard) => !byName.has(shard));
+  if (missing.length) {
+    throw new Error(`missing shard${missing.length > 1 ? 's' : ''} ${missing.join(', ')} named by ${SAFETENSORS_INDEX_NAME}.${seen}`);
+  }
+  const shards: Record<string, ArrayBuffer> = {};
+  for (const shard of index.shards) shards[shard] = await byName.get(shard)!.arrayBuffer();
+  return { index: await indexFile.text(), shards };
+}
+
+/** The buffers of the weights (what to transfer to the worker). */
+export function weightBuffers(weights: ModelWeights): ArrayBuffer[] {
+  return weights instanceof ArrayBuffer ? [weights] : Object.values(weights.shards);
 }
 
 /** "12.3 MB". */

@@ -11,11 +11,13 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { FACTORY_NAMES, factoryOptionsHelp, isFactoryName, type FactoryName } from '../factories/options';
+import { SAFETENSORS_INDEX_NAME, parseSafetensorsIndex } from '../models/shards';
 import {
   TrainerService,
   type AdapterSummary,
   type ConfigureSummary,
   type EvaluationResult,
+  type LoadModelArgs,
   type MetricsEvent,
   type ModelSummary,
   type ProgressEvent,
@@ -104,7 +106,8 @@ Usage: npm run train -- [--model DIR] [--steps N] [--out DIR] [options]
        sgt-train [--model DIR] [--steps N] [--out DIR] [options]
 
 Main:
-  --model DIR              Hugging Face model folder: config.json, model.safetensors, and
+  --model DIR              Hugging Face model folder: config.json, model.safetensors (or the
+                           shards model.safetensors.index.json names), and
                            tokenizer.json (+ tokenizer_config.json) if the model has one.
                            Without tokenizer.json the byte-level tokenizer is used, which needs a
                            vocabulary of at least 259 ids; otherwise pass --tokens-file.
@@ -206,28 +209,50 @@ export const DEFAULT_MODEL_DIR = resolve(dirname(fileURLToPath(import.meta.url))
 const DEFAULT_STEPS = 50;
 const DEFAULT_OUT = 'runs/latest';
 
+/** A file's bytes in a buffer of their own (a Buffer may be a view into a shared pool). */
+function readBytes(path: string): Uint8Array {
+  const buf = readFileSync(path);
+  const bytes = new Uint8Array(buf.byteLength);
+  bytes.set(buf);
+  return bytes;
+}
+
+/**
+ * The folder's weights: `model.safetensors`, or the shards `model.safetensors.index.json` names
+ * (every one checked to exist before any is read).
+ */
+function readModelWeights(dir: string): LoadModelArgs['weights'] {
+  const weightsPath = join(dir, 'model.safetensors');
+  if (existsSync(weightsPath)) return readBytes(weightsPath);
+  const indexPath = join(dir, SAFETENSORS_INDEX_NAME);
+  if (!existsSync(indexPath)) throw new UsageError(`--model ${dir}: no model.safetensors (nor ${SAFETENSORS_INDEX_NAME}) in that folder`);
+  let index: ReturnType<typeof parseSafetensorsIndex>;
+  try {
+    index = parseSafetensorsIndex(readFileSync(indexPath, 'utf8'));
+  } catch (e) {
+    throw new UsageError(`--model ${dir}: ${(e as Error).message}`);
+  }
+  const missing = index.shards.filter((shard) => !existsSync(join(dir, shard)));
+  if (missing.length) {
+    throw new UsageError(
+      `--model ${dir}: missing shard${missing.length > 1 ? 's' : ''} ${missing.join(', ')} named by ${SAFETENSORS_INDEX_NAME}`,
+    );
+  }
+  const shards: Record<string, Uint8Array> = {};
+  for (const shard of index.shards) shards[shard] = readBytes(join(dir, shard));
+  return { index: readFileSync(indexPath, 'utf8'), shards };
+}
+
 /** The model folder's files, checked before any GPU work. */
-function readModelDir(dir: string): { config: unknown; weights: Uint8Array; tokenizerJson?: unknown; tokenizerConfig?: unknown } {
+function readModelDir(dir: string): LoadModelArgs {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UsageError(`--model ${dir}: no such folder`);
   const configPath = join(dir, 'config.json');
   if (!existsSync(configPath))
     throw new UsageError(
-      `--model ${dir}: no config.json in that folder (expected a Hugging Face model folder with config.json and model.safetensors)`,
+      `--model ${dir}: no config.json in that folder (expected a Hugging Face model folder with config.json and model.safetensors or its shards)`,
     );
-  const weightsPath = join(dir, 'model.safetensors');
-  if (!existsSync(weightsPath)) {
-    const sharded = existsSync(join(dir, 'model.safetensors.index.json'));
-    throw new UsageError(
-      sharded
-        ? `--model ${dir}: the weights are sharded (model.safetensors.index.json); only a single model.safetensors is supported`
-        : `--model ${dir}: no model.safetensors in that folder`,
-    );
-  }
   const config = readJsonFile(configPath, 'config.json');
-  const buf = readFileSync(weightsPath);
-  // A Buffer may be a view into a shared pool: copy to a buffer of its own.
-  const weights = new Uint8Array(buf.byteLength);
-  weights.set(buf);
+  const weights = readModelWeights(dir);
   const tokenizerPath = join(dir, 'tokenizer.json');
   const tokenizerConfigPath = join(dir, 'tokenizer_config.json');
   return {

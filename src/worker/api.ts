@@ -21,12 +21,21 @@ export interface AdapterSummary {
   maxBufferSize: number;
 }
 
-/** Arguments of {@link TrainerWorkerApi.loadModel}. Pass `weights` with `comlink.transfer(weights, [weights])` so it moves instead of being copied. */
+/** Bytes of one safetensors file. */
+export type WeightBytes = ArrayBuffer | Uint8Array;
+
+/**
+ * Arguments of {@link TrainerWorkerApi.loadModel}. Pass `weights` with
+ * `comlink.transfer(args, [buffers])` (every shard's buffer) so it moves instead of being copied.
+ */
 export interface LoadModelArgs {
   /** The parsed `config.json` (or its text). */
   config: unknown;
-  /** The bytes of `model.safetensors`. */
-  weights: ArrayBuffer | Uint8Array;
+  /**
+   * The bytes of `model.safetensors`; or of a sharded checkpoint: a list of shards, or
+   * `{ index, shards }` with `model.safetensors.index.json` (parsed or text) and the shards by file name.
+   */
+  weights: WeightBytes | WeightBytes[] | { index: unknown; shards: Record<string, WeightBytes> };
   /** The parsed `tokenizer.json` (or its text), when the model ships one. */
   tokenizerJson?: unknown;
   /** The parsed `tokenizer_config.json` (or its text): names the BOS/EOS/PAD tokens. */

@@ -4,7 +4,7 @@
  * model's own, the byte-level fallback, or none).
  */
 import type { GpuContext } from '../gpu/context';
-import { parseSafetensors, type SafetensorsFile } from '../models/safetensors';
+import { SAFETENSORS_INDEX_NAME, isShardedWeights, readWeights } from '../models/shards';
 import { loadCausalLM, type CausalLM } from '../models/causalLM';
 import { byteTokenizer, loadHuggingFaceTokenizer, type Tokenizer } from '../text/tokenizer';
 import { type AdapterSummary, type LoadModelArgs, type ModelSummary, fail } from './api';
@@ -35,10 +35,13 @@ export function adapterSummary(ctx: GpuContext): AdapterSummary {
 export function checkLoadModelArgs(method: string, args: LoadModelArgs): void {
   if (args === null || typeof args !== 'object') fail(method, 'expected { config, weights, tokenizerJson?, tokenizerConfig? }');
   const { weights } = args;
-  if (!(weights instanceof ArrayBuffer) && !(weights instanceof Uint8Array)) {
+  const isBytes = (w: unknown) => w instanceof ArrayBuffer || w instanceof Uint8Array;
+  const ok = isBytes(weights) || (Array.isArray(weights) && weights.every(isBytes)) || isShardedWeights(weights);
+  if (!ok) {
     fail(
       method,
-      `'weights' must be the bytes of model.safetensors (an ArrayBuffer or Uint8Array), got ${weights === null ? 'null' : typeof weights}`,
+      `'weights' must be the bytes of model.safetensors (an ArrayBuffer or Uint8Array), a list of shards' bytes, or ` +
+        `{ index, shards } with ${SAFETENSORS_INDEX_NAME} and the shards' bytes by file name; got ${weights === null ? 'null' : typeof weights}`,
     );
   }
 }
@@ -59,8 +62,8 @@ export interface LoadedModel {
  * and its vocabulary has room for it. Nothing is left on the GPU when it throws.
  */
 export async function loadModelAndTokenizer(method: string, args: LoadModelArgs): Promise<LoadedModel> {
-  const weights = args.weights;
-  const file: SafetensorsFile = parseSafetensors(weights instanceof Uint8Array ? weights : new Uint8Array(weights));
+  // One file, or the shards merged (a missing shard or a tensor in two is named here, before GPU work).
+  const file = await readWeights(args.weights);
   // Counted from the file: tied embeddings are stored once, which is the usual convention.
   let parameterCount = 0;
   for (const entry of file.tensors.values()) parameterCount += entry.shape.reduce((a, b) => a * b, 1);

@@ -12,8 +12,8 @@ export type { FixtureArray, LossFixture } from '../helpers/fixtures';
 export const LOSS_FIXTURES = ['losses-small', 'losses-small-sigma', 'losses-uncombined'] as const;
 export type LossFixtureName = (typeof LOSS_FIXTURES)[number];
 
-/** The fixture models. */
-export const MODEL_FIXTURES = ['tiny-llama', 'tiny-gpt2'] as const;
+/** The fixture models (tiny-llama3 is sharded: an index and two BF16 shards). */
+export const MODEL_FIXTURES = ['tiny-llama', 'tiny-gpt2', 'tiny-llama3', 'tiny-qwen2'] as const;
 export type ModelFixtureName = (typeof MODEL_FIXTURES)[number];
 
 /** The fixtures folder, as the globs below spell it (relative to this file). */
@@ -24,7 +24,7 @@ const DIR = '../../../shared/fixtures';
 const jsonFiles = import.meta.glob<unknown>(['../../../shared/fixtures/*.json', '../../../shared/fixtures/*/*.json'], {
   import: 'default',
 });
-const safetensorsUrls = import.meta.glob<string>('../../../shared/fixtures/*/model.safetensors', {
+const safetensorsUrls = import.meta.glob<string>('../../../shared/fixtures/*/*.safetensors', {
   query: '?url',
   import: 'default',
 });
@@ -80,16 +80,37 @@ export interface ModelReference {
   gradInputsEmbedsOfSumLogitsTimesR: FixtureArray;
 }
 
-/** A fixture model's `config.json` (parsed), `model.safetensors` bytes and `reference.json`. */
-export async function loadModelFixture(name: ModelFixtureName): Promise<{ config: unknown; bytes: Uint8Array; ref: ModelReference }> {
-  const weightsPath = `${name}/model.safetensors`;
+/** The bytes of `<name>/<file>.safetensors`. */
+async function loadSafetensorsFixture(weightsPath: string): Promise<Uint8Array> {
   const loadUrl = safetensorsUrls[`${DIR}/${weightsPath}`];
   if (!loadUrl) throw missing(weightsPath, Object.keys(safetensorsUrls));
-  const [config, ref, bytes] = await Promise.all([
+  const bytes = await loadUrl().then((url) => fetchBytes(weightsPath, url));
+  if (bytes.byteLength < 8) throw new Error(`fixture ${DIR}/${weightsPath} has only ${bytes.byteLength} bytes`);
+  return bytes;
+}
+
+/** The weights of a fixture model as `loadCausalLM` takes them. */
+export type FixtureWeights = Uint8Array | { index: unknown; shards: Record<string, Uint8Array> };
+
+/**
+ * A fixture model's `config.json` (parsed), weights and `reference.json`. The weights are the
+ * bytes of `model.safetensors`, or, for a sharded fixture (one with `model.safetensors.index.json`),
+ * the index with every shard it names.
+ */
+export async function loadModelFixture(name: ModelFixtureName): Promise<{ config: unknown; weights: FixtureWeights; ref: ModelReference }> {
+  const indexPath = `${name}/model.safetensors.index.json`;
+  const [config, ref] = await Promise.all([
     readFixtureJson<unknown>(`${name}/config.json`),
     readFixtureJson<ModelReference>(`${name}/reference.json`),
-    loadUrl().then((url) => fetchBytes(weightsPath, url)),
   ]);
-  if (bytes.byteLength < 8) throw new Error(`fixture ${DIR}/${weightsPath} has only ${bytes.byteLength} bytes`);
-  return { config, bytes, ref };
+  if (!jsonFiles[`${DIR}/${indexPath}`]) return { config, weights: await loadSafetensorsFixture(`${name}/model.safetensors`), ref };
+  const index = await readFixtureJson<{ weight_map: Record<string, string> }>(indexPath);
+  const names = [...new Set(Object.values(index.weight_map))];
+  const shards: Record<string, Uint8Array> = {};
+  await Promise.all(
+    names.map(async (shard) => {
+      shards[shard] = await loadSafetensorsFixture(`${name}/${shard}`);
+    }),
+  );
+  return { config, weights: { index, shards }, ref };
 }

@@ -82,8 +82,8 @@ describe('the trainer worker over comlink', () => {
     );
     expect(early?.message).toBe('TrainerService.configure: no model is loaded: call loadModel() first');
 
-    const { config, bytes } = await loadModelFixture('tiny-llama');
-    const weights = bytes.buffer as ArrayBuffer;
+    const { config, weights: bytes } = await loadModelFixture('tiny-llama');
+    const weights = (bytes as Uint8Array).buffer as ArrayBuffer;
     const size = weights.byteLength;
     const model = await remote().loadModel(Comlink.transfer({ config, weights }, [weights]));
     // Moved, not copied: detached on this side.

@@ -5,7 +5,7 @@
  * calls made in the wrong order. Each `main` and each service destroys its device when done, so
  * this file runs in its own process (forks pool).
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -13,11 +13,13 @@ import { FIXTURES_DIR } from '../helpers/fixtures';
 import { parseSafetensors, toFloat32 } from '../../src/models/safetensors';
 import { writeSafetensors, type SafetensorsWriteTensor } from '../../src/models/safetensorsWriter';
 import { TransformerCloak } from '../../src/models/cloak';
+import { liveBufferCount } from '../../src/index';
 import { seededRandom } from '../../src/text/data';
 import { DEFAULT_MODEL_DIR, main, helpText, UsageError, DEFAULT_CORPUS, type TrainingReport } from '../../src/cli/cli';
 import { TrainerService, DEFAULT_FACTORY_OPTIONS, type ProgressEvent, type StepEvent } from '../../src/worker/workerApi';
 
 const TINY_LLAMA = resolve(FIXTURES_DIR, 'tiny-llama');
+const TINY_LLAMA3 = resolve(FIXTURES_DIR, 'tiny-llama3');
 const work = mkdtempSync(join(tmpdir(), 'sgt-cli-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
@@ -254,6 +256,30 @@ describe('npm run train (main)', () => {
     }
   });
 
+  it('trains from a sharded folder (model.safetensors.index.json: tiny-llama3) and names a missing shard', async () => {
+    const sharded = join(work, 'tiny-llama3');
+    mkdirSync(sharded, { recursive: true });
+    for (const f of readdirSync(TINY_LLAMA3)) copyFileSync(join(TINY_LLAMA3, f), join(sharded, f));
+    rmSync(join(sharded, 'reference.json'));
+    const { io } = quietIO();
+    const args = ['--steps', '1', '--tokens-file', tokensFile, '--batch-size', '2', '--seq-len', '8', '--cloak', 'numLayers=1'];
+    const result = await main(['--model', sharded, '--out', join(work, 'run-sharded'), ...args], io);
+    if (result.help) throw new Error('main printed the help instead of training');
+    // tiny-llama3: tied 128 x 48 embedding, two blocks of 2*48 norms + q, o 64x48 + k, v 32x48 + three 96x48 MLP mats, final norm.
+    expect(result.report.model).toMatchObject({ type: 'llama', layers: 2, hiddenSize: 48, vocabSize: 128, heads: 4 });
+    expect(result.report.model.parameterCount).toBe(128 * 48 + 2 * (2 * 48 + 2 * 64 * 48 + 2 * 32 * 48 + 3 * 96 * 48) + 48);
+    expect(Number.isFinite(result.report.final.loss)).toBe(true);
+    rmSync(join(sharded, 'model-00002-of-00002.safetensors'));
+    await expect(main(['--model', sharded, '--out', join(work, 'bad-sharded'), ...args], io)).rejects.toThrow(
+      `--model ${sharded}: missing shard model-00002-of-00002.safetensors named by model.safetensors.index.json`,
+    );
+    rmSync(join(sharded, 'model.safetensors.index.json'));
+    await expect(main(['--model', sharded, '--out', join(work, 'bad-sharded'), ...args], io)).rejects.toThrow(
+      /no model\.safetensors \(nor model\.safetensors\.index\.json\) in that folder/,
+    );
+    expect(existsSync(join(work, 'bad-sharded'))).toBe(false);
+  });
+
   it('rejects bad arguments with clear errors', async () => {
     const { io } = quietIO();
     const run = (...args: string[]) => main(args, io);
@@ -338,6 +364,29 @@ describe('TrainerService in Node', () => {
     await expect(s.step()).rejects.toThrow('TrainerService.step: the service was disposed');
     await expect(s.init()).rejects.toThrow('TrainerService.init: the service was disposed');
     expect(await s.getState()).toMatchObject({ state: 'disposed' });
+  });
+
+  it('loads a sharded checkpoint as a list of buffers or with its index; a missing shard is named and leaves nothing allocated', async () => {
+    const s = new TrainerService();
+    await s.init();
+    const llama3 = JSON.parse(readFileSync(join(TINY_LLAMA3, 'config.json'), 'utf8')) as unknown;
+    const shard = (n: number) => new Uint8Array(readFileSync(join(TINY_LLAMA3, `model-0000${n}-of-00002.safetensors`))).slice().buffer;
+    const index = readFileSync(join(TINY_LLAMA3, 'model.safetensors.index.json'), 'utf8');
+    const expected = { type: 'llama', layers: 2, hiddenSize: 48, vocabSize: 128, heads: 4, maxPositions: 64 };
+    expect(await s.loadModel({ config: llama3, weights: [shard(2), shard(1)] })).toMatchObject(expected);
+    const withIndex = { index, shards: { 'model-00001-of-00002.safetensors': shard(1), 'model-00002-of-00002.safetensors': shard(2) } };
+    expect(await s.loadModel({ config: llama3, weights: withIndex })).toMatchObject(expected);
+    const start = liveBufferCount();
+    await expect(
+      s.loadModel({ config: llama3, weights: { index, shards: { 'model-00001-of-00002.safetensors': shard(1) } } }),
+    ).rejects.toThrow("weights: missing shard 'model-00002-of-00002.safetensors' (10 tensors) named by model.safetensors.index.json");
+    await expect(s.loadModel({ config: llama3, weights: [shard(1), shard(1)] })).rejects.toThrow(/is in two shards/);
+    await expect(s.loadModel({ config: llama3, weights: [shard(1)] })).rejects.toThrow(/absent from every shard/);
+    await expect(s.loadModel({ config: llama3, weights: { shards: {} } as never })).rejects.toThrow(
+      /'weights' must be the bytes of model.safetensors/,
+    );
+    expect(liveBufferCount()).toBe(start);
+    await s.dispose();
   });
 
   it('pauses, resumes and stops between steps; a failing callback rejects start with its message', async () => {

@@ -17,6 +17,7 @@ import {
   parseSafetensorsIndex,
   readWeights,
   type ShardedWeights,
+  type WeightsSource,
 } from '../../src/models/shards';
 import { FIXTURES_DIR } from '../helpers/fixtures';
 
@@ -33,13 +34,13 @@ function fixture() {
 }
 
 /** A safetensors file holding some tensors of `file`, copied under their names. */
-function subset(file: SafetensorsFile, names: string[]): Uint8Array {
+function subset(file: SafetensorsFile, names: string[]): Uint8Array<ArrayBuffer> {
   const out: Record<string, { dtype: 'BF16'; shape: number[]; data: Uint16Array }> = {};
   for (const name of names) {
     const e = file.tensors.get(name)!;
     out[name] = { dtype: 'BF16', shape: e.shape, data: new Uint16Array(e.bytes.slice().buffer) };
   }
-  return writeSafetensors(out);
+  return writeSafetensors(out) as Uint8Array<ArrayBuffer>;
 }
 
 describe('reading a sharded checkpoint', () => {
@@ -53,7 +54,7 @@ describe('reading a sharded checkpoint', () => {
     const b = await readWeights([shard2, shard1]);
     const c = await readWeights({
       index: JSON.parse(indexText),
-      shards: new Map([
+      shards: new Map<string, WeightsSource>([
         [SHARD1, new Blob([shard1])],
         [SHARD2, shard2],
       ]),
