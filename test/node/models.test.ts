@@ -171,6 +171,32 @@ describe.each(MODELS)('%s', (name) => {
   });
 });
 
+describe('the issue-9 fixtures hold what they are meant to test', () => {
+  it('tiny-llama3: llama3 scaling with T past the original context, head_dim 16 != 48 / 4, tied, BF16, two shards', () => {
+    const { config: raw, file, ref } = files('tiny-llama3');
+    const c = parseModelConfig(raw);
+    expect([c.hiddenSize, c.numHeads, c.headDim, c.tieWordEmbeddings]).toEqual([48, 4, 16, true]);
+    expect(c.numHeads * c.headDim).not.toBe(c.hiddenSize);
+    expect(c.ropeScaling).toMatchObject({ type: 'llama3', originalMaxPositionEmbeddings: 16 });
+    expect(ref.ids.shape[1]).toBeGreaterThan(16);
+    expect(file.tensors.get('model.layers.0.self_attn.q_proj.weight')!.shape).toEqual([64, 48]);
+    expect(file.tensors.get('model.layers.0.self_attn.o_proj.weight')!.shape).toEqual([48, 64]);
+    expect([...file.tensors.values()].every((e) => e.dtype === 'BF16')).toBe(true);
+    expect(file.shards).toHaveLength(2);
+  });
+
+  it('tiny-qwen2: q/k/v biases (not zero), GQA 4:1, tied, BF16', () => {
+    const { config: raw, file } = files('tiny-qwen2');
+    const c = parseModelConfig(raw);
+    expect([c.modelType, c.attentionBias, c.numHeads, c.numKvHeads, c.tieWordEmbeddings]).toEqual(['qwen2', true, 4, 1, true]);
+    for (const p of ['q', 'k', 'v']) {
+      const bias = file.tensors.get(`model.layers.1.self_attn.${p}_proj.bias`)!;
+      expect(toFloat32(bias).some((v) => v !== 0)).toBe(true);
+    }
+    expect([...file.tensors.values()].every((e) => e.dtype === 'BF16')).toBe(true);
+  });
+});
+
 describe('bad input', () => {
   it('rejects unsupported architectures, bad ids, long sequences and bad block indices, leaving nothing allocated', async () => {
     await gpu();
