@@ -338,27 +338,11 @@ function lossCurve(steps: StepEvent[]): TrainingReport['lossCurve'] {
   };
 }
 
-/**
- * Runs the CLI on `argv` (the arguments after the script name) in this process: parses them,
- * trains, writes the three files and returns the report. Throws {@link UsageError} on a bad
- * command line or model folder, and the training's own error otherwise; the device is destroyed
- * either way.
- */
-export async function main(argv: readonly string[], io: CliIO = {}): Promise<CliResult> {
-  const out = io.stdout ?? ((s: string) => process.stdout.write(s));
-  const err = io.stderr ?? ((s: string) => process.stderr.write(s));
-  let parsed: ReturnType<typeof parseCli>;
-  try {
-    parsed = parseCli(argv);
-  } catch (e) {
-    // parseArgs' own errors (unknown flag, missing value) are usage errors too.
-    throw e instanceof UsageError ? e : new UsageError(`${(e as Error).message} (see --help)`);
-  }
-  const { values } = parsed;
-  if (values.help) {
-    out(helpText());
-    return { help: true };
-  }
+/** The command line's values, as `parseArgs` returns them. */
+type CliValues = ReturnType<typeof parseCli>['values'];
+
+/** The run's options from the command line, checked, with their defaults (no file is read yet). */
+function runOptions(values: CliValues) {
   const steps = intArg('--steps', values.steps, DEFAULT_STEPS, 1);
   const factory = (values.factory ?? DEFAULTS.factory) as FactoryName;
   if (!isFactoryName(factory)) throw new UsageError(`--factory must be one of ${FACTORY_NAMES.join(', ')}, got '${factory}'`);
@@ -381,9 +365,31 @@ export async function main(argv: readonly string[], io: CliIO = {}): Promise<Cli
   );
   const factoryOverrides = Object.fromEntries((values.set ?? []).map((p) => parsePair('--set', p)));
   const cloak = Object.fromEntries((values.cloak ?? []).map((p) => parsePair('--cloak', p)));
+  return {
+    steps,
+    factory,
+    batchSize,
+    seqLenArg,
+    learningRate,
+    warmupSteps,
+    maxGradNorm,
+    seed,
+    evaluateEvery,
+    evaluateBatches,
+    heldOutFraction,
+    factoryOverrides,
+    cloak,
+    modelDir: resolve(values.model ?? DEFAULT_MODEL_DIR),
+    outDir: resolve(values.out ?? DEFAULT_OUT),
+    quiet: values.quiet ?? false,
+  };
+}
 
-  const modelDir = resolve(values.model ?? DEFAULT_MODEL_DIR);
-  const outDir = resolve(values.out ?? DEFAULT_OUT);
+/** The checked options of a run. */
+type RunOptions = ReturnType<typeof runOptions>;
+
+/** The model folder and the training data (a tokens file, a text file or the built-in corpus), read from disk. */
+function readInputs(values: CliValues, modelDir: string) {
   const files = readModelDir(modelDir);
   const tokens = values['tokens-file'] !== undefined ? readTokensFile(resolve(values['tokens-file'])) : undefined;
   const text = tokens ? undefined : values.text !== undefined ? readTextFile(resolve(values.text)) : [...DEFAULT_CORPUS];
@@ -392,118 +398,171 @@ export async function main(argv: readonly string[], io: CliIO = {}): Promise<Cli
     : values.text !== undefined
       ? `text ${resolve(values.text)}`
       : 'built-in corpus';
-  const quiet = values.quiet ?? false;
-  const bar = new ProgressBar(steps, quiet ? () => {} : err, io.interactive ?? (!io.stderr && process.stderr.isTTY === true));
+  return { files, tokens, text, source };
+}
+
+/** What the run reads from disk. */
+type RunInputs = ReturnType<typeof readInputs>;
+
+/** Creates the device, loads the model and configures the trainer; notes the setup on the progress bar. */
+async function setUp(service: TrainerService, o: RunOptions, inputs: RunInputs, bar: ProgressBar) {
+  const adapter = await service.init();
+  const model = await service.loadModel(inputs.files);
+  if (!inputs.tokens && model.tokenizer === 'none') {
+    throw new UsageError(
+      `--model ${o.modelDir} has no tokenizer.json and its vocabulary (${model.vocabSize} ids) is too small for the byte-level ` +
+        'tokenizer (it needs 259): a tokenizer is needed (put tokenizer.json in the folder), or pass pre-tokenized data with --tokens-file',
+    );
+  }
+  const seqLen = o.seqLenArg ?? Math.min(DEFAULTS.seqLen, model.maxPositions);
+  const config: TrainingConfig = {
+    factory: o.factory,
+    factoryOptions: o.factoryOverrides,
+    cloak: o.cloak,
+    batchSize: o.batchSize,
+    seqLen,
+    learningRate: o.learningRate,
+    warmupSteps: o.warmupSteps,
+    totalSteps: o.steps,
+    maxSteps: o.steps,
+    maxGradNorm: o.maxGradNorm,
+    seed: o.seed,
+    heldOutFraction: o.heldOutFraction,
+    evaluateEvery: o.evaluateEvery,
+    evaluateBatches: o.evaluateBatches,
+    ...(inputs.tokens ? { tokens: inputs.tokens } : { text: inputs.text }),
+  };
+  const data = await service.configure(config);
+  if (!o.quiet) {
+    bar.note(
+      `${model.type}: ${model.layers} layers, d=${model.hiddenSize}, vocab ${model.vocabSize}, ${model.parameterCount} parameters; ` +
+        `${data.trainSequences} training / ${data.heldOutSequences} held-out sequences of ${seqLen} (${data.tokenizer}); ` +
+        `${o.factory}, cloak of ${data.cloakParameterCount} parameters; ${adapter.vendor || adapter.description || 'WebGPU'}`,
+    );
+  }
+  return { adapter, model, data, seqLen };
+}
+
+/** Runs the configured steps (progress on the bar), evaluates at the end, and fetches the cloak and the checkpoint. */
+async function trainAndEvaluate(service: TrainerService, o: RunOptions, bar: ProgressBar) {
+  const stepEvents: StepEvent[] = [];
+  const metricsHistory: Omit<MetricsEvent, 'type'>[] = [];
+  const started = performance.now();
+  await service.start((e: ProgressEvent) => {
+    if (e.type === 'step') {
+      if (!Number.isFinite(e.loss)) throw new Error(`the loss is ${e.loss} at step ${e.step}: lower --lr or check the factory options`);
+      stepEvents.push(e);
+      bar.update(e);
+    } else if (e.type === 'metrics') {
+      const { type: _type, ...m } = e;
+      metricsHistory.push(m);
+      if (!o.quiet)
+        bar.note(
+          `step ${e.step}: NN-FR ${e.nearestNeighbourFailureRate.toFixed(4)}, top-1 agreement ${e.top1Agreement.toFixed(4)}, mean KL ${e.meanKL.toFixed(4)}`,
+        );
+    }
+  });
+  const seconds = (performance.now() - started) / 1000;
+  const metrics = await service.evaluate(o.evaluateBatches);
+  if (metricsHistory.at(-1)?.step !== metrics.step) {
+    metricsHistory.push({
+      step: metrics.step,
+      nearestNeighbourFailureRate: metrics.nearestNeighbourFailureRate,
+      top1Agreement: metrics.top1Agreement,
+      meanKL: metrics.meanKL,
+    });
+  }
+  const cloakBytes = await service.cloakSafetensors();
+  const checkpointBytes = await service.checkpoint();
+  return { stepEvents, metricsHistory, seconds, metrics, cloakBytes, checkpointBytes };
+}
+
+/** The `report.json` of a run. */
+function buildReport(
+  o: RunOptions,
+  source: string,
+  setup: Awaited<ReturnType<typeof setUp>>,
+  run: Awaited<ReturnType<typeof trainAndEvaluate>>,
+): TrainingReport {
+  const { adapter, model, data, seqLen } = setup;
+  const { stepEvents, metricsHistory, seconds, metrics } = run;
+  const last = stepEvents.at(-1);
+  return {
+    createdAt: new Date().toISOString(),
+    adapter,
+    model: { ...model, dir: o.modelDir },
+    data: {
+      tokenizer: data.tokenizer,
+      trainSequences: data.trainSequences,
+      heldOutSequences: data.heldOutSequences,
+      seqLen: data.seqLen,
+      trainTokens: data.trainTokens,
+      source,
+    },
+    hyperparameters: {
+      factory: o.factory,
+      factoryOptions: data.factoryOptions,
+      cloak: data.cloak,
+      cloakParameterCount: data.cloakParameterCount,
+      steps: o.steps,
+      batchSize: o.batchSize,
+      seqLen,
+      learningRate: o.learningRate,
+      warmupSteps: o.warmupSteps,
+      schedule: `linear warm-up for ${o.warmupSteps} steps, then cosine decay to 0 at step ${o.steps}`,
+      maxGradNorm: o.maxGradNorm,
+      seed: o.seed,
+      heldOutFraction: o.heldOutFraction,
+      evaluateEvery: o.evaluateEvery,
+    },
+    final: { step: metrics.step, loss: last?.loss ?? null, components: last?.components ?? {}, metrics },
+    metricsHistory,
+    lossCurve: lossCurve(stepEvents),
+    seconds,
+    meanTokensPerSecond: stepEvents.reduce((a, s) => a + s.tokens, 0) / Math.max(seconds, 1e-9),
+    files: ['cloak.safetensors', 'checkpoint.safetensors', 'report.json'],
+  };
+}
+
+/**
+ * Runs the CLI on `argv` (the arguments after the script name) in this process: parses them,
+ * trains, writes the three files and returns the report. Throws {@link UsageError} on a bad
+ * command line or model folder, and the training's own error otherwise; the device is destroyed
+ * either way.
+ */
+export async function main(argv: readonly string[], io: CliIO = {}): Promise<CliResult> {
+  const out = io.stdout ?? ((s: string) => process.stdout.write(s));
+  const err = io.stderr ?? ((s: string) => process.stderr.write(s));
+  let parsed: ReturnType<typeof parseCli>;
+  try {
+    parsed = parseCli(argv);
+  } catch (e) {
+    // parseArgs' own errors (unknown flag, missing value) are usage errors too.
+    throw e instanceof UsageError ? e : new UsageError(`${(e as Error).message} (see --help)`);
+  }
+  const { values } = parsed;
+  if (values.help) {
+    out(helpText());
+    return { help: true };
+  }
+  const o = runOptions(values);
+  const inputs = readInputs(values, o.modelDir);
+  const bar = new ProgressBar(o.steps, o.quiet ? () => {} : err, io.interactive ?? (!io.stderr && process.stderr.isTTY === true));
 
   const service = new TrainerService();
   try {
-    const adapter = await service.init();
-    const model = await service.loadModel(files);
-    if (!tokens && model.tokenizer === 'none') {
-      throw new UsageError(
-        `--model ${modelDir} has no tokenizer.json and its vocabulary (${model.vocabSize} ids) is too small for the byte-level ` +
-          'tokenizer (it needs 259): a tokenizer is needed (put tokenizer.json in the folder), or pass pre-tokenized data with --tokens-file',
-      );
-    }
-    const seqLen = seqLenArg ?? Math.min(DEFAULTS.seqLen, model.maxPositions);
-    const config: TrainingConfig = {
-      factory,
-      factoryOptions: factoryOverrides,
-      cloak,
-      batchSize,
-      seqLen,
-      learningRate,
-      warmupSteps,
-      totalSteps: steps,
-      maxSteps: steps,
-      maxGradNorm,
-      seed,
-      heldOutFraction,
-      evaluateEvery,
-      evaluateBatches,
-      ...(tokens ? { tokens } : { text }),
-    };
-    const data = await service.configure(config);
-    if (!quiet) {
-      bar.note(
-        `${model.type}: ${model.layers} layers, d=${model.hiddenSize}, vocab ${model.vocabSize}, ${model.parameterCount} parameters; ` +
-          `${data.trainSequences} training / ${data.heldOutSequences} held-out sequences of ${seqLen} (${data.tokenizer}); ` +
-          `${factory}, cloak of ${data.cloakParameterCount} parameters; ${adapter.vendor || adapter.description || 'WebGPU'}`,
-      );
-    }
-    const stepEvents: StepEvent[] = [];
-    const metricsHistory: Omit<MetricsEvent, 'type'>[] = [];
-    const started = performance.now();
-    await service.start((e: ProgressEvent) => {
-      if (e.type === 'step') {
-        if (!Number.isFinite(e.loss)) throw new Error(`the loss is ${e.loss} at step ${e.step}: lower --lr or check the factory options`);
-        stepEvents.push(e);
-        bar.update(e);
-      } else if (e.type === 'metrics') {
-        const { type: _type, ...m } = e;
-        metricsHistory.push(m);
-        if (!quiet)
-          bar.note(
-            `step ${e.step}: NN-FR ${e.nearestNeighbourFailureRate.toFixed(4)}, top-1 agreement ${e.top1Agreement.toFixed(4)}, mean KL ${e.meanKL.toFixed(4)}`,
-          );
-      }
-    });
-    const seconds = (performance.now() - started) / 1000;
-    const metrics = await service.evaluate(evaluateBatches);
-    if (metricsHistory.at(-1)?.step !== metrics.step) {
-      metricsHistory.push({
-        step: metrics.step,
-        nearestNeighbourFailureRate: metrics.nearestNeighbourFailureRate,
-        top1Agreement: metrics.top1Agreement,
-        meanKL: metrics.meanKL,
-      });
-    }
-    const cloakBytes = await service.cloakSafetensors();
-    const checkpointBytes = await service.checkpoint();
-
-    const last = stepEvents.at(-1);
-    const report: TrainingReport = {
-      createdAt: new Date().toISOString(),
-      adapter,
-      model: { ...model, dir: modelDir },
-      data: {
-        tokenizer: data.tokenizer,
-        trainSequences: data.trainSequences,
-        heldOutSequences: data.heldOutSequences,
-        seqLen: data.seqLen,
-        trainTokens: data.trainTokens,
-        source,
-      },
-      hyperparameters: {
-        factory,
-        factoryOptions: data.factoryOptions,
-        cloak: data.cloak,
-        cloakParameterCount: data.cloakParameterCount,
-        steps,
-        batchSize,
-        seqLen,
-        learningRate,
-        warmupSteps,
-        schedule: `linear warm-up for ${warmupSteps} steps, then cosine decay to 0 at step ${steps}`,
-        maxGradNorm,
-        seed,
-        heldOutFraction,
-        evaluateEvery,
-      },
-      final: { step: metrics.step, loss: last?.loss ?? null, components: last?.components ?? {}, metrics },
-      metricsHistory,
-      lossCurve: lossCurve(stepEvents),
-      seconds,
-      meanTokensPerSecond: stepEvents.reduce((a, s) => a + s.tokens, 0) / Math.max(seconds, 1e-9),
-      files: ['cloak.safetensors', 'checkpoint.safetensors', 'report.json'],
-    };
+    const setup = await setUp(service, o, inputs, bar);
+    const run = await trainAndEvaluate(service, o, bar);
+    const report = buildReport(o, inputs.source, setup, run);
+    const { outDir } = o;
     mkdirSync(outDir, { recursive: true });
-    writeFileSync(join(outDir, 'cloak.safetensors'), cloakBytes);
-    writeFileSync(join(outDir, 'checkpoint.safetensors'), checkpointBytes);
+    writeFileSync(join(outDir, 'cloak.safetensors'), run.cloakBytes);
+    writeFileSync(join(outDir, 'checkpoint.safetensors'), run.checkpointBytes);
     writeFileSync(join(outDir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
     const written = report.files.map((f) => join(outDir, f));
+    const { metrics } = run;
     out(
-      `trained ${metrics.step} steps in ${formatSeconds(seconds)}: loss ${report.lossCurve.first.toFixed(4)} -> ${report.lossCurve.last.toFixed(4)}; ` +
+      `trained ${metrics.step} steps in ${formatSeconds(run.seconds)}: loss ${report.lossCurve.first.toFixed(4)} -> ${report.lossCurve.last.toFixed(4)}; ` +
         `NN-FR ${metrics.nearestNeighbourFailureRate.toFixed(4)}, top-1 agreement ${metrics.top1Agreement.toFixed(4)}, mean KL ${metrics.meanKL.toFixed(4)}\n` +
         written.map((f) => `  ${f}\n`).join(''),
     );
