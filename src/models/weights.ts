@@ -251,6 +251,16 @@ interface Upload {
   blockRows?: number;
 }
 
+/** The error for a tensor (or a part, or a row of a row-block tensor) over the storage binding limit. */
+function overLimitError(limit: number, what: string, bytes: number, dtype: DType, oneRow?: number): Error {
+  return new Error(
+    `weights: ${what} needs ${bytes} bytes as ${dtype}, more than the storage binding limit (${limit} bytes)` +
+      (oneRow !== undefined
+        ? `; it is stored as row blocks, but one row of ${oneRow} bytes does not fit`
+        : '; only the token embedding and the LM head are stored as row blocks'),
+  );
+}
+
 /**
  * Uploads every weight `config` needs, keyed by its Hugging Face name without prefix (the shapes of
  * {@link expectedWeights}). By default each tensor keeps its file dtype: F32 as f32, BF16 / F16 as
@@ -274,13 +284,7 @@ export function uploadWeights(config: ModelConfig, file: SafetensorsFile, option
   const limit = getContext().bindingLimit;
   const keyOf = (name: string) => fileName(config, name, prefix);
   const dtypeOf = (entry: SafetensorsEntry): DType => (weightDtype === 'f32' ? 'f32' : GPU_DTYPE[entry.dtype]);
-  const overLimit = (what: string, bytes: number, dtype: DType, oneRow?: number) =>
-    new Error(
-      `weights: ${what} needs ${bytes} bytes as ${dtype}, more than the storage binding limit (${limit} bytes)` +
-        (oneRow !== undefined
-          ? `; it is stored as row blocks, but one row of ${oneRow} bytes does not fit`
-          : '; only the token embedding and the LM head are stored as row blocks'),
-    );
+  const overLimit = (what: string, bytes: number, dtype: DType, oneRow?: number) => overLimitError(limit, what, bytes, dtype, oneRow);
   // First the layout, from the shapes alone: which tensors are row blocks, which cannot fit.
   const blockRows = new Map<string, number>();
   for (const [name, shape] of expected) {
