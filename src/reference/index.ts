@@ -68,6 +68,7 @@ export { max, maxBackward, mean, meanBackward, sum, sumBackward, type ReduceOpti
 export { matmul, matmulBackward, type MatmulOptions } from './matmul';
 export { logSoftmax, logSoftmaxBackward, softmax, softmaxBackward } from './softmax';
 export { gather, gatherBackward } from './gather';
+export { bits16Value, unpackBits16 } from './packed';
 export {
   lmHeadDistillationCrossEntropyReference,
   lmHeadDistillationCrossEntropyReferenceBackward,
