@@ -88,8 +88,13 @@ export {
   checkWeights,
   uploadWeights,
   resolveWeightPrefix,
+  isRowBlockWeight,
+  rowBlockRows,
+  ModelWeights,
   type WeightOptions,
   type UploadWeightsOptions,
+  type WeightData,
+  type WeightDtype,
 } from './models/weights';
 export {
   writeSafetensors,
