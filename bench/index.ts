@@ -30,7 +30,7 @@ import { clone, init, logSoftmax, matmul, readAll, softmax, sum, tensor, type Gp
 import { copyLoop, matmulIKJ, softmaxRows, sumAll, sumRows } from './js-baselines';
 import { gpuMlp, jsMlp, makeMlpProblem } from './mlp';
 import { timePair, type Timing, type TimingOptions } from './timing';
-import { lossBenchmarks } from './losses';
+import { lossBenchmarks, type LossBenchRow } from './losses';
 import { benchmarks as optimBenchmarks } from './optim';
 import { benchmarks as modelBenchmarks, type ModelBenchRow } from './models';
 
@@ -384,6 +384,23 @@ async function runLosses(progress: (what: string) => void): Promise<void> {
   }
   console.log('');
   console.log('Median ms of one forward + backward. Speed-up > 1: the fused GPU kernels are faster.');
+  const peaks = rows.filter((r): r is LossBenchRow & Required<Pick<LossBenchRow, 'peakBytes'>> => !('error' in r) && !!r.peakBytes);
+  if (peaks.length) {
+    const mib = (b: number) => (b / 2 ** 20).toFixed(2);
+    console.log('\n| loss | fused peak MiB | composed peak MiB | composed / fused |');
+    console.log('| --- | ---: | ---: | ---: |');
+    for (const r of peaks) {
+      console.log(
+        `| ${r.name} | ${mib(r.peakBytes.fused)} | ${mib(r.peakBytes.composed)} | ${fmtRatio(r.peakBytes.composed, r.peakBytes.fused)} |`,
+      );
+    }
+    console.log('');
+    console.log(
+      'Peak: most bytes the buffer pool handed out during one forward + backward (resetPeak before, peakLiveBytes after), ' +
+        'minus what was live before it (inputs and weights). For the LM head rows "composed" is matmul to [N, V] logits + ' +
+        'distillationCrossEntropy, "fused" never makes an [N, V] tensor.',
+    );
+  }
   if (errors.length) console.log(`\nFailed families:\n${errors.join('\n')}`);
 }
 

@@ -6,6 +6,7 @@
 import * as catalyst from './loss-catalyst';
 import * as cosine from './loss-cosine';
 import * as crossEntropy from './loss-crossEntropy';
+import * as lmHeadCrossEntropy from './loss-lmHeadCrossEntropy';
 import * as medianNorm from './loss-medianNorm';
 import * as mutualInformation from './loss-mutualInformation';
 
@@ -16,6 +17,11 @@ export interface LossBenchRow {
   fusedMs: number;
   composedMs: number;
   float64Ms: number;
+  /**
+   * Most bytes the buffer pool handed out during one step, above what was live before it, for the
+   * fused and the composed (unfused) path; reported by the families where memory is the point.
+   */
+  peakBytes?: { fused: number; composed: number };
 }
 
 /** A family whose benchmark threw. */
@@ -27,6 +33,7 @@ export interface LossBenchError {
 /** The loss families, by module name, in the order they run. */
 export const LOSS_FAMILIES: ReadonlyArray<{ family: string; benchmarks: () => Promise<Omit<LossBenchRow, 'family'>[]> }> = [
   { family: 'loss-crossEntropy', benchmarks: crossEntropy.benchmarks },
+  { family: 'loss-lmHeadCrossEntropy', benchmarks: lmHeadCrossEntropy.benchmarks },
   { family: 'loss-cosine', benchmarks: cosine.benchmarks },
   { family: 'loss-medianNorm', benchmarks: medianNorm.benchmarks },
   { family: 'loss-catalyst', benchmarks: catalyst.benchmarks },

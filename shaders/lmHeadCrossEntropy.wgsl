@@ -102,9 +102,11 @@ var<workgroup> tileS: array<f32, 256>;                   // student rows of the 
 var<workgroup> tileW: array<f32, KT * LANES * CPT>;      // head rows of the chunk, k-major [KT][C]
 var<workgroup> tileActive: u32;
 
-// This thread's logits of the current tile: head rows col0 + lane + LANES * j, j < CPT.
-var<private> zT: array<f32, MAX_CPT>;
-var<private> zS: array<f32, MAX_CPT>;
+// A thread's logits of the current tile: head rows col0 + lane + LANES * j, j < CPT.
+struct TileLogits {
+  t: array<f32, MAX_CPT>, // teacher
+  s: array<f32, MAX_CPT>, // student
+}
 
 // Whether any row of the tile starting at row0 is selected (thread 0 writes, every thread reads).
 fn tileSelected(row0: u32, lid: u32) -> bool {
@@ -119,16 +121,17 @@ fn tileSelected(row0: u32, lid: u32) -> bool {
   return workgroupUniformLoad(&tileActive) != 0u;
 }
 
-// Fills zT and zS with this thread's logits of rows row0.. and head rows col0.. of the bound
-// block (0 outside it). Every thread of the workgroup must call it (it has barriers).
-fn tileLogits(row0: u32, col0: u32, lid: u32) {
+// This thread's logits of rows row0.. and head rows col0.. of the bound block (0 outside it).
+// Every thread of the workgroup must call it (it has barriers).
+fn tileLogits(row0: u32, col0: u32, lid: u32) -> TileLogits {
+  var z: TileLogits;
   let C = LANES * CPT;
   let d = params.d;
   let r = lid / LANES;
   let lane = lid % LANES;
   for (var j = 0u; j < CPT; j++) {
-    zT[j] = 0.0;
-    zS[j] = 0.0;
+    z.t[j] = 0.0;
+    z.s[j] = 0.0;
   }
   for (var k0 = 0u; k0 < d; k0 += KT) {
     // The hidden tiles: one element of each per thread (WG == TR * KT).
@@ -157,12 +160,13 @@ fn tileLogits(row0: u32, col0: u32, lid: u32) {
       let b = tileS[r * KT + k];
       for (var j = 0u; j < CPT; j++) {
         let w = tileW[k * C + lane + LANES * j];
-        zT[j] = fma(a, w, zT[j]);
-        zS[j] = fma(b, w, zS[j]);
+        z.t[j] = fma(a, w, z.t[j]);
+        z.s[j] = fma(b, w, z.s[j]);
       }
     }
     workgroupBarrier();
   }
+  return z;
 }
 
 fn storeOnline(i: u32, o: Online) {
@@ -195,25 +199,25 @@ fn lmHeadForward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     if (tileSelected(row0, lid)) {
       for (var chunk = split; chunk < chunks; chunk += params.splits) {
         let col0 = chunk * C;
-        tileLogits(row0, col0, lid);
+        let z = tileLogits(row0, col0, lid);
         // Summary of this thread's head rows of the chunk, then one merge into the running one.
         var n = 0u;
         var tMax = negInf();
         var sMax = negInf();
         for (var j = 0u; j < CPT; j++) {
           if (col0 + lane + LANES * j < params.vocab) {
-            tMax = max(tMax, zT[j]);
-            sMax = max(sMax, zS[j]);
+            tMax = max(tMax, z.t[j]);
+            sMax = max(sMax, z.s[j]);
             n++;
           }
         }
         if (n > 0u) {
           var part = Online(tMax, 0.0, sMax, 0.0, 0.0);
           for (var j = 0u; j < n; j++) {
-            let e = exp(zT[j] - tMax);
+            let e = exp(z.t[j] - tMax);
             part.tSum += e;
-            part.sSum += exp(zS[j] - sMax);
-            part.cross += e * (zS[j] - sMax);
+            part.sSum += exp(z.s[j] - sMax);
+            part.cross += e * (z.s[j] - sMax);
           }
           acc = merge(acc, part);
         }
@@ -292,14 +296,15 @@ fn lmHeadBackwardProbs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
       }
     }
     for (var chunk = wid.y; chunk < chunks; chunk += groups.y) {
-      if (anySelected) { tileLogits(row0, params.colStart + chunk * C, lid); }
+      var z: TileLogits; // zeros: stays so when no row of the tile is selected
+      if (anySelected) { z = tileLogits(row0, params.colStart + chunk * C, lid); }
       for (var j = 0u; j < CPT; j++) {
         let c = chunk * C + lane + LANES * j;
         if (row < params.rows && c < params.width) {
           var g = 0.0;
           if (selected) {
-            let q = exp((zS[j] - sMax) - logS);
-            let p = exp((zT[j] - tMax) - logT);
+            let q = exp((z.s[j] - sMax) - logS);
+            let p = exp((z.t[j] - tMax) - logT);
             g = (q - p) * scale;
           }
           diff[row * params.width + c] = g;
