@@ -13,6 +13,7 @@ import { getContext } from '../gpu/context';
 import { defineOp } from '../autograd/engine';
 import { Tensor, fmtShape } from '../tensor/tensor';
 import {
+  checkBindingBytes,
   checkBindingSize,
   checkFloatTensor,
   checkNumber,
@@ -105,7 +106,10 @@ function makePlan(rows: number, d: number, blockRows: number[], options: LmHeadC
   const chunksOfLargest = Math.ceil(maxBlock / columns);
   const rowTiles = Math.ceil(rows / TR);
   const gridX = Math.max(1, Math.min(ctx.maxGridWorkgroups, rowTiles));
-  const splits = Math.max(1, Math.min(chunksOfLargest, Math.ceil(ctx.maxGridWorkgroups / gridX)));
+  // The row summaries, [splits, rows, FIELDS] f32, must fit one binding too.
+  checkBindingBytes(FN, `the row summaries of ${rows} rows`, rows * FIELDS * 4, 'split the batch into smaller micro-batches');
+  const fitting = Math.floor(ctx.bindingLimit / (Math.max(rows, 1) * FIELDS * 4));
+  const splits = Math.max(1, Math.min(chunksOfLargest, Math.ceil(ctx.maxGridWorkgroups / gridX), fitting));
   const perRow = 4 * Math.max(rows, 1);
   const bindable = Math.floor(ctx.bindingLimit / perRow / columns);
   if (bindable < 1) {
@@ -292,7 +296,7 @@ export function lmHeadDistillationCrossEntropy(
           'use distillationCrossEntropy on materialised logits to train the head',
       );
     }
-    checkBindingSize(FN, arg, block);
+    checkBindingBytes(FN, `'${arg}' of shape ${fmtShape(block.shape)}`, block.byteLength, 'split the head into row blocks that each fit');
   });
   const blockRows = blocks.map((b) => b.shape[0]);
   if (blockRows.every((v) => v === 0)) throw new Error(`${FN}: 'headWeight' has no rows; the vocabulary must not be empty`);

@@ -395,6 +395,29 @@ describe('lmHeadDistillationCrossEntropy on the tiny-llama fixture (a real head)
   });
 });
 
+describe('lmHeadDistillationCrossEntropy under a small storage binding limit', () => {
+  it('takes a head split into blocks that each fit, and names a block that does not', async () => {
+    const ctx = await gpu();
+    const p = problem('binding limit', { rows: 4, d: 8, blockRows: [128, 128, 44], unselected: [2] });
+    ctx.setBindingLimit(4096); // 128 head rows of width 8
+    try {
+      expectTwin(p, await fused(p), 'blocks of 4 KiB under a 4 KiB limit');
+      const whole: Problem = { ...p, blockRows: [300], head: [concatHead(p)] };
+      await expect(fused(whole)).rejects.toThrow(
+        "lmHeadDistillationCrossEntropy: 'headWeight[0]' of shape [300,8] needs 9600 bytes, more than the storage binding limit " +
+          '(4096 bytes); split the head into row blocks that each fit',
+      );
+      const tall = problem('binding limit rows', { rows: 9, d: 8, blockRows: [128] });
+      const chunkBytes = 9 * lmHeadChunkColumns(ctx.limits) * 4; // over 4096 for either chunk
+      await expect(fused(tall)).rejects.toThrow(
+        `9 rows need a scratch of ${chunkBytes} bytes for one vocabulary chunk, more than the storage binding limit`,
+      );
+    } finally {
+      ctx.setBindingLimit(null);
+    }
+  });
+});
+
 describe('lmHeadDistillationCrossEntropy buffer lifetimes', () => {
   it('leaves the live-buffer count unchanged after forward + backward in a scope', async () => {
     await gpu();
