@@ -148,6 +148,68 @@ function logitsOf(out: NoisyForwardOutput, studentLogits: Tensor | null): { teac
 }
 
 // ---------------------------------------------------------------------------------------------
+// The component terms, each written once; a factory lists the ones it sums, with their weights.
+
+type CausalLMOf = NoiseMaskedNoisyTransformerModel['baseModel'];
+type CatalystOptions = { inverseL2PowerLawCharacteristicLength: number; inverseL2PowerLawExponentOfDecay: number };
+
+const term = {
+  layerCosineDistance: (weight: number): Term => ({
+    key: 'distillationLayerCosineDistanceLoss',
+    weight,
+    compute: (out) => distillationLayerCosineDistance(distilled(out, 'h'), distilled(out, 'ht'), out.lossMask),
+  }),
+  layerL2Distance: (weight: number): Term => ({
+    key: 'distillationLayerL2DistanceLoss',
+    weight,
+    compute: (out) => distillationLayerL2Distance(distilled(out, 'h'), distilled(out, 'ht'), out.lossMask),
+  }),
+  stdLogRatio: (weight: number, base: CausalLMOf): Term => ({
+    key: 'stdLogRatioLoss',
+    weight,
+    compute: (out) => stdLogRatio(out.sigma, base.embeddingStatistics().columnStd, out.noiseMask),
+  }),
+  inputEmbeddingSimilarity: (weight: number): Term => ({
+    key: 'inputEmbeddingSimilarityLoss',
+    weight,
+    compute: (out) => inputEmbeddingSimilarity(out.x, out.xt, out.noiseMask),
+  }),
+  catalyst: (weight: number, base: CausalLMOf, hp: CatalystOptions): Term => ({
+    key: 'inverseL2PowerLawCatalystLoss',
+    weight,
+    compute: (out) =>
+      inverseL2PowerLawCatalyst(out.xt, base.embeddingTable, out.noiseMask, {
+        characteristicLength: hp.inverseL2PowerLawCharacteristicLength,
+        exponentOfDecay: hp.inverseL2PowerLawExponentOfDecay,
+      }),
+  }),
+  mutualInformation: (weight: number, combineNoiseMasks: boolean): Term => ({
+    key: 'mutualInformationLoss',
+    weight,
+    compute: (out) =>
+      mutualInformation(out.x, out.xt, out.mu, out.sigma, out.noiseMask, { combineNoiseMasks, attentionMask: out.attentionMask }),
+  }),
+  distillationCrossEntropy: (weight: number): Term => ({
+    key: 'distillationCrossEntropyLoss',
+    weight,
+    compute: (out, studentLogits) => {
+      const { teacher, student } = logitsOf(out, studentLogits);
+      return distillationCrossEntropy(teacher, student, out.lossMask);
+    },
+  }),
+  absoluteCosineSimilarity: (weight: number): Term => ({
+    key: 'absoluteCosineSimilarityPenalty',
+    weight,
+    compute: (out) => absoluteCosineSimilarity(out.x, out.xt, out.noiseMask),
+  }),
+  medianNorm: (weight: number, base: CausalLMOf): Term => ({
+    key: 'medianNormPenalty',
+    weight,
+    compute: (out) => medianNormPenalty(out.x, out.mu, base.embeddingStatistics().medianNorm, out.noiseMask),
+  }),
+};
+
+// ---------------------------------------------------------------------------------------------
 // The factories
 
 /**
@@ -163,35 +225,11 @@ export function distillationLossFactory(noisyModel: NoiseMaskedNoisyTransformerM
   const base = noisyModel.baseModel;
   const a = hp.alpha;
   return makeFactory(F, noisyModel, hp, [
-    {
-      key: 'distillationLayerCosineDistanceLoss',
-      weight: (1 - a) * hp.distillationLayerCosineDistanceLossWeight,
-      compute: (out) => distillationLayerCosineDistance(distilled(out, 'h'), distilled(out, 'ht'), out.lossMask),
-    },
-    {
-      key: 'distillationLayerL2DistanceLoss',
-      weight: (1 - a) * hp.distillationLayerL2DistanceLossWeight,
-      compute: (out) => distillationLayerL2Distance(distilled(out, 'h'), distilled(out, 'ht'), out.lossMask),
-    },
-    {
-      key: 'stdLogRatioLoss',
-      weight: a * hp.stdLogRatioLossWeight,
-      compute: (out) => stdLogRatio(out.sigma, base.embeddingStatistics().columnStd, out.noiseMask),
-    },
-    {
-      key: 'inputEmbeddingSimilarityLoss',
-      weight: a * hp.inputEmbeddingSimilarityLossWeight,
-      compute: (out) => inputEmbeddingSimilarity(out.x, out.xt, out.noiseMask),
-    },
-    {
-      key: 'inverseL2PowerLawCatalystLoss',
-      weight: a * hp.inverseL2PowerLawCatalystLossWeight,
-      compute: (out) =>
-        inverseL2PowerLawCatalyst(out.xt, base.embeddingTable, out.noiseMask, {
-          characteristicLength: hp.inverseL2PowerLawCharacteristicLength,
-          exponentOfDecay: hp.inverseL2PowerLawExponentOfDecay,
-        }),
-    },
+    term.layerCosineDistance((1 - a) * hp.distillationLayerCosineDistanceLossWeight),
+    term.layerL2Distance((1 - a) * hp.distillationLayerL2DistanceLossWeight),
+    term.stdLogRatio(a * hp.stdLogRatioLossWeight, base),
+    term.inputEmbeddingSimilarity(a * hp.inputEmbeddingSimilarityLossWeight),
+    term.catalyst(a * hp.inverseL2PowerLawCatalystLossWeight, base, hp),
   ]);
 }
 
@@ -210,47 +248,14 @@ export function mutualInformationDistillationLossFactory(
   noisyModel.requestOutputs({ distillationLayerIndex: hp.distillationLayerIndex, logits: hp.distillationLayerIndex === null });
   const base = noisyModel.baseModel;
   const a = hp.alpha;
-  return makeFactory(
-    F,
-    noisyModel,
-    hp,
-    [
-      {
-        key: 'distillationLayerCosineDistanceLoss',
-        weight: 1 - a,
-        compute: (out) => distillationLayerCosineDistance(distilled(out, 'h'), distilled(out, 'ht'), out.lossMask),
-      },
-      {
-        key: 'distillationLayerL2DistanceLoss',
-        weight: (1 - a) * hp.distillationLayerL2DistanceLossWeight,
-        compute: (out) => distillationLayerL2Distance(distilled(out, 'h'), distilled(out, 'ht'), out.lossMask),
-      },
-      {
-        key: 'mutualInformationLoss',
-        weight: a * hp.mutualInformationLossWeight,
-        compute: (out) =>
-          mutualInformation(out.x, out.xt, out.mu, out.sigma, out.noiseMask, {
-            combineNoiseMasks: hp.combineNoiseMasksForMutualInformationSubBatches,
-            attentionMask: out.attentionMask,
-          }),
-      },
-      {
-        key: 'inputEmbeddingSimilarityLoss',
-        weight: a * hp.inputEmbeddingSimilarityLossWeight,
-        compute: (out) => inputEmbeddingSimilarity(out.x, out.xt, out.noiseMask),
-      },
-      {
-        key: 'inverseL2PowerLawCatalystLoss',
-        weight: a * hp.inverseL2PowerLawCatalystLossWeight,
-        compute: (out) =>
-          inverseL2PowerLawCatalyst(out.xt, base.embeddingTable, out.noiseMask, {
-            characteristicLength: hp.inverseL2PowerLawCharacteristicLength,
-            exponentOfDecay: hp.inverseL2PowerLawExponentOfDecay,
-          }),
-      },
-    ],
-    batchCheck('mutualInformationDistillation'),
-  );
+  const terms = [
+    term.layerCosineDistance(1 - a),
+    term.layerL2Distance((1 - a) * hp.distillationLayerL2DistanceLossWeight),
+    term.mutualInformation(a * hp.mutualInformationLossWeight, hp.combineNoiseMasksForMutualInformationSubBatches),
+    term.inputEmbeddingSimilarity(a * hp.inputEmbeddingSimilarityLossWeight),
+    term.catalyst(a * hp.inverseL2PowerLawCatalystLossWeight, base, hp),
+  ];
+  return makeFactory(F, noisyModel, hp, terms, batchCheck('mutualInformationDistillation'));
 }
 
 /**
@@ -268,26 +273,10 @@ export function crossEntropyDistillationFactory(
 }
 
 function crossEntropyTerms(noisyModel: NoiseMaskedNoisyTransformerModel, hp: ResolvedFactoryOptions<'crossEntropyDistillation'>): Term[] {
-  const base = noisyModel.baseModel;
   return [
-    {
-      key: 'distillationCrossEntropyLoss',
-      weight: hp.distillationCrossEntropyLossWeight,
-      compute: (out, studentLogits) => {
-        const { teacher, student } = logitsOf(out, studentLogits);
-        return distillationCrossEntropy(teacher, student, out.lossMask);
-      },
-    },
-    {
-      key: 'absoluteCosineSimilarityPenalty',
-      weight: hp.absoluteCosineSimilarityPenaltyWeight,
-      compute: (out) => absoluteCosineSimilarity(out.x, out.xt, out.noiseMask),
-    },
-    {
-      key: 'medianNormPenalty',
-      weight: hp.medianNormPenaltyWeight,
-      compute: (out) => medianNormPenalty(out.x, out.mu, base.embeddingStatistics().medianNorm, out.noiseMask),
-    },
+    term.distillationCrossEntropy(hp.distillationCrossEntropyLossWeight),
+    term.absoluteCosineSimilarity(hp.absoluteCosineSimilarityPenaltyWeight),
+    term.medianNorm(hp.medianNormPenaltyWeight, noisyModel.baseModel),
   ];
 }
 
@@ -303,24 +292,11 @@ export function mutualInformationCrossEntropyDistillationFactory(
   const F = FACTORY_OPTIONS.mutualInformationCrossEntropyDistillation.functionName;
   const hp = parseFactoryOptions('mutualInformationCrossEntropyDistillation', options);
   noisyModel.requestOutputs({ distillationLayerIndex: null, logits: true });
-  return makeFactory(
-    F,
-    noisyModel,
-    hp,
-    [
-      {
-        key: 'mutualInformationLoss',
-        weight: hp.mutualInformationLossWeight,
-        compute: (out) =>
-          mutualInformation(out.x, out.xt, out.mu, out.sigma, out.noiseMask, {
-            combineNoiseMasks: hp.combineNoiseMasksForMutualInformationSubBatches,
-            attentionMask: out.attentionMask,
-          }),
-      },
-      ...crossEntropyTerms(noisyModel, hp),
-    ],
-    batchCheck('mutualInformationCrossEntropyDistillation'),
-  );
+  const terms = [
+    term.mutualInformation(hp.mutualInformationLossWeight, hp.combineNoiseMasksForMutualInformationSubBatches),
+    ...crossEntropyTerms(noisyModel, hp),
+  ];
+  return makeFactory(F, noisyModel, hp, terms, batchCheck('mutualInformationCrossEntropyDistillation'));
 }
 
 /**
