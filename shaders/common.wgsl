@@ -20,7 +20,7 @@
 //     at once (the next row). The order is fixed, a tree: for s = WG/2, WG/4, ..., 1 thread i
 //     combines its value with thread i + s's. The same inputs give the same bits.
 // Names declared here (do not reuse them): negInf, posInf, wgSum, wgValue, wgIndex,
-// workgroupSum, workgroupSum2, workgroupSum3, workgroupSum4, workgroupMax, ValueIndex,
+// workgroupSum, workgroupSum2, workgroupSum3, workgroupSum4, workgroupMax, workgroupSelectedMean, ValueIndex,
 // maxWithIndex, workgroupArgMax, LogSumExp, logSumExpEmpty, logSumExpAdd, logSumExpMerge,
 // logSumExpValue.
 
@@ -109,6 +109,14 @@ fn workgroupArgMax(lid: u32, v: ValueIndex) -> ValueIndex {
   let r = ValueIndex(wgValue[0], wgIndex[0]);
   workgroupBarrier();
   return r;
+}
+
+// The mean of the selected terms over the workgroup, and their count: each thread passes the sum
+// of its selected terms and how many it selected. The mean is 0 when nothing is selected (an empty
+// mask gives a zero loss, LOSSES.md).
+fn workgroupSelectedMean(lid: u32, termSum: f32, selectedCount: f32) -> vec2<f32> {
+  let r = workgroupSum2(lid, vec2<f32>(termSum, selectedCount));
+  return vec2<f32>(select(0.0, r.x / r.y, r.y > 0.0), r.y);
 }
 
 // ---------------------------------------------------------------------------------------------

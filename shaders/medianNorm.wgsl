@@ -85,10 +85,10 @@ fn medianNormFinalize(@builtin(local_invocation_index) lid: u32) {
     s += select(0.0, rowTerm[row], selected);
     c += select(0.0, 1.0, selected);
   }
-  let r = workgroupSum2(lid, vec2<f32>(s, c));
+  let meanAndCount = workgroupSelectedMean(lid, s, c);
   if (lid == 0u) {
-    out[0] = select(0.0, r.x / r.y, r.y > 0.0);
-    count[0] = r.y;
+    out[0] = meanAndCount.x;
+    count[0] = meanAndCount.y;
   }
 }
 
