@@ -134,9 +134,10 @@ function batchCheck(factory: FactoryName): (out: NoisyForwardOutput) => void {
   };
 }
 
-function distilled(out: NoisyForwardOutput, which: 'h' | 'ht'): Tensor {
-  const t = out[which];
-  if (!t) throw new Error(`the noisy model's forward did not compute '${which}'`);
+/** The teacher's (`h`) or student's (`ht`) output of block `layer` (null: the logits) of this forward. */
+function distilled(out: NoisyForwardOutput, layer: number | null, which: 'h' | 'ht'): Tensor {
+  const t = layer === null ? (which === 'h' ? out.teacherLogits : out.studentLogits) : out.layers.get(layer)?.[which];
+  if (!t) throw new Error(`the noisy model's forward did not compute '${which}' of ${layer === null ? 'the logits' : `block ${layer}`}`);
   return t;
 }
 
@@ -154,15 +155,15 @@ type CausalLMOf = NoiseMaskedNoisyTransformerModel['baseModel'];
 type CatalystOptions = { inverseL2PowerLawCharacteristicLength: number; inverseL2PowerLawExponentOfDecay: number };
 
 const term = {
-  layerCosineDistance: (weight: number): Term => ({
+  layerCosineDistance: (weight: number, layer: number | null): Term => ({
     key: 'distillationLayerCosineDistanceLoss',
     weight,
-    compute: (out) => distillationLayerCosineDistance(distilled(out, 'h'), distilled(out, 'ht'), out.lossMask),
+    compute: (out) => distillationLayerCosineDistance(distilled(out, layer, 'h'), distilled(out, layer, 'ht'), out.lossMask),
   }),
-  layerL2Distance: (weight: number): Term => ({
+  layerL2Distance: (weight: number, layer: number | null): Term => ({
     key: 'distillationLayerL2DistanceLoss',
     weight,
-    compute: (out) => distillationLayerL2Distance(distilled(out, 'h'), distilled(out, 'ht'), out.lossMask),
+    compute: (out) => distillationLayerL2Distance(distilled(out, layer, 'h'), distilled(out, layer, 'ht'), out.lossMask),
   }),
   stdLogRatio: (weight: number, base: CausalLMOf): Term => ({
     key: 'stdLogRatioLoss',
@@ -221,12 +222,12 @@ const term = {
 export function distillationLossFactory(noisyModel: NoiseMaskedNoisyTransformerModel, options: DistillationLossOptions): LossFactoryResult {
   const F = FACTORY_OPTIONS.distillation.functionName;
   const hp = parseFactoryOptions('distillation', options, noisyModel.baseModel.config.numLayers);
-  noisyModel.requestOutputs({ distillationLayerIndex: hp.distillationLayerIndex, logits: hp.distillationLayerIndex === null });
+  noisyModel.addFactoryOutputs({ distillationLayerIndex: hp.distillationLayerIndex, logits: hp.distillationLayerIndex === null });
   const base = noisyModel.baseModel;
   const a = hp.alpha;
   return makeFactory(F, noisyModel, hp, [
-    term.layerCosineDistance((1 - a) * hp.distillationLayerCosineDistanceLossWeight),
-    term.layerL2Distance((1 - a) * hp.distillationLayerL2DistanceLossWeight),
+    term.layerCosineDistance((1 - a) * hp.distillationLayerCosineDistanceLossWeight, hp.distillationLayerIndex),
+    term.layerL2Distance((1 - a) * hp.distillationLayerL2DistanceLossWeight, hp.distillationLayerIndex),
     term.stdLogRatio(a * hp.stdLogRatioLossWeight, base),
     term.inputEmbeddingSimilarity(a * hp.inputEmbeddingSimilarityLossWeight),
     term.catalyst(a * hp.inverseL2PowerLawCatalystLossWeight, base, hp),
@@ -245,12 +246,12 @@ export function mutualInformationDistillationLossFactory(
 ): LossFactoryResult {
   const F = FACTORY_OPTIONS.mutualInformationDistillation.functionName;
   const hp = parseFactoryOptions('mutualInformationDistillation', options, noisyModel.baseModel.config.numLayers);
-  noisyModel.requestOutputs({ distillationLayerIndex: hp.distillationLayerIndex, logits: hp.distillationLayerIndex === null });
+  noisyModel.addFactoryOutputs({ distillationLayerIndex: hp.distillationLayerIndex, logits: hp.distillationLayerIndex === null });
   const base = noisyModel.baseModel;
   const a = hp.alpha;
   const terms = [
-    term.layerCosineDistance(1 - a),
-    term.layerL2Distance((1 - a) * hp.distillationLayerL2DistanceLossWeight),
+    term.layerCosineDistance(1 - a, hp.distillationLayerIndex),
+    term.layerL2Distance((1 - a) * hp.distillationLayerL2DistanceLossWeight, hp.distillationLayerIndex),
     term.mutualInformation(a * hp.mutualInformationLossWeight, hp.combineNoiseMasksForMutualInformationSubBatches),
     term.inputEmbeddingSimilarity(a * hp.inputEmbeddingSimilarityLossWeight),
     term.catalyst(a * hp.inverseL2PowerLawCatalystLossWeight, base, hp),
@@ -268,7 +269,7 @@ export function crossEntropyDistillationFactory(
 ): LossFactoryResult {
   const F = FACTORY_OPTIONS.crossEntropyDistillation.functionName;
   const hp = parseFactoryOptions('crossEntropyDistillation', options);
-  noisyModel.requestOutputs({ distillationLayerIndex: null, logits: true });
+  noisyModel.addFactoryOutputs({ distillationLayerIndex: null, logits: true });
   return makeFactory(F, noisyModel, hp, crossEntropyTerms(noisyModel, hp));
 }
 
@@ -291,7 +292,7 @@ export function mutualInformationCrossEntropyDistillationFactory(
 ): LossFactoryResult {
   const F = FACTORY_OPTIONS.mutualInformationCrossEntropyDistillation.functionName;
   const hp = parseFactoryOptions('mutualInformationCrossEntropyDistillation', options);
-  noisyModel.requestOutputs({ distillationLayerIndex: null, logits: true });
+  noisyModel.addFactoryOutputs({ distillationLayerIndex: null, logits: true });
   const terms = [
     term.mutualInformation(hp.mutualInformationLossWeight, hp.combineNoiseMasksForMutualInformationSubBatches),
     ...crossEntropyTerms(noisyModel, hp),

@@ -397,6 +397,12 @@ export interface NoisyForwardOutput {
   /** Teacher's and student's output of the distillation layer (the logits when the layer is null). */
   h: Tensor | null;
   ht: Tensor | null;
+  /**
+   * Teacher's and student's output of every captured block, by block index: the union of the
+   * blocks that {@link NoiseMaskedNoisyTransformerModel.requestOutputs} and every loss factory of
+   * the model asked for (each factory reads its own block here).
+   */
+  layers: ReadonlyMap<number, { h: Tensor; ht: Tensor }>;
   /** Logits `[B, T, V]`, when requested. */
   teacherLogits: Tensor | null;
   studentLogits: Tensor | null;
@@ -438,7 +444,10 @@ export class NoiseMaskedNoisyTransformerModel {
   readonly cloak: TransformerCloak;
   private seed: number;
   private offset = 0;
-  private request: NoisyOutputsRequest = { distillationLayerIndex: null, logits: true };
+  /** What {@link requestOutputs} set (null: nothing yet). */
+  private request: NoisyOutputsRequest | null = null;
+  /** What each loss factory of this model needs, by `layer|logits`: the forward computes the union. */
+  private readonly factoryRequests = new Map<string, NoisyOutputsRequest>();
   private forwardListeners = new Set<() => void>();
   private latest: NoisyForwardOutput | null = null;
 
@@ -462,19 +471,45 @@ export class NoiseMaskedNoisyTransformerModel {
     return this.cloak.parameters();
   }
 
-  /** Sets which outputs the forward computes (the loss factories call this). */
+  /**
+   * Sets the outputs the forward computes beyond what the model's loss factories need (they add
+   * theirs with {@link addFactoryOutputs}), and which block `h`/`ht` of the output are.
+   */
   requestOutputs(request: NoisyOutputsRequest): void {
+    this.request = this.checkRequest(request);
+  }
+
+  /**
+   * @internal A loss factory's needs. Several factories may share one noisy model: the forward
+   * computes the union of their blocks and logits (so a forward costs what the most demanding
+   * one needs), and each factory reads its own block from `layers`.
+   */
+  addFactoryOutputs(request: NoisyOutputsRequest): void {
+    const r = this.checkRequest(request);
+    this.factoryRequests.set(`${r.distillationLayerIndex}|${r.logits}`, r);
+  }
+
+  /** Which block `h`/`ht` come from and whether logits are needed: the latest request (the logits by default). */
+  get outputsRequest(): Readonly<NoisyOutputsRequest> {
+    return this.request ?? [...this.factoryRequests.values()].at(-1) ?? { distillationLayerIndex: null, logits: true };
+  }
+
+  private checkRequest(request: NoisyOutputsRequest): NoisyOutputsRequest {
     const k = request.distillationLayerIndex;
     const last = this.baseModel.config.numLayers - 1;
     if (k !== null && (!Number.isInteger(k) || k < 0 || k > last)) {
       throw new Error(`distillationLayerIndex ${k} is out of range: the model has blocks 0..${last} (or null for the logits)`);
     }
-    this.request = { ...request };
+    return { distillationLayerIndex: k, logits: request.logits === true };
   }
 
-  /** The outputs the forward currently computes. */
-  get outputsRequest(): Readonly<NoisyOutputsRequest> {
-    return this.request;
+  /** The blocks to capture (ascending) and whether to compute the logits: the union of every request. */
+  private outputsPlan(): { layers: number[]; logits: boolean } {
+    const all = [this.outputsRequest, ...this.factoryRequests.values()];
+    const layers = new Set<number>();
+    for (const r of all) if (r.distillationLayerIndex !== null) layers.add(r.distillationLayerIndex);
+    const logits = all.some((r) => r.logits || r.distillationLayerIndex === null);
+    return { layers: [...layers].sort((a, b) => a - b), logits };
   }
 
   /** The output of the latest {@link forward} (null before the first), which the loss functions read. */
@@ -519,23 +554,23 @@ export class NoiseMaskedNoisyTransformerModel {
       if (N[i] > A[i])
         throw new Error(`NoiseMaskedNoisyTransformerModel.forward: noiseMask is 1 at index ${i} where attentionMask is 0 (N must be <= A)`);
     }
-    const { distillationLayerIndex: k, logits: wantLogits } = this.request;
+    const k = this.outputsRequest.distillationLayerIndex;
+    const { layers, logits: wantLogits } = this.outputsPlan();
     const d = this.baseModel.config.hiddenSize;
     const x = this.baseModel.embed({ data: batch.ids, shape: [B, T] });
     const attentionMask = tensor(A, [B, T]);
     const noiseMask = tensor(N, [B, T]);
     const lossMask = tensor(L, [B, T]);
-    const stopAfterBlock = wantLogits || k === null ? undefined : k;
-    const capture = k === null ? [] : [k];
+    const stopAfterBlock = wantLogits ? undefined : layers[layers.length - 1];
     // The teacher's intermediates are not needed for any backward: free them right away.
     const teacher = scope(() =>
-      noGrad(() => this.baseModel.forward({ inputsEmbeds: x, attentionMask, captureBlocks: capture, stopAfterBlock })),
+      noGrad(() => this.baseModel.forward({ inputsEmbeds: x, attentionMask, captureBlocks: layers, stopAfterBlock })),
     );
     const { mu, sigma } = this.cloak.forward(x, attentionMask);
     const eps = randn([B, T, d], { seed: this.seed, offset: this.offset });
     this.offset += randnBlocks(n * d);
     const xt = noisyEmbeddings(x, mu, sigma, eps, noiseMask);
-    const student = this.baseModel.forward({ inputsEmbeds: xt, attentionMask, captureBlocks: capture, stopAfterBlock });
+    const student = this.baseModel.forward({ inputsEmbeds: xt, attentionMask, captureBlocks: layers, stopAfterBlock });
     const output: NoisyForwardOutput = {
       x,
       xt,
@@ -545,8 +580,9 @@ export class NoiseMaskedNoisyTransformerModel {
       attentionMask,
       noiseMask,
       lossMask,
-      h: k === null ? (teacher.logits ?? null) : teacher.blocks[0],
-      ht: k === null ? (student.logits ?? null) : student.blocks[0],
+      h: k === null ? (teacher.logits ?? null) : teacher.blocks[layers.indexOf(k)],
+      ht: k === null ? (student.logits ?? null) : student.blocks[layers.indexOf(k)],
+      layers: new Map(layers.map((layer, i) => [layer, { h: teacher.blocks[i], ht: student.blocks[i] }])),
       teacherLogits: teacher.logits ?? null,
       studentLogits: student.logits ?? null,
       distillationLayerIndex: k,

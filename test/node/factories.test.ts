@@ -347,3 +347,39 @@ describe('option checks at factory time', () => {
     });
   });
 });
+
+describe('several factories on one noisy model', () => {
+  /** Every component of one fixed-noise forward of `noisyModel`, read by each factory in `fns`. */
+  async function componentsOf(noisyModel: NoiseMaskedNoisyTransformerModel, fns: LossFactoryResult[]): Promise<Record<string, number>[]> {
+    return scope(async () => {
+      noisyModel.setRngState({ seed: 9, offset: 0 });
+      noisyModel.forward(batch());
+      const all = fns.map(([lossFn, getComponents]) => {
+        lossFn();
+        return getComponents();
+      });
+      const keys = all.map((c) => Object.keys(c).sort());
+      const values = await readAll(all.flatMap((c, i) => keys[i].map((k) => c[k])));
+      let at = 0;
+      return keys.map((ks) => Object.fromEntries(ks.map((k) => [k, values[at++][0]])));
+    });
+  }
+
+  it('each factory computes the loss it computes alone, whatever layer or logits the others asked for', async () => {
+    // Factories in the table ask for block 0, the logits, block 1 and the logits: every pair disagrees somewhere.
+    const alone: Record<string, number>[] = [];
+    for (const f of factories) {
+      const own = new NoiseMaskedNoisyTransformerModel(model, cloak, { seed: 9 });
+      alone.push((await componentsOf(own, [remake(f.make, own)]))[0]);
+    }
+    const shared = new NoiseMaskedNoisyTransformerModel(model, cloak, { seed: 9 });
+    const together = await componentsOf(
+      shared,
+      factories.map((f) => remake(f.make, shared)),
+    );
+    together.forEach((components, i) => {
+      expect(Object.keys(components), factories[i].name).toEqual(Object.keys(alone[i]));
+      for (const [k, v] of Object.entries(alone[i])) expect(components[k], `${factories[i].name}: ${k}`).toBe(v);
+    });
+  });
+});

@@ -38,7 +38,7 @@ const NUM_LAYERS = 2;
 function standInModel(): NoiseMaskedNoisyTransformerModel {
   return {
     baseModel: { config: { numLayers: NUM_LAYERS } },
-    requestOutputs: () => {},
+    addFactoryOutputs: () => {},
     onForward: () => {},
   } as unknown as NoiseMaskedNoisyTransformerModel;
 }
