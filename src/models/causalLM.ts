@@ -19,6 +19,7 @@ import { parseModelConfig, type ModelConfig } from './config';
 import type { ReadSafetensorsOptions } from './safetensors';
 import { readWeights, type WeightsInput } from './shards';
 import { uploadWeights, type ModelWeights, type WeightData, type WeightDtype } from './weights';
+import { weightsDigest } from './digest';
 import { noGrad } from '../autograd/engine';
 import { embeddingColumnStd } from './embeddingStats';
 import { embeddingRowNorms, medianOfNonNegative } from '../losses/medianNorm';
@@ -124,10 +125,17 @@ export class CausalLM {
   private stats: EmbeddingStatistics | null = null;
   private widenedTable: Tensor | null = null;
 
+  /**
+   * The digest of the weights file this model was loaded from (see `weightsDigest`): a checkpoint
+   * records it and resumes only on a model with the same one.
+   */
+  readonly weightsDigest: string;
+
   /** @internal Use {@link loadCausalLM}. */
-  constructor(config: ModelConfig, weights: ModelWeights) {
+  constructor(config: ModelConfig, weights: ModelWeights, weightsDigest: string) {
     this.config = config;
     this.weights = weights;
+    this.weightsDigest = weightsDigest;
     const w = (name: string): Tensor => {
       const t = weights.get(name);
       if (!t) throw new Error(`CausalLM: weight '${name}' is missing`);
@@ -500,12 +508,13 @@ export async function loadCausalLM(options: LoadCausalLMOptions): Promise<Causal
   const raw = typeof options.config === 'string' ? parseJson(options.config) : options.config;
   const config = parseModelConfig(raw);
   const file = await readWeights(options.weights, { onProgress: options.onProgress });
+  const digest = weightsDigest(file);
   const weights = uploadWeights(config, file, {
     requiresGrad: options.trainable ?? false,
     weightDtype: options.weightDtype,
     transform: config.family === 'gpt2' ? (name, data, shape) => splitGpt2Attention(config, name, data, shape) : undefined,
   });
-  return new CausalLM(config, weights);
+  return new CausalLM(config, weights, digest);
 }
 
 function parseJson(text: string): unknown {

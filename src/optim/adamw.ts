@@ -313,6 +313,7 @@ export class AdamW {
       throw new Error(`${where}: state has ${state.groups.length} groups; this optimizer has ${this.groups.length}`);
     }
     state.groups.forEach((g, i) => {
+      if (!g || typeof g !== 'object') throw new Error(`${where}: group ${i} must be { lr, weightDecay }, got ${String(g)}`);
       checkLr(`${where} (group ${i})`, g.lr);
       checkWeightDecay(`${where} (group ${i})`, g.weightDecay);
     });
@@ -323,6 +324,7 @@ export class AdamW {
     state.params.forEach((s, i) => {
       const p = slots[i].param;
       const at = `${where}: parameter ${i}`;
+      if (!s || typeof s !== 'object') throw new Error(`${at} must be { shape, step, m, v }, got ${String(s)}`);
       if (!Array.isArray(s.shape) || s.shape.length !== p.rank || s.shape.some((d, k) => d !== p.shape[k])) {
         throw new Error(
           `${at} has shape ${fmtShape(p.shape)} but the state has ${Array.isArray(s.shape) ? fmtShape(s.shape) : String(s.shape)}`,

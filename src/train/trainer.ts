@@ -304,7 +304,7 @@ export class Trainer {
       const named = [...this.cloak.namedParameters()];
       const values = await readAll(named.map(([, t]) => t));
       return encodeCheckpoint({
-        model: modelFingerprint(this.model.config),
+        model: modelFingerprint(this.model.config, this.model.weightsDigest),
         cloak: this.cloak.options,
         factory: this.options.factory,
         factoryOptions: this.options.factoryOptions,
@@ -320,19 +320,21 @@ export class Trainer {
   }
 
   /**
-   * Restores a {@link checkpoint}. It must come from the same base model and cloak configuration;
-   * everything is checked before anything changes.
+   * Restores a {@link checkpoint}, all or nothing: it must pass its checksum and come from the
+   * same base model (architecture and weights) and cloak configuration, and everything in it is
+   * checked before anything changes; a rejected checkpoint leaves the trainer as it was.
    */
   loadCheckpoint(bytes: Uint8Array | ArrayBuffer): void {
     this.enter('loadCheckpoint');
     try {
       const named = [...this.cloak.namedParameters()];
       const decoded = decodeCheckpoint(bytes, {
-        model: modelFingerprint(this.model.config),
+        model: modelFingerprint(this.model.config, this.model.weightsDigest),
         cloak: this.cloak.options,
         parameters: named.map(([name, t]) => ({ name, shape: t.shape })),
       });
-      // Everything parsed and checked (loadState checks the rest before changing anything): apply.
+      // Everything is parsed and checked. loadState goes first: it checks what only the optimizer
+      // knows (its group count) before it changes anything; nothing after it can throw.
       this.optimizer.loadState(decoded.optimizer);
       this.noisyModel.setRngState(decoded.rng);
       named.forEach(([, t], i) => {

@@ -225,7 +225,7 @@ export class TrainerService implements TrainerWorkerApi {
       return encodeCloakWeights({
         weights: named.map(([name, t], i) => ({ name, shape: t.shape, data: values[i] as Float32Array })),
         cloak: trainer.transform.options,
-        model: modelFingerprint(model.config),
+        model: modelFingerprint(model.config, model.weightsDigest),
         factory: trainer.options.factory,
         step: trainer.stepCount,
       });

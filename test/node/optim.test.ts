@@ -208,6 +208,13 @@ describe('AdamW', () => {
       const wrongLength = { ...state, params: [state.params[0], { ...state.params[1], m: new Float32Array(3) }] };
       expect(() => twin.loadState(wrongLength)).toThrow(/'m' must be a Float32Array of 9/);
       expect(() => twin.loadState({ ...state, params: [state.params[0]] })).toThrow(/1 parameters/);
+      // Entries that are not objects are named errors too, not TypeErrors.
+      expect(() => twin.loadState({ ...state, groups: state.groups.map(() => null as never) })).toThrow(
+        /AdamW.loadState: group 0 must be \{ lr, weightDecay \}/,
+      );
+      expect(() => twin.loadState({ ...state, params: [null as never, state.params[1]] })).toThrow(
+        /AdamW.loadState: parameter 0 must be \{ shape, step, m, v \}/,
+      );
       expect(twin.stepCount).toBe(5);
       for (const o of [opt, restored, twin]) o.dispose();
     });

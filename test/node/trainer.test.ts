@@ -9,6 +9,9 @@ import { loadCausalLM, type CausalLM } from '../../src/models/causalLM';
 import { packSequences, seededRandom, type PackedSequence } from '../../src/text/data';
 import { Trainer, type TrainerOptions } from '../../src/train/trainer';
 import { warmupCosine } from '../../src/optim/schedule';
+import { parseSafetensors } from '../../src/models/safetensors';
+import { writeSafetensors } from '../../src/models/safetensorsWriter';
+import { checkpointChecksum } from '../../src/train/checkpoint';
 
 let model: CausalLM;
 let train: PackedSequence[];
@@ -27,6 +30,56 @@ beforeAll(async () => {
 });
 
 afterAll(() => model.dispose());
+
+const tinyConfig = () => JSON.parse(readFileSync(resolve(FIXTURES_DIR, 'tiny-llama/config.json'), 'utf8')) as unknown;
+const tinyWeights = () => new Uint8Array(readFileSync(resolve(FIXTURES_DIR, 'tiny-llama/model.safetensors')));
+
+/** The safetensors `bytes` with every value of `model.norm.weight` (F32) times `factor`: the same architecture, other weights. */
+function scaledNorm(bytes: Uint8Array, factor: number): Uint8Array {
+  const headerLength = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + headerLength)));
+  const [begin, end] = header['model.norm.weight'].data_offsets as [number, number];
+  const out = bytes.slice();
+  const values = new DataView(out.buffer, 8 + headerLength + begin, end - begin);
+  for (let at = 0; at < end - begin; at += 4) values.setFloat32(at, values.getFloat32(at, true) * factor, true);
+  return out;
+}
+
+/** Checkpoints made from `bytes` whose metadata is wrong in one way each (re-signed, so that only that is wrong), with the error each must give. */
+function malformed(bytes: Uint8Array): [string, Uint8Array, RegExp][] {
+  const file = parseSafetensors(bytes);
+  const state = JSON.parse(file.metadata.sgt_state) as Record<string, unknown>;
+  const withState = (edit: Record<string, unknown>, drop?: string): Uint8Array => {
+    const next = Object.fromEntries(Object.entries({ ...state, ...edit }).filter(([k]) => k !== drop));
+    const metadata: Record<string, string> = { ...file.metadata, sgt_state: JSON.stringify(next) };
+    metadata.sgt_checksum = checkpointChecksum(metadata, file.tensors);
+    const tensors = Object.fromEntries(
+      [...file.tensors].map(([name, e]) => [
+        name,
+        { dtype: 'F32' as const, shape: e.shape, data: new Float32Array(e.bytes.slice().buffer) },
+      ]),
+    );
+    return writeSafetensors(tensors, metadata);
+  };
+  return [
+    ['no rng position', withState({}, 'rng'), /'sgt_state' metadata has no valid 'rng'/],
+    ['a negative step', withState({ step: -1 }), /no valid 'step' \(expected an integer >= 0, got -1\)/],
+    ['a non-numeric data position', withState({ data: { epoch: 0, batch: 'x' } }), /no valid 'data.batch'/],
+    ['a group without a learning rate', withState({ optimizerGroups: [{ weightDecay: 0.01 }] }), /no valid 'optimizerGroups\[0\].lr'/],
+    ['too few parameter steps', withState({ parameterSteps: [1] }), /no valid 'parameterSteps'/],
+    // Well formed, but for an optimizer with two groups: only the optimizer can tell, and it does before it changes anything.
+    [
+      'a second optimizer group',
+      withState({
+        optimizerGroups: [
+          { lr: 1e-3, weightDecay: 0 },
+          { lr: 1e-3, weightDecay: 0 },
+        ],
+      }),
+      /AdamW.loadState: state has 2 groups; this optimizer has 1/,
+    ],
+  ];
+}
 
 const options = (over: Partial<TrainerOptions> = {}): TrainerOptions => ({
   factory: 'crossEntropyDistillation',
@@ -116,6 +169,48 @@ describe('Trainer', () => {
     rest.forEach((l, i) => {
       expect(l, `step ${i + 4}`).toBeCloseTo(full[i + 3], 6);
     });
+  });
+
+  it('rejects a corrupt, foreign or malformed checkpoint and stays exactly as it was (all or nothing)', async () => {
+    const o = options();
+    const straight = new Trainer(model, { train }, o);
+    const full: number[] = [];
+    for (let i = 0; i < 4; i++) full.push((await straight.step()).loss);
+    straight.dispose();
+
+    // Bad checkpoints made from a run at another step, so that a half-applied load would show.
+    const donor = new Trainer(model, { train }, o);
+    await donor.step();
+    const older = await donor.checkpoint();
+    donor.dispose();
+    const otherWeights = await loadCausalLM({ config: tinyConfig(), weights: scaledNorm(tinyWeights(), 1.01) });
+    const foreignTrainer = new Trainer(otherWeights, { train }, o);
+    await foreignTrainer.step();
+    const foreign = await foreignTrainer.checkpoint();
+    foreignTrainer.dispose();
+    otherWeights.dispose();
+    const flipped = older.slice();
+    flipped[flipped.length - 3] ^= 0x10;
+
+    const trainer = new Trainer(model, { train }, o);
+    for (let i = 0; i < 2; i++) await trainer.step();
+    const before = await trainer.checkpoint();
+    const live = liveBufferCount();
+    const cases: [string, Uint8Array, RegExp][] = [
+      ['a flipped byte', flipped, /Trainer.loadCheckpoint: .*checksum/],
+      ['the same architecture with other base weights', foreign, /Trainer.loadCheckpoint: .*another model's weights/],
+      ...malformed(older),
+    ];
+    for (const [what, bytes, error] of cases) {
+      expect(() => trainer.loadCheckpoint(bytes), what).toThrow(error);
+      expect(trainer.stepCount, what).toBe(2);
+      expect(await trainer.checkpoint(), what).toEqual(before);
+      expect(liveBufferCount(), what).toBe(live);
+    }
+    const rest: number[] = [];
+    for (let i = 0; i < 2; i++) rest.push((await trainer.step()).loss);
+    trainer.dispose();
+    expect(rest).toEqual(full.slice(2));
   });
 
   it('steps at the learning rates of warmupCosine, from a non-zero first step', async () => {
