@@ -6,7 +6,7 @@
  * Arguments are parsed with Node's own `util.parseArgs` and the progress bar is a line redrawn
  * on stderr, so the CLI adds no dependency to a package whose main users are browsers.
  */
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -24,15 +24,10 @@ import {
   type StepEvent,
   type TrainingConfig,
 } from '../worker/workerApi';
+import { planOutput, writeRun, type OutputFile, type OutputPlan } from './outputs';
+import { RunError, UsageError } from './usage';
 
-/** A mistake in the command line (exit code 2), as opposed to a failure while training (exit code 1). */
-export class UsageError extends Error {
-  /** @param message what is wrong and how to fix it. */
-  constructor(message: string) {
-    super(message);
-    this.name = 'UsageError';
-  }
-}
+export { RunError, UsageError } from './usage';
 
 /** Where {@link main} writes: the progress bar and notes go to `stderr`, results to `stdout`. */
 export interface CliIO {
@@ -64,9 +59,11 @@ export interface TrainingReport {
     heldOutFraction: number;
     evaluateEvery: number;
   };
-  final: { step: number; loss: number | null; components: Record<string, number>; metrics: EvaluationResult };
+  /** The last step's loss and the final evaluation (`metrics` is null when the run failed before it). */
+  final: { step: number; loss: number | null; components: Record<string, number>; metrics: EvaluationResult | null };
   /** Every evaluation made during the run (`--eval-every`), then the final one. */
   metricsHistory: Omit<MetricsEvent, 'type'>[];
+  /** Null when no step finished. */
   lossCurve: {
     first: number;
     last: number;
@@ -77,14 +74,28 @@ export interface TrainingReport {
     meanLastTenth: number;
     /** At most 200 `[step, loss]` points, evenly spaced over the run. */
     points: [number, number][];
-  };
+  } | null;
   seconds: number;
   meanTokensPerSecond: number;
-  files: string[];
+  /** What the run warned about (e.g. a held-out set too small to measure anything). */
+  warnings: string[];
+  /** Present when the run failed after training started: what failed. The files it could write are in `files`. */
+  error?: string;
+  /** The files written in the run's folder (this report among them). */
+  files: OutputFile[];
 }
 
-/** What {@link main} returns: the help text, or where it wrote and the report. */
-export type CliResult = { help: true } | { help: false; outDir: string; files: string[]; report: TrainingReport };
+/**
+ * What {@link main} returns: `help: true` when it only printed (the help text, or `version` for
+ * `--version`), else where it wrote and the report.
+ */
+export type CliResult = { help: true; version?: string } | { help: false; outDir: string; files: string[]; report: CompletedReport };
+
+/** The report of a run that completed: its final metrics and loss curve are there. */
+export type CompletedReport = TrainingReport & {
+  final: TrainingReport['final'] & { metrics: EvaluationResult };
+  lossCurve: NonNullable<TrainingReport['lossCurve']>;
+};
 
 const DEFAULTS = {
   factory: 'crossEntropyDistillation' as FactoryName,
@@ -113,8 +124,10 @@ Main:
                            vocabulary of at least 259 ids; otherwise pass --tokens-file.
                            Default: the embedded default model (models/default).
   --steps N                optimizer steps to train (>= 1; default ${DEFAULT_STEPS})
-  --out DIR                output folder (created): cloak.safetensors, checkpoint.safetensors,
-                           report.json (default ${DEFAULT_OUT})
+  --out DIR                output folder (created; checked before training): cloak.safetensors,
+                           checkpoint.safetensors, report.json. Default: a new folder per run,
+                           runs/<start time>/ (e.g. runs/2026-12-03T10-15-00/), with runs/latest
+                           a link to the newest
 
 Data (at most one; default: a small built-in English corpus):
   --text FILE              UTF-8 text; paragraphs (separated by blank lines) are documents
@@ -135,8 +148,13 @@ Training:
   --held-out-fraction F    share of the sequences held out for the metrics (default ${DEFAULTS.heldOutFraction})
   --eval-every K           evaluate every K steps (default ${DEFAULTS.evalEvery}: only at the end)
   --eval-batches N         held-out batches per evaluation (default: all)
-  --quiet                  no progress output
+  --quiet                  no progress output (warnings and errors are still printed)
   -h, --help               this text
+  --version                the version of sgt-webgpu
+
+Exit status: 0 when trained and written; 2 for a mistake in the command line or in the files it
+names (nothing is trained); 1 when the run fails after training started (report.json then holds
+the error, beside whatever else could be written).
 
 Factory options (--set key=value), each with the value used when it is not set: the reference's
 default, or for a required option (*) a starting value:
@@ -205,9 +223,16 @@ function readJsonFile(path: string, what: string): unknown {
  * and `dist/cli/cli.js` in the package: both two folders below the package root.
  */
 export const DEFAULT_MODEL_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../models/default');
-/** Steps and output folder without --steps / --out. */
+/** Steps without --steps. */
 const DEFAULT_STEPS = 50;
-const DEFAULT_OUT = 'runs/latest';
+/** Fewer held-out sequences than this measure too little: the run warns. */
+const MIN_HELD_OUT_SEQUENCES = 4;
+
+/** The version in the package's package.json (two folders up, like the default model). */
+export function packageVersion(): string {
+  const path = resolve(dirname(fileURLToPath(import.meta.url)), '../../package.json');
+  return (JSON.parse(readFileSync(path, 'utf8')) as { version: string }).version;
+}
 
 /** A file's bytes in a buffer of their own (a Buffer may be a view into a shared pool). */
 function readBytes(path: string): Uint8Array {
@@ -285,6 +310,8 @@ function readTextFile(path: string): string[] {
 /** A one-line progress bar: redrawn in place on a terminal, else printed every tenth of the run. */
 class ProgressBar {
   private lastLine = 0;
+  /** A redrawn line is on screen without its newline. */
+  private lineOpen = false;
   private readonly started = performance.now();
   constructor(
     private readonly total: number,
@@ -300,7 +327,8 @@ class ProgressBar {
     const line = `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${e.step}/${this.total} loss ${e.loss.toFixed(4)} lr ${e.learningRate.toExponential(2)} ${Math.round(e.tokensPerSecond)} tok/s eta ${formatSeconds(eta)}`;
     if (this.interactive) {
       this.write(`\r${line}\x1b[K`);
-      if (e.step === this.total) this.write('\n');
+      this.lineOpen = e.step !== this.total;
+      if (!this.lineOpen) this.write('\n');
     } else if (e.step === this.total || e.step - this.lastLine >= Math.max(1, Math.ceil(this.total / 10))) {
       this.lastLine = e.step;
       this.write(`${line}\n`);
@@ -309,6 +337,12 @@ class ProgressBar {
 
   note(text: string): void {
     this.write(this.interactive ? `\r${text}\x1b[K\n` : `${text}\n`);
+  }
+
+  /** Ends a redrawn line left open, so that what is printed next (an error) starts on a line of its own. */
+  close(): void {
+    if (this.lineOpen) this.write('\n');
+    this.lineOpen = false;
   }
 }
 
@@ -380,7 +414,6 @@ function runOptions(values: CliValues) {
     factoryOverrides,
     cloak,
     modelDir: resolve(values.model ?? DEFAULT_MODEL_DIR),
-    outDir: resolve(values.out ?? DEFAULT_OUT),
     quiet: values.quiet ?? false,
   };
 }
@@ -390,9 +423,15 @@ type RunOptions = ReturnType<typeof runOptions>;
 
 /** The model folder and the training data (a tokens file, a text file or the built-in corpus), read from disk. */
 function readInputs(values: CliValues, modelDir: string) {
-  const files = readModelDir(modelDir);
-  const tokens = values['tokens-file'] !== undefined ? readTokensFile(resolve(values['tokens-file'])) : undefined;
-  const text = tokens ? undefined : values.text !== undefined ? readTextFile(resolve(values.text)) : [...DEFAULT_CORPUS];
+  const files = readArg(`--model ${modelDir}`, () => readModelDir(modelDir));
+  const tokensPath = values['tokens-file'];
+  const tokens = tokensPath !== undefined ? readArg(`--tokens-file ${tokensPath}`, () => readTokensFile(resolve(tokensPath))) : undefined;
+  const textPath = values.text;
+  const text = tokens
+    ? undefined
+    : textPath !== undefined
+      ? readArg(`--text ${textPath}`, () => readTextFile(resolve(textPath)))
+      : [...DEFAULT_CORPUS];
   const source = tokens
     ? `tokens-file ${resolve(values['tokens-file']!)}`
     : values.text !== undefined
@@ -404,10 +443,39 @@ function readInputs(values: CliValues, modelDir: string) {
 /** What the run reads from disk. */
 type RunInputs = ReturnType<typeof readInputs>;
 
+/** Runs `read`; a file it cannot read (no permission, a folder where a file belongs) is a usage error naming `what`. */
+function readArg<T>(what: string, read: () => T): T {
+  try {
+    return read();
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    throw new UsageError(`${what}: ${(e as Error).message}`);
+  }
+}
+
+/** Errors of the device rather than of the command line's values (codes of the library's typed errors). */
+const DEVICE_ERROR_CODES = new Set(['DEVICE_LOST', 'OUT_OF_MEMORY']);
+
+/**
+ * Runs a service call that judges the command line's values (the model's files, the factory and
+ * cloak options, the lengths): its errors are usage errors, prefixed with `what` when given,
+ * except those of the device.
+ */
+async function judged<T>(what: string | null, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (e) {
+    const code = (e as { code?: unknown } | null)?.code;
+    if (e instanceof UsageError || (typeof code === 'string' && DEVICE_ERROR_CODES.has(code))) throw e;
+    const message = e instanceof Error ? e.message : String(e);
+    throw new UsageError(what ? `${what}: ${message}` : message);
+  }
+}
+
 /** Creates the device, loads the model and configures the trainer; notes the setup on the progress bar. */
 async function setUp(service: TrainerService, o: RunOptions, inputs: RunInputs, bar: ProgressBar) {
   const adapter = await service.init();
-  const model = await service.loadModel(inputs.files);
+  const model = await judged(`--model ${o.modelDir}`, () => service.loadModel(inputs.files));
   if (!inputs.tokens && model.tokenizer === 'none') {
     throw new UsageError(
       `--model ${o.modelDir} has no tokenizer.json and its vocabulary (${model.vocabSize} ids) is too small for the byte-level ` +
@@ -432,7 +500,7 @@ async function setUp(service: TrainerService, o: RunOptions, inputs: RunInputs, 
     evaluateBatches: o.evaluateBatches,
     ...(inputs.tokens ? { tokens: inputs.tokens } : { text: inputs.text }),
   };
-  const data = await service.configure(config);
+  const data = await judged(null, () => service.configure(config));
   if (!o.quiet) {
     bar.note(
       `${model.type}: ${model.layers} layers, d=${model.hiddenSize}, vocab ${model.vocabSize}, ${model.parameterCount} parameters; ` +
@@ -443,50 +511,119 @@ async function setUp(service: TrainerService, o: RunOptions, inputs: RunInputs, 
   return { adapter, model, data, seqLen };
 }
 
-/** Runs the configured steps (progress on the bar), evaluates at the end, and fetches the cloak and the checkpoint. */
-async function trainAndEvaluate(service: TrainerService, o: RunOptions, bar: ProgressBar) {
-  const stepEvents: StepEvent[] = [];
-  const metricsHistory: Omit<MetricsEvent, 'type'>[] = [];
-  const started = performance.now();
-  await service.start((e: ProgressEvent) => {
-    if (e.type === 'step') {
-      if (!Number.isFinite(e.loss)) throw new Error(`the loss is ${e.loss} at step ${e.step}: lower --lr or check the factory options`);
-      stepEvents.push(e);
-      bar.update(e);
-    } else if (e.type === 'metrics') {
-      const { type: _type, ...m } = e;
-      metricsHistory.push(m);
-      if (!o.quiet)
-        bar.note(
-          `step ${e.step}: NN-FR ${e.nearestNeighbourFailureRate.toFixed(4)}, top-1 agreement ${e.top1Agreement.toFixed(4)}, mean KL ${e.meanKL.toFixed(4)}`,
-        );
-    }
-  });
-  const seconds = (performance.now() - started) / 1000;
-  const metrics = await service.evaluate(o.evaluateBatches);
-  if (metricsHistory.at(-1)?.step !== metrics.step) {
-    metricsHistory.push({
-      step: metrics.step,
-      nearestNeighbourFailureRate: metrics.nearestNeighbourFailureRate,
-      top1Agreement: metrics.top1Agreement,
-      meanKL: metrics.meanKL,
-    });
-  }
-  const cloakBytes = await service.cloakSafetensors();
-  const checkpointBytes = await service.checkpoint();
-  return { stepEvents, metricsHistory, seconds, metrics, cloakBytes, checkpointBytes };
+/** A share as the demo shows it: `12.5%`. */
+function percent(share: number): string {
+  return `${(100 * share).toFixed(1)}%`;
 }
 
-/** The `report.json` of a run. */
-function buildReport(
-  o: RunOptions,
-  source: string,
-  setup: Awaited<ReturnType<typeof setUp>>,
-  run: Awaited<ReturnType<typeof trainAndEvaluate>>,
-): TrainingReport {
+/** NN-FR, agreement and KL on one line, as the progress notes and the summary print them. */
+function metricsLine(m: Omit<MetricsEvent, 'type'>): string {
+  return `NN-FR ${percent(m.nearestNeighbourFailureRate)}, top-1 agreement ${percent(m.top1Agreement)}, mean KL ${m.meanKL.toFixed(4)}`;
+}
+
+/** What the data split warns about: a held-out set too small to measure NN-FR, agreement and KL. */
+function dataWarnings(o: RunOptions, data: ConfigureSummary): string[] {
+  const held = data.heldOutSequences;
+  const more = `give more data (--text or --tokens-file), or a larger --held-out-fraction (now ${o.heldOutFraction})`;
+  if (held === 0) {
+    return [`no sequence is held out, so NN-FR, agreement and KL are measured on the training sequences: ${more}`];
+  }
+  if (held >= MIN_HELD_OUT_SEQUENCES) return [];
+  return [
+    `only ${held} held-out sequence${held === 1 ? '' : 's'} of ${data.seqLen} tokens: too few to measure NN-FR, agreement and KL ` +
+      `(fewer than ${MIN_HELD_OUT_SEQUENCES}); ${more}`,
+  ];
+}
+
+/** What the steps of a run left: every step and evaluation until the end, or until `error`. */
+interface TrainingLog {
+  stepEvents: StepEvent[];
+  metricsHistory: Omit<MetricsEvent, 'type'>[];
+  seconds: number;
+  /** Why training stopped early. */
+  error?: string;
+}
+
+/** Runs the configured steps (progress on the bar). A failure ends the log with its error rather than throwing. */
+async function train(service: TrainerService, o: RunOptions, bar: ProgressBar): Promise<TrainingLog> {
+  const log: TrainingLog = { stepEvents: [], metricsHistory: [], seconds: 0 };
+  const started = performance.now();
+  try {
+    await service.start((e: ProgressEvent) => {
+      if (e.type === 'step') {
+        if (!Number.isFinite(e.loss)) throw new Error(`the loss is ${e.loss} at step ${e.step}: lower --lr or check the factory options`);
+        log.stepEvents.push(e);
+        bar.update(e);
+      } else if (e.type === 'metrics') {
+        const { type: _type, ...m } = e;
+        log.metricsHistory.push(m);
+        if (!o.quiet) bar.note(`step ${e.step}: ${metricsLine(m)}`);
+      }
+    });
+  } catch (e) {
+    bar.close();
+    log.error = `training stopped after ${log.stepEvents.length} of ${o.steps} steps: ${(e as Error).message}`;
+  }
+  log.seconds = (performance.now() - started) / 1000;
+  return log;
+}
+
+/** What a run produced after its steps; a part that could not be made is missing, with its error in `errors`. */
+interface RunProducts {
+  metrics: EvaluationResult | null;
+  cloakBytes?: Uint8Array;
+  checkpointBytes?: Uint8Array;
+  errors: string[];
+}
+
+/**
+ * Evaluates, and fetches the cloak and the checkpoint, each on its own so that one failing keeps
+ * the others. After a failed training there is nothing to take: the weights may be what broke it.
+ */
+async function collect(service: TrainerService, o: RunOptions, log: TrainingLog): Promise<RunProducts> {
+  const products: RunProducts = { metrics: null, errors: log.error ? [log.error] : [] };
+  if (log.error) return products;
+  const attempt = async <T>(what: string, make: () => Promise<T>): Promise<T | undefined> => {
+    try {
+      return await make();
+    } catch (e) {
+      products.errors.push(`${what} failed: ${(e as Error).message}`);
+      return undefined;
+    }
+  };
+  products.metrics = (await attempt('the final evaluation', () => service.evaluate(o.evaluateBatches))) ?? null;
+  const m = products.metrics;
+  if (m && log.metricsHistory.at(-1)?.step !== m.step) {
+    log.metricsHistory.push({
+      step: m.step,
+      nearestNeighbourFailureRate: m.nearestNeighbourFailureRate,
+      top1Agreement: m.top1Agreement,
+      meanKL: m.meanKL,
+    });
+  }
+  products.cloakBytes = await attempt('making cloak.safetensors', () => service.cloakSafetensors());
+  products.checkpointBytes = await attempt('making checkpoint.safetensors', () => service.checkpoint());
+  return products;
+}
+
+/** What the end of a run knows when it writes the report: the setup, the steps, their products, and the files written so far. */
+interface RunRecord {
+  source: string;
+  setup: Awaited<ReturnType<typeof setUp>>;
+  log: TrainingLog;
+  products: RunProducts;
+  warnings: string[];
+  files: { written: OutputFile[]; errors: string[] };
+}
+
+/** The `report.json` of a run (with `error` when a part of it failed). */
+function buildReport(o: RunOptions, record: RunRecord): TrainingReport {
+  const { source, setup, log, products, warnings, files } = record;
   const { adapter, model, data, seqLen } = setup;
-  const { stepEvents, metricsHistory, seconds, metrics } = run;
+  const { stepEvents, metricsHistory, seconds } = log;
+  const { metrics } = products;
   const last = stepEvents.at(-1);
+  const errors = [...products.errors, ...files.errors];
   return {
     createdAt: new Date().toISOString(),
     adapter,
@@ -515,20 +652,59 @@ function buildReport(
       heldOutFraction: o.heldOutFraction,
       evaluateEvery: o.evaluateEvery,
     },
-    final: { step: metrics.step, loss: last?.loss ?? null, components: last?.components ?? {}, metrics },
+    final: { step: metrics?.step ?? last?.step ?? 0, loss: last?.loss ?? null, components: last?.components ?? {}, metrics },
     metricsHistory,
-    lossCurve: lossCurve(stepEvents),
+    lossCurve: stepEvents.length > 0 ? lossCurve(stepEvents) : null,
     seconds,
     meanTokensPerSecond: stepEvents.reduce((a, s) => a + s.tokens, 0) / Math.max(seconds, 1e-9),
-    files: ['cloak.safetensors', 'checkpoint.safetensors', 'report.json'],
+    warnings,
+    ...(errors.length > 0 ? { error: errors.join('; ') } : {}),
+    files: files.written,
   };
 }
 
 /**
+ * Writes what the run produced (see {@link writeRun}), prints the notes and the summary, and
+ * returns the result. When any part failed it throws a {@link RunError} after writing what it could.
+ */
+function finish(
+  o: RunOptions,
+  plan: OutputPlan,
+  record: Omit<RunRecord, 'files'>,
+  print: { out: (s: string) => void; err: (s: string) => void },
+): CliResult {
+  const { products, log } = record;
+  let report: CompletedReport | undefined;
+  const outcome = writeRun(plan, { cloak: products.cloakBytes, checkpoint: products.checkpointBytes }, (files) => {
+    report = buildReport(o, { ...record, files }) as CompletedReport;
+    return `${JSON.stringify(report, null, 2)}\n`;
+  });
+  for (const note of outcome.notes) print.err(`sgt-train: note: ${note}\n`);
+  const written = outcome.written.map((f) => join(outcome.dir, f));
+  const errors = [...products.errors, ...outcome.errors];
+  if (errors.length > 0 || !report || !products.metrics) {
+    const where =
+      written.length > 0
+        ? `partial results in ${outcome.dir}: ${outcome.written.join(', ')}`
+        : `nothing could be written to ${outcome.dir}`;
+    throw new RunError(`${errors.join('; ')} (${where})`, outcome.dir, written);
+  }
+  const steps = products.metrics.step;
+  const curve = report.lossCurve;
+  const loss = curve ? `loss ${curve.first.toFixed(4)} -> ${curve.last.toFixed(4)}` : 'no step';
+  print.out(
+    `trained ${steps} step${steps === 1 ? '' : 's'} in ${formatSeconds(log.seconds)}: ${loss}; ${metricsLine(products.metrics)}\n` +
+      written.map((f) => `  ${f}\n`).join(''),
+  );
+  return { help: false, outDir: outcome.dir, files: written, report };
+}
+
+/**
  * Runs the CLI on `argv` (the arguments after the script name) in this process: parses them,
- * trains, writes the three files and returns the report. Throws {@link UsageError} on a bad
- * command line or model folder, and the training's own error otherwise; the device is destroyed
- * either way.
+ * checks the output folder and reads the inputs, trains, writes the three files and returns the
+ * report. Throws {@link UsageError} on a bad command line, output folder, model folder or option
+ * (before any training), and {@link RunError} when the run fails after training started (having
+ * written what it could, report.json with the error among it); the device is destroyed either way.
  */
 export async function main(argv: readonly string[], io: CliIO = {}): Promise<CliResult> {
   const out = io.stdout ?? ((s: string) => process.stdout.write(s));
@@ -545,28 +721,28 @@ export async function main(argv: readonly string[], io: CliIO = {}): Promise<Cli
     out(helpText());
     return { help: true };
   }
+  if (values.version) {
+    const version = packageVersion();
+    out(`sgt-train ${version}\n`);
+    return { help: true, version };
+  }
+  const started = new Date();
   const o = runOptions(values);
+  const plan = planOutput(values.out, started);
   const inputs = readInputs(values, o.modelDir);
   const bar = new ProgressBar(o.steps, o.quiet ? () => {} : err, io.interactive ?? (!io.stderr && process.stderr.isTTY === true));
 
   const service = new TrainerService();
   try {
     const setup = await setUp(service, o, inputs, bar);
-    const run = await trainAndEvaluate(service, o, bar);
-    const report = buildReport(o, inputs.source, setup, run);
-    const { outDir } = o;
-    mkdirSync(outDir, { recursive: true });
-    writeFileSync(join(outDir, 'cloak.safetensors'), run.cloakBytes);
-    writeFileSync(join(outDir, 'checkpoint.safetensors'), run.checkpointBytes);
-    writeFileSync(join(outDir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
-    const written = report.files.map((f) => join(outDir, f));
-    const { metrics } = run;
-    out(
-      `trained ${metrics.step} steps in ${formatSeconds(run.seconds)}: loss ${report.lossCurve.first.toFixed(4)} -> ${report.lossCurve.last.toFixed(4)}; ` +
-        `NN-FR ${metrics.nearestNeighbourFailureRate.toFixed(4)}, top-1 agreement ${metrics.top1Agreement.toFixed(4)}, mean KL ${metrics.meanKL.toFixed(4)}\n` +
-        written.map((f) => `  ${f}\n`).join(''),
-    );
-    return { help: false, outDir, files: written, report };
+    const warnings = dataWarnings(o, setup.data);
+    for (const warning of warnings) err(`sgt-train: warning: ${warning}\n`);
+    const log = await train(service, o, bar);
+    const products = await collect(service, o, log);
+    return finish(o, plan, { source: inputs.source, setup, log, products, warnings }, { out, err });
+  } catch (e) {
+    bar.close();
+    throw e;
   } finally {
     await service.dispose();
   }
@@ -597,6 +773,7 @@ function parseCli(argv: readonly string[]) {
       cloak: { type: 'string', multiple: true },
       quiet: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean' },
     },
   });
 }
@@ -611,7 +788,7 @@ if (entry && resolve(entry) === fileURLToPath(import.meta.url)) {
     process.exit(0);
   } catch (e) {
     const usage = e instanceof UsageError;
-    process.stderr.write(`\nsgt-train: ${(e as Error).message}\n`);
+    process.stderr.write(`sgt-train: ${(e as Error).message}\n`);
     if (!usage && process.env.SGT_DEBUG) process.stderr.write(`${(e as Error).stack ?? ''}\n`);
     // Exit here rather than rethrow: the runner would print a stack for a plain usage mistake.
     process.exit(usage ? 2 : 1);

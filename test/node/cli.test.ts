@@ -5,7 +5,20 @@
  * calls made in the wrong order. Each `main` and each service destroys its device when done, so
  * this file runs in its own process (forks pool).
  */
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import {
+  copyFileSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -15,7 +28,16 @@ import { writeSafetensors, type SafetensorsWriteTensor } from '../../src/models/
 import { TransformerCloak } from '../../src/models/cloak';
 import { liveBufferCount } from '../../src/index';
 import { seededRandom } from '../../src/text/data';
-import { DEFAULT_MODEL_DIR, main, helpText, UsageError, DEFAULT_CORPUS, type TrainingReport } from '../../src/cli/cli';
+import {
+  DEFAULT_MODEL_DIR,
+  main,
+  helpText,
+  RunError,
+  UsageError,
+  DEFAULT_CORPUS,
+  type CompletedReport,
+  type TrainingReport,
+} from '../../src/cli/cli';
 import { TrainerService, DEFAULT_FACTORY_OPTIONS, type ProgressEvent, type StepEvent } from '../../src/worker/workerApi';
 
 const TINY_LLAMA = resolve(FIXTURES_DIR, 'tiny-llama');
@@ -87,8 +109,10 @@ describe('npm run train (main)', () => {
     for (const f of ['cloak.safetensors', 'checkpoint.safetensors', 'report.json']) expect(existsSync(join(outDir, f)), f).toBe(true);
     expect(result.files).toEqual(['cloak.safetensors', 'checkpoint.safetensors', 'report.json'].map((f) => join(outDir, f)));
 
-    const report = JSON.parse(readFileSync(join(outDir, 'report.json'), 'utf8')) as TrainingReport;
+    const report = JSON.parse(readFileSync(join(outDir, 'report.json'), 'utf8')) as CompletedReport;
     expect(report).toEqual(JSON.parse(JSON.stringify(result.report)));
+    expect(report.files).toEqual(['cloak.safetensors', 'checkpoint.safetensors', 'report.json']);
+    expect(report.error).toBeUndefined();
     expect(report.model).toMatchObject({ type: 'llama', layers: 2, hiddenSize: 32, vocabSize: 96, heads: 4, tokenizer: 'none' });
     // tiny-llama: embeddings and head 2*96*32, two blocks of 2*32 norms + q,o 32x32 + k,v 16x32 + three 64x32 MLP mats, final norm.
     expect(report.model.parameterCount).toBe(2 * 96 * 32 + 2 * (2 * 32 + 2 * 32 * 32 + 2 * 16 * 32 + 3 * 64 * 32) + 32);
@@ -168,8 +192,15 @@ describe('npm run train (main)', () => {
       await resumed.dispose();
     }
 
-    expect(out.join('')).toMatch(/trained 3 steps/);
+    // The summary gives NN-FR and agreement as percentages (as the demo does), to one decimal, from the report's shares.
+    const summary = out.join('');
+    expect(summary).toMatch(
+      /^trained 3 steps in \d+s: loss \d+\.\d{4} -> \d+\.\d{4}; NN-FR \d+\.\d%, top-1 agreement \d+\.\d%, mean KL \d+\.\d{4}\n/,
+    );
+    expect(summary).toContain(`NN-FR ${(100 * m.nearestNeighbourFailureRate).toFixed(1)}%`);
+    expect(summary).toContain(`top-1 agreement ${(100 * m.top1Agreement).toFixed(1)}%`);
     expect(err.join('')).toMatch(/3\/3 loss \d/);
+    expect(err.join('')).toMatch(/step 2: NN-FR \d+\.\d%, top-1 agreement \d+\.\d%/);
   });
 
   it('falls back to the byte-level tokenizer and the built-in corpus for a model with room for bytes', async () => {
@@ -304,10 +335,251 @@ describe('npm run train (main)', () => {
     await expect(run(...base, '--steps', '3')).rejects.toThrow(
       /has no tokenizer\.json and its vocabulary \(96 ids\) is too small for the byte-level tokenizer.*--tokens-file/,
     );
-    await expect(
-      run(...base, '--steps', '3', '--tokens-file', tokensFile, '--seq-len', '8', '--factory', 'distillation', '--set', 'alpha=2'),
-    ).rejects.toThrow("distillationLossFactory: option 'alpha' must be in [0, 1], got 2");
+    // The values the service judges are usage errors too (exit code 2), not failures of a run.
+    const badAlpha = run(
+      ...base,
+      '--steps',
+      '3',
+      '--tokens-file',
+      tokensFile,
+      '--seq-len',
+      '8',
+      '--factory',
+      'distillation',
+      '--set',
+      'alpha=2',
+    );
+    await expect(badAlpha).rejects.toThrow("distillationLossFactory: option 'alpha' must be in [0, 1], got 2");
+    await expect(badAlpha).rejects.toBeInstanceOf(UsageError);
+    const longSeq = run(...base, '--steps', '3', '--tokens-file', tokensFile, '--seq-len', '1000');
+    await expect(longSeq).rejects.toThrow("'seqLen' (1000) exceeds the model's 64 positions");
+    await expect(longSeq).rejects.toBeInstanceOf(UsageError);
+    const notModel = join(work, 'not-a-model');
+    mkdirSync(notModel, { recursive: true });
+    writeFileSync(join(notModel, 'config.json'), '{}');
+    writeFileSync(join(notModel, 'model.safetensors'), 'not safetensors');
+    const badWeights = run('--model', notModel, '--steps', '3', '--out', join(work, 'bad'), '--tokens-file', tokensFile);
+    await expect(badWeights).rejects.toThrow(`--model ${notModel}: `);
+    await expect(badWeights).rejects.toBeInstanceOf(UsageError);
     expect(existsSync(join(work, 'bad'))).toBe(false);
+  });
+
+  it('checks --out before reading or training: a folder it can create and write in, with no non-file in the way', async () => {
+    const { io, err } = quietIO();
+    const args = ['--model', TINY_LLAMA, '--steps', '3', '--tokens-file', tokensFile];
+    // /proc refuses new folders (Node's recursive mkdir spins forever on it); /dev/null is no folder.
+    await expect(main([...args, '--out', '/proc/sgt-x'], io)).rejects.toThrow(
+      "--out /proc/sgt-x: cannot create that folder (ENOENT: no such file or directory, mkdir '/proc/sgt-x')",
+    );
+    await expect(main([...args, '--out', '/proc/sgt-x/y/z'], io)).rejects.toBeInstanceOf(UsageError);
+    await expect(main([...args, '--out', '/dev/null'], io)).rejects.toThrow('--out /dev/null: exists and is not a folder');
+    await expect(main([...args, '--out', '/proc/self'], io)).rejects.toThrow(/--out \/proc\/self: cannot write files in that folder/);
+    const file = join(work, 'a-file');
+    writeFileSync(file, 'x');
+    await expect(main([...args, '--out', join(file, 'run')], io)).rejects.toThrow(/cannot create that folder \(ENOTDIR/);
+    await expect(main([...args, '--out', ''], io)).rejects.toThrow('--out needs a folder name');
+    const blocked = join(work, 'blocked');
+    mkdirSync(join(blocked, 'report.json'), { recursive: true });
+    await expect(main([...args, '--out', blocked], io)).rejects.toThrow(
+      `--out ${blocked}: report.json there is not a file, so the run could not write it`,
+    );
+    // The check made no folder and left no probe: a missing parent chain is created and removed again.
+    const deep = join(work, 'deep', 'er', 'run');
+    await expect(main([...args, '--out', deep, '--steps', '0'], io)).rejects.toThrow('--steps must be');
+    await expect(main([...args, '--out', deep, '--model', join(work, 'nowhere')], io)).rejects.toThrow(/no such folder/);
+    expect(existsSync(join(work, 'deep'))).toBe(false);
+    expect(readdirSync(blocked)).toEqual(['report.json']);
+    expect(err.join('')).toBe('');
+  });
+
+  it('--version prints the package version', async () => {
+    const { io, out } = quietIO();
+    const { version } = JSON.parse(readFileSync(resolve(import.meta.dirname, '../../package.json'), 'utf8')) as { version: string };
+    expect(await main(['--version'], io)).toEqual({ help: true, version });
+    expect(out.join('')).toBe(`sgt-train ${version}\n`);
+  });
+
+  it('writes what it can when a file cannot be written at the end: report.json with the error, the cloak; RunError', async () => {
+    const outDir = join(work, 'run-partial');
+    const out: string[] = [];
+    const err: string[] = [];
+    const io = {
+      stdout: (s: string) => void out.push(s),
+      interactive: false,
+      stderr: (s: string) => {
+        err.push(s);
+        // After the --out check passed, something takes checkpoint.safetensors' place before the end of the run.
+        if (s.includes('2/2 loss')) mkdirSync(join(outDir, 'checkpoint.safetensors'), { recursive: true });
+      },
+    };
+    const args = [
+      '--model',
+      TINY_LLAMA,
+      '--steps',
+      '2',
+      '--out',
+      outDir,
+      '--tokens-file',
+      tokensFile,
+      '--batch-size',
+      '2',
+      '--seq-len',
+      '8',
+    ];
+    const run = main([...args, '--cloak', 'numLayers=1'], io);
+    await expect(run).rejects.toBeInstanceOf(RunError);
+    const error = (await run.catch((e: unknown) => e)) as RunError;
+    expect(error.message).toMatch(
+      new RegExp(
+        `^cannot write checkpoint\\.safetensors \\(EISDIR.*\\) \\(partial results in ${outDir}: cloak\\.safetensors, report\\.json\\)$`,
+      ),
+    );
+    expect(error.dir).toBe(outDir);
+    expect(error.written).toEqual([join(outDir, 'cloak.safetensors'), join(outDir, 'report.json')]);
+    const report = JSON.parse(readFileSync(join(outDir, 'report.json'), 'utf8')) as TrainingReport;
+    expect(report.error).toMatch(/^cannot write checkpoint\.safetensors \(EISDIR/);
+    expect(report.files).toEqual(['cloak.safetensors', 'report.json']);
+    expect(report.final.step).toBe(2);
+    expect(report.final.metrics?.step).toBe(2);
+    expect(report.lossCurve?.points.length).toBe(2);
+    // The cloak is whole (written under a temporary name, then renamed), and no temporary file is left.
+    const cloak = parseSafetensors(new Uint8Array(readFileSync(join(outDir, 'cloak.safetensors'))));
+    expect(cloak.metadata.sgt_step).toBe('2');
+    expect(readdirSync(outDir).sort()).toEqual(['checkpoint.safetensors', 'cloak.safetensors', 'report.json']);
+    expect(out.join('')).toBe('');
+
+    // A folder that cannot be made at the end: nothing written, said so.
+    const gone = join(work, 'run-gone');
+    const io2 = {
+      ...io,
+      stderr: (s: string) => {
+        if (s.includes('2/2 loss')) writeFileSync(gone, 'now a file');
+      },
+    };
+    const run2 = main([...args.map((a) => (a === outDir ? gone : a))], io2);
+    await expect(run2).rejects.toThrow(
+      `cannot create the folder ${gone} (it exists and is not a folder) (nothing could be written to ${gone})`,
+    );
+    expect(statSync(gone).isFile()).toBe(true);
+  });
+});
+
+describe('npm run train: output folders and warnings', () => {
+  it('without --out, each run gets runs/<start time>/ and runs/latest links to the newest; a small held-out set warns', async () => {
+    const cwd = mkdtempSync(join(work, 'cwd-'));
+    // A runs/latest folder from an earlier version is kept under its date, not overwritten.
+    mkdirSync(join(cwd, 'runs', 'latest'), { recursive: true });
+    writeFileSync(join(cwd, 'runs', 'latest', 'report.json'), '{"old": true}');
+    const args = ['--model', TINY_LLAMA, '--steps', '1', '--tokens-file', tokensFile, '--batch-size', '2', '--seq-len', '8'];
+    const before = process.cwd();
+    const stamp = /^\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d(-\d+)?$/;
+    const results = [];
+    const errs: string[] = [];
+    process.chdir(cwd);
+    try {
+      for (let i = 0; i < 2; i++) {
+        const { io, err } = quietIO();
+        // One held-out sequence (--held-out-fraction 0.01 of ~30): too few to measure; --quiet keeps warnings.
+        const result = await main([...args, '--quiet', '--held-out-fraction', '0.01'], io);
+        if (result.help) throw new Error('main printed the help instead of training');
+        results.push(result);
+        errs.push(err.join(''));
+      }
+    } finally {
+      process.chdir(before);
+    }
+    const runs = join(cwd, 'runs');
+    const names = results.map((r) => r.outDir.slice(runs.length + 1));
+    for (const [i, r] of results.entries()) {
+      expect(r.outDir.startsWith(`${runs}/`)).toBe(true);
+      expect(names[i]).toMatch(stamp);
+      expect(r.files).toEqual(['cloak.safetensors', 'checkpoint.safetensors', 'report.json'].map((f) => join(r.outDir, f)));
+      expect(existsSync(join(r.outDir, 'report.json'))).toBe(true);
+    }
+    expect(names[0]).not.toBe(names[1]);
+    expect(lstatSync(join(runs, 'latest')).isSymbolicLink()).toBe(true);
+    expect(readlinkSync(join(runs, 'latest'))).toBe(names[1]);
+    expect(JSON.parse(readFileSync(join(runs, 'latest', 'report.json'), 'utf8'))).toEqual(JSON.parse(JSON.stringify(results[1].report)));
+    const kept = readdirSync(runs).filter((n) => n !== 'latest' && !names.includes(n));
+    expect(kept).toHaveLength(1);
+    expect(kept[0]).toMatch(stamp);
+    expect(JSON.parse(readFileSync(join(runs, kept[0], 'report.json'), 'utf8'))).toEqual({ old: true });
+    expect(errs[0]).toContain(
+      `sgt-train: note: ${join(runs, 'latest')} was a folder (from an earlier version): moved to ${join(runs, kept[0])}`,
+    );
+
+    const warning =
+      'sgt-train: warning: only 1 held-out sequence of 8 tokens: too few to measure NN-FR, agreement and KL (fewer than 4); ' +
+      'give more data (--text or --tokens-file), or a larger --held-out-fraction (now 0.01)\n';
+    expect(results[1].report.data.heldOutSequences).toBe(1);
+    expect(errs[1]).toBe(warning);
+    expect(results[1].report.warnings).toEqual([warning.slice('sgt-train: warning: '.length, -1)]);
+  });
+});
+
+/** Runs the CLI as a user does, in its own process (through the Vite runner, as `npm run train` does). */
+function cli(args: string[], env: Record<string, string> = {}) {
+  const root = resolve(import.meta.dirname, '../..');
+  const r = spawnSync(process.execPath, [join(root, 'scripts/run.mjs'), join(root, 'src/cli/cli.ts'), ...args], {
+    cwd: work,
+    env: { ...process.env, ...env },
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('sgt-train as a process', () => {
+  const args = ['--model', TINY_LLAMA, '--tokens-file', tokensFile, '--batch-size', '2', '--seq-len', '8', '--steps', '1'];
+
+  it('exits 2 for every usage error, before any training, with one line and no blank line', () => {
+    const usage: [string[], string][] = [
+      // The output folder is checked first: /proc/x used to train, then spin at 100% CPU forever.
+      [
+        [...args, '--out', '/proc/x'],
+        "sgt-train: --out /proc/x: cannot create that folder (ENOENT: no such file or directory, mkdir '/proc/x')\n",
+      ],
+      [[...args, '--steps', '0'], "sgt-train: --steps must be an integer >= 1, got '0'\n"],
+      [[...args, '--frobnicate'], /^sgt-train: Unknown option '--frobnicate'.*\(see --help\)\n$/],
+      [['--model', join(work, 'nowhere')], `sgt-train: --model ${join(work, 'nowhere')}: no such folder\n`],
+      // These two are judged by the service on the GPU (they exited 1 before).
+      [
+        [...args, '--out', join(work, 'p1'), '--factory', 'distillation', '--set', 'alpha=2'],
+        /\nsgt-train: distillationLossFactory: option 'alpha' must be in \[0, 1\], got 2\n$/,
+      ],
+      [
+        [...args, '--out', join(work, 'p1'), '--seq-len', '1000'],
+        /\nsgt-train: TrainerService\.configure: 'seqLen' \(1000\) exceeds the model's 64 positions\n$/,
+      ],
+    ] as never;
+    for (const [argv, expected] of usage) {
+      const r = cli(argv);
+      expect({ argv, status: r.status }).toEqual({ argv, status: 2 });
+      if (typeof expected === 'string') expect(r.stderr).toBe(expected);
+      else expect(r.stderr).toMatch(expected);
+      expect(r.stderr).not.toMatch(/\n\n|loss|held-out/);
+      expect(r.stdout).toBe('');
+    }
+    expect(existsSync(join(work, 'p1'))).toBe(false);
+  });
+
+  it('--version prints the version and exits 0; a run that cannot get a device exits 1', () => {
+    const { version } = JSON.parse(readFileSync(resolve(import.meta.dirname, '../../package.json'), 'utf8')) as { version: string };
+    const v = cli(['--version']);
+    expect(v).toEqual({ status: 0, stdout: `sgt-train ${version}\n`, stderr: '' });
+    const noDevice = cli([...args, '--out', join(work, 'p2')], { VK_ICD_FILENAMES: join(work, 'no-such-icd.json') });
+    expect(noDevice.status).toBe(1);
+    expect(noDevice.stderr).toMatch(/\nsgt-train: No WebGPU adapter was found\. .*\n$/);
+    expect(existsSync(join(work, 'p2'))).toBe(false);
+  });
+
+  it('trains, writes and exits 0', () => {
+    const outDir = join(work, 'p3');
+    const r = cli([...args, '--out', outDir]);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^trained 1 step in \d+s: loss \d+\.\d{4} -> \d+\.\d{4}; NN-FR \d+\.\d%, top-1 agreement \d+\.\d%, mean KL /);
+    expect(r.stdout).toContain(`  ${join(outDir, 'report.json')}\n`);
+    expect(readdirSync(outDir).sort()).toEqual(['checkpoint.safetensors', 'cloak.safetensors', 'report.json']);
   });
 });
 
