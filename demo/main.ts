@@ -116,7 +116,7 @@ const form = new TrainingForm($('factory-box'), $('factory-fields'), $('run-fiel
 form.onChange = () => refresh();
 
 const lossCharts = new LossCharts($('chart-losses'));
-const metricsChart = new LineChart($('chart-metrics'), { yRange: [0, 1], digits: 3, points: true });
+const metricsChart = new LineChart($('chart-metrics'), { yRange: [0, 1], digits: 1, percent: true, points: true });
 lossCharts.reset(['loss']);
 metricsChart.reset(['NN-FR', 'top-1 agreement']);
 

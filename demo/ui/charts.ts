@@ -10,6 +10,8 @@ export interface LineChartOptions {
   yRange?: [number, number];
   /** Digits the legend shows. */
   digits?: number;
+  /** Values are shares in [0, 1]: the legend and the axis show them as percentages, as the metric tiles do. */
+  percent?: boolean;
   /** Draw a dot at every point (for sparse series, such as metrics taken every K steps). */
   points?: boolean;
   /** Index into the palette of the first series (so that small multiples differ in colour). */
@@ -59,11 +61,13 @@ export class LineChart {
     this.labels = [...labels];
     this.data = [[], ...labels.map(() => [])];
     const digits = this.options.digits ?? 4;
+    const percent = this.options.percent ?? false;
+    const show = (v: number) => (percent ? `${(100 * v).toFixed(digits)}%` : v.toFixed(digits));
     const opts: uPlot.Options = {
       width: this.width(),
       height: this.options.height ?? 260,
       scales: { x: { time: false }, y: this.options.yRange ? { range: this.options.yRange } : { auto: true } },
-      axes: [{ label: 'step' }, { size: 60 }],
+      axes: [{ label: 'step' }, percent ? { size: 60, values: (_u, ticks) => ticks.map((t) => `${Math.round(100 * t)}%`) } : { size: 60 }],
       legend: { live: true },
       cursor: { drag: { x: true, y: false } },
       series: [
@@ -74,7 +78,7 @@ export class LineChart {
           width: i === 0 && label === 'loss' ? 2.5 : 1.5,
           spanGaps: true,
           points: { show: this.options.points ?? false, size: 6 },
-          value: (_u: uPlot, v: number | null) => (v == null ? '–' : v.toFixed(digits)),
+          value: (_u: uPlot, v: number | null) => (v == null ? '–' : show(v)),
         })),
       ],
     };
