@@ -465,6 +465,38 @@ describe('npm run train (main)', () => {
 });
 
 describe('npm run train: output folders and warnings', () => {
+  it('a training that stops early (a NaN loss) writes report.json with the error and the steps it made, and no cloak', async () => {
+    const outDir = join(work, 'run-nan');
+    const { io } = quietIO();
+    const argv = [
+      '--model',
+      TINY_LLAMA,
+      '--steps',
+      '6',
+      '--out',
+      outDir,
+      '--tokens-file',
+      tokensFile,
+      '--batch-size',
+      '2',
+      '--seq-len',
+      '8',
+    ];
+    const run = main([...argv, '--lr', '1e30', '--max-grad-norm', '1e30', '--quiet'], io);
+    await expect(run).rejects.toThrow(
+      new RegExp(
+        `^training stopped after (\\d) of 6 steps: the loss is NaN at step \\d: lower --lr .*\\(partial results in ${outDir}: report\\.json\\)$`,
+      ),
+    );
+    const report = JSON.parse(readFileSync(join(outDir, 'report.json'), 'utf8')) as TrainingReport;
+    expect(report.error).toMatch(/^training stopped after \d of 6 steps: the loss is NaN/);
+    expect(report.files).toEqual(['report.json']);
+    expect(report.final.metrics).toBeNull();
+    const made = report.lossCurve?.points.length ?? 0;
+    expect(report.error).toContain(`after ${made} of 6 steps: the loss is NaN at step ${made + 1}`);
+    expect(readdirSync(outDir)).toEqual(['report.json']);
+  });
+
   it('without --out, each run gets runs/<start time>/ and runs/latest links to the newest; a small held-out set warns', async () => {
     const cwd = mkdtempSync(join(work, 'cwd-'));
     // A runs/latest folder from an earlier version is kept under its date, not overwritten.
