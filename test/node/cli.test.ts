@@ -467,7 +467,7 @@ describe('npm run train (main)', () => {
 describe('npm run train: output folders and warnings', () => {
   it('a training that stops early (a NaN loss) writes report.json with the error and the steps it made, and no cloak', async () => {
     const outDir = join(work, 'run-nan');
-    const { io } = quietIO();
+    const { io, err } = quietIO();
     const argv = [
       '--model',
       TINY_LLAMA,
@@ -482,7 +482,8 @@ describe('npm run train: output folders and warnings', () => {
       '--seq-len',
       '8',
     ];
-    const run = main([...argv, '--lr', '1e30', '--max-grad-norm', '1e30', '--quiet'], io);
+    // On a terminal the bar is redrawn in place: the line it leaves open is ended, so the error starts a line of its own.
+    const run = main([...argv, '--lr', '1e30', '--max-grad-norm', '1e30'], { ...io, interactive: true });
     await expect(run).rejects.toThrow(
       new RegExp(
         `^training stopped after (\\d) of 6 steps: the loss is NaN at step \\d: lower --lr .*\\(partial results in ${outDir}: report\\.json\\)$`,
@@ -495,6 +496,9 @@ describe('npm run train: output folders and warnings', () => {
     const made = report.lossCurve?.points.length ?? 0;
     expect(report.error).toContain(`after ${made} of 6 steps: the loss is NaN at step ${made + 1}`);
     expect(readdirSync(outDir)).toEqual(['report.json']);
+    const progress = err.join('');
+    expect(progress).toContain('\r[');
+    expect(progress.endsWith('\x1b[K\n')).toBe(true);
   });
 
   it('without --out, each run gets runs/<start time>/ and runs/latest links to the newest; a small held-out set warns', async () => {
