@@ -14,10 +14,10 @@ struct Params {
   width: u32,    // row length d
   rows: u32,     // rows of this block of the table
   rowStart: u32, // the table row of the block's first row
-  first: u32,    // 1: write zeros where the id is in no block (the first block's dispatch)
+  first: u32,    // 1: write zeros where the id is in no block, and report it (the first block's dispatch)
+  tableRows: u32, // rows of the whole table (every block)
+  checkSlot: u32, // this check's counters in `checks` (see GpuContext.dataCheck)
   _pad0: u32,
-  _pad1: u32,
-  _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -25,6 +25,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> ids: array<u32>;
 @group(0) @binding(3) var<storage, read> grad: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read_write> checks: array<atomic<u32>>;
 
 fn readTable(e: u32) -> f32 {
   if (TABLE_DTYPE == 0u) { return bitcast<f32>(table[e]); }
@@ -34,7 +35,9 @@ fn readTable(e: u32) -> f32 {
   return unpack2x16float(word)[select(0u, 1u, high)];
 }
 
-// out[n, j] = table[ids[n], j]; an id outside the table reads as zeros (ids are checked on the host).
+// out[n, j] = table[ids[n], j]. An id outside the table (a negative i32 reads as a large u32)
+// reads as zeros and is counted, with the first such position, in this check's counters: the
+// host reports it at its next readback (ids given as host data are checked before any GPU work).
 @compute @workgroup_size(WG)
 fn gatherRows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   let total = params.count * params.width;
@@ -46,6 +49,10 @@ fn gatherRows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
       out[i] = readTable(local * params.width + j);
     } else if (params.first == 1u) {
       out[i] = 0.0;
+      if (j == 0u && ids[n] >= params.tableRows) {
+        atomicAdd(&checks[2u * params.checkSlot], 1u);
+        atomicMax(&checks[2u * params.checkSlot + 1u], 0xffffffffu - n); // max of ~n: the first position
+      }
     }
   }
 }

@@ -16,6 +16,8 @@
 //   [termOffset, +B*T)         term(i,t), 0 where (i,t) is dropped
 //   [flagOffset, +B*T)         1 where (i,t) counts in the mean, else 0
 //   [statsOffset, +2)          sum of the terms, number of included (i,t)
+//   [statsOffset + 2, +B*T)    values of sigma[i,t,:] that are not > 0 where sigma[i,t] is read
+//                              (miReduce adds them to the data check: reported at the next readback)
 // Keeping everything in one buffer keeps every entry point within 8 storage buffers, the WebGPU
 // default limit that browsers grant everywhere.
 
@@ -36,6 +38,10 @@ struct Params {
   termOffset: u32,
   flagOffset: u32,
   statsOffset: u32,
+  checkSlot: u32,     // the sigma check's counters in `checks` (see GpuContext.dataCheck)
+  _pad0: u32,
+  _pad1: u32,
+  _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -54,6 +60,7 @@ struct Params {
 @group(0) @binding(13) var<storage, read_write> gradXt: array<f32>;
 @group(0) @binding(14) var<storage, read_write> gradMu: array<f32>; // = gradient of x + mu
 @group(0) @binding(15) var<storage, read_write> gradSigma: array<f32>;
+@group(0) @binding(16) var<storage, read_write> checks: array<atomic<u32>>;
 
 // First row of the half that (i, .) is NOT in: its mixture components / its queries.
 fn otherHalfStart(i: u32) -> u32 {
@@ -121,7 +128,27 @@ fn miForward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     }
     saved[params.termOffset + item] = term;
     saved[params.flagOffset + item] = select(0.0, 1.0, included);
+    saved[params.statsOffset + 2u + item] = f32(badSigmas(item, i, t, included));
   }
+}
+
+// Values of sigma[item, :] that are not > 0 (log sigma and (y - c) / sigma are undefined there),
+// counted where the row is read: as a query that counts, or as a component of a query that does.
+fn badSigmas(item: u32, i: u32, t: u32, included: bool) -> u32 {
+  var isRead = included;
+  if (!isRead && componentIncluded(i, t)) {
+    let queries = otherHalfStart(i);
+    for (var kk = 0u; kk < params.half; kk++) {
+      if (queryMask[(queries + kk) * params.T + t] > 0.5) { isRead = true; }
+    }
+  }
+  var bad = 0u;
+  if (isRead) {
+    for (var j = 0u; j < params.d; j++) {
+      if (!(sigma[item * params.d + j] > 0.0)) { bad++; }
+    }
+  }
+  return bad;
 }
 
 // One workgroup, fixed summation order: the same inputs always give the same bits.
@@ -130,10 +157,13 @@ fn miReduce(@builtin(local_invocation_index) lid: u32) {
   let n = params.B * params.T;
   var total = 0.0;
   var count = 0.0;
+  var bad = 0u;
   for (var item = lid; item < n; item += WG) {
     total += saved[params.termOffset + item];
     count += saved[params.flagOffset + item];
+    bad += u32(saved[params.statsOffset + 2u + item]);
   }
+  if (bad > 0u) { atomicAdd(&checks[2u * params.checkSlot], bad); }
   let sums = workgroupSum2(lid, vec2<f32>(total, count));
   if (lid == 0u) {
     let c = sums.y;

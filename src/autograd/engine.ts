@@ -113,6 +113,12 @@ function topologicalOrder(root: Tensor): Tensor[] {
   return order.reverse();
 }
 
+/**
+ * Tensors whose graph node a backward freed: they now look like leaves, and a second backward
+ * through them would silently treat them as such (and give them a `.grad` nobody frees).
+ */
+const graphFreed = new WeakSet<Tensor>();
+
 /** Options of {@link backward}. */
 export interface BackwardOptions {
   /** Keep the graph so that backward can run again (default false: the graph is freed). */
@@ -137,6 +143,12 @@ export function backward(root: Tensor, seed?: Tensor, options: BackwardOptions =
     throw new Error(`backward: output has shape ${fmtShape(root.shape)}; without a seed gradient backward() needs a scalar (one element)`);
   }
   const order = topologicalOrder(root);
+  if (order.some((t) => graphFreed.has(t))) {
+    throw new Error(
+      'backward: the graph of this tensor was already freed by an earlier backward() (it is, or reaches, a tensor whose ' +
+        'graph that call freed); run the forward again, or pass { retainGraph: true } to the first backward',
+    );
+  }
   noGrad(() =>
     scope(() => {
       const grads = new Map<Tensor, Tensor>();
@@ -174,6 +186,7 @@ export function backward(root: Tensor, seed?: Tensor, options: BackwardOptions =
         if (!options.retainGraph) {
           for (const s of node.saved) s.dispose();
           t.gradFn = null;
+          graphFreed.add(t);
         }
       }
     }),

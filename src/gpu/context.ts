@@ -47,6 +47,8 @@ export interface Dispatch {
 }
 
 const UNIFORM_SLOT = 256;
+/** Checks of GPU data one context can hold (see {@link GpuContext.dataCheck}), two u32 counters each. */
+const CHECK_SLOTS = 16;
 const ARENA_CHUNK = 64 * 1024;
 
 const NO_ADAPTER_HELP =
@@ -84,6 +86,10 @@ export class GpuContext {
   private lostMessage: string | null = null;
   private destroyed = false;
   private forcedBindingLimit: number | null = null;
+  private readonly dataChecks = new Map<string, { slot: number; describe: (count: number, detail: number) => string }>();
+  private checkBuffer: GPUBuffer | null = null;
+  /** Whether a dispatch bound the check counters since the last readback. */
+  private checksBound = false;
 
   /** @internal Use {@link init}. */
   constructor(adapter: GPUAdapter, device: GPUDevice, features: Set<string>, options: InitOptions) {
@@ -187,6 +193,7 @@ export class GpuContext {
             `${d.label ?? d.entryPoint}: '${slot.name}' needs a binding of ${bytes} bytes, more than the storage binding limit (${limit} bytes)`,
           );
         }
+        if (binding.buffer === this.checkBuffer) this.checksBound = true;
         entries.push({ binding: slot.binding, resource: binding });
       }
     }
@@ -267,11 +274,47 @@ export class GpuContext {
   }
 
   /**
-   * Reads several buffer ranges back with one staging buffer and one `mapAsync`.
-   * Flushes the batch first; throws if the device reported an error meanwhile.
+   * @internal A check that kernels make on GPU data the host cannot see before the work runs (an
+   * id outside the table, a sigma <= 0). Returns the buffer of u32 counters to bind (as `checks`)
+   * and the check's slot, registered on first use with `describe`. A kernel adds 1 to
+   * `checks[2 * slot]` per bad value and may keep a detail in `checks[2 * slot + 1]` (atomicMax).
+   * The next {@link read} after a dispatch that bound the counters reads them with its data, and
+   * when a check fired, clears them and throws `describe(count, detail)` instead of returning.
    */
-  async read(ranges: { buffer: GPUBuffer; offset?: number; bytes: number }[]): Promise<ArrayBuffer[]> {
+  dataCheck(key: string, describe: (count: number, detail: number) => string): { buffer: GPUBuffer; slot: number } {
+    let check = this.dataChecks.get(key);
+    if (!check) {
+      if (this.dataChecks.size === CHECK_SLOTS) throw new Error(`dataCheck: more than ${CHECK_SLOTS} kinds of check`);
+      check = { slot: this.dataChecks.size, describe };
+      this.dataChecks.set(key, check);
+    }
+    // WebGPU zero-initialises a new buffer: no check has fired.
+    this.checkBuffer ??= this.device.createBuffer({
+      size: CHECK_SLOTS * 8,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+      label: 'data checks',
+    });
+    return { buffer: this.checkBuffer, slot: check.slot };
+  }
+
+  /** Throws the message of every data check that fired (see {@link dataCheck}), after clearing the counters. */
+  private reportDataChecks(counters: Uint32Array): void {
+    const fired = [...this.dataChecks.values()].filter((c) => counters[2 * c.slot] > 0);
+    if (!fired.length) return;
+    this.write(this.checkBuffer!, new Uint32Array(CHECK_SLOTS * 2));
+    throw new Error(fired.map((c) => c.describe(counters[2 * c.slot], counters[2 * c.slot + 1])).join('\n'));
+  }
+
+  /**
+   * Reads several buffer ranges back with one staging buffer and one `mapAsync`.
+   * Flushes the batch first; throws if the device reported an error meanwhile, or if a check of
+   * GPU data fired in the work it waited for (see {@link dataCheck}).
+   */
+  async read(requested: { buffer: GPUBuffer; offset?: number; bytes: number }[]): Promise<ArrayBuffer[]> {
     this.checkHealthy();
+    const checks = this.checksBound ? this.checkBuffer : null;
+    this.checksBound = false;
+    const ranges = checks ? [...requested, { buffer: checks, bytes: CHECK_SLOTS * 8 }] : requested;
     const sizes = ranges.map((r) => alignUp(Math.max(r.bytes, 4), 4));
     const total = sizes.reduce((a, b) => a + b, 0);
     const staging = this.device.createBuffer({ size: total, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
@@ -300,6 +343,7 @@ export class GpuContext {
       out.push(mapped.slice(at, at + r.bytes));
       at += sizes[i];
     });
+    if (checks) this.reportDataChecks(new Uint32Array(out.pop()!));
     return out;
   }
 
@@ -324,6 +368,7 @@ export class GpuContext {
     this.pass = null;
     this.pool.clear();
     for (const b of this.arenaChunks) b.destroy();
+    this.checkBuffer?.destroy();
     this.device.destroy();
     if (current === this) current = null;
   }

@@ -37,17 +37,27 @@ interface MiAttrs {
   componentMask: Tensor | null;
 }
 
-function packParams({ B, T, d }: MiAttrs, allComponents: boolean): Uint32Array {
+function packParams({ B, T, d }: MiAttrs, allComponents: boolean, checkSlot = 0): Uint32Array {
   const half = B / 2;
   const termOffset = B * T * half;
   const flagOffset = termOffset + B * T;
   const statsOffset = flagOffset + B * T;
-  return new Uint32Array([B, T, d, half, allComponents ? 1 : 0, termOffset, flagOffset, statsOffset]);
+  return new Uint32Array([B, T, d, half, allComponents ? 1 : 0, termOffset, flagOffset, statsOffset, checkSlot, 0, 0, 0]);
 }
 
 /** Length of the forward's `saved` buffer (see the layout in the WGSL). */
 function savedLength(B: number, T: number): number {
-  return B * T * (B / 2) + 2 * B * T + 2;
+  return B * T * (B / 2) + 3 * B * T + 2;
+}
+
+/** The check of sigma <= 0 where it is read, reported at the next readback (see `GpuContext.dataCheck`). */
+function sigmaCheck() {
+  return getContext().dataCheck(
+    'mutualInformation sigma',
+    (count) =>
+      `${FN}: ${count} value(s) of sigma <= 0 (or NaN) at selected positions, where log(sigma) and (y - c) / sigma are ` +
+      'undefined: sigma must be positive wherever the masks select it (the cloak keeps it >= its sMin)',
+  );
 }
 
 const mutualInformationOp = defineOp<MiAttrs>({
@@ -77,12 +87,13 @@ const mutualInformationOp = defineOp<MiAttrs>({
       params,
       workgroups: [ctx.gridSize(B * T, WG_ITEMS)],
     });
+    const check = sigmaCheck();
     ctx.dispatch({
       shader: source,
       entryPoint: 'miReduce',
       label: `${FN} (mean)`,
-      resources: { saved: saved.buffer, loss: loss.buffer },
-      params,
+      resources: { saved: saved.buffer, loss: loss.buffer, checks: check.buffer },
+      params: packParams(attrs, attrs.componentMask === null, check.slot),
       workgroups: [1],
     });
     return { output: loss, saved: [centres, saved] };
@@ -134,7 +145,8 @@ const mutualInformationOp = defineOp<MiAttrs>({
  * @param x clean embeddings `[B,T,d]` (f32)
  * @param xt transformed embeddings `[B,T,d]`
  * @param mu the transform's means `[B,T,d]`
- * @param sigma the transform's scales `[B,T,d]` (positive)
+ * @param sigma the transform's scales `[B,T,d]`, positive wherever the masks select them (a value
+ *   <= 0 there makes the next readback throw a named error: the host cannot see it before)
  * @param noiseMask `N` `[B,T]`, 0/1: which positions were transformed
  * @param options `combineNoiseMasks` (default true) and the `attentionMask` used when it is false
  * @throws when a shape differs, a mask is not `[B,T]` 0/1, `d` is 0, or `B` is odd or below 2

@@ -9,8 +9,19 @@ import { defineOp } from '../autograd/engine';
 import { Tensor, fmtShape } from '../tensor/tensor';
 import { requireWeight, weightDtypeCode } from '../tensor/validate';
 
-function params(count: number, width: number, rows: number, rowStart: number, first: boolean): Uint32Array {
-  return new Uint32Array([count, width, rows, rowStart, first ? 1 : 0, 0, 0, 0]);
+function params(count: number, width: number, rows: number, rowStart: number, first: boolean, tableRows = 0, checkSlot = 0): Uint32Array {
+  return new Uint32Array([count, width, rows, rowStart, first ? 1 : 0, tableRows, checkSlot, 0]);
+}
+
+/** The check of ids outside the table in an ids tensor, reported at the next readback (see `GpuContext.dataCheck`). */
+function idsCheck() {
+  return getContext().dataCheck(
+    'gather ids',
+    (count, detail) =>
+      `gather: ${count} id(s) of an ids tensor lay outside the table (the first at flat index ${0xffffffff - detail} of its ids); ` +
+      'their rows were read as zeros. Ids in a GPU tensor are checked on the GPU and reported at the next readback; give ' +
+      'host ids (CausalLM.embed/forward check them at the call) to fail before any GPU work',
+  );
 }
 
 interface GatherAttrs {
@@ -28,14 +39,16 @@ const gatherOp = defineOp<GatherAttrs>({
     const out = Tensor.empty([...ids.shape, width]);
     if (out.size === 0) return out;
     const ctx = getContext();
+    const check = idsCheck();
+    const tableRows = starts[starts.length - 1] + blocks[blocks.length - 1].shape[0];
     blocks.forEach((table, i) => {
       ctx.dispatch({
         shader: source,
         entryPoint: 'gatherRows',
         label: 'gather',
         constants: { TABLE_DTYPE: weightDtypeCode(table) },
-        resources: { table: table.buffer, ids: ids.buffer, out: out.buffer },
-        params: params(ids.size, width, table.shape[0], starts[i], i === 0),
+        resources: { table: table.buffer, ids: ids.buffer, out: out.buffer, checks: check.buffer },
+        params: params(ids.size, width, table.shape[0], starts[i], i === 0, tableRows, check.slot),
         workgroups: [ctx.gridSize(out.size, 256)],
       });
     });
@@ -76,7 +89,8 @@ function checkIds(fn: string, ids: Tensor): void {
 
 /**
  * Looks up rows of `table` ([V, d]) at integer `ids` (any shape, i32 or u32): the output has
- * shape `[...ids.shape, d]`. Ids outside `[0, V)` give zero rows; check them on the host first.
+ * shape `[...ids.shape, d]`. An id outside `[0, V)` (which the host cannot see in a GPU tensor)
+ * gives a zero row and makes the next readback throw a named error (`GpuContext.dataCheck`).
  * The table may be a packed `bf16` / `f16` weight (the output is f32).
  */
 export function gather(table: Tensor, ids: Tensor): Tensor {
@@ -85,7 +99,8 @@ export function gather(table: Tensor, ids: Tensor): Tensor {
 
 /**
  * {@link gather} from a table given as row blocks `[V_i, d]` (stacked in order, each in its own
- * buffer: a table larger than one storage binding). Ids outside every block give zero rows.
+ * buffer: a table larger than one storage binding). Ids outside every block give zero rows and
+ * are reported at the next readback, as in {@link gather}.
  * Gradients reach the f32 blocks that require them.
  */
 export function gatherRowBlocks(blocks: readonly Tensor[], ids: Tensor, fn = 'gatherRowBlocks'): Tensor {

@@ -5,7 +5,7 @@
 import source from '../../shaders/reduce.wgsl?raw';
 import { getContext } from '../gpu/context';
 import { defineOp } from '../autograd/engine';
-import { Tensor, fmtShape } from '../tensor/tensor';
+import { Tensor, fmtShape, numel } from '../tensor/tensor';
 import { normalizeAxis } from './shape';
 import { expand, scale } from './elementwise';
 import { requireFloat } from '../tensor/validate';
@@ -24,13 +24,24 @@ function rowParams(rows: number, cols: number, factor: number): ArrayBuffer {
   return buf;
 }
 
-/** Reduces the rows of a [rows, cols] view; returns values [rows] and (for max) argmax [rows]. */
-function reduceRowsKernel(op: number, x: Tensor, rows: number, cols: number, factor: number, outShape: readonly number[]) {
+/** A new f32 tensor of `shape` with every element `value` (the result of reducing nothing). */
+function filled(shape: readonly number[], value: number): Tensor {
+  const t = Tensor.empty(shape);
+  if (t.size > 0) getContext().write(t.buffer, new Float32Array(t.size).fill(value));
+  return t;
+}
+
+/**
+ * Reduces the rows of a [rows, cols] view; returns values [rows] and (for max) argmax [rows].
+ * Rows of no elements reduce as in PyTorch: `empty` (0 for a sum, NaN for a mean); a max has no
+ * value there and the caller has refused it.
+ */
+function reduceRowsKernel(op: number, x: Tensor, rows: number, cols: number, factor: number, outShape: readonly number[], empty: number) {
   const ctx = getContext();
+  if (rows > 0 && cols === 0) return { out: filled(outShape, empty), index: Tensor.empty([rows], 'u32') };
   const out = Tensor.empty(outShape);
   const index = Tensor.empty([rows], 'u32');
   if (rows > 0) {
-    if (cols === 0) throw new Error(`${op === MAX ? 'max' : 'sum'}: cannot reduce an axis of length 0`);
     const narrow = cols <= NARROW_ROW;
     ctx.dispatch({
       shader: source,
@@ -44,14 +55,11 @@ function reduceRowsKernel(op: number, x: Tensor, rows: number, cols: number, fac
   return { out, index };
 }
 
-/** Reduces all n elements: grid-stride partials, then one workgroup over the partials. */
-function reduceAllKernel(op: number, x: Tensor, factor: number) {
+/** Reduces all n elements: grid-stride partials, then one workgroup over the partials. No elements give `empty`. */
+function reduceAllKernel(op: number, x: Tensor, factor: number, empty: number) {
   const ctx = getContext();
   const n = x.size;
-  if (n === 0) {
-    if (op === MAX) throw new Error('max: cannot reduce an empty tensor');
-    return { out: zeroScalar(), index: Tensor.empty([1], 'u32') };
-  }
+  if (n === 0) return { out: filled([], empty), index: Tensor.empty([1], 'u32') };
   const groups = ctx.gridSize(n, WG * 4);
   const partial = Tensor.empty([groups]);
   const partialIndex = Tensor.empty([groups], 'u32');
@@ -78,12 +86,6 @@ function reduceAllKernel(op: number, x: Tensor, factor: number) {
   return { out, index };
 }
 
-function zeroScalar(): Tensor {
-  const t = Tensor.empty([]);
-  getContext().write(t.buffer, new Float32Array(1));
-  return t;
-}
-
 interface ReduceAttrs {
   /** true: last axis; false: all elements. */
   lastAxis: boolean;
@@ -98,17 +100,20 @@ function reducedShape(x: Tensor, { lastAxis, keepDim }: ReduceAttrs): number[] {
 
 function runReduce(op: number, x: Tensor, attrs: ReduceAttrs, mean: boolean) {
   const shape = reducedShape(x, attrs);
+  // PyTorch's value of an empty reduction: the sum of nothing is 0, its mean 0/0 = NaN.
+  const empty = mean ? Number.NaN : 0;
   if (attrs.lastAxis) {
     const cols = x.shape[x.rank - 1];
-    const r = reduceRowsKernel(op, x, x.size / Math.max(cols, 1), cols, mean ? 1 / cols : 1, shape);
-    return r;
+    const rows = numel(x.shape.slice(0, -1));
+    return reduceRowsKernel(op, x, rows, cols, mean ? 1 / cols : 1, shape, empty);
   }
-  const r = reduceAllKernel(op, x, mean ? 1 / Math.max(x.size, 1) : 1);
+  const r = reduceAllKernel(op, x, mean ? 1 / Math.max(x.size, 1) : 1, empty);
   return { out: r.out.view(shape), index: r.index, scratch: r.out };
 }
 
 /** The gradient of a sum/mean: the output gradient broadcast over the reduced axes. */
 function spread(g: Tensor, x: Tensor, attrs: ReduceAttrs, factor: number): Tensor {
+  if (x.size === 0) return Tensor.empty(x.shape); // nothing receives a gradient (and 1/0 is not a factor)
   const keptShape = attrs.lastAxis ? [...x.shape.slice(0, -1), 1] : x.shape.map(() => 1);
   const gk = g.view(keptShape);
   const spreadOut = expand(factor === 1 ? gk : scale(gk, factor), x.shape);
@@ -169,9 +174,17 @@ export interface ReduceOptions {
 
 function reduceArgs(name: string, x: Tensor, axis: number | undefined, options: ReduceOptions): ReduceAttrs {
   requireFloat(name, 'x', x);
-  if (axis === undefined) return { lastAxis: false, keepDim: options.keepDim ?? false };
+  if (axis === undefined) {
+    if (name === 'max' && x.size === 0)
+      throw new Error(`max: cannot reduce an empty tensor (shape ${fmtShape(x.shape)}): it has no maximum`);
+    return { lastAxis: false, keepDim: options.keepDim ?? false };
+  }
   if (x.rank === 0 || normalizeAxis(name, axis, x.rank) !== x.rank - 1) {
     throw new Error(`${name}: only the last axis (-1) or all axes (no axis) can be reduced; got axis ${axis} for ${fmtShape(x.shape)}`);
+  }
+  // As PyTorch: an axis of length 0 has no maximum, even when there are no rows either.
+  if (name === 'max' && x.shape[x.rank - 1] === 0) {
+    throw new Error(`max: cannot reduce an axis of length 0 (shape ${fmtShape(x.shape)}): it has no maximum`);
   }
   return { lastAxis: true, keepDim: options.keepDim ?? false };
 }

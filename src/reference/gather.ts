@@ -18,7 +18,9 @@ export function gather(table: NDArray, ids: NDArray): NDArray {
   const [V, d] = checkGather(table, ids);
   const out = zeros([...ids.shape, d]);
   ids.data.forEach((id, n) => {
-    if (id >= 0 && id < V) out.data.set(table.data.subarray(id * d, (id + 1) * d), n * d);
+    // The GPU kernel writes a zero row and fails the next readback; PyTorch raises an IndexError.
+    if (!(id >= 0 && id < V)) throw new Error(`gather: id ${id} at flat index ${n} is outside the table [0, ${V})`);
+    out.data.set(table.data.subarray(id * d, (id + 1) * d), n * d);
   });
   return out;
 }

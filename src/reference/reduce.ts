@@ -73,7 +73,7 @@ export function meanBackward(g: NDArray, x: NDArray, axis?: number, options: Red
  * differ there: WGSL lets compilers assume no NaN, and on lavapipe the kernel skips NaNs.
  */
 function argmaxRows(x: NDArray, rows: number, cols: number): Int32Array {
-  if (cols === 0 && rows > 0) throw new Error('max: cannot reduce an empty axis');
+  if (cols === 0) throw new Error('max: cannot reduce an axis of length 0: it has no maximum');
   const idx = new Int32Array(rows);
   for (let r = 0; r < rows; r++) {
     let best = 0;

@@ -230,7 +230,34 @@ function inferDType(data: TensorData): DType {
   return 'f32';
 }
 
+/** The range of each integer dtype. */
+const INTEGER_RANGE: Partial<Record<DType, readonly [number, number]>> = { i32: [-(2 ** 31), 2 ** 31 - 1], u32: [0, 2 ** 32 - 1] };
+
+/**
+ * Throws naming the first element of `data` that `dtype` cannot hold as given: anything but a
+ * number in a plain array (a string would become NaN), and for i32/u32 a non-integer (1.7 would
+ * become 1) or a value outside the range (it would wrap). A typed array of the dtype itself is
+ * valid by construction and not scanned.
+ */
+function checkHostValues(data: TensorData, dtype: DType): void {
+  const range = INTEGER_RANGE[dtype];
+  const plain = Array.isArray(data);
+  if (!plain && (!range || (dtype === 'i32' && data instanceof Int32Array) || (dtype === 'u32' && data instanceof Uint32Array))) return;
+  const values = data as ArrayLike<unknown>;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (typeof v !== 'number') {
+      const shown = typeof v === 'bigint' ? `${v}n` : (JSON.stringify(v) ?? String(v));
+      throw new Error(`tensor: data[${i}] is ${shown} (a ${v === null ? 'null' : typeof v}); expected a number`);
+    }
+    if (!range) continue;
+    if (!Number.isInteger(v)) throw new Error(`tensor: data[${i}] = ${v} is not an integer; dtype ${dtype} holds integers`);
+    if (v < range[0] || v > range[1]) throw new Error(`tensor: data[${i}] = ${v} is outside ${dtype}'s range [${range[0]}, ${range[1]}]`);
+  }
+}
+
 function toTyped(data: TensorData, dtype: DType): Float32Array | Int32Array | Uint32Array | Uint16Array {
+  checkHostValues(data, dtype);
   if (isPackedDType(dtype)) return data instanceof Uint16Array ? data : floatsToBits16(data as ArrayLike<number>, dtype);
   if (data instanceof Uint16Array) throw new Error(`tensor: Uint16Array data needs dtype 'bf16' or 'f16', not ${dtype}`);
   if (dtype === 'f32') return data instanceof Float32Array ? data : Float32Array.from(data as ArrayLike<number>);

@@ -160,21 +160,24 @@ describe('max ties: the gradient goes to the FIRST maximum', () => {
 
 describe('gather with repeated and out-of-range ids', () => {
   const table = [1, 2, 3, 10, 20, 30, 100, 200, 300, -1, -2, -3]; // [4, 3]
-  const ids = [2, 0, 2, 2, 5, -1, 2]; // 2 four times; 5 and -1 are out of range
+  const ids = [2, 0, 2, 2, 3, 1, 2]; // 2 four times
   const w = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21]; // [7, 3]
-  // Hand-computed: rows 2,0,2,2,zero,zero,2 of the table; d table[2] = w rows 0+2+3+6, d table[0] = w row 1.
-  const expectedOut = [100, 200, 300, 1, 2, 3, 100, 200, 300, 100, 200, 300, 0, 0, 0, 0, 0, 0, 100, 200, 300];
-  const expectedGrad = [4, 5, 6, 0, 0, 0, 1 + 7 + 10 + 19, 2 + 8 + 11 + 20, 3 + 9 + 12 + 21, 0, 0, 0];
+  // Hand-computed: rows 2,0,2,2,3,1,2 of the table; d table[2] = w rows 0+2+3+6, d table[0] = w row 1, ...
+  const expectedOut = [100, 200, 300, 1, 2, 3, 100, 200, 300, 100, 200, 300, -1, -2, -3, 10, 20, 30, 100, 200, 300];
+  const expectedGrad = [4, 5, 6, 16, 17, 18, 1 + 7 + 10 + 19, 2 + 8 + 11 + 20, 3 + 9 + 12 + 21, 13, 14, 15];
+  // 5 and -1 are out of range (PyTorch: an IndexError); the first is at flat index 4.
+  const outOfRange = [2, 0, 2, 2, 5, -1, 2];
 
-  it('the twin gives the hand-computed rows and scatter-added gradient', () => {
+  it('the twin gives the hand-computed rows and scatter-added gradient, and names an id out of range', () => {
     const t = R.ndarray(table, [4, 3]);
     const i = R.ndarray(ids, [7]);
     expect(Array.from(R.gather(t, i).data)).toEqual(expectedOut);
     expect(Array.from(R.gatherBackward(R.ndarray(w, [7, 3]), t, i)[0].data)).toEqual(expectedGrad);
+    expect(() => R.gather(t, R.ndarray(outOfRange, [7]))).toThrow(/gather: id 5 at flat index 4 is outside the table \[0, 4\)/);
   });
 
   for (const dtype of ['i32', 'u32'] as const) {
-    it(`the GPU gives the same with ${dtype} ids`, async () => {
+    it(`the GPU gives the same with ${dtype} ids, and an id out of range fails the next readback`, async () => {
       await gpu();
       await leakFree(async () => {
         const idsT = tensor(dtype === 'i32' ? Int32Array.from(ids) : Uint32Array.from(ids), [7]);
@@ -182,6 +185,10 @@ describe('gather with repeated and out-of-range ids', () => {
         expect(outShape).toEqual([7, 3]);
         expect(out).toEqual(expectedOut);
         expect(grad).toEqual(expectedGrad);
+        const bad = tensor(dtype === 'i32' ? Int32Array.from(outOfRange) : Uint32Array.from(outOfRange), [7]);
+        await expect(readAll([G.gather(tensor(table, [4, 3]), bad)])).rejects.toThrow(
+          /gather: 2 id\(s\) of an ids tensor lay outside the table \(the first at flat index 4 of its ids\)/,
+        );
       });
     });
   }

@@ -149,13 +149,17 @@ describe('weight-reading kernels with packed operands vs the float64 twin', () =
       });
     }
 
-    it(`gather from a ${dtype} table of odd width, ids out of range give zeros`, async () => {
+    it(`gather from a ${dtype} table of odd width; ids out of range fail the next readback`, async () => {
       await gpu();
       const rng = new Rng(`gather ${dtype}`);
       const table = packedRandom(rng, 13 * 7, dtype);
-      const ids = [0, 12, 5, 5, -1, 13, 3];
+      const ids = [0, 12, 5, 5, 1, 11, 3];
       const got = await scope(async () => gather(tensor(table.bits, [13, 7], { dtype }), tensor(Int32Array.from(ids), [7])).toArray());
       expect(Array.from(got)).toEqual(Array.from(refGather(ndarray(table.values, [13, 7]), ndarray(ids, [7])).data));
+      const outside = [0, 12, 5, 5, -1, 13, 3];
+      await expect(
+        scope(async () => gather(tensor(table.bits, [13, 7], { dtype }), tensor(Int32Array.from(outside), [7])).toArray()),
+      ).rejects.toThrow(/gather: 2 id\(s\) of an ids tensor lay outside the table \(the first at flat index 4 of its ids\)/);
     });
 
     it(`rmsNorm and layerNorm with a ${dtype} weight and bias`, async () => {
