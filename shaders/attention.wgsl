@@ -56,7 +56,7 @@ var<workgroup> tileB: array<f32, TILE>;
 
 fn keyVisible(b: u32, j: u32, i: u32) -> bool {
   if (params.causal != 0u && j > i) { return false; }
-  if (params.hasMask != 0u && keyMask[b * params.seq + j] == 0.0) { return false; }
+  if (params.hasMask != 0u && !maskSelects(keyMask[b * params.seq + j])) { return false; }
   return true;
 }
 
@@ -228,7 +228,7 @@ fn attentionBackwardKeyValue(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num
     let j = rowBlock * WG + lid;
     let jClamped = min(j, T - 1u);
     // The key's own visibility does not depend on the query; causality is checked per query.
-    let keyOn = j < T && (params.hasMask == 0u || keyMask[b * T + jClamped] != 0.0);
+    let keyOn = j < T && (params.hasMask == 0u || maskSelects(keyMask[b * T + jClamped]));
     var kj: array<f32, MAX_DH>;
     var vj: array<f32, MAX_DH>;
     var dkj: array<f32, MAX_DH>;

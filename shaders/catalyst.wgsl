@@ -204,7 +204,7 @@ fn catalystFinalize(@builtin(local_invocation_index) lid: u32) {
   var s = 0.0;
   var c = 0.0;
   for (var p = lid; p < lossParams.positions; p += WG) {
-    let selected = mask[p] == 1.0;
+    let selected = maskSelects(mask[p]);
     s += select(0.0, term(nearestDistanceIn[p]), selected);
     c += select(0.0, 1.0, selected);
   }
@@ -228,7 +228,7 @@ fn catalystBackward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     let dist = nearestDistanceIn[p];
     var grad = 0.0;
     let v = nearestIndexIn[p];
-    if (mask[p] == 1.0 && c > 0.0 && dist > 1e-8 && v != NONE) {
+    if (maskSelects(mask[p]) && c > 0.0 && dist > 1e-8 && v != NONE) {
       // Divided by d twice separately: term / d^2 alone may overflow where the product does not.
       let factor = -lossParams.exponent * term(dist) / dist;
       grad = g / c * factor * ((queries[i] - table[v * d + i % d]) / dist);

@@ -22,7 +22,15 @@
 // Names declared here (do not reuse them): negInf, posInf, wgSum, wgValue, wgIndex,
 // workgroupSum, workgroupSum2, workgroupSum3, workgroupSum4, workgroupMax, workgroupSelectedMean, ValueIndex,
 // maxWithIndex, workgroupArgMax, LogSumExp, logSumExpEmpty, logSumExpAdd, logSumExpMerge,
-// logSumExpValue.
+// logSumExpValue, maskSelects.
+
+// The mask rule of every loss, metric and the attention's key mask: a position is selected iff
+// its mask value is not 0 (PyTorch's `mask.bool()`). A mask selects and never weights: 2, 0.5
+// and -1 select like 1. Host masks are checked to hold only 0 and 1 (tensor/validate.ts); the
+// twins apply the same rule (src/reference/mask.ts).
+fn maskSelects(m: f32) -> bool {
+  return m != 0.0;
+}
 
 // Infinities made at run time: WGSL rejects an infinite constant expression.
 fn negInf() -> f32 {

@@ -29,7 +29,7 @@ struct Params {
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> u: array<f32>;               // [rows, cols]
 @group(0) @binding(2) var<storage, read> v: array<f32>;               // [rows, cols]
-@group(0) @binding(3) var<storage, read> mask: array<f32>;            // [rows], > 0.5 selects a row
+@group(0) @binding(3) var<storage, read> mask: array<f32>;            // [rows], non-zero selects a row (maskSelects)
 @group(0) @binding(4) var<storage, read_write> rowCoef: array<f32>;   // [rows, 4], see above
 @group(0) @binding(5) var<storage, read_write> rowLoss: array<f32>;   // [rows] (selected rows only)
 @group(0) @binding(6) var<storage, read_write> loss: array<f32>;      // [1]: the mean
@@ -93,7 +93,7 @@ fn rowPairForward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
                   @builtin(local_invocation_index) lid: u32) {
   let cols = params.cols;
   for (var row = wid.x; row < params.rows; row += groups.x) {
-    if (lid == 0u) { rowSelected = select(0u, 1u, mask[row] > 0.5); }
+    if (lid == 0u) { rowSelected = select(0u, 1u, maskSelects(mask[row])); }
     if (workgroupUniformLoad(&rowSelected) == 0u) { continue; }
     let base = row * cols;
     var a = 0.0;
@@ -125,7 +125,7 @@ fn rowPairBackward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
   for (var i = gid.x; i < n; i += groups.x * WG) {
     let row = i / params.cols;
     var g = 0.0;
-    if (mask[row] > 0.5) {
+    if (maskSelects(mask[row])) {
       if (WRT_FIRST) {
         g = (savedCoef[4u * row + 3u] * u[i] + savedCoef[4u * row + 2u] * v[i]) * scale;
       } else {

@@ -22,7 +22,7 @@ struct Params {
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> teacher: array<f32>;          // z  [rows, cols]
 @group(0) @binding(2) var<storage, read> student: array<f32>;          // zt [rows, cols]
-@group(0) @binding(3) var<storage, read> mask: array<f32>;             // [rows], > 0.5 selects a row
+@group(0) @binding(3) var<storage, read> mask: array<f32>;             // [rows], non-zero selects a row (maskSelects)
 @group(0) @binding(4) var<storage, read_write> rowStats: array<f32>;   // [rows, 4]: mz, log sz, mt, log st
 @group(0) @binding(5) var<storage, read_write> rowLoss: array<f32>;    // [rows]: CE_row (selected rows only)
 @group(0) @binding(6) var<storage, read_write> loss: array<f32>;       // [1]: the mean
@@ -90,7 +90,7 @@ fn crossEntropyForward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
                        @builtin(local_invocation_index) lid: u32) {
   let cols = params.cols;
   for (var row = wid.x; row < params.rows; row += groups.x) {
-    if (lid == 0u) { rowSelected = select(0u, 1u, mask[row] > 0.5); }
+    if (lid == 0u) { rowSelected = select(0u, 1u, maskSelects(mask[row])); }
     // The barrier inside also keeps thread 0's reads of the previous row's result ahead of the
     // stores below.
     if (workgroupUniformLoad(&rowSelected) == 0u) { continue; }
@@ -145,7 +145,7 @@ fn crossEntropyBackward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
   for (var i = gid.x; i < n; i += groups.x * WG) {
     let row = i / params.cols;
     var g = 0.0;
-    if (mask[row] > 0.5) {
+    if (maskSelects(mask[row])) {
       let q = exp((student[i] - savedStats[4u * row + 2u]) - savedStats[4u * row + 3u]);
       let p = exp((teacher[i] - savedStats[4u * row]) - savedStats[4u * row + 1u]);
       g = (q - p) * scale;

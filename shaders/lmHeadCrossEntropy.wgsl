@@ -46,7 +46,7 @@ struct Params {
 @group(0) @binding(1) var<storage, read> teacher: array<f32>;           // h  [rows, d]
 @group(0) @binding(2) var<storage, read> student: array<f32>;           // hs [rows, d]
 @group(0) @binding(3) var<storage, read> weight: array<u32>;            // W block [vocab, d]: f32 bits or packed pairs
-@group(0) @binding(4) var<storage, read> mask: array<f32>;              // [rows], > 0.5 selects a row
+@group(0) @binding(4) var<storage, read> mask: array<f32>;              // [rows], non-zero selects a row (maskSelects)
 @group(0) @binding(5) var<storage, read_write> state: array<f32>;       // [splits, rows, FIELDS]
 @group(0) @binding(6) var<storage, read_write> rowStats: array<f32>;    // [rows, 4]: tMax, log tSum, sMax, log sSum
 @group(0) @binding(7) var<storage, read_write> rowLoss: array<f32>;     // [rows] (selected rows only)
@@ -113,7 +113,7 @@ fn tileSelected(row0: u32, lid: u32) -> bool {
   if (lid == 0u) {
     var found = 0u;
     for (var r = row0; r < min(row0 + TR, params.rows); r++) {
-      if (mask[r] > 0.5) { found = 1u; }
+      if (maskSelects(mask[r])) { found = 1u; }
     }
     tileActive = found;
   }
@@ -250,7 +250,7 @@ fn lmHeadForward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 @compute @workgroup_size(WG)
 fn lmHeadFinish(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   for (var row = gid.x; row < params.rows; row += groups.x * WG) {
-    if (!(mask[row] > 0.5)) { continue; }
+    if (!maskSelects(mask[row])) { continue; }
     var acc = emptyOnline();
     for (var s = 0u; s < params.splits; s++) {
       let at = (s * params.rows + row) * FIELDS;
@@ -287,7 +287,7 @@ fn lmHeadBackwardProbs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
     var sMax = 0.0;
     var logS = 0.0;
     if (row < params.rows) {
-      selected = mask[row] > 0.5;
+      selected = maskSelects(mask[row]);
       if (selected) {
         tMax = savedStats[4u * row];
         logT = savedStats[4u * row + 1u];

@@ -25,7 +25,7 @@ fn maskedRowMean(@builtin(local_invocation_index) lid: u32) {
   var total = 0.0;
   var count = 0.0;
   for (var r = lid; r < params.rows; r += WG) {
-    let selected = mask[r] > 0.5;
+    let selected = maskSelects(mask[r]);
     total += select(0.0, rowLoss[r], selected);
     count += select(0.0, 1.0, selected);
   }

@@ -68,7 +68,7 @@ fn medianNormRows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     if (lane == 0u && row < params.rows) {
       let norm = sqrt(scratch[lid]);
       rowNorm[row] = norm;
-      rowTerm[row] = select(0.0, abs(norm - medianValue()), mask[row] == 1.0);
+      rowTerm[row] = select(0.0, abs(norm - medianValue()), maskSelects(mask[row]));
     }
     workgroupBarrier();
   }
@@ -81,7 +81,7 @@ fn medianNormFinalize(@builtin(local_invocation_index) lid: u32) {
   var s = 0.0;
   var c = 0.0;
   for (var row = lid; row < params.rows; row += WG) {
-    let selected = mask[row] == 1.0;
+    let selected = maskSelects(mask[row]);
     s += select(0.0, rowTerm[row], selected);
     c += select(0.0, 1.0, selected);
   }
@@ -105,7 +105,7 @@ fn medianNormBackward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
     let row = i / d;
     let norm = rowNorm[row];
     var grad = 0.0;
-    if (mask[row] == 1.0 && norm > 0.0 && c > 0.0) {
+    if (maskSelects(mask[row]) && norm > 0.0 && c > 0.0) {
       grad = g * sign(norm - m) * (x[i] + mu[i]) / (norm * c);
     }
     out[i] = grad;

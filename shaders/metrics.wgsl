@@ -36,7 +36,7 @@ struct RowParams {
 @group(0) @binding(1) var<uniform> rowParams: RowParams;
 @group(0) @binding(8) var<storage, read> nearestIn: array<i32>;           // [P]
 @group(0) @binding(9) var<storage, read> ids: array<i32>;                 // [P], i32 or u32 bits
-@group(0) @binding(10) var<storage, read> mask: array<f32>;               // [P] or [rows], > 0.5 selects
+@group(0) @binding(10) var<storage, read> mask: array<f32>;               // [P] or [rows], non-zero selects (maskSelects)
 @group(0) @binding(11) var<storage, read_write> outFailures: array<f32>;  // [1]
 @group(0) @binding(12) var<storage, read_write> outCount: array<f32>;     // [1]
 @group(0) @binding(13) var<storage, read> teacher: array<f32>;            // z  [rows, cols]
@@ -55,7 +55,7 @@ fn inversionCount(@builtin(local_invocation_index) lid: u32) {
   var failures = 0.0;
   var count = 0.0;
   for (var p = lid; p < searchParams.positions; p += WG) {
-    let selected = mask[p] > 0.5;
+    let selected = maskSelects(mask[p]);
     failures += select(0.0, 1.0, selected && nearestIn[p] != ids[p]);
     count += select(0.0, 1.0, selected);
   }
@@ -140,7 +140,7 @@ fn agreementKLRows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
                    @builtin(local_invocation_index) lid: u32) {
   let cols = rowParams.cols;
   for (var row = wid.x; row < rowParams.rows; row += groups.x) {
-    if (lid == 0u) { rowSelected = select(0u, 1u, mask[row] > 0.5); }
+    if (lid == 0u) { rowSelected = select(0u, 1u, maskSelects(mask[row])); }
     // The barrier inside also keeps thread 0's reads of the previous row's result ahead of the
     // stores below.
     if (workgroupUniformLoad(&rowSelected) == 0u) { continue; }
@@ -196,7 +196,7 @@ fn agreementKLReduce(@builtin(local_invocation_index) lid: u32) {
   var agree = 0.0;
   var count = 0.0;
   for (var r = lid; r < rowParams.rows; r += WG) {
-    let selected = mask[r] > 0.5;
+    let selected = maskSelects(mask[r]);
     kl += select(0.0, rowStats[2u * r], selected);
     agree += select(0.0, rowStats[2u * r + 1u], selected);
     count += select(0.0, 1.0, selected);

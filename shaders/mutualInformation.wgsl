@@ -68,7 +68,7 @@ fn otherHalfStart(i: u32) -> u32 {
 }
 
 fn componentIncluded(k: u32, t: u32) -> bool {
-  return params.allComponents == 1u || componentMask[k * params.T + t] > 0.5;
+  return params.allComponents == 1u || maskSelects(componentMask[k * params.T + t]);
 }
 
 @compute @workgroup_size(WG_ITEMS)
@@ -82,7 +82,7 @@ fn miForward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     let rowI = item * d;
     for (var j = 0u; j < d; j++) { centres[rowI + j] = x[rowI + j] + mu[rowI + j]; }
 
-    let queryIn = queryMask[item] > 0.5;
+    let queryIn = maskSelects(queryMask[item]);
     let kStart = otherHalfStart(i);
     // Online (single pass) max-shifted log-sum-exp over the included components.
     var logQK = logSumExpEmpty();
@@ -139,7 +139,7 @@ fn badSigmas(item: u32, i: u32, t: u32, included: bool) -> u32 {
   if (!isRead && componentIncluded(i, t)) {
     let queries = otherHalfStart(i);
     for (var kk = 0u; kk < params.half; kk++) {
-      if (queryMask[(queries + kk) * params.T + t] > 0.5) { isRead = true; }
+      if (maskSelects(queryMask[(queries + kk) * params.T + t])) { isRead = true; }
     }
   }
   var bad = 0u;

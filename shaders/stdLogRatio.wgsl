@@ -35,11 +35,11 @@ fn stdLogRatioPartials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
   var s = 0.0;
   for (var i = wid.x * WG + lid; i < n; i += stride) {
     let term = log(sigma[i] / columnStd[i % d]);
-    s += select(0.0, term, mask[i / d] == 1.0);
+    s += select(0.0, term, maskSelects(mask[i / d]));
   }
   var c = 0.0;
   for (var row = wid.x * WG + lid; row < params.rows; row += stride) {
-    c += select(0.0, 1.0, mask[row] == 1.0);
+    c += select(0.0, 1.0, maskSelects(mask[row]));
   }
   let r = workgroupSum2(lid, vec2<f32>(s, c));
   if (lid == 0u) {
@@ -74,7 +74,7 @@ fn stdLogRatioBackward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(n
   let g = gradOut[0];
   for (var i = gid.x; i < n; i += groups.x * WG) {
     var grad = 0.0;
-    if (mask[i / d] == 1.0 && denominator > 0.0) { grad = -g / (sigma[i] * denominator); }
+    if (maskSelects(mask[i / d]) && denominator > 0.0) { grad = -g / (sigma[i] * denominator); }
     out[i] = grad;
   }
 }

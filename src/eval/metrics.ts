@@ -86,7 +86,7 @@ export interface InversionMetrics {
  * @param embeddingTable - `[V, d]` f32: the base model's input-embedding table, `V >= 1`.
  * @param ids - `[B, T]` i32 (or u32): the true token ids. An id outside `[0, V)` on a selected
  *   position counts as a failure (no row can match it).
- * @param noiseMask - `[B, T]`: an f32 tensor (above 0.5 selects) or host data of 0 and 1; the
+ * @param noiseMask - `[B, T]`: an f32 tensor (a non-zero value selects) or host data of 0 and 1; the
  *   positions the transform changed. Unselected positions are never counted.
  * @param options - `tableNorms`: precomputed `|E_v|` (`[V]`) to skip their pass.
  * @returns `{ failures, count, nearest }`; `failures` and `count` are 0 when nothing is selected.
@@ -158,7 +158,7 @@ export interface AgreementMetrics {
  *
  * @param teacherLogits - `[B, T, V]` f32, `V >= 1`: the teacher's logits.
  * @param studentLogits - `[B, T, V]` f32: the student's logits (the same shape).
- * @param mask - `[B, T]`: an f32 tensor (above 0.5 selects) or host data of 0 and 1. Unselected
+ * @param mask - `[B, T]`: an f32 tensor (a non-zero value selects) or host data of 0 and 1. Unselected
  *   positions are never read (their logits may even be NaN). Selected rows need finite logits.
  * @returns `{ agree, kl, count }`; all 0 when nothing is selected. The argmax takes the first index
  *   on ties; each row's KL is clamped at 0 against rounding.

@@ -127,7 +127,7 @@ function rowPairLoss(variant: VariantName, names: [string, string, string], u: T
  * @param h - `[B, T, d]` f32: the teacher's hidden states (a gradient flows to it only if it
  *   requires grad).
  * @param ht - `[B, T, d]` f32: the student's hidden states.
- * @param lossMask - `L`, `[B, T]`: an f32 tensor (a value above 0.5 selects) or host 0/1 data.
+ * @param lossMask - `L`, `[B, T]`: an f32 tensor (a non-zero value selects) or host 0/1 data.
  * @returns A 0-d tensor supporting `backward()`; 0 with zero gradients when nothing is selected.
  */
 export function distillationLayerCosineDistance(h: Tensor, ht: Tensor, lossMask: MaskInput): Tensor {
@@ -141,7 +141,7 @@ export function distillationLayerCosineDistance(h: Tensor, ht: Tensor, lossMask:
  * @param h - `[B, T, d]` f32: the teacher's hidden states (a gradient flows to it only if it
  *   requires grad).
  * @param ht - `[B, T, d]` f32: the student's hidden states.
- * @param lossMask - `L`, `[B, T]`: an f32 tensor (a value above 0.5 selects) or host 0/1 data.
+ * @param lossMask - `L`, `[B, T]`: an f32 tensor (a non-zero value selects) or host 0/1 data.
  * @returns A 0-d tensor supporting `backward()`; 0 with zero gradients when nothing is selected.
  */
 export function distillationLayerL2Distance(h: Tensor, ht: Tensor, lossMask: MaskInput): Tensor {
@@ -154,7 +154,7 @@ export function distillationLayerL2Distance(h: Tensor, ht: Tensor, lossMask: Mas
  * @param x - `[B, T, d]` f32: the clean input embeddings (a gradient flows to it only if it
  *   requires grad).
  * @param xt - `[B, T, d]` f32: the transformed embeddings.
- * @param noiseMask - `N`, `[B, T]`: an f32 tensor (a value above 0.5 selects) or host 0/1 data.
+ * @param noiseMask - `N`, `[B, T]`: an f32 tensor (a non-zero value selects) or host 0/1 data.
  * @returns A 0-d tensor supporting `backward()`; 0 with zero gradients when nothing is selected.
  */
 export function inputEmbeddingSimilarity(x: Tensor, xt: Tensor, noiseMask: MaskInput): Tensor {
@@ -168,7 +168,7 @@ export function inputEmbeddingSimilarity(x: Tensor, xt: Tensor, noiseMask: MaskI
  * @param x - `[B, T, d]` f32: the clean input embeddings (a gradient flows to it only if it
  *   requires grad).
  * @param xt - `[B, T, d]` f32: the transformed embeddings.
- * @param noiseMask - `N`, `[B, T]`: an f32 tensor (a value above 0.5 selects) or host 0/1 data.
+ * @param noiseMask - `N`, `[B, T]`: an f32 tensor (a non-zero value selects) or host 0/1 data.
  * @returns A 0-d tensor supporting `backward()`; 0 with zero gradients when nothing is selected.
  */
 export function absoluteCosineSimilarity(x: Tensor, xt: Tensor, noiseMask: MaskInput): Tensor {

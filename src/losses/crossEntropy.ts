@@ -85,7 +85,7 @@ const crossEntropyOp = defineOp<{ ownedMask: boolean }>({
  *   gradient flows to it, even if it requires grad).
  * @param studentLogits - `zt`, `[B, T, V]` f32: the student's logits; receives the gradient
  *   `(softmax(zt) - softmax(z)) / |L|` on selected positions and exactly 0 elsewhere.
- * @param lossMask - `L`, `[B, T]`: an f32 tensor (a value above 0.5 selects a position) or host
+ * @param lossMask - `L`, `[B, T]`: an f32 tensor (a non-zero value selects a position) or host
  *   data holding only 0 and 1. Unselected positions take no part at all (their logits may even be
  *   NaN).
  * @returns A 0-d tensor (shape `[]`) that supports `backward()`; 0 (with zero gradients) when

@@ -251,7 +251,7 @@ function rowMask(mask: MaskInput, hiddenShape: readonly number[]): { mask: Tenso
  *   size). f32, or a packed `bf16` / `f16` weight (widened as it loads, f32 accumulation). Frozen:
  *   a block that requires grad is refused.
  * @param lossMask - `L`: `[B, T]` for rank-3 hidden states, `[N]` for rank 2; an f32 tensor (a
- *   value above 0.5 selects a row) or host data of 0 and 1. Unselected rows take no part (their
+ *   non-zero value selects a row) or host data of 0 and 1. Unselected rows take no part (their
  *   hidden states may even be NaN).
  * @param options - see {@link LmHeadCrossEntropyOptions}.
  * @returns A 0-d tensor that supports `backward()`; 0 (with zero gradients) when the mask selects

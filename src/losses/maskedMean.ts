@@ -4,7 +4,7 @@ import { getContext } from '../gpu/context';
 import { Tensor } from '../tensor/tensor';
 
 /**
- * Mean of `rowLoss` `[rows]` over the rows whose `mask` value is 1, as a 0-d tensor, and
+ * Mean of `rowLoss` `[rows]` over the rows `mask` selects (non-zero), as a 0-d tensor, and
  * `1/|selected|` (`[1]`, 0 for an empty selection) for the backward. Not differentiable itself:
  * the losses use it inside their own forward and apply the scale in their backward kernel.
  */

@@ -2,6 +2,7 @@
  * float64 CPU twin of the inverse-L2 power-law catalyst (`src/losses/catalyst.ts`) and of its
  * nearest-vocabulary search (brute force, exact differences). No WebGPU here.
  */
+import { isSelected, selectedCount } from './mask';
 
 /** The floor on the nearest distance, as in the GPU kernel and LOSSES.md. */
 export const CATALYST_DISTANCE_FLOOR = 1e-8;
@@ -71,12 +72,11 @@ export function inverseL2PowerLawCatalystReference(
   if (xt.length !== positions * d)
     throw new Error(`inverseL2PowerLawCatalystReference: xt needs ${positions * d} values, got ${xt.length}`);
   const nearest = nearestRowsReference(xt, table, d);
-  let count = 0;
-  for (let p = 0; p < positions; p++) if (noiseMask[p] === 1) count++;
+  const count = selectedCount(noiseMask);
   const gradXt = new Float64Array(positions * d);
   let total = 0;
   for (let p = 0; p < positions; p++) {
-    if (noiseMask[p] !== 1) continue;
+    if (!isSelected(noiseMask[p])) continue;
     const dist = nearest.distance[p];
     const clamped = Math.max(dist, CATALYST_DISTANCE_FLOOR);
     const term = (characteristicLength / clamped) ** exponentOfDecay;

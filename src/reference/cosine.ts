@@ -3,6 +3,7 @@
  * input-embedding similarity and the absolute cosine similarity, with their gradients with
  * respect to both inputs, straight from LOSSES.md (the tests' oracle; no WebGPU).
  */
+import { isSelected, selectedCount } from './mask';
 
 /** The floor on `|u| |v|` in `cos(u, v) = u.v / max(|u| |v|, 1e-8)`. */
 export const COSINE_FLOOR = 1e-8;
@@ -20,7 +21,7 @@ export interface RowPairReferenceInput {
   u: ArrayLike<number>;
   /** The second input (`ht` or `xt`), `B * T * d` values. */
   v: ArrayLike<number>;
-  /** The mask (`L` or `N`), `B * T` values of 0 or 1. */
+  /** The mask (`L` or `N`), `B * T` values: non-zero selects (`./mask`). */
   mask: ArrayLike<number>;
   /** `[B, T, d]`. */
   shape: readonly [number, number, number];
@@ -81,7 +82,7 @@ function rowTerms(name: RowPairLossName, u: ArrayLike<number>, v: ArrayLike<numb
 }
 
 /**
- * The loss `name` in float64: one flat mean of the row values over the rows where the mask is 1
+ * The loss `name` in float64: one flat mean of the row values over the rows the mask selects
  * (0 when there are none), with `d(loss)/du` and `d(loss)/dv` scaled by `gradOutput`.
  */
 export function rowPairLossReference(name: RowPairLossName, input: RowPairReferenceInput, gradOutput = 1): RowPairReferenceResult {
@@ -91,18 +92,14 @@ export function rowPairLossReference(name: RowPairLossName, input: RowPairRefere
   if (u.length !== rows * d || v.length !== rows * d || mask.length !== rows) {
     throw new Error(`${name}Reference: lengths ${u.length}, ${v.length}, ${mask.length} do not fit shape [${shape.join(',')}]`);
   }
-  let count = 0;
-  for (let r = 0; r < rows; r++) {
-    if (mask[r] !== 0 && mask[r] !== 1) throw new Error(`${name}Reference: mask value ${mask[r]} at ${r} is not 0 or 1`);
-    count += mask[r];
-  }
+  const count = selectedCount(mask);
   const gradU = new Float64Array(rows * d);
   const gradV = new Float64Array(rows * d);
   if (count === 0) return { value: 0, gradU, gradV };
   const scale = gradOutput / count;
   let total = 0;
   for (let r = 0; r < rows; r++) {
-    if (mask[r] !== 1) continue;
+    if (!isSelected(mask[r])) continue;
     const base = r * d;
     const t = rowTerms(name, u, v, base, d);
     total += t.value;

@@ -2,6 +2,7 @@
  * Float64 CPU twin of `src/losses/crossEntropy.ts`: the distillation cross-entropy and its gradient
  * with respect to the student's logits, straight from LOSSES.md (the tests' oracle; no WebGPU).
  */
+import { isSelected, selectedCount } from './mask';
 
 /** Arguments of the distillation cross-entropy twin: row-major data of `[B, T, V]` logits. */
 export interface CrossEntropyReferenceInput {
@@ -9,7 +10,7 @@ export interface CrossEntropyReferenceInput {
   teacher: ArrayLike<number>;
   /** Student logits `zt`, `B * T * V` values. */
   student: ArrayLike<number>;
-  /** Loss mask `L`, `B * T` values of 0 or 1. */
+  /** Loss mask `L`, `B * T` values: non-zero selects (`./mask`). */
   mask: ArrayLike<number>;
   /** `[B, T, V]`. */
   shape: readonly [number, number, number];
@@ -35,14 +36,9 @@ function logSumExpParts(x: ArrayLike<number>, base: number, n: number): [number,
   return [m, Math.log(s)];
 }
 
-/** Number of selected rows and whether row `r` is selected (mask value 1). */
+/** Number of selected rows and whether row `r` is selected (the mask rule, `./mask`). */
 function selection(mask: ArrayLike<number>): { count: number; selected: (r: number) => boolean } {
-  let count = 0;
-  for (let r = 0; r < mask.length; r++) {
-    if (mask[r] !== 0 && mask[r] !== 1) throw new Error(`distillationCrossEntropyReference: mask value ${mask[r]} at ${r} is not 0 or 1`);
-    if (mask[r] === 1) count++;
-  }
-  return { count, selected: (r) => mask[r] === 1 };
+  return { count: selectedCount(mask), selected: (r) => isSelected(mask[r]) };
 }
 
 /**

@@ -5,6 +5,7 @@
  * (full logit rows, a max-shifted log-sum-exp), not from the kernels' chunked online form: the
  * tests' oracle. No WebGPU.
  */
+import { isSelected, selectedCount } from './mask';
 
 /** Arguments of the fused LM-head cross-entropy twin (row-major data). */
 export interface LmHeadCrossEntropyReferenceInput {
@@ -14,7 +15,7 @@ export interface LmHeadCrossEntropyReferenceInput {
   studentHidden: ArrayLike<number>;
   /** The head `W` as row blocks `[V_i, hidden]` in vocabulary order, each `V_i * hidden` values. */
   headBlocks: ReadonlyArray<ArrayLike<number>>;
-  /** Loss mask `L`, `rows` values of 0 or 1. */
+  /** Loss mask `L`, `rows` values: non-zero selects (`./mask`). */
   mask: ArrayLike<number>;
   /** `N`, the number of hidden rows. */
   rows: number;
@@ -36,9 +37,6 @@ function check({ teacherHidden, studentHidden, headBlocks, mask, rows, hidden }:
     vocab += block.length / hidden;
   });
   if (vocab === 0) throw new Error(`${FN}: the head has no rows`);
-  for (let r = 0; r < rows; r++) {
-    if (mask[r] !== 0 && mask[r] !== 1) throw new Error(`${FN}: mask value ${mask[r]} at ${r} is not 0 or 1`);
-  }
   return vocab;
 }
 
@@ -67,12 +65,6 @@ function logSoftmax(z: Float64Array): Float64Array {
   return z.map((v) => v - lse);
 }
 
-function selectedCount(mask: ArrayLike<number>): number {
-  let n = 0;
-  for (let r = 0; r < mask.length; r++) n += mask[r] === 1 ? 1 : 0;
-  return n;
-}
-
 /**
  * `mean over L = 1 of -sum_v softmax(z)_v * log_softmax(zs)_v` with `z = h W^T`, `zs = hs W^T`, in
  * float64 (0 for an empty mask).
@@ -83,7 +75,7 @@ export function lmHeadDistillationCrossEntropyReference(input: LmHeadCrossEntrop
   if (count === 0) return 0;
   let total = 0;
   for (let r = 0; r < input.rows; r++) {
-    if (input.mask[r] !== 1) continue;
+    if (!isSelected(input.mask[r])) continue;
     const logP = logSoftmax(logitsOf(input.teacherHidden, r, input, vocab));
     const logQ = logSoftmax(logitsOf(input.studentHidden, r, input, vocab));
     for (let v = 0; v < vocab; v++) total -= Math.exp(logP[v]) * logQ[v];
@@ -104,7 +96,7 @@ export function lmHeadDistillationCrossEntropyReferenceBackward(input: LmHeadCro
   if (count === 0) return grad;
   const scale = gradOutput / count;
   for (let r = 0; r < input.rows; r++) {
-    if (input.mask[r] !== 1) continue;
+    if (!isSelected(input.mask[r])) continue;
     const logP = logSoftmax(logitsOf(input.teacherHidden, r, input, vocab));
     const logQ = logSoftmax(logitsOf(input.studentHidden, r, input, vocab));
     let v = 0;

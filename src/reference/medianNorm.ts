@@ -2,6 +2,7 @@
  * float64 CPU twin of the median-norm penalty (`src/losses/medianNorm.ts`) and of the row norms and
  * median it relies on: the oracle of the GPU tests. No WebGPU here.
  */
+import { isSelected, selectedCount } from './mask';
 
 /** Value and gradients of {@link medianNormPenaltyReference}. */
 export interface MedianNormPenaltyReference {
@@ -30,11 +31,10 @@ export function medianNormPenaltyReference(
     throw new Error(`medianNormPenaltyReference: x and mu need ${positions * d} values, got ${x.length} and ${mu.length}`);
   }
   const gradMu = new Float64Array(positions * d);
-  let count = 0;
-  for (let p = 0; p < positions; p++) if (noiseMask[p] === 1) count++;
+  const count = selectedCount(noiseMask);
   let total = 0;
   for (let p = 0; p < positions; p++) {
-    if (noiseMask[p] !== 1) continue;
+    if (!isSelected(noiseMask[p])) continue;
     let sq = 0;
     for (let j = 0; j < d; j++) {
       const v = x[p * d + j] + mu[p * d + j];

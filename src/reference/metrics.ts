@@ -2,6 +2,7 @@
  * float64 CPU twins of the training metrics (`src/eval/metrics.ts`): the nearest-neighbour
  * inversion by cosine and the teacher/student top-1 agreement and KL. Plain loops, no WebGPU.
  */
+import { isSelected } from './mask';
 
 /**
  * For each row of `queries` (`[P, d]`), the index of the row of `table` (`[V, d]`) with the
@@ -49,7 +50,7 @@ export interface InversionReference {
 }
 
 /**
- * NN-FR's counts: over positions with `noiseMask > 0.5`, how many have a nearest vocabulary row
+ * NN-FR's counts: over positions the noise mask selects (non-zero), how many have a nearest vocabulary row
  * (by cosine, {@link nearestRowsByCosineReference}) other than `ids`. `xt` is row-major
  * `[positions, d]`, `table` `[V, d]`.
  */
@@ -65,7 +66,7 @@ export function nearestNeighbourInversionReference(
   let failures = 0;
   let count = 0;
   for (let p = 0; p < noiseMask.length; p++) {
-    if (!(noiseMask[p] > 0.5)) continue;
+    if (!isSelected(noiseMask[p])) continue;
     count++;
     if (nearest[p] !== ids[p]) failures++;
   }
@@ -86,7 +87,7 @@ export interface AgreementReference {
 
 /**
  * Top-1 agreement (first index on ties) and the summed KL(teacher || student) over the rows with
- * `mask > 0.5`; `teacher` and `student` are row-major `[rows, V]`. Rows outside the mask are not read.
+ * a non-zero `mask`; `teacher` and `student` are row-major `[rows, V]`. Rows outside the mask are not read.
  */
 export function agreementAndKLReference(
   teacher: ArrayLike<number>,
@@ -100,7 +101,7 @@ export function agreementAndKLReference(
   let kl = 0;
   let count = 0;
   for (let r = 0; r < rows; r++) {
-    if (!(mask[r] > 0.5)) continue;
+    if (!isSelected(mask[r])) continue;
     count++;
     const base = r * V;
     let mz = -Infinity;

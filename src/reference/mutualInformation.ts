@@ -2,6 +2,7 @@
  * float64 CPU twin of `mutualInformationLoss` (LOSSES.md section 3): forward and backward, the
  * oracle of the GPU kernels in `shaders/mutualInformation.wgsl`. No WebGPU here.
  */
+import { isSelected } from './mask';
 
 const LOG_2PI = Math.log(2 * Math.PI);
 const HALF_LOG_2PI_E = 0.5 * Math.log(2 * Math.PI * Math.E);
@@ -67,11 +68,11 @@ function queries(inp: MutualInformationReferenceInputs): Query[] {
     const kStart = i < H ? H : 0;
     for (let t = 0; t < T; t++) {
       const item = i * T + t;
-      if (noiseMask[item] !== 1) continue;
+      if (!isSelected(noiseMask[item])) continue;
       const components: number[] = [];
       const logN: number[] = [];
       for (let k = kStart; k < kStart + H; k++) {
-        const included = combine ? noiseMask[k * T + t] === 1 : attentionMask ? attentionMask[k * T + t] === 1 : true;
+        const included = combine ? isSelected(noiseMask[k * T + t]) : attentionMask ? isSelected(attentionMask[k * T + t]) : true;
         if (!included) continue;
         let acc = 0;
         for (let j = 0; j < d; j++) {

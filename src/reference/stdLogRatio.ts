@@ -1,4 +1,5 @@
 /** float64 CPU twin of the std-log-ratio loss (`src/losses/stdLogRatio.ts`). No WebGPU here. */
+import { isSelected, selectedCount } from './mask';
 
 /** Value and gradient of {@link stdLogRatioReference}. */
 export interface StdLogRatioReference {
@@ -20,14 +21,13 @@ export function stdLogRatioReference(
   const d = columnStd.length;
   const positions = noiseMask.length;
   if (sigma.length !== positions * d) throw new Error(`stdLogRatioReference: sigma needs ${positions * d} values, got ${sigma.length}`);
-  let count = 0;
-  for (let p = 0; p < positions; p++) if (noiseMask[p] === 1) count++;
+  const count = selectedCount(noiseMask);
   const gradSigma = new Float64Array(positions * d);
   if (count === 0 || d === 0) return { value: 0, gradSigma };
   const denominator = count * d;
   let total = 0;
   for (let p = 0; p < positions; p++) {
-    if (noiseMask[p] !== 1) continue;
+    if (!isSelected(noiseMask[p])) continue;
     for (let j = 0; j < d; j++) {
       const s = sigma[p * d + j];
       total += Math.log(s / columnStd[j]);

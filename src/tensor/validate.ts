@@ -5,7 +5,11 @@
 import { getContext } from '../gpu/context';
 import { Tensor, fmtShape, isPackedDType, tensor, type DType } from './tensor';
 
-/** A 0/1 mask: a tensor (shape and dtype are checked) or host data (values are checked too). */
+/**
+ * A 0/1 mask: a tensor (shape and dtype are checked) or host data (values are checked too). Every
+ * loss and metric selects a position iff its mask value is not 0 (a tensor's 2 or 0.5 selects
+ * like 1; a mask never weights).
+ */
 export type MaskInput = Tensor | ArrayLike<number>;
 
 /**
@@ -74,7 +78,8 @@ export function checkSameShape(fn: string, argA: string, a: Tensor, argB: string
 
 /**
  * Checks a `[B, T]` mask and returns it as a GPU tensor (uploading host data). A host mask must
- * hold only 0 and 1; a tensor mask must be f32 of that shape (its values are not read back).
+ * hold only 0 and 1; a tensor mask must be f32 of that shape (its values are not read back: the
+ * kernels select where it is non-zero, `maskSelects` in `shaders/common.wgsl`).
  * The returned flag says whether the caller owns (and must dispose) the tensor.
  */
 export function maskTensor(fn: string, arg: string, mask: MaskInput, shape: readonly [number, number]): { mask: Tensor; owned: boolean } {

@@ -287,7 +287,11 @@ describe('the row-pair losses argument checks', () => {
     });
   });
 
-  it('reject a mask that is not 0/1 in the twins too', () => {
-    expect(() => rowPairLossReference('inputEmbeddingSimilarity', { u: [1], v: [1], mask: [0.5], shape: [1, 1, 1] })).toThrow(/not 0 or 1/);
+  it('the twins select where the mask is non-zero (the one mask rule): 0.5 and 2 select like 1', () => {
+    const at = (mask: number[]) =>
+      rowPairLossReference('inputEmbeddingSimilarity', { u: [1, 2, 3, -1], v: [1, 0, 2, 1], mask, shape: [1, 2, 2] }).value;
+    expect(at([0.5, 2])).toBe(at([1, 1]));
+    expect(at([0.5, 0])).toBe(at([1, 0]));
+    expect(at([1, 0])).not.toBe(at([1, 1]));
   });
 });

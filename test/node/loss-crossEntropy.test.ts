@@ -259,9 +259,11 @@ describe('distillationCrossEntropy argument checks', () => {
     });
   });
 
-  it('rejects a mask that is not 0/1 in the twin too', () => {
-    expect(() => distillationCrossEntropyReference({ teacher: [0, 0], student: [0, 0], mask: [2], shape: [1, 1, 2] })).toThrow(
-      /not 0 or 1/,
-    );
+  it('the twin selects where the mask is non-zero (the one mask rule): 2 and 0.5 select like 1', () => {
+    const at = (mask: number[]) =>
+      distillationCrossEntropyReference({ teacher: [0, 1, 2, 0], student: [1, 0, 0, 3], mask, shape: [1, 2, 2] });
+    expect(at([2, 0.5])).toBe(at([1, 1]));
+    expect(at([0, 0.5])).toBe(at([0, 1]));
+    expect(at([0, 1])).not.toBe(at([1, 1]));
   });
 });

@@ -170,7 +170,10 @@ describe('the float64 twin', () => {
     const p = problem('twin empty', { rows: 3, d: 2, blockRows: [3], unselected: [0, 1, 2] });
     expect(lmHeadDistillationCrossEntropyReference(twinInput(p))).toBe(0);
     expect(lmHeadDistillationCrossEntropyReferenceBackward(twinInput(p)).every((g) => g === 0)).toBe(true);
-    expect(() => lmHeadDistillationCrossEntropyReference({ ...twinInput(p), mask: [1, 2, 0] })).toThrow(/mask value 2 at 1 is not 0 or 1/);
+    // The one mask rule: a non-zero value selects, and does not weight.
+    expect(lmHeadDistillationCrossEntropyReference({ ...twinInput(p), mask: [1, 2, 0] })).toBe(
+      lmHeadDistillationCrossEntropyReference({ ...twinInput(p), mask: [1, 1, 0] }),
+    );
     expect(() => lmHeadDistillationCrossEntropyReference({ ...twinInput(p), headBlocks: [[1, 2, 3]] })).toThrow(/not a multiple of 2/);
   });
 });
