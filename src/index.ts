@@ -31,6 +31,7 @@ export {
 export {
   backward,
   noGrad,
+  enableGrad,
   isGradEnabled,
   defineOp,
   opRegistry,

@@ -5,32 +5,30 @@
  * order, accumulates into `.grad` of leaves, and frees every intermediate it made.
  */
 import { Tensor, fmtShape, keep, scope, setBackwardImpl } from '../tensor/tensor';
+import { TaskLocal } from '../tensor/taskLocal';
 
-let gradEnabled = true;
+/** Grad mode of the running task (see `TaskLocal`: it follows the task across its `await`s). */
+const gradMode = new TaskLocal<boolean>(true);
 
-/** Whether ops currently record the graph. */
+/** Whether ops currently record the graph (in the running task). */
 export function isGradEnabled(): boolean {
-  return gradEnabled;
+  return gradMode.get();
 }
 
-/** Runs `fn` without recording the autograd graph (sync or async). */
+/**
+ * Runs `fn` without recording the autograd graph (sync or async; an async `fn` until its promise
+ * settles). Grad mode belongs to the task that set it: where the platform tracks async context
+ * (Node), other tasks running while `fn` awaits still record; in browsers, code that runs while an
+ * async `fn` awaits sees grad mode off unless it sets its own (as `Trainer.step` does with
+ * {@link enableGrad}).
+ */
 export function noGrad<R>(fn: () => R): R {
-  const prev = gradEnabled;
-  gradEnabled = false;
-  let result: R;
-  try {
-    result = fn();
-  } catch (e) {
-    gradEnabled = prev;
-    throw e;
-  }
-  if (result instanceof Promise) {
-    return result.finally(() => {
-      gradEnabled = prev;
-    }) as R;
-  }
-  gradEnabled = prev;
-  return result;
+  return gradMode.run(false, fn);
+}
+
+/** Runs `fn` with the autograd graph recorded, whatever grad mode its caller had (PyTorch's `enable_grad`). */
+export function enableGrad<R>(fn: () => R): R {
+  return gradMode.run(true, fn);
 }
 
 /** What a backward rule receives. */
@@ -67,7 +65,7 @@ export function defineOp<A>(def: OpDefinition<A>): (inputs: Tensor[], attrs: A) 
     const result = def.forward(inputs, attrs);
     const output = result instanceof Tensor ? result : result.output;
     const saved = result instanceof Tensor ? [] : result.saved;
-    if (gradEnabled && inputs.some((t) => t.requiresGrad)) {
+    if (gradMode.get() && inputs.some((t) => t.requiresGrad)) {
       output.requiresGrad = true;
       for (const s of saved) keep(s);
       // The graph holds its own reference to every input that receives no gradient (masks, ids,

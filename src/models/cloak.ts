@@ -299,15 +299,24 @@ export class TransformerCloak {
     }
     const seed = options.seed ?? randomSeed();
     const d = this.options.hiddenSize;
-    const embeddings = await scope(async () =>
-      noGrad(async () => {
-        const x = model.embed({ data: ids, shape: [1, T] });
-        const { mu, sigma } = this.forward(x, tensor(new Float32Array(T).fill(1), [1, T]));
-        const eps = randn([1, T, d], { seed });
-        const xt = noisyEmbeddings(x, mu, sigma, eps, tensor(noiseMask, [1, T]));
-        return (await xt.toArray()) as Float32Array;
-      }),
+    // GPU work in a synchronous scope without grad; the readback awaited outside both, so a
+    // training step running meanwhile keeps its grad mode and its tensors.
+    const xt = keep(
+      scope(() =>
+        noGrad(() => {
+          const x = model.embed({ data: ids, shape: [1, T] });
+          const { mu, sigma } = this.forward(x, tensor(new Float32Array(T).fill(1), [1, T]));
+          const eps = randn([1, T, d], { seed });
+          return noisyEmbeddings(x, mu, sigma, eps, tensor(noiseMask, [1, T]));
+        }),
+      ),
     );
+    let embeddings: Float32Array;
+    try {
+      embeddings = (await xt.toArray()) as Float32Array;
+    } finally {
+      xt.dispose();
+    }
     return { embeddings, shape: [T, d], noiseMask };
   }
 

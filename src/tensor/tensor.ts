@@ -6,6 +6,7 @@
  */
 import { getContext, type GpuContext } from '../gpu/context';
 import { bits16ToFloats, floatsToBits16 } from './half';
+import { TaskLocal } from './taskLocal';
 
 /**
  * Element types a tensor can hold. `f32`, `i32` and `u32` are 4 bytes wide. `bf16` and `f16` are
@@ -69,7 +70,34 @@ class Storage {
   }
 }
 
-const scopeStack: Set<Tensor>[] = [];
+/** One {@link scope}: the tensors made in it that it still owns, and the scope it was opened in. */
+class Scope {
+  readonly made = new Set<Tensor>();
+  ended = false;
+  constructor(readonly parent: Scope | null) {}
+}
+
+/** The scope of the running task (a scope that ended passes what it keeps to its parent). */
+const currentScope = new TaskLocal<Scope | null>(null);
+/** The scope that owns each tensor, if one does. */
+const ownerOf = new WeakMap<Tensor, Scope>();
+
+/** Gives `t` to the innermost still-open scope of `into`'s chain (none: the caller owns it). */
+function adopt(t: Tensor, into: Scope | null): void {
+  let s = into;
+  while (s?.ended) s = s.parent;
+  if (s) {
+    s.made.add(t);
+    ownerOf.set(t, s);
+  } else {
+    ownerOf.delete(t);
+  }
+}
+
+function disown(t: Tensor): void {
+  ownerOf.get(t)?.made.delete(t);
+  ownerOf.delete(t);
+}
 
 /** Product of a shape's dimensions. */
 export function numel(shape: readonly number[]): number {
@@ -111,7 +139,7 @@ export class Tensor {
     this.dtype = dtype;
     this.size = numel(shape);
     this.requiresGrad = requiresGrad;
-    scopeStack[scopeStack.length - 1]?.add(this);
+    adopt(this, currentScope.get());
   }
 
   /** Whether gradients flow to this tensor (never for a packed `bf16` / `f16` weight). */
@@ -188,7 +216,7 @@ export class Tensor {
     }
     this.grad?.dispose();
     this.grad = null;
-    for (const s of scopeStack) s.delete(this);
+    disown(this);
   }
 
   /** Copies the elements back to the host (one `mapAsync`). */
@@ -313,52 +341,57 @@ function collect(value: unknown, into: Set<Tensor>, depth = 0): void {
   }
 }
 
-function endScope(made: Set<Tensor>, result: unknown): void {
+function endScope(s: Scope, result: unknown): void {
   const kept = new Set<Tensor>();
   collect(result, kept);
-  // Remove this scope itself (an async scope may not be on top when it ends).
-  const at = scopeStack.lastIndexOf(made);
-  scopeStack.splice(at, 1);
-  const parent = scopeStack[at - 1];
-  for (const t of made) {
-    if (kept.has(t)) parent?.add(t);
+  s.ended = true;
+  for (const t of s.made) {
+    if (kept.has(t)) adopt(t, s.parent);
     else t.dispose();
   }
+  s.made.clear();
 }
 
 /**
  * Runs `fn` and disposes every tensor created inside it except those it returns (found in the
- * returned value, arrays and plain objects included), which move to the enclosing scope.
- * Works with async functions too (the scope ends when the promise settles).
+ * returned value, arrays and plain objects included), which move to the scope `scope` was called
+ * in (or to the caller, outside any scope). Works with async functions too: the scope ends when
+ * the promise settles.
+ *
+ * A scope belongs to the task that opened it. Where the platform tracks async context (Node), an
+ * async `fn` owns exactly the tensors its own code makes, before and after its `await`s, and
+ * nothing another task makes while it awaits. Browsers cannot tell tasks apart after an `await`:
+ * there an async scope also takes the tensors that other code makes outside any scope while it
+ * awaits. The library's own async calls (`Trainer.step`, `TransformerCloak.transform`, ...) hold
+ * no scope across an `await`, so they are safe beside other tasks everywhere.
  */
 export function scope<R>(fn: () => R): R {
-  const made = new Set<Tensor>();
-  scopeStack.push(made);
+  const s = new Scope(currentScope.get());
   let result: R;
   try {
-    result = fn();
+    result = currentScope.run(s, fn);
   } catch (e) {
-    endScope(made, undefined);
+    endScope(s, undefined);
     throw e;
   }
   if (result instanceof Promise) {
     return result.then(
       (r) => {
-        endScope(made, r);
+        endScope(s, r);
         return r;
       },
       (e) => {
-        endScope(made, undefined);
+        endScope(s, undefined);
         throw e;
       },
     ) as R;
   }
-  endScope(made, result);
+  endScope(s, result);
   return result;
 }
 
-/** Removes `t` from every open scope so that no scope end frees it (the caller owns it). */
+/** Takes `t` out of the scope that owns it so that no scope end frees it (the caller owns it). */
 export function keep<T extends Tensor>(t: T): T {
-  for (const s of scopeStack) s.delete(t);
+  disown(t);
   return t;
 }

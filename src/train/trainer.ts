@@ -6,8 +6,8 @@
  * position, so that a resumed run repeats the loss curve of an uninterrupted one.
  */
 import { getContext } from '../gpu/context';
-import { readAll, scope, tensor } from '../tensor/tensor';
-import { noGrad } from '../autograd/engine';
+import { type Tensor, keep, readAll, scope, tensor } from '../tensor/tensor';
+import { enableGrad, noGrad } from '../autograd/engine';
 import { AdamW } from '../optim/adamw';
 import { clipGradNorm } from '../optim/clip';
 import { warmupCosine } from '../optim/schedule';
@@ -121,6 +121,19 @@ function checkTrainerOptions(
 }
 
 /**
+ * Reads one-element tensors back as numbers and frees them. They are taken out of any scope
+ * first: the caller owns them while the readback is awaited, outside every scope.
+ */
+async function readScalarsAndDispose(scalars: Tensor[]): Promise<number[]> {
+  for (const t of scalars) keep(t);
+  try {
+    return (await readAll(scalars)).map((v) => v[0]);
+  } finally {
+    for (const t of scalars) t.dispose();
+  }
+}
+
+/**
  * Trains a Stained Glass Transform for a frozen causal LM. Create it, call {@link step} as often as
  * you like (or {@link evaluate}), save with {@link checkpoint}, resume with {@link loadCheckpoint}.
  */
@@ -212,22 +225,27 @@ export class Trainer {
       const microBatches = Array.from({ length: k }, () => this.nextBatch());
       let tokens = 0;
       for (const batch of microBatches) tokens += batch.attentionMask.reduce((a, b) => a + b, 0);
-      const result = await scope(async () => {
-        const { components: sums } = accumulateGradients(microBatches, (batch) => {
-          const loss = lossFn(this.noisyModel.forward(batch).studentLogits);
-          return { loss, components: getComponents() };
-        });
-        const gradNorm = this.options.maxGradNorm === null ? null : clipGradNorm(params, this.options.maxGradNorm);
-        this.optimizer.step();
-        this.optimizer.zeroGrad();
-        const keys = Object.keys(sums);
-        const values = await readAll([...keys.map((key) => sums[key]), ...(gradNorm ? [gradNorm] : [])]);
-        gradNorm?.dispose();
-        return {
-          components: Object.fromEntries(keys.map((key, i) => [key, values[i][0]])),
-          gradNorm: gradNorm ? values[keys.length][0] : null,
-        };
-      });
+      // The GPU work runs in a synchronous scope with grad mode on, and the readback is awaited
+      // outside it: the step holds no scope or grad mode across an await, so tasks that run
+      // meanwhile (a transform, another task's noGrad) neither affect it nor lose tensors to it.
+      const { keys, scalars, clipped } = scope(() =>
+        enableGrad(() => {
+          const { components: sums } = accumulateGradients(microBatches, (batch) => {
+            const loss = lossFn(this.noisyModel.forward(batch).studentLogits);
+            return { loss, components: getComponents() };
+          });
+          const gradNorm = this.options.maxGradNorm === null ? null : clipGradNorm(params, this.options.maxGradNorm);
+          this.optimizer.step();
+          this.optimizer.zeroGrad();
+          const names = Object.keys(sums);
+          return { keys: names, scalars: [...names.map((key) => sums[key]), ...(gradNorm ? [gradNorm] : [])], clipped: gradNorm !== null };
+        }),
+      );
+      const values = await readScalarsAndDispose(scalars);
+      const result = {
+        components: Object.fromEntries(keys.map((key, i) => [key, values[i]])),
+        gradNorm: clipped ? values[keys.length] : null,
+      };
       this.steps++;
       const seconds = (performance.now() - started) / 1000;
       return {
@@ -265,14 +283,16 @@ export class Trainer {
       let kl = 0;
       let lossPositions = 0;
       for (const batch of evalBatches) {
-        const [f, tcount, a, klSum, lcount] = await scope(async () => {
-          const out = noGrad(() => this.noisyModel.forward(batch));
-          const ids = tensor(batch.ids, [batch.batchSize, batch.seqLen]);
-          const nn = nearestNeighbourInversion(out.xt, this.model.embeddingTable, ids, out.noiseMask);
-          const ak = agreementAndKL(out.teacherLogits!, out.studentLogits!, out.lossMask);
-          const values = await readAll([nn.failures, nn.count, ak.agree, ak.kl, ak.count]);
-          return values.map((v) => v[0]);
-        });
+        const scalars = scope(() =>
+          noGrad(() => {
+            const out = this.noisyModel.forward(batch);
+            const ids = tensor(batch.ids, [batch.batchSize, batch.seqLen]);
+            const nn = nearestNeighbourInversion(out.xt, this.model.embeddingTable, ids, out.noiseMask);
+            const ak = agreementAndKL(out.teacherLogits!, out.studentLogits!, out.lossMask);
+            return [nn.failures, nn.count, ak.agree, ak.kl, ak.count];
+          }),
+        );
+        const [f, tcount, a, klSum, lcount] = await readScalarsAndDispose(scalars);
         failures += f;
         transformed += tcount;
         agree += a;
