@@ -2,7 +2,26 @@
  * sgt-webgpu: train a Stained Glass Transform on WebGPU. This file is the only public entry point.
  * @packageDocumentation
  */
-export { init, getContext, GpuContext, type InitOptions, type Dispatch, type BoundResource } from './gpu/context';
+export {
+  init,
+  getContext,
+  GpuContext,
+  onDeviceLost,
+  onDeviceRestored,
+  type DeviceLostEvent,
+  type DeviceRestoredEvent,
+  type InitOptions,
+  type Dispatch,
+  type BoundResource,
+} from './gpu/context';
+export {
+  SgtError,
+  isSgtError,
+  installErrorTransfer,
+  SGT_ERROR_CODES,
+  type SgtErrorCode,
+  type ErrorTransferHandler,
+} from './gpu/errors';
 export {
   composeWgsl,
   wgslLocation,
@@ -123,6 +142,7 @@ export {
   type NoisyBatch,
   type NoisyForwardOutput,
   type NoisyOutputsRequest,
+  type NoisyModelOptions,
 } from './models/cloak';
 export { loadHuggingFaceTokenizer, byteTokenizer, type Tokenizer, type ByteTokenizerOptions } from './text/tokenizer';
 export {

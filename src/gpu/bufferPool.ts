@@ -3,6 +3,8 @@
  * out again, so a training step allocates nothing after its first run. `live` counts buffers that
  * are handed out and not yet released: a step that frees what it makes leaves it unchanged.
  */
+import { SgtError } from './errors';
+
 /** Rounds a byte size up to its size class: multiples of 256 B below 64 KiB, then powers of 2^(1/4). */
 export function sizeClass(bytes: number): number {
   const b = Math.max(16, bytes);
@@ -51,7 +53,7 @@ export class BufferPool {
     const max = this.device.limits.maxBufferSize;
     if (size > max && bytes <= max) return this.track(this.create(bytes));
     if (bytes > max) {
-      throw new Error(`buffer of ${bytes} bytes exceeds the device's maxBufferSize (${max})`);
+      throw new SgtError('LIMIT_EXCEEDED', `buffer of ${bytes} bytes exceeds the device's maxBufferSize (${max})`);
     }
     const list = this.free.get(size);
     const reused = list?.pop();
@@ -70,7 +72,7 @@ export class BufferPool {
   acquireExact(bytes: number): GPUBuffer {
     const size = Math.max(4, Math.ceil(bytes / 4) * 4);
     const max = this.device.limits.maxBufferSize;
-    if (size > max) throw new Error(`buffer of ${bytes} bytes exceeds the device's maxBufferSize (${max})`);
+    if (size > max) throw new SgtError('LIMIT_EXCEEDED', `buffer of ${bytes} bytes exceeds the device's maxBufferSize (${max})`);
     return this.track(this.create(size));
   }
 

@@ -5,6 +5,7 @@
  */
 import { BufferPool, sizeClass } from './bufferPool';
 import { PipelineCache, type CompiledPipeline } from './pipelineCache';
+import { SgtError, type SgtErrorCode } from './errors';
 
 /** Options for {@link init}. */
 export interface InitOptions {
@@ -80,7 +81,7 @@ export class GpuContext {
   private arenaCpu: Uint8Array[] = [];
   private arenaUsed = 0; // bytes used over all chunks of the open batch
   private afterSubmit: (() => void)[] = [];
-  private errors: string[] = [];
+  private errors: { message: string; outOfMemory: boolean }[] = [];
   private rootErrorReported = false;
   private shaderOverrides = new Map<string, string>();
   private lostMessage: string | null = null;
@@ -98,18 +99,24 @@ export class GpuContext {
     this.features = features;
     this.maxGridWorkgroups = options.maxGridWorkgroups ?? 512;
     this.pool = new BufferPool(device, options.poolBytes ?? 256 * 1024 * 1024, (b) => this.destroyLater(b));
-    this.pipelines = new PipelineCache(device, (message) => this.errors.push(message));
+    this.pipelines = new PipelineCache(device, (message) => this.errors.push({ message, outOfMemory: false }));
     if (options.bindingLimit !== undefined) this.setBindingLimit(options.bindingLimit);
     device.addEventListener('uncapturederror', (event) => {
-      const message = (event as GPUUncapturedErrorEvent).error?.message ?? String(event);
+      const error = (event as GPUUncapturedErrorEvent).error;
+      const message = error?.message ?? String(event);
       // Once a root error was reported, its knock-on effects ("X is invalid due to a previous
       // error") carry no news and would fail an unrelated later call.
       if (this.rootErrorReported && /due to a previous error/.test(message)) return;
-      this.errors.push(message);
+      // By name, not instanceof: GPUOutOfMemoryError is a global only once Dawn is loaded.
+      this.errors.push({ message, outOfMemory: error?.constructor?.name === 'GPUOutOfMemoryError' });
     });
     void device.lost.then((info) => {
-      if (!this.destroyed) this.lostMessage = `WebGPU device lost (${info.reason}): ${info.message}`;
-      else this.lostMessage = 'WebGPU device was destroyed by dispose()';
+      if (this.destroyed) {
+        this.lostMessage = 'WebGPU device was destroyed by dispose()';
+        return;
+      }
+      this.lostMessage = `WebGPU device lost (${info.reason}): ${info.message || 'no message'}; call init() for a fresh context`;
+      emit(lostListeners, { context: this, reason: info.reason ?? 'unknown', message: this.lostMessage });
     });
   }
 
@@ -138,7 +145,10 @@ export class GpuContext {
    */
   setBindingLimit(bytes: number | null): void {
     if (bytes !== null && (!Number.isSafeInteger(bytes) || bytes < 256 || sizeClass(bytes) !== bytes)) {
-      throw new Error(`setBindingLimit: ${bytes} bytes is not a size class of the buffer pool (use a power of two >= 256)`);
+      throw new SgtError(
+        'INVALID_ARGUMENT',
+        `setBindingLimit: ${bytes} bytes is not a size class of the buffer pool (use a power of two >= 256)`,
+      );
     }
     this.forcedBindingLimit = bytes;
   }
@@ -151,15 +161,27 @@ export class GpuContext {
 
   /** Throws if the device was lost or a GPU error was reported since the last check. */
   checkHealthy(): void {
-    if (this.destroyed) throw new Error('GpuContext: used after dispose()');
-    if (this.lostMessage) throw new Error(this.lostMessage);
+    if (this.destroyed) throw new SgtError('USE_AFTER_DISPOSE', 'GpuContext: used after dispose()');
+    if (this.lostMessage) throw new SgtError('DEVICE_LOST', this.lostMessage);
     if (this.errors.length) {
-      const roots = this.errors.filter((m) => !/due to a previous error/.test(m));
-      const msg = (roots.length ? roots : this.errors).join('\n');
+      const roots = this.errors.filter((e) => !/due to a previous error/.test(e.message));
+      const reported = roots.length ? roots : this.errors;
       this.errors = [];
       if (roots.length) this.rootErrorReported = true;
-      throw new Error(`WebGPU error: ${msg}`);
+      const code: SgtErrorCode = reported.some((e) => e.outOfMemory) ? 'OUT_OF_MEMORY' : 'GPU_ERROR';
+      throw new SgtError(code, `WebGPU error: ${reported.map((e) => e.message).join('\n')}`);
     }
+  }
+
+  /**
+   * The {@link SgtError} for a tensor of this context that can no longer be used (`where` names the
+   * op and the tensor), or null while it can: `DEVICE_LOST` after a device loss,
+   * `USE_AFTER_DISPOSE` after {@link dispose}.
+   */
+  deadError(where: string): SgtError | null {
+    if (this.destroyed) return new SgtError('USE_AFTER_DISPOSE', `${where} is unusable: its GPU context was disposed`);
+    if (this.lostMessage) return new SgtError('DEVICE_LOST', `${where} is unusable: ${this.lostMessage}`);
+    return null;
   }
 
   /** Number of dispatches recorded but not yet submitted. */
@@ -181,15 +203,16 @@ export class GpuContext {
     const limit = this.bindingLimit;
     for (const slot of pipe.slots) {
       if (slot.kind === 'uniform') {
-        if (!d.params) throw new Error(`${d.label ?? d.entryPoint}: kernel needs params '${slot.name}'`);
+        if (!d.params) throw new SgtError('INTERNAL', `${d.label ?? d.entryPoint}: kernel needs params '${slot.name}'`);
         entries.push({ binding: slot.binding, resource: this.uniformSlice(d.params) });
       } else {
         const r = d.resources[slot.name];
-        if (!r) throw new Error(`${d.label ?? d.entryPoint}: no buffer bound to '${slot.name}'`);
+        if (!r) throw new SgtError('INTERNAL', `${d.label ?? d.entryPoint}: no buffer bound to '${slot.name}'`);
         const binding = 'buffer' in r ? r : { buffer: r };
         const bytes = binding.size ?? binding.buffer.size - (binding.offset ?? 0);
         if (bytes > limit) {
-          throw new Error(
+          throw new SgtError(
+            'LIMIT_EXCEEDED',
             `${d.label ?? d.entryPoint}: '${slot.name}' needs a binding of ${bytes} bytes, more than the storage binding limit (${limit} bytes)`,
           );
         }
@@ -201,7 +224,10 @@ export class GpuContext {
     const [x, y = 1, z = 1] = d.workgroups;
     const maxDim = this.device.limits.maxComputeWorkgroupsPerDimension;
     if (x > maxDim || y > maxDim || z > maxDim) {
-      throw new Error(`${d.label ?? d.entryPoint}: dispatch [${x},${y},${z}] exceeds ${maxDim} workgroups per dimension`);
+      throw new SgtError(
+        'LIMIT_EXCEEDED',
+        `${d.label ?? d.entryPoint}: dispatch [${x},${y},${z}] exceeds ${maxDim} workgroups per dimension`,
+      );
     }
     const pass = this.computePass();
     pass.setPipeline(pipe.pipeline);
@@ -217,7 +243,7 @@ export class GpuContext {
    * `replacement` is composed like any kernel source (its `#include` lines resolved).
    */
   withShaderSource<R>(original: string, replacement: string, fn: () => R): R {
-    if (this.shaderOverrides.has(original)) throw new Error('withShaderSource: this shader is already overridden');
+    if (this.shaderOverrides.has(original)) throw new SgtError('INVALID_STATE', 'withShaderSource: this shader is already overridden');
     this.shaderOverrides.set(original, replacement);
     const restore = () => this.shaderOverrides.delete(original);
     let result: R;
@@ -284,7 +310,7 @@ export class GpuContext {
   dataCheck(key: string, describe: (count: number, detail: number) => string): { buffer: GPUBuffer; slot: number } {
     let check = this.dataChecks.get(key);
     if (!check) {
-      if (this.dataChecks.size === CHECK_SLOTS) throw new Error(`dataCheck: more than ${CHECK_SLOTS} kinds of check`);
+      if (this.dataChecks.size === CHECK_SLOTS) throw new SgtError('INTERNAL', `dataCheck: more than ${CHECK_SLOTS} kinds of check`);
       check = { slot: this.dataChecks.size, describe };
       this.dataChecks.set(key, check);
     }
@@ -302,7 +328,7 @@ export class GpuContext {
     const fired = [...this.dataChecks.values()].filter((c) => counters[2 * c.slot] > 0);
     if (!fired.length) return;
     this.write(this.checkBuffer!, new Uint32Array(CHECK_SLOTS * 2));
-    throw new Error(fired.map((c) => c.describe(counters[2 * c.slot], counters[2 * c.slot + 1])).join('\n'));
+    throw new SgtError('INVALID_ARGUMENT', fired.map((c) => c.describe(counters[2 * c.slot], counters[2 * c.slot + 1])).join('\n'));
   }
 
   /**
@@ -331,7 +357,11 @@ export class GpuContext {
     } catch (e) {
       staging.destroy();
       this.checkHealthy();
-      throw new Error(`readback failed: ${(e as Error).message}`);
+      // A lost device rejects the map, and its `lost` promise may settle just after: wait one
+      // task for it so that the error says DEVICE_LOST rather than a bare readback failure.
+      await Promise.race([this.device.lost, new Promise((done) => setTimeout(done, 0))]);
+      this.checkHealthy();
+      throw new SgtError('GPU_ERROR', `readback failed: ${(e as Error).message}`);
     }
     const mapped = staging.getMappedRange().slice(0);
     staging.unmap();
@@ -394,7 +424,7 @@ export class GpuContext {
   private uniformSlice(params: ArrayBuffer | ArrayBufferView): GPUBufferBinding {
     const bytes = ArrayBuffer.isView(params) ? new Uint8Array(params.buffer, params.byteOffset, params.byteLength) : new Uint8Array(params);
     const size = alignUp(Math.max(bytes.byteLength, 16), UNIFORM_SLOT);
-    if (size > ARENA_CHUNK) throw new Error('kernel params larger than 64 KiB');
+    if (size > ARENA_CHUNK) throw new SgtError('INTERNAL', 'kernel params larger than 64 KiB');
     let chunk = Math.floor(this.arenaUsed / ARENA_CHUNK);
     let offset = this.arenaUsed % ARENA_CHUNK;
     if (offset + size > ARENA_CHUNK) {
@@ -424,9 +454,60 @@ function padTo4(bytes: Uint8Array): Uint8Array {
 let current: GpuContext | null = null;
 let pendingInit: Promise<GpuContext> | null = null;
 
+/** What an {@link onDeviceLost} listener receives. */
+export interface DeviceLostEvent {
+  /** The context whose device was lost: its tensors now fail with `DEVICE_LOST`. */
+  context: GpuContext;
+  /** WebGPU's reason (`'destroyed'` or `'unknown'`). */
+  reason: string;
+  /** The message its operations now fail with. */
+  message: string;
+}
+
+/** What an {@link onDeviceRestored} listener receives. */
+export interface DeviceRestoredEvent {
+  /** The fresh context {@link init} made. */
+  context: GpuContext;
+  /** The lost context it replaces. */
+  previous: GpuContext;
+}
+
+const lostListeners = new Set<(event: DeviceLostEvent) => void>();
+const restoredListeners = new Set<(event: DeviceRestoredEvent) => void>();
+
+function emit<E>(listeners: Set<(event: E) => void>, event: E): void {
+  for (const listener of [...listeners]) {
+    try {
+      listener(event);
+    } catch (e) {
+      // A listener's failure must not stop the others or the toolkit's own handling.
+      queueMicrotask(() => {
+        throw e;
+      });
+    }
+  }
+}
+
+/**
+ * Calls `listener` when the device of a context is lost (the browser took the GPU away, a driver
+ * reset, `device.destroy()`); not for a deliberate {@link GpuContext.dispose}. Every tensor of that
+ * context then fails with an {@link SgtError} of code `DEVICE_LOST`; call {@link init} for a fresh
+ * context and rebuild what lived on the old one. Returns a function that removes the listener.
+ */
+export function onDeviceLost(listener: (event: DeviceLostEvent) => void): () => void {
+  lostListeners.add(listener);
+  return () => lostListeners.delete(listener);
+}
+
+/** Calls `listener` when {@link init} replaces a lost context with a fresh one. Returns a function that removes it. */
+export function onDeviceRestored(listener: (event: DeviceRestoredEvent) => void): () => void {
+  restoredListeners.add(listener);
+  return () => restoredListeners.delete(listener);
+}
+
 /** The context made by {@link init}; throws if there is none. */
 export function getContext(): GpuContext {
-  if (!current) throw new Error('No GPU context: call `await init()` first');
+  if (!current) throw new SgtError('INVALID_STATE', 'No GPU context: call `await init()` first');
   return current;
 }
 
@@ -440,7 +521,7 @@ async function findGpu(options: InitOptions): Promise<GPU> {
   if (nav?.gpu) return nav.gpu;
   const g = globalThis as { process?: { versions?: { node?: string } }; __sgtDawnGpu?: GPU };
   if (!g.process?.versions?.node) {
-    throw new Error(`WebGPU is not available in this browser (navigator.gpu is missing). ${NO_ADAPTER_HELP}`);
+    throw new SgtError('UNSUPPORTED', `WebGPU is not available in this browser (navigator.gpu is missing). ${NO_ADAPTER_HELP}`);
   }
   if (!g.__sgtDawnGpu) {
     // A variable module name keeps bundlers from pulling the native Dawn addon into browser builds.
@@ -449,7 +530,7 @@ async function findGpu(options: InitOptions): Promise<GPU> {
     try {
       dawn = await import(/* @vite-ignore */ moduleName);
     } catch (e) {
-      throw new Error(`WebGPU in Node needs the 'webgpu' package (Dawn): npm install webgpu (${(e as Error).message})`);
+      throw new SgtError('UNSUPPORTED', `WebGPU in Node needs the 'webgpu' package (Dawn): npm install webgpu (${(e as Error).message})`);
     }
     Object.assign(globalThis, dawn.globals);
     // Dawn's GPU object must stay reachable for the life of the process, or the process crashes.
@@ -476,14 +557,19 @@ const WANTED_LIMITS = [
  * page or Web Worker, Dawn (the `webgpu` npm package) in Node. Requests the adapter's real limits
  * and the optional features `shader-f16`, `subgroups` and `timestamp-query` when present.
  * Throws a message that says how to get an adapter when there is none.
+ *
+ * Once the device of the current context is lost, `init()` makes a fresh context (a new adapter
+ * and device) and tells the {@link onDeviceRestored} listeners; tensors, models and trainers of the
+ * lost one keep failing with `DEVICE_LOST` and must be rebuilt.
  */
 export async function init(options: InitOptions = {}): Promise<GpuContext> {
-  if (current) return current;
+  if (current && current.deadReason === null) return current;
   if (pendingInit) return pendingInit;
+  const previous = current;
   pendingInit = (async () => {
     const gpu = await findGpu(options);
     const adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference });
-    if (!adapter) throw new Error(NO_ADAPTER_HELP);
+    if (!adapter) throw new SgtError('UNSUPPORTED', NO_ADAPTER_HELP);
     const features = new Set(WANTED_FEATURES.filter((f) => adapter.features.has(f)));
     const requiredLimits: Record<string, number> = {};
     for (const k of WANTED_LIMITS) requiredLimits[k] = adapter.limits[k];
@@ -491,8 +577,13 @@ export async function init(options: InitOptions = {}): Promise<GpuContext> {
       requiredFeatures: [...features] as GPUFeatureName[],
       requiredLimits,
     });
-    current = new GpuContext(adapter, device, features, options);
-    return current;
+    const fresh = new GpuContext(adapter, device, features, options);
+    current = fresh;
+    if (previous) {
+      previous.pool.clear();
+      emit(restoredListeners, { context: fresh, previous });
+    }
+    return fresh;
   })();
   try {
     return await pendingInit;

@@ -8,6 +8,7 @@
 // load; its ES build works everywhere (types: src/env.d.ts).
 import { WgslReflect, ResourceType } from 'wgsl_reflect/wgsl_reflect.module.js';
 import { composeWgsl, mapWgslMessage, type ComposedWgsl } from './wgslCompose';
+import { SgtError } from './errors';
 
 /** How one binding of an entry point is bound. */
 export interface BindingSlot {
@@ -33,15 +34,15 @@ function reflectComposed(code: string, entryPoint: string): BindingSlot[] {
   const fn = reflect.entry.compute.find((f) => f.name === entryPoint);
   if (!fn) {
     const names = reflect.entry.compute.map((f) => f.name).join(', ');
-    throw new Error(`WGSL has no compute entry point '${entryPoint}' (it has: ${names})`);
+    throw new SgtError('INVALID_ARGUMENT', `WGSL has no compute entry point '${entryPoint}' (it has: ${names})`);
   }
   const slots: BindingSlot[] = [];
   for (const r of fn.resources) {
-    if (r.group !== 0) throw new Error(`WGSL binding '${r.name}' must be in @group(0)`);
+    if (r.group !== 0) throw new SgtError('INVALID_ARGUMENT', `WGSL binding '${r.name}' must be in @group(0)`);
     if (r.resourceType === ResourceType.Uniform) slots.push({ name: r.name, binding: r.binding, kind: 'uniform' });
     else if (r.resourceType === ResourceType.Storage)
       slots.push({ name: r.name, binding: r.binding, kind: r.access === 'read' ? 'read-only-storage' : 'storage' });
-    else throw new Error(`WGSL binding '${r.name}': only buffers are supported in compute kernels`);
+    else throw new SgtError('INVALID_ARGUMENT', `WGSL binding '${r.name}': only buffers are supported in compute kernels`);
   }
   return slots.sort((a, b) => a.binding - b.binding);
 }

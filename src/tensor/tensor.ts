@@ -7,6 +7,7 @@
 import { getContext, type GpuContext } from '../gpu/context';
 import { bits16ToFloats, floatsToBits16 } from './half';
 import { TaskLocal } from './taskLocal';
+import { SgtError } from '../gpu/errors';
 
 /**
  * Element types a tensor can hold. `f32`, `i32` and `u32` are 4 bytes wide. `bf16` and `f16` are
@@ -113,7 +114,8 @@ export function fmtShape(shape: readonly number[]): string {
 
 function checkShape(shape: readonly number[], where: string): void {
   for (const s of shape) {
-    if (!Number.isInteger(s) || s < 0) throw new Error(`${where}: shape ${fmtShape(shape)} must hold non-negative integers`);
+    if (!Number.isInteger(s) || s < 0)
+      throw new SgtError('INVALID_ARGUMENT', `${where}: shape ${fmtShape(shape)} must hold non-negative integers`);
   }
 }
 
@@ -149,7 +151,8 @@ export class Tensor {
 
   set requiresGrad(value: boolean) {
     if (value && isPackedDType(this.dtype)) {
-      throw new Error(
+      throw new SgtError(
+        'DTYPE_MISMATCH',
         `Tensor ${fmtShape(this.shape)} has dtype ${this.dtype}, a packed read-only weight, and cannot require gradients; ` +
           `load the model with weightDtype 'f32' to train its weights`,
       );
@@ -164,6 +167,8 @@ export class Tensor {
   static empty(shape: readonly number[], dtype: DType = 'f32', where = 'empty', exact = false): Tensor {
     checkShape(shape, where);
     const ctx = getContext();
+    const dead = ctx.deadError(`${where}: a new tensor of shape ${fmtShape(shape)}`);
+    if (dead) throw dead;
     const bytes = Math.max(4, storageBytes(dtype, numel(shape)));
     const buffer = exact ? ctx.pool.acquireExact(bytes) : ctx.pool.acquire(bytes);
     return new Tensor(new Storage(ctx, buffer), shape, dtype);
@@ -186,9 +191,10 @@ export class Tensor {
 
   /** The GPU buffer (throws if disposed). `where` names the op for the error. */
   bufferFor(where: string): GPUBuffer {
-    if (!this.storage) throw new Error(`${where}: tensor of shape ${fmtShape(this.shape)} was used after dispose()`);
-    const dead = this.storage.ctx.deadReason;
-    if (dead) throw new Error(`${where}: tensor of shape ${fmtShape(this.shape)} is unusable: ${dead}`);
+    if (!this.storage)
+      throw new SgtError('USE_AFTER_DISPOSE', `${where}: tensor of shape ${fmtShape(this.shape)} was used after dispose()`);
+    const dead = this.storage.ctx.deadError(`${where}: tensor of shape ${fmtShape(this.shape)}`);
+    if (dead) throw dead;
     return this.storage.buffer;
   }
 
@@ -200,7 +206,7 @@ export class Tensor {
   /** @internal A tensor sharing this one's storage with another shape (same element count). */
   view(shape: readonly number[]): Tensor {
     const s = this.storage;
-    if (!s) throw new Error(`reshape: tensor of shape ${fmtShape(this.shape)} was used after dispose()`);
+    if (!s) throw new SgtError('USE_AFTER_DISPOSE', `reshape: tensor of shape ${fmtShape(this.shape)} was used after dispose()`);
     s.refs++;
     return new Tensor(s, shape, this.dtype);
   }
@@ -227,13 +233,13 @@ export class Tensor {
 
   /** The single element of a one-element tensor. */
   async item(): Promise<number> {
-    if (this.size !== 1) throw new Error(`item: tensor has shape ${fmtShape(this.shape)}; expected one element`);
+    if (this.size !== 1) throw new SgtError('SHAPE_MISMATCH', `item: tensor has shape ${fmtShape(this.shape)}; expected one element`);
     return (await this.toArray())[0];
   }
 
   /** Reverse-mode autodiff from this tensor (see `backward` in the autograd module). */
   backward(seed?: Tensor): void {
-    if (!backwardImpl) throw new Error('backward: autograd module not loaded');
+    if (!backwardImpl) throw new SgtError('INTERNAL', 'backward: autograd module not loaded');
     backwardImpl(this, seed);
   }
 
@@ -254,7 +260,8 @@ const DTYPES: readonly DType[] = ['f32', 'i32', 'u32', 'bf16', 'f16'];
 function inferDType(data: TensorData): DType {
   if (data instanceof Int32Array) return 'i32';
   if (data instanceof Uint32Array) return 'u32';
-  if (data instanceof Uint16Array) throw new Error("tensor: Uint16Array data holds 16-bit patterns: give dtype 'bf16' or 'f16'");
+  if (data instanceof Uint16Array)
+    throw new SgtError('DTYPE_MISMATCH', "tensor: Uint16Array data holds 16-bit patterns: give dtype 'bf16' or 'f16'");
   return 'f32';
 }
 
@@ -276,18 +283,21 @@ function checkHostValues(data: TensorData, dtype: DType): void {
     const v = values[i];
     if (typeof v !== 'number') {
       const shown = typeof v === 'bigint' ? `${v}n` : (JSON.stringify(v) ?? String(v));
-      throw new Error(`tensor: data[${i}] is ${shown} (a ${v === null ? 'null' : typeof v}); expected a number`);
+      throw new SgtError('INVALID_ARGUMENT', `tensor: data[${i}] is ${shown} (a ${v === null ? 'null' : typeof v}); expected a number`);
     }
     if (!range) continue;
-    if (!Number.isInteger(v)) throw new Error(`tensor: data[${i}] = ${v} is not an integer; dtype ${dtype} holds integers`);
-    if (v < range[0] || v > range[1]) throw new Error(`tensor: data[${i}] = ${v} is outside ${dtype}'s range [${range[0]}, ${range[1]}]`);
+    if (!Number.isInteger(v))
+      throw new SgtError('INVALID_ARGUMENT', `tensor: data[${i}] = ${v} is not an integer; dtype ${dtype} holds integers`);
+    if (v < range[0] || v > range[1])
+      throw new SgtError('INVALID_ARGUMENT', `tensor: data[${i}] = ${v} is outside ${dtype}'s range [${range[0]}, ${range[1]}]`);
   }
 }
 
 function toTyped(data: TensorData, dtype: DType): Float32Array | Int32Array | Uint32Array | Uint16Array {
   checkHostValues(data, dtype);
   if (isPackedDType(dtype)) return data instanceof Uint16Array ? data : floatsToBits16(data as ArrayLike<number>, dtype);
-  if (data instanceof Uint16Array) throw new Error(`tensor: Uint16Array data needs dtype 'bf16' or 'f16', not ${dtype}`);
+  if (data instanceof Uint16Array)
+    throw new SgtError('DTYPE_MISMATCH', `tensor: Uint16Array data needs dtype 'bf16' or 'f16', not ${dtype}`);
   if (dtype === 'f32') return data instanceof Float32Array ? data : Float32Array.from(data as ArrayLike<number>);
   if (dtype === 'i32') return data instanceof Int32Array ? data : Int32Array.from(data as ArrayLike<number>);
   return data instanceof Uint32Array ? data : Uint32Array.from(data as ArrayLike<number>);
@@ -300,16 +310,17 @@ function toTyped(data: TensorData, dtype: DType): Float32Array | Int32Array | Ui
 export function tensor(data: TensorData | number, shape?: readonly number[], options: TensorOptions = {}): Tensor {
   const arr = typeof data === 'number' ? [data] : data;
   if (!Array.isArray(arr) && !ArrayBuffer.isView(arr)) {
-    throw new Error('tensor: data must be a number, an array of numbers or a typed array');
+    throw new SgtError('INVALID_ARGUMENT', 'tensor: data must be a number, an array of numbers or a typed array');
   }
   const s = shape ?? (typeof data === 'number' ? [] : [arr.length]);
   checkShape(s, 'tensor');
   if (numel(s) !== arr.length) {
-    throw new Error(`tensor: data has ${arr.length} elements but shape ${fmtShape(s)} needs ${numel(s)}`);
+    throw new SgtError('SHAPE_MISMATCH', `tensor: data has ${arr.length} elements but shape ${fmtShape(s)} needs ${numel(s)}`);
   }
   const dtype = options.dtype ?? inferDType(arr);
-  if (!DTYPES.includes(dtype)) throw new Error(`tensor: unknown dtype '${dtype as string}'; expected ${DTYPES.join(', ')}`);
-  if (options.requiresGrad && dtype !== 'f32') throw new Error(`tensor: requiresGrad needs dtype f32, got ${dtype}`);
+  if (!DTYPES.includes(dtype))
+    throw new SgtError('INVALID_ARGUMENT', `tensor: unknown dtype '${dtype as string}'; expected ${DTYPES.join(', ')}`);
+  if (options.requiresGrad && dtype !== 'f32') throw new SgtError('DTYPE_MISMATCH', `tensor: requiresGrad needs dtype f32, got ${dtype}`);
   const typed = toTyped(arr, dtype);
   const t = Tensor.empty(s, dtype, 'tensor');
   if (typed.length > 0) getContext().write(t.buffer, typed);
