@@ -6,6 +6,7 @@
  */
 import { Tensor, fmtShape, keep, scope, setBackwardImpl } from '../tensor/tensor';
 import { TaskLocal } from '../tensor/taskLocal';
+import { SgtError } from '../gpu/errors';
 
 /** Grad mode of the running task (see `TaskLocal`: it follows the task across its `await`s). */
 const gradMode = new TaskLocal<boolean>(true);
@@ -58,7 +59,7 @@ export const opRegistry = new Map<string, OpDefinition<unknown>>();
 
 /** Registers an op and returns the function that applies it (recording the graph). */
 export function defineOp<A>(def: OpDefinition<A>): (inputs: Tensor[], attrs: A) => Tensor {
-  if (opRegistry.has(def.name)) throw new Error(`op '${def.name}' is registered twice`);
+  if (opRegistry.has(def.name)) throw new SgtError('INVALID_ARGUMENT', `op '${def.name}' is registered twice`);
   opRegistry.set(def.name, def as OpDefinition<unknown>);
   return (inputs, attrs) => {
     for (let i = 0; i < inputs.length; i++) inputs[i].bufferFor(`${def.name} (input ${i})`);
@@ -130,19 +131,29 @@ export interface BackwardOptions {
 export function backward(root: Tensor, seed?: Tensor, options: BackwardOptions = {}): void {
   root.bufferFor('backward');
   if (!root.requiresGrad) {
-    throw new Error(`backward: tensor of shape ${fmtShape(root.shape)} does not require grad (no input of its graph has requiresGrad)`);
+    throw new SgtError(
+      'INVALID_ARGUMENT',
+      `backward: tensor of shape ${fmtShape(root.shape)} does not require grad (no input of its graph has requiresGrad)`,
+    );
   }
   if (seed) {
     if (seed.shape.length !== root.shape.length || seed.shape.some((s, i) => s !== root.shape[i])) {
-      throw new Error(`backward: seed shape ${fmtShape(seed.shape)} must equal the output shape ${fmtShape(root.shape)}`);
+      throw new SgtError(
+        'SHAPE_MISMATCH',
+        `backward: seed shape ${fmtShape(seed.shape)} must equal the output shape ${fmtShape(root.shape)}`,
+      );
     }
     seed.bufferFor('backward (seed)');
   } else if (root.size !== 1) {
-    throw new Error(`backward: output has shape ${fmtShape(root.shape)}; without a seed gradient backward() needs a scalar (one element)`);
+    throw new SgtError(
+      'SHAPE_MISMATCH',
+      `backward: output has shape ${fmtShape(root.shape)}; without a seed gradient backward() needs a scalar (one element)`,
+    );
   }
   const order = topologicalOrder(root);
   if (order.some((t) => graphFreed.has(t))) {
-    throw new Error(
+    throw new SgtError(
+      'INVALID_STATE',
       'backward: the graph of this tensor was already freed by an earlier backward() (it is, or reaches, a tensor whose ' +
         'graph that call freed); run the forward again, or pass { retainGraph: true } to the first backward',
     );
@@ -176,7 +187,10 @@ export function backward(root: Tensor, seed?: Tensor, options: BackwardOptions =
           const gi = inputGrads[i];
           if (!gi || !input.requiresGrad) return;
           if (gi.shape.length !== input.shape.length || gi.shape.some((s, k) => s !== input.shape[k])) {
-            throw new Error(`backward of ${node.op}: gradient shape ${fmtShape(gi.shape)} != input shape ${fmtShape(input.shape)}`);
+            throw new SgtError(
+              'INTERNAL',
+              `backward of ${node.op}: gradient shape ${fmtShape(gi.shape)} != input shape ${fmtShape(input.shape)}`,
+            );
           }
           const prev = grads.get(input);
           grads.set(input, prev ? addTensors(prev, gi) : gi);

@@ -8,6 +8,7 @@ import { getContext } from '../gpu/context';
 import { defineOp } from '../autograd/engine';
 import { checkFloatTensor } from '../tensor/validate';
 import { Tensor, fmtShape } from '../tensor/tensor';
+import { SgtError } from '../gpu/errors';
 
 /** Rows per workgroup (the WGSL `WG`). */
 const WG = 64;
@@ -141,7 +142,7 @@ const attentionOp = defineOp<AttentionAttrs>({
 /** Throws naming the argument unless `t` is a live f32 tensor of rank 4. */
 function checkHeads(arg: string, t: Tensor, layout: string): void {
   checkFloatTensor('attention', arg, t);
-  if (t.rank !== 4) throw new Error(`attention: argument '${arg}' has shape ${fmtShape(t.shape)}; expected ${layout}`);
+  if (t.rank !== 4) throw new SgtError('SHAPE_MISMATCH', `attention: argument '${arg}' has shape ${fmtShape(t.shape)}; expected ${layout}`);
 }
 
 /**
@@ -157,31 +158,37 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
   checkHeads('v', v, '[B, T, Hkv, Dh]');
   const [b, t, h, dh] = q.shape;
   if (k.shape[0] !== b || k.shape[1] !== t || k.shape[3] !== dh) {
-    throw new Error(
+    throw new SgtError(
+      'SHAPE_MISMATCH',
       `attention: argument 'k' has shape ${fmtShape(k.shape)}; expected [${b}, ${t}, Hkv, ${dh}] to match q ${fmtShape(q.shape)}`,
     );
   }
   if (v.shape.some((s, i) => s !== k.shape[i])) {
-    throw new Error(`attention: argument 'v' has shape ${fmtShape(v.shape)}; expected the shape of k ${fmtShape(k.shape)}`);
+    throw new SgtError(
+      'SHAPE_MISMATCH',
+      `attention: argument 'v' has shape ${fmtShape(v.shape)}; expected the shape of k ${fmtShape(k.shape)}`,
+    );
   }
   const hkv = k.shape[2];
   if (hkv === 0 || h % hkv !== 0) {
-    throw new Error(`attention: q has H = ${h} heads, not a multiple of the Hkv = ${hkv} heads of k and v`);
+    throw new SgtError('SHAPE_MISMATCH', `attention: q has H = ${h} heads, not a multiple of the Hkv = ${hkv} heads of k and v`);
   }
-  if (dh < 1 || dh > MAX_HEAD_DIM) throw new Error(`attention: head dimension Dh = ${dh} must be between 1 and ${MAX_HEAD_DIM}`);
-  if (typeof options?.causal !== 'boolean') throw new Error(`attention: option 'causal' must be true or false`);
+  if (dh < 1 || dh > MAX_HEAD_DIM)
+    throw new SgtError('UNSUPPORTED', `attention: head dimension Dh = ${dh} must be between 1 and ${MAX_HEAD_DIM}`);
+  if (typeof options?.causal !== 'boolean') throw new SgtError('INVALID_OPTION', `attention: option 'causal' must be true or false`);
   const { keyMask } = options;
   if (keyMask !== undefined) {
-    if (!(keyMask instanceof Tensor)) throw new Error(`attention: argument 'keyMask' must be a Tensor`);
+    if (!(keyMask instanceof Tensor)) throw new SgtError('INVALID_ARGUMENT', `attention: argument 'keyMask' must be a Tensor`);
     keyMask.bufferFor(`attention (argument 'keyMask')`);
-    if (keyMask.dtype !== 'f32') throw new Error(`attention: argument 'keyMask' has dtype ${keyMask.dtype}; expected f32 (0 = padding)`);
+    if (keyMask.dtype !== 'f32')
+      throw new SgtError('DTYPE_MISMATCH', `attention: argument 'keyMask' has dtype ${keyMask.dtype}; expected f32 (0 = padding)`);
     if (keyMask.rank !== 2 || keyMask.shape[0] !== b || keyMask.shape[1] !== t) {
-      throw new Error(`attention: argument 'keyMask' has shape ${fmtShape(keyMask.shape)}; expected [${b}, ${t}]`);
+      throw new SgtError('SHAPE_MISMATCH', `attention: argument 'keyMask' has shape ${fmtShape(keyMask.shape)}; expected [${b}, ${t}]`);
     }
   }
   const scale = options.scale ?? 1 / Math.sqrt(dh);
   if (typeof scale !== 'number' || !Number.isFinite(scale))
-    throw new Error(`attention: option 'scale' must be a finite number, got ${String(scale)}`);
+    throw new SgtError('INVALID_OPTION', `attention: option 'scale' must be a finite number, got ${String(scale)}`);
   const inputs = keyMask ? [q, k, v, keyMask] : [q, k, v];
   return attentionOp(inputs, { causal: options.causal, hasMask: keyMask !== undefined, scale });
 }

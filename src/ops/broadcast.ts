@@ -6,6 +6,7 @@ import source from '../../shaders/broadcast.wgsl?raw';
 import { getContext } from '../gpu/context';
 import { Tensor, fmtShape, numel } from '../tensor/tensor';
 import { MAX_RANK, contiguousStrides, sameShape } from './shape';
+import { SgtError } from '../gpu/errors';
 
 const WG = 256;
 
@@ -16,10 +17,10 @@ const WG = 256;
 export function sumToShape(x: Tensor, shape: readonly number[]): Tensor {
   if (sameShape(x.shape, shape)) return x;
   const rank = x.rank;
-  if (rank > MAX_RANK) throw new Error(`sumToShape: rank ${rank} exceeds ${MAX_RANK}`);
+  if (rank > MAX_RANK) throw new SgtError('UNSUPPORTED', `sumToShape: rank ${rank} exceeds ${MAX_RANK}`);
   const padded = [...new Array<number>(rank - shape.length).fill(1), ...shape];
   if (padded.some((s, i) => s !== x.shape[i] && s !== 1)) {
-    throw new Error(`sumToShape: ${fmtShape(x.shape)} does not reduce to ${fmtShape(shape)}`);
+    throw new SgtError('SHAPE_MISMATCH', `sumToShape: ${fmtShape(x.shape)} does not reduce to ${fmtShape(shape)}`);
   }
   const reduced = x.shape.map((s, i) => (padded[i] === 1 ? s : 1));
   const out = Tensor.empty(shape);

@@ -9,6 +9,7 @@ import { Tensor, fmtShape, numel } from '../tensor/tensor';
 import { MAX_RANK, broadcastShapes, broadcastStrides, contiguousStrides, normalizeAxis, sameShape } from './shape';
 import { sumToShape } from './broadcast';
 import { requireFloat } from '../tensor/validate';
+import { SgtError } from '../gpu/errors';
 
 const WG = 256;
 
@@ -33,7 +34,7 @@ const BINARY = { add: 0, sub: 1, mul: 2, div: 3 } as const;
 type UnaryName = keyof typeof UNARY;
 
 function packParams(n: number, outShape: readonly number[], strides: number[][], alpha = 0, beta = 0): ArrayBuffer {
-  if (outShape.length > MAX_RANK) throw new Error(`tensor rank ${outShape.length} exceeds ${MAX_RANK}`);
+  if (outShape.length > MAX_RANK) throw new SgtError('UNSUPPORTED', `tensor rank ${outShape.length} exceeds ${MAX_RANK}`);
   const buf = new ArrayBuffer(4 * (4 + 8 * 4));
   const u = new Uint32Array(buf);
   const f = new Float32Array(buf);
@@ -135,7 +136,7 @@ export const tanh = (x: Tensor): Tensor => tanhOp(x);
 export const abs = (x: Tensor): Tensor => absOp(x);
 /** `x^p` for a scalar exponent `p` (negative bases allowed for integer `p`). */
 export function pow(x: Tensor, p: number): Tensor {
-  if (!Number.isFinite(p)) throw new Error(`pow: exponent must be a finite number, got ${p}`);
+  if (!Number.isFinite(p)) throw new SgtError('INVALID_ARGUMENT', `pow: exponent must be a finite number, got ${p}`);
   return powOp(x, p);
 }
 /** `x * sigmoid(x)`. */
@@ -147,7 +148,7 @@ export const relu = (x: Tensor): Tensor => reluOp(x);
 /** `factor * x + offset` for scalars. */
 export function scale(x: Tensor, factor: number, offset = 0): Tensor {
   if (!Number.isFinite(factor) || !Number.isFinite(offset))
-    throw new Error(`scale: factor and offset must be finite, got ${factor}, ${offset}`);
+    throw new SgtError('INVALID_ARGUMENT', `scale: factor and offset must be finite, got ${factor}, ${offset}`);
   return scaleOp(x, factor, offset);
 }
 /**
@@ -157,7 +158,7 @@ export function scale(x: Tensor, factor: number, offset = 0): Tensor {
  */
 export function sigmoidRange(x: Tensor, low: number, high: number): Tensor {
   if (!Number.isFinite(low) || !Number.isFinite(high) || !(low < high)) {
-    throw new Error(`sigmoidRange: need finite low < high, got low=${low}, high=${high}`);
+    throw new SgtError('INVALID_ARGUMENT', `sigmoidRange: need finite low < high, got low=${low}, high=${high}`);
   }
   return sigmoidRangeOp(x, low, high);
 }
@@ -247,7 +248,8 @@ const expandOp = defineOp<{ shape: number[] }>({
 export function expand(x: Tensor, shape: readonly number[]): Tensor {
   requireFloat('expand', 'x', x);
   const target = broadcastShapes('expand', x.shape, shape);
-  if (!sameShape(target, shape)) throw new Error(`expand: shape ${fmtShape(x.shape)} cannot expand to ${fmtShape(shape)}`);
+  if (!sameShape(target, shape))
+    throw new SgtError('SHAPE_MISMATCH', `expand: shape ${fmtShape(x.shape)} cannot expand to ${fmtShape(shape)}`);
   return expandOp([x], { shape: [...shape] });
 }
 
@@ -283,14 +285,18 @@ export function permute(x: Tensor, perm: readonly number[]): Tensor {
   requireFloat('permute', 'x', x);
   const sorted = [...perm].sort((p, q) => p - q);
   if (perm.length !== x.rank || sorted.some((p, i) => p !== i)) {
-    throw new Error(`permute: [${perm.join(',')}] is not a permutation of the ${x.rank} axes of ${fmtShape(x.shape)}`);
+    throw new SgtError(
+      'INVALID_ARGUMENT',
+      `permute: [${perm.join(',')}] is not a permutation of the ${x.rank} axes of ${fmtShape(x.shape)}`,
+    );
   }
   return permuteOp([x], { perm: [...perm] });
 }
 
 /** Swaps two axes (default: the last two). */
 export function transpose(x: Tensor, dim0 = -2, dim1 = -1): Tensor {
-  if (x.rank < 2 && dim0 === -2 && dim1 === -1) throw new Error(`transpose: needs rank >= 2, got ${fmtShape(x.shape)}`);
+  if (x.rank < 2 && dim0 === -2 && dim1 === -1)
+    throw new SgtError('SHAPE_MISMATCH', `transpose: needs rank >= 2, got ${fmtShape(x.shape)}`);
   const a = normalizeAxis('transpose', dim0, x.rank);
   const b = normalizeAxis('transpose', dim1, x.rank);
   const perm = x.shape.map((_, i) => (i === a ? b : i === b ? a : i));
@@ -308,10 +314,11 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   const known = shape.filter((s) => s !== -1);
   const free = shape.length - known.length;
   const prod = numel(known);
-  if (free > 1 || known.some((s) => !Number.isInteger(s) || s < 0)) throw new Error(`reshape: invalid shape ${fmtShape(shape)}`);
+  if (free > 1 || known.some((s) => !Number.isInteger(s) || s < 0))
+    throw new SgtError('INVALID_ARGUMENT', `reshape: invalid shape ${fmtShape(shape)}`);
   const resolved = shape.map((s) => (s === -1 ? (prod === 0 ? 0 : x.size / prod) : s));
   if (numel(resolved) !== x.size || resolved.some((s) => !Number.isInteger(s))) {
-    throw new Error(`reshape: cannot view ${fmtShape(x.shape)} (${x.size} elements) as ${fmtShape(shape)}`);
+    throw new SgtError('SHAPE_MISMATCH', `reshape: cannot view ${fmtShape(x.shape)} (${x.size} elements) as ${fmtShape(shape)}`);
   }
   return reshapeOp([x], { shape: resolved });
 }

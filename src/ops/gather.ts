@@ -8,6 +8,7 @@ import { getContext } from '../gpu/context';
 import { defineOp } from '../autograd/engine';
 import { Tensor, fmtShape } from '../tensor/tensor';
 import { requireWeight, weightDtypeCode } from '../tensor/validate';
+import { SgtError } from '../gpu/errors';
 
 function params(count: number, width: number, rows: number, rowStart: number, first: boolean, tableRows = 0, checkSlot = 0): Uint32Array {
   return new Uint32Array([count, width, rows, rowStart, first ? 1 : 0, tableRows, checkSlot, 0]);
@@ -83,8 +84,9 @@ const gatherOp = defineOp<GatherAttrs>({
 });
 
 function checkIds(fn: string, ids: Tensor): void {
-  if (!(ids instanceof Tensor)) throw new Error(`${fn}: argument 'ids' must be a Tensor`);
-  if (ids.dtype !== 'i32' && ids.dtype !== 'u32') throw new Error(`${fn}: argument 'ids' has dtype ${ids.dtype}; expected i32 or u32`);
+  if (!(ids instanceof Tensor)) throw new SgtError('INVALID_ARGUMENT', `${fn}: argument 'ids' must be a Tensor`);
+  if (ids.dtype !== 'i32' && ids.dtype !== 'u32')
+    throw new SgtError('DTYPE_MISMATCH', `${fn}: argument 'ids' has dtype ${ids.dtype}; expected i32 or u32`);
 }
 
 /**
@@ -104,18 +106,22 @@ export function gather(table: Tensor, ids: Tensor): Tensor {
  * Gradients reach the f32 blocks that require them.
  */
 export function gatherRowBlocks(blocks: readonly Tensor[], ids: Tensor, fn = 'gatherRowBlocks'): Tensor {
-  if (!Array.isArray(blocks) || blocks.length === 0) throw new Error(`${fn}: 'blocks' must be a non-empty list of [rows, d] tensors`);
+  if (!Array.isArray(blocks) || blocks.length === 0)
+    throw new SgtError('INVALID_ARGUMENT', `${fn}: 'blocks' must be a non-empty list of [rows, d] tensors`);
   const one = blocks.length === 1;
   let width = -1;
   const starts: number[] = [];
   let rows = 0;
   blocks.forEach((t, i) => {
     const arg = one ? 'table' : `blocks[${i}]`;
-    if (!(t instanceof Tensor)) throw new Error(`${fn}: argument '${arg}' must be a Tensor`);
+    if (!(t instanceof Tensor)) throw new SgtError('INVALID_ARGUMENT', `${fn}: argument '${arg}' must be a Tensor`);
     requireWeight(fn, arg, t);
-    if (t.rank !== 2) throw new Error(`${fn}: argument '${arg}' must be 2-D [V, d], got ${fmtShape(t.shape)}`);
+    if (t.rank !== 2) throw new SgtError('SHAPE_MISMATCH', `${fn}: argument '${arg}' must be 2-D [V, d], got ${fmtShape(t.shape)}`);
     if (width >= 0 && t.shape[1] !== width) {
-      throw new Error(`${fn}: block ${i} has shape ${fmtShape(t.shape)}; every block needs the width ${width} of block 0`);
+      throw new SgtError(
+        'SHAPE_MISMATCH',
+        `${fn}: block ${i} has shape ${fmtShape(t.shape)}; every block needs the width ${width} of block 0`,
+      );
     }
     width = t.shape[1];
     starts.push(rows);

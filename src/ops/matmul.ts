@@ -10,6 +10,7 @@ import { Tensor, fmtShape, isPackedDType, numel } from '../tensor/tensor';
 import { requireFloat, requireWeight, weightDtypeCode } from '../tensor/validate';
 import { sumToShape } from './broadcast';
 import { sameShape } from './shape';
+import { SgtError } from '../gpu/errors';
 
 const TILE = 64;
 
@@ -32,16 +33,19 @@ interface Dims {
 
 function dims(a: readonly number[], b: readonly number[], tA: boolean, tB: boolean): Dims {
   const where = `matmul: a ${fmtShape(a)}${tA ? 'ᵀ' : ''} @ b ${fmtShape(b)}${tB ? 'ᵀ' : ''}`;
-  if (a.length < 2 || b.length < 2) throw new Error(`${where}: both operands need rank >= 2`);
+  if (a.length < 2 || b.length < 2) throw new SgtError('SHAPE_MISMATCH', `${where}: both operands need rank >= 2`);
   const [ar, ac] = a.slice(-2);
   const [br, bc] = b.slice(-2);
   const [M, Ka] = tA ? [ac, ar] : [ar, ac];
   const [Kb, N] = tB ? [bc, br] : [br, bc];
-  if (Ka !== Kb) throw new Error(`${where}: inner dimensions differ (${Ka} vs ${Kb})`);
+  if (Ka !== Kb) throw new SgtError('SHAPE_MISMATCH', `${where}: inner dimensions differ (${Ka} vs ${Kb})`);
   const batchA = a.slice(0, -2);
   const batchB = b.slice(0, -2);
   if (batchA.length && batchB.length && !sameShape(batchA, batchB)) {
-    throw new Error(`${where}: batch shapes differ (${fmtShape(batchA)} vs ${fmtShape(batchB)}); they must be equal or one operand 2-D`);
+    throw new SgtError(
+      'SHAPE_MISMATCH',
+      `${where}: batch shapes differ (${fmtShape(batchA)} vs ${fmtShape(batchB)}); they must be equal or one operand 2-D`,
+    );
   }
   return { M, N, K: Ka, batchShape: batchA.length ? batchA : batchB };
 }
@@ -168,13 +172,14 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
   const tB = options.transposeB ?? false;
   const { N } = dims(a.shape, b.shape, tA, tB);
   if (tA && isPackedDType(b.dtype)) {
-    throw new Error(`matmul: a packed ${b.dtype} 'b' needs transposeA false (the backward would read it as 'a')`);
+    throw new SgtError('UNSUPPORTED', `matmul: a packed ${b.dtype} 'b' needs transposeA false (the backward would read it as 'a')`);
   }
   const bias = options.bias;
   if (bias) {
-    if (!(bias instanceof Tensor)) throw new Error("matmul: 'bias' must be a Tensor");
+    if (!(bias instanceof Tensor)) throw new SgtError('INVALID_ARGUMENT', "matmul: 'bias' must be a Tensor");
     requireWeight('matmul', 'bias', bias);
-    if (bias.rank !== 1 || bias.shape[0] !== N) throw new Error(`matmul: 'bias' has shape ${fmtShape(bias.shape)}; expected [${N}]`);
+    if (bias.rank !== 1 || bias.shape[0] !== N)
+      throw new SgtError('SHAPE_MISMATCH', `matmul: 'bias' has shape ${fmtShape(bias.shape)}; expected [${N}]`);
   }
   return matmulOp(bias ? [a, b, bias] : [a, b], { tA, tB });
 }
@@ -242,17 +247,19 @@ const matmulRowBlocksOp = defineOp<RowBlockAttrs>({
  */
 export function matmulRowBlocks(x: Tensor, blocks: readonly Tensor[]): Tensor {
   requireFloat('matmulRowBlocks', 'x', x);
-  if (x.rank < 2) throw new Error(`matmulRowBlocks: 'x' has shape ${fmtShape(x.shape)}; expected [..., M, K] (rank >= 2)`);
+  if (x.rank < 2)
+    throw new SgtError('SHAPE_MISMATCH', `matmulRowBlocks: 'x' has shape ${fmtShape(x.shape)}; expected [..., M, K] (rank >= 2)`);
   if (!Array.isArray(blocks) || blocks.length === 0)
-    throw new Error("matmulRowBlocks: 'blocks' must be a non-empty list of [rows, K] tensors");
+    throw new SgtError('INVALID_ARGUMENT', "matmulRowBlocks: 'blocks' must be a non-empty list of [rows, K] tensors");
   const K = x.shape[x.rank - 1];
   const starts: number[] = [];
   let rows = 0;
   blocks.forEach((w, i) => {
-    if (!(w instanceof Tensor)) throw new Error(`matmulRowBlocks: block ${i} must be a Tensor`);
+    if (!(w instanceof Tensor)) throw new SgtError('INVALID_ARGUMENT', `matmulRowBlocks: block ${i} must be a Tensor`);
     requireWeight('matmulRowBlocks', `blocks[${i}]`, w);
     if (w.rank !== 2 || w.shape[1] !== K) {
-      throw new Error(
+      throw new SgtError(
+        'SHAPE_MISMATCH',
         `matmulRowBlocks: block ${i} has shape ${fmtShape(w.shape)}; expected [rows, ${K}] (the last axis of x ${fmtShape(x.shape)})`,
       );
     }

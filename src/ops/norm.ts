@@ -8,6 +8,7 @@ import { defineOp } from '../autograd/engine';
 import { Tensor, fmtShape, tensor } from '../tensor/tensor';
 import { sumToShape } from './broadcast';
 import { checkFloatTensor, requireWeight, weightDtypeCode } from '../tensor/validate';
+import { SgtError } from '../gpu/errors';
 
 /** Rows summed by one weight-gradient partial: enough work per thread, enough threads per column. */
 const CHUNK_ROWS = 64;
@@ -141,21 +142,25 @@ const layerNormOp = defineOp<NormAttrs>({
 function checkNormArgs(op: string, x: Tensor, params: [string, Tensor][], eps: number): void {
   checkFloatTensor(op, 'x', x);
   if (x.rank === 0 || x.shape[x.rank - 1] === 0) {
-    throw new Error(`${op}: argument 'x' has shape ${fmtShape(x.shape)}; it needs a non-empty last axis to normalise over`);
+    throw new SgtError(
+      'SHAPE_MISMATCH',
+      `${op}: argument 'x' has shape ${fmtShape(x.shape)}; it needs a non-empty last axis to normalise over`,
+    );
   }
   const d = x.shape[x.rank - 1];
   for (const [name, p] of params) {
-    if (!(p instanceof Tensor)) throw new Error(`${op}: argument '${name}' must be a Tensor`);
+    if (!(p instanceof Tensor)) throw new SgtError('INVALID_ARGUMENT', `${op}: argument '${name}' must be a Tensor`);
     p.bufferFor(`${op} (argument '${name}')`);
     requireWeight(op, name, p);
     if (p.rank !== 1 || p.shape[0] !== d) {
-      throw new Error(
+      throw new SgtError(
+        'SHAPE_MISMATCH',
         `${op}: argument '${name}' has shape ${fmtShape(p.shape)}; expected [${d}] (the last axis of x ${fmtShape(x.shape)})`,
       );
     }
   }
   if (typeof eps !== 'number' || !Number.isFinite(eps) || eps < 0) {
-    throw new Error(`${op}: argument 'eps' must be a finite number >= 0, got ${String(eps)}`);
+    throw new SgtError('INVALID_ARGUMENT', `${op}: argument 'eps' must be a finite number >= 0, got ${String(eps)}`);
   }
 }
 

@@ -2,6 +2,7 @@
 import source from '../../shaders/random.wgsl?raw';
 import { getContext } from '../gpu/context';
 import { Tensor, fmtShape, numel } from '../tensor/tensor';
+import { SgtError } from '../gpu/errors';
 
 /** Options of {@link randn}. */
 export interface RandnOptions {
@@ -26,9 +27,13 @@ export function randnBlocks(n: number): number {
  */
 export function randn(shape: readonly number[], options: RandnOptions): Tensor {
   const { seed, offset = 0 } = options;
-  if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`randn: 'seed' must be an integer in [0, 2^53), got ${seed}`);
+  if (!Number.isSafeInteger(seed) || seed < 0)
+    throw new SgtError('INVALID_ARGUMENT', `randn: 'seed' must be an integer in [0, 2^53), got ${seed}`);
   if (!Number.isSafeInteger(offset) || offset < 0 || offset + randnBlocks(numel(shape)) > 2 ** 32) {
-    throw new Error(`randn: 'offset' must be an integer with offset + blocks <= 2^32, got ${offset} for shape ${fmtShape(shape)}`);
+    throw new SgtError(
+      'INVALID_ARGUMENT',
+      `randn: 'offset' must be an integer with offset + blocks <= 2^32, got ${offset} for shape ${fmtShape(shape)}`,
+    );
   }
   const out = Tensor.empty(shape, 'f32', 'randn');
   if (out.size === 0) return out;

@@ -10,6 +10,7 @@ import { normalizeAxis } from './shape';
 import { expand, scale } from './elementwise';
 import { requireFloat } from '../tensor/validate';
 import { NARROW_ROW } from './softmax';
+import { SgtError } from '../gpu/errors';
 
 const WG = 256;
 const SUM = 0;
@@ -176,15 +177,18 @@ function reduceArgs(name: string, x: Tensor, axis: number | undefined, options: 
   requireFloat(name, 'x', x);
   if (axis === undefined) {
     if (name === 'max' && x.size === 0)
-      throw new Error(`max: cannot reduce an empty tensor (shape ${fmtShape(x.shape)}): it has no maximum`);
+      throw new SgtError('INVALID_ARGUMENT', `max: cannot reduce an empty tensor (shape ${fmtShape(x.shape)}): it has no maximum`);
     return { lastAxis: false, keepDim: options.keepDim ?? false };
   }
   if (x.rank === 0 || normalizeAxis(name, axis, x.rank) !== x.rank - 1) {
-    throw new Error(`${name}: only the last axis (-1) or all axes (no axis) can be reduced; got axis ${axis} for ${fmtShape(x.shape)}`);
+    throw new SgtError(
+      'UNSUPPORTED',
+      `${name}: only the last axis (-1) or all axes (no axis) can be reduced; got axis ${axis} for ${fmtShape(x.shape)}`,
+    );
   }
   // As PyTorch: an axis of length 0 has no maximum, even when there are no rows either.
   if (name === 'max' && x.shape[x.rank - 1] === 0) {
-    throw new Error(`max: cannot reduce an axis of length 0 (shape ${fmtShape(x.shape)}): it has no maximum`);
+    throw new SgtError('INVALID_ARGUMENT', `max: cannot reduce an axis of length 0 (shape ${fmtShape(x.shape)}): it has no maximum`);
   }
   return { lastAxis: true, keepDim: options.keepDim ?? false };
 }

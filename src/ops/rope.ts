@@ -8,6 +8,7 @@ import source from '../../shaders/rope.wgsl?raw';
 import { getContext } from '../gpu/context';
 import { defineOp } from '../autograd/engine';
 import { Tensor, fmtShape } from '../tensor/tensor';
+import { SgtError } from '../gpu/errors';
 
 const WG = 256;
 
@@ -71,12 +72,15 @@ export function checkRopeScaling(scaling: RopeScaling): void {
   const where = `rope: option 'scaling'`;
   const positive = (key: string, v: unknown) => {
     if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0)
-      throw new Error(`${where}.${key} must be a finite number > 0, got ${String(v)}`);
+      throw new SgtError('INVALID_OPTION', `${where}.${key} must be a finite number > 0, got ${String(v)}`);
   };
-  if (scaling === null || typeof scaling !== 'object') throw new Error(`${where} must be an object or null`);
+  if (scaling === null || typeof scaling !== 'object') throw new SgtError('INVALID_OPTION', `${where} must be an object or null`);
   const type = (scaling as { type: unknown }).type;
   if (type !== 'linear' && type !== 'llama3') {
-    throw new Error(`${where} has type '${String(type)}', which is not supported (supported: ${SUPPORTED_ROPE_TYPES.join(', ')})`);
+    throw new SgtError(
+      'UNSUPPORTED',
+      `${where} has type '${String(type)}', which is not supported (supported: ${SUPPORTED_ROPE_TYPES.join(', ')})`,
+    );
   }
   positive('factor', scaling.factor);
   if (scaling.type === 'llama3') {
@@ -84,7 +88,10 @@ export function checkRopeScaling(scaling: RopeScaling): void {
     positive('highFreqFactor', scaling.highFreqFactor);
     positive('originalMaxPositionEmbeddings', scaling.originalMaxPositionEmbeddings);
     if (scaling.highFreqFactor <= scaling.lowFreqFactor) {
-      throw new Error(`${where}.highFreqFactor (${scaling.highFreqFactor}) must be greater than lowFreqFactor (${scaling.lowFreqFactor})`);
+      throw new SgtError(
+        'INVALID_OPTION',
+        `${where}.highFreqFactor (${scaling.highFreqFactor}) must be greater than lowFreqFactor (${scaling.lowFreqFactor})`,
+      );
     }
   }
 }
@@ -134,25 +141,30 @@ const ropeOp = defineOp<RopeAttrs>({
  * (Hugging Face's `apply_rotary_pos_emb` with `rotate_half`). Differentiable in `x`.
  */
 export function rope(x: Tensor, options: RopeOptions): Tensor {
-  if (!(x instanceof Tensor)) throw new Error(`rope: argument 'x' must be a Tensor`);
+  if (!(x instanceof Tensor)) throw new SgtError('INVALID_ARGUMENT', `rope: argument 'x' must be a Tensor`);
   x.bufferFor(`rope (argument 'x')`);
-  if (x.dtype !== 'f32') throw new Error(`rope: argument 'x' has dtype ${x.dtype}; expected f32`);
-  if (x.rank !== 4) throw new Error(`rope: argument 'x' has shape ${fmtShape(x.shape)}; expected [B, T, H, Dh]`);
+  if (x.dtype !== 'f32') throw new SgtError('DTYPE_MISMATCH', `rope: argument 'x' has dtype ${x.dtype}; expected f32`);
+  if (x.rank !== 4) throw new SgtError('SHAPE_MISMATCH', `rope: argument 'x' has shape ${fmtShape(x.shape)}; expected [B, T, H, Dh]`);
   if (x.shape[3] % 2 !== 0) {
-    throw new Error(
+    throw new SgtError(
+      'SHAPE_MISMATCH',
       `rope: argument 'x' has an odd head dimension Dh = ${x.shape[3]} (shape ${fmtShape(x.shape)}); rotate_half needs Dh even`,
     );
   }
   if (x.shape[3] > ROPE_MAX_HEAD_DIM) {
-    throw new Error(`rope: argument 'x' has head dimension Dh = ${x.shape[3]}; at most ${ROPE_MAX_HEAD_DIM} is supported`);
+    throw new SgtError(
+      'UNSUPPORTED',
+      `rope: argument 'x' has head dimension Dh = ${x.shape[3]}; at most ${ROPE_MAX_HEAD_DIM} is supported`,
+    );
   }
   const theta = options?.theta;
   if (typeof theta !== 'number' || !Number.isFinite(theta) || theta <= 0) {
-    throw new Error(`rope: option 'theta' must be a finite number > 0, got ${String(theta)}`);
+    throw new SgtError('INVALID_OPTION', `rope: option 'theta' must be a finite number > 0, got ${String(theta)}`);
   }
   const positionOffset = options.positionOffset ?? 0;
   if (!Number.isInteger(positionOffset) || positionOffset < 0 || positionOffset + x.shape[1] > 2 ** 24) {
-    throw new Error(
+    throw new SgtError(
+      'INVALID_OPTION',
       `rope: option 'positionOffset' must be an integer >= 0 with positionOffset + T <= 2^24 (exact in f32), got ${positionOffset}`,
     );
   }

@@ -1,5 +1,6 @@
 /** Shape arithmetic shared by the ops: broadcasting, strides, axis normalisation. */
 import { fmtShape } from '../tensor/tensor';
+import { SgtError } from '../gpu/errors';
 
 /** Largest tensor rank the strided kernels index. */
 export const MAX_RANK = 8;
@@ -23,7 +24,7 @@ export function broadcastShapes(op: string, a: readonly number[], b: readonly nu
     const da = a[a.length - rank + i] ?? 1;
     const db = b[b.length - rank + i] ?? 1;
     if (da !== db && da !== 1 && db !== 1) {
-      throw new Error(`${op}: shapes ${fmtShape(a)} and ${fmtShape(b)} do not broadcast (axis ${i}: ${da} vs ${db})`);
+      throw new SgtError('SHAPE_MISMATCH', `${op}: shapes ${fmtShape(a)} and ${fmtShape(b)} do not broadcast (axis ${i}: ${da} vs ${db})`);
     }
     out[i] = da === 1 ? db : da;
   }
@@ -43,7 +44,8 @@ export function broadcastStrides(from: readonly number[], to: readonly number[])
 /** Normalises a possibly negative axis; throws naming `op` when out of range. */
 export function normalizeAxis(op: string, axis: number, rank: number): number {
   const a = axis < 0 ? axis + rank : axis;
-  if (!Number.isInteger(axis) || a < 0 || a >= rank) throw new Error(`${op}: axis ${axis} is out of range for rank ${rank}`);
+  if (!Number.isInteger(axis) || a < 0 || a >= rank)
+    throw new SgtError('INVALID_ARGUMENT', `${op}: axis ${axis} is out of range for rank ${rank}`);
   return a;
 }
 

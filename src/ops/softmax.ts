@@ -4,6 +4,7 @@ import { getContext } from '../gpu/context';
 import { defineOp } from '../autograd/engine';
 import { Tensor, fmtShape } from '../tensor/tensor';
 import { requireFloat } from '../tensor/validate';
+import { SgtError } from '../gpu/errors';
 
 function rowsOf(x: Tensor): [number, number] {
   const cols = x.shape[x.rank - 1];
@@ -44,7 +45,7 @@ function defineSoftmax(name: 'softmax' | 'logSoftmax') {
   });
   return (x: Tensor): Tensor => {
     requireFloat(name, 'x', x);
-    if (x.rank === 0) throw new Error(`${name}: needs rank >= 1, got ${fmtShape(x.shape)}`);
+    if (x.rank === 0) throw new SgtError('SHAPE_MISMATCH', `${name}: needs rank >= 1, got ${fmtShape(x.shape)}`);
     return apply([x], null);
   };
 }

@@ -4,6 +4,7 @@
  */
 import { getContext } from '../gpu/context';
 import { Tensor, fmtShape, isPackedDType, tensor, type DType } from './tensor';
+import { SgtError } from '../gpu/errors';
 
 /**
  * A 0/1 mask: a tensor (shape and dtype are checked) or host data (values are checked too). Every
@@ -18,7 +19,7 @@ export type MaskInput = Tensor | ArrayLike<number>;
  * full check of a public argument.
  */
 export function requireFloat(fn: string, arg: string, t: Tensor): void {
-  if (t.dtype !== 'f32') throw new Error(dtypeMessage(fn, arg, t.dtype, 'f32'));
+  if (t.dtype !== 'f32') throw new SgtError('DTYPE_MISMATCH', dtypeMessage(fn, arg, t.dtype, 'f32'));
 }
 
 /** The message of a wrong dtype; a packed weight's says which kernels read packed weights. */
@@ -34,7 +35,8 @@ function dtypeMessage(fn: string, arg: string, dtype: DType, expected: string): 
  * weight-reading kernels unpack as they load.
  */
 export function requireWeight(fn: string, arg: string, t: Tensor): void {
-  if (t.dtype !== 'f32' && !isPackedDType(t.dtype)) throw new Error(dtypeMessage(fn, arg, t.dtype, 'f32, bf16 or f16'));
+  if (t.dtype !== 'f32' && !isPackedDType(t.dtype))
+    throw new SgtError('DTYPE_MISMATCH', dtypeMessage(fn, arg, t.dtype, 'f32, bf16 or f16'));
 }
 
 /** The WGSL `override` value of a weight operand's dtype: 0 f32, 1 bf16, 2 f16 (see the weight-reading kernels). */
@@ -44,11 +46,11 @@ export function weightDtypeCode(t: Tensor): number {
 
 /** Throws unless `t` is a live f32 tensor of rank `rank` (when given). */
 export function checkFloatTensor(fn: string, arg: string, t: Tensor, rank?: number): void {
-  if (!(t instanceof Tensor)) throw new Error(`${fn}: argument '${arg}' must be a Tensor`);
+  if (!(t instanceof Tensor)) throw new SgtError('INVALID_ARGUMENT', `${fn}: argument '${arg}' must be a Tensor`);
   t.bufferFor(`${fn} (argument '${arg}')`);
-  if (t.dtype !== 'f32') throw new Error(dtypeMessage(fn, arg, t.dtype, 'f32'));
+  if (t.dtype !== 'f32') throw new SgtError('DTYPE_MISMATCH', dtypeMessage(fn, arg, t.dtype, 'f32'));
   if (rank !== undefined && t.rank !== rank) {
-    throw new Error(`${fn}: argument '${arg}' has shape ${fmtShape(t.shape)}; expected rank ${rank}`);
+    throw new SgtError('SHAPE_MISMATCH', `${fn}: argument '${arg}' has shape ${fmtShape(t.shape)}; expected rank ${rank}`);
   }
 }
 
@@ -65,14 +67,20 @@ export function checkBindingSize(fn: string, arg: string, t: Tensor): void {
 export function checkBindingBytes(fn: string, what: string, bytes: number, advice: string): void {
   const limit = getContext().bindingLimit;
   if (bytes > limit) {
-    throw new Error(`${fn}: ${what} needs ${bytes} bytes, more than the storage binding limit (${limit} bytes); ${advice}`);
+    throw new SgtError(
+      'LIMIT_EXCEEDED',
+      `${fn}: ${what} needs ${bytes} bytes, more than the storage binding limit (${limit} bytes); ${advice}`,
+    );
   }
 }
 
 /** Throws unless `a` and `b` have the same shape. */
 export function checkSameShape(fn: string, argA: string, a: Tensor, argB: string, b: Tensor): void {
   if (a.shape.length !== b.shape.length || a.shape.some((s, i) => s !== b.shape[i])) {
-    throw new Error(`${fn}: '${argA}' has shape ${fmtShape(a.shape)} but '${argB}' has shape ${fmtShape(b.shape)}; they must match`);
+    throw new SgtError(
+      'SHAPE_MISMATCH',
+      `${fn}: '${argA}' has shape ${fmtShape(a.shape)} but '${argB}' has shape ${fmtShape(b.shape)}; they must match`,
+    );
   }
 }
 
@@ -87,18 +95,22 @@ export function maskTensor(fn: string, arg: string, mask: MaskInput, shape: read
   if (mask instanceof Tensor) {
     mask.bufferFor(`${fn} (argument '${arg}')`);
     if (mask.rank !== 2 || mask.shape[0] !== shape[0] || mask.shape[1] !== shape[1]) {
-      throw new Error(`${fn}: mask '${arg}' has shape ${fmtShape(mask.shape)}; expected ${want}`);
+      throw new SgtError('SHAPE_MISMATCH', `${fn}: mask '${arg}' has shape ${fmtShape(mask.shape)}; expected ${want}`);
     }
-    if (mask.dtype !== 'f32') throw new Error(`${fn}: mask '${arg}' has dtype ${mask.dtype}; expected f32 (0.0 / 1.0)`);
+    if (mask.dtype !== 'f32')
+      throw new SgtError('DTYPE_MISMATCH', `${fn}: mask '${arg}' has dtype ${mask.dtype}; expected f32 (0.0 / 1.0)`);
     return { mask, owned: false };
   }
   if (mask.length !== shape[0] * shape[1]) {
-    throw new Error(`${fn}: mask '${arg}' has ${mask.length} values; expected ${shape[0] * shape[1]} for shape ${want}`);
+    throw new SgtError(
+      'SHAPE_MISMATCH',
+      `${fn}: mask '${arg}' has ${mask.length} values; expected ${shape[0] * shape[1]} for shape ${want}`,
+    );
   }
   const values = new Float32Array(mask.length);
   for (let i = 0; i < mask.length; i++) {
     const v = mask[i];
-    if (v !== 0 && v !== 1) throw new Error(`${fn}: mask '${arg}' must hold only 0 and 1; found ${v} at index ${i}`);
+    if (v !== 0 && v !== 1) throw new SgtError('INVALID_ARGUMENT', `${fn}: mask '${arg}' must hold only 0 and 1; found ${v} at index ${i}`);
     values[i] = v;
   }
   return { mask: tensor(values, shape), owned: true };
@@ -106,6 +118,7 @@ export function maskTensor(fn: string, arg: string, mask: MaskInput, shape: read
 
 /** Throws unless `value` is a finite number (and positive when asked). */
 export function checkNumber(fn: string, arg: string, value: number, { positive = false } = {}): void {
-  if (typeof value !== 'number' || !Number.isFinite(value)) throw new Error(`${fn}: '${arg}' must be a finite number, got ${value}`);
-  if (positive && !(value > 0)) throw new Error(`${fn}: '${arg}' must be positive, got ${value}`);
+  if (typeof value !== 'number' || !Number.isFinite(value))
+    throw new SgtError('INVALID_ARGUMENT', `${fn}: '${arg}' must be a finite number, got ${value}`);
+  if (positive && !(value > 0)) throw new SgtError('INVALID_ARGUMENT', `${fn}: '${arg}' must be positive, got ${value}`);
 }
