@@ -5,9 +5,10 @@
  */
 import { Tensor, fmtShape } from '../tensor/tensor';
 import { noGrad } from '../autograd/engine';
-import { add, scale } from '../ops/index';
+import { add, matmulRowBlocks, scale } from '../ops/index';
 import type { NoiseMaskedNoisyTransformerModel, NoisyForwardOutput } from '../models/cloak';
 import { distillationCrossEntropy } from '../losses/crossEntropy';
+import { lmHeadDistillationCrossEntropy } from '../losses/lmHeadCrossEntropy';
 import {
   absoluteCosineSimilarity,
   distillationLayerCosineDistance,
@@ -27,7 +28,15 @@ import {
   type ResolvedFactoryOptions,
 } from './options';
 
-/** The scalar loss of the latest forward pass (the student's logits may be passed, as in Python). */
+/**
+ * The scalar loss of the latest forward pass. The student's logits may be passed, as in Python:
+ * a tensor given here is what the cross-entropy term reads (the unfused reference path, with the
+ * teacher's logits of the forward, or made from its final hidden states when the forward did not
+ * materialise them). Without it (`undefined` or `null`, which is what the forward's
+ * `studentLogits` is when the noisy model uses the fused head), the cross-entropy term uses the
+ * forward's own outputs: the fused LM head on the final hidden states when the noisy model's
+ * `fusedHead` is on (the default), the forward's logits otherwise.
+ */
 export type DistillationLossFn = (studentLogits?: Tensor | null) => Tensor;
 /** Every component that went into the latest loss, by its camelCase key, plus `loss` (the total). */
 export type ComponentLosses = Record<string, Tensor>;
@@ -86,8 +95,8 @@ function makeFactory(
     if (!out || forwards === 0) throw new Error(`${factory}: lossFn() was called before any forward pass of the noisy model`);
     if (studentLogits !== undefined && studentLogits !== null) {
       if (!(studentLogits instanceof Tensor)) throw new Error(`${factory}: lossFn's argument must be the student's logits (a Tensor)`);
-      const expected = out.studentLogits?.shape;
-      if (expected && fmtShape(studentLogits.shape) !== fmtShape(expected)) {
+      const expected = out.studentLogits?.shape ?? [out.batchSize, out.seqLen, model.baseModel.config.vocabSize];
+      if (fmtShape(studentLogits.shape) !== fmtShape(expected)) {
         throw new Error(
           `${factory}: the logits passed to lossFn have shape ${fmtShape(studentLogits.shape)}; the forward produced ${fmtShape(expected)}`,
         );
@@ -141,17 +150,37 @@ function distilled(out: NoisyForwardOutput, layer: number | null, which: 'h' | '
   return t;
 }
 
-function logitsOf(out: NoisyForwardOutput, studentLogits: Tensor | null): { teacher: Tensor; student: Tensor } {
-  const teacher = out.teacherLogits;
-  const student = studentLogits ?? out.studentLogits;
-  if (!teacher || !student) throw new Error("the noisy model's forward did not compute the logits");
-  return { teacher, student };
+type CausalLMOf = NoiseMaskedNoisyTransformerModel['baseModel'];
+
+/**
+ * The distillation cross-entropy of one forward (see {@link DistillationLossFn} for which path):
+ * logits passed to lossFn, or the forward's logits when the model is not fused, go through the
+ * unfused reference path; otherwise the fused LM head reads the final hidden states.
+ */
+function crossEntropyOf(out: NoisyForwardOutput, studentLogits: Tensor | null, base: CausalLMOf, fused: boolean): Tensor {
+  if (studentLogits || !fused) {
+    const student = studentLogits ?? out.studentLogits;
+    // The teacher is a constant: its logits are made from its final hidden states when the forward did not keep them.
+    const teacher = out.teacherLogits ?? (out.teacherHidden ? noGrad(() => matmulRowBlocks(out.teacherHidden!, base.headBlocks())) : null);
+    if (!teacher || !student) throw new Error("the noisy model's forward did not compute the logits");
+    return distillationCrossEntropy(teacher, student, out.lossMask);
+  }
+  if (!out.teacherHidden || !out.studentHidden) throw new Error("the noisy model's forward did not compute the final hidden states");
+  return lmHeadDistillationCrossEntropy(out.teacherHidden, out.studentHidden, base.headBlocks(), out.lossMask);
+}
+
+/** What a cross-entropy factory asks of the forward: the final hidden states (fused head) or the logits. */
+function crossEntropyOutputs(noisyModel: NoiseMaskedNoisyTransformerModel): void {
+  noisyModel.addFactoryOutputs(
+    noisyModel.fusedHead
+      ? { distillationLayerIndex: null, logits: false, finalHidden: true }
+      : { distillationLayerIndex: null, logits: true },
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
 // The component terms, each written once; a factory lists the ones it sums, with their weights.
 
-type CausalLMOf = NoiseMaskedNoisyTransformerModel['baseModel'];
 type CatalystOptions = { inverseL2PowerLawCharacteristicLength: number; inverseL2PowerLawExponentOfDecay: number };
 
 const term = {
@@ -190,13 +219,10 @@ const term = {
     compute: (out) =>
       mutualInformation(out.x, out.xt, out.mu, out.sigma, out.noiseMask, { combineNoiseMasks, attentionMask: out.attentionMask }),
   }),
-  distillationCrossEntropy: (weight: number): Term => ({
+  distillationCrossEntropy: (weight: number, model: NoiseMaskedNoisyTransformerModel): Term => ({
     key: 'distillationCrossEntropyLoss',
     weight,
-    compute: (out, studentLogits) => {
-      const { teacher, student } = logitsOf(out, studentLogits);
-      return distillationCrossEntropy(teacher, student, out.lossMask);
-    },
+    compute: (out, studentLogits) => crossEntropyOf(out, studentLogits, model.baseModel, model.fusedHead),
   }),
   absoluteCosineSimilarity: (weight: number): Term => ({
     key: 'absoluteCosineSimilarityPenalty',
@@ -261,7 +287,9 @@ export function mutualInformationDistillationLossFactory(
 
 /**
  * Create a loss function to perform distillation training on a Stained Glass Transform causal language model using a
- * teacher causal language model, on the logits: `wCE CE + wACS absCos + wMNP medianNorm`.
+ * teacher causal language model, on the logits: `wCE CE + wACS absCos + wMNP medianNorm`. The cross-entropy runs the
+ * LM head fused with the loss on the final hidden states (no `[B, T, V]` logits) unless the noisy model was made with
+ * `fusedHead: false` or logits are passed to the loss function (see {@link DistillationLossFn}).
  */
 export function crossEntropyDistillationFactory(
   noisyModel: NoiseMaskedNoisyTransformerModel,
@@ -269,13 +297,13 @@ export function crossEntropyDistillationFactory(
 ): LossFactoryResult {
   const F = FACTORY_OPTIONS.crossEntropyDistillation.functionName;
   const hp = parseFactoryOptions('crossEntropyDistillation', options);
-  noisyModel.addFactoryOutputs({ distillationLayerIndex: null, logits: true });
+  crossEntropyOutputs(noisyModel);
   return makeFactory(F, noisyModel, hp, crossEntropyTerms(noisyModel, hp));
 }
 
 function crossEntropyTerms(noisyModel: NoiseMaskedNoisyTransformerModel, hp: ResolvedFactoryOptions<'crossEntropyDistillation'>): Term[] {
   return [
-    term.distillationCrossEntropy(hp.distillationCrossEntropyLossWeight),
+    term.distillationCrossEntropy(hp.distillationCrossEntropyLossWeight, noisyModel),
     term.absoluteCosineSimilarity(hp.absoluteCosineSimilarityPenaltyWeight),
     term.medianNorm(hp.medianNormPenaltyWeight, noisyModel.baseModel),
   ];
@@ -284,7 +312,7 @@ function crossEntropyTerms(noisyModel: NoiseMaskedNoisyTransformerModel, hp: Res
 /**
  * Create a loss function to perform distillation training on a Stained Glass Transform causal language model using a
  * teacher causal language model: `wMI MI + wCE CE + wACS absCos + wMNP medianNorm`. Using this loss requires the micro
- * batch size to be even.
+ * batch size to be even. The cross-entropy path is chosen as in {@link crossEntropyDistillationFactory}.
  */
 export function mutualInformationCrossEntropyDistillationFactory(
   noisyModel: NoiseMaskedNoisyTransformerModel,
@@ -292,7 +320,7 @@ export function mutualInformationCrossEntropyDistillationFactory(
 ): LossFactoryResult {
   const F = FACTORY_OPTIONS.mutualInformationCrossEntropyDistillation.functionName;
   const hp = parseFactoryOptions('mutualInformationCrossEntropyDistillation', options);
-  noisyModel.addFactoryOutputs({ distillationLayerIndex: null, logits: true });
+  crossEntropyOutputs(noisyModel);
   const terms = [
     term.mutualInformation(hp.mutualInformationLossWeight, hp.combineNoiseMasksForMutualInformationSubBatches),
     ...crossEntropyTerms(noisyModel, hp),

@@ -50,14 +50,23 @@ export interface CausalLMForwardOptions {
   captureBlocks?: number[] | 'all';
   /** Stop after this block: no later block runs and no logits are computed. */
   stopAfterBlock?: number;
+  /**
+   * What a full pass returns after the last block: `'logits'` (the default: `[B, T, V]`, which
+   * must fit one storage binding), `'hidden'` (the final norm's output `[B, T, d]`, without the
+   * head's product: hand it with {@link CausalLM.headBlocks} to the fused LM-head loss or metrics,
+   * which never make the logits) or `'both'`. Ignored when `stopAfterBlock` is set.
+   */
+  output?: 'logits' | 'hidden' | 'both';
 }
 
 /** What {@link CausalLM.forward} returns. */
 export interface CausalLMOutput {
   /** Captured block outputs `[B, T, d]`, in block order. */
   blocks: Tensor[];
-  /** Logits `[B, T, V]` (absent when the pass stopped early). */
+  /** Logits `[B, T, V]` (absent when the pass stopped early or `output` is `'hidden'`). */
   logits?: Tensor;
+  /** The final norm's output `[B, T, d]` (present when `output` is `'hidden'` or `'both'`). */
+  hidden?: Tensor;
 }
 
 /** Arguments of {@link loadCausalLM}. */
@@ -267,7 +276,8 @@ export class CausalLM {
 
   /**
    * Runs the model. Returns the captured block outputs and, unless `stopAfterBlock` is set, the
-   * logits. Differentiable: gradients reach `inputsEmbeds` (and the weights when trainable).
+   * logits or the final hidden states (option `output`). Differentiable: gradients reach
+   * `inputsEmbeds` (and the weights when trainable).
    */
   forward(options: CausalLMForwardOptions): CausalLMOutput {
     this.checkAlive('forward');
@@ -298,12 +308,16 @@ export class CausalLM {
         throw new Error(`forward: block index ${k} in 'captureBlocks' is out of range 0..${last}`);
       if (stop !== undefined && k > stop) throw new Error(`forward: block ${k} is captured but the pass stops after block ${stop}`);
     }
-    if (stop === undefined) {
+    const output = options.output ?? 'logits';
+    if (output !== 'logits' && output !== 'hidden' && output !== 'both') {
+      throw new Error(`forward: 'output' must be 'logits', 'hidden' or 'both', got ${String(output)}`);
+    }
+    if (stop === undefined && output !== 'hidden') {
       checkBindingBytes(
         'forward',
         `the logits [${B}, ${T}, ${cfg.vocabSize}]`,
         B * T * cfg.vocabSize * 4,
-        'use fewer or shorter sequences per pass, or stop after the last block and apply the head through the fused LM-head loss',
+        "use fewer or shorter sequences per pass, or output: 'hidden' and the fused LM-head loss and metrics with headBlocks()",
       );
     }
     const mask = this.maskTensor(options.attentionMask, B, T);
@@ -330,7 +344,9 @@ export class CausalLM {
       if (stop !== undefined) return { blocks };
       const n = this.finalNorm;
       const normed = n.bias ? layerNorm(h, n.weight, n.bias, cfg.normEps) : rmsNorm(h, n.weight, cfg.normEps);
-      return { blocks, logits: matmulRowBlocks(normed, this.head) };
+      if (output === 'hidden') return { blocks, hidden: normed };
+      const logits = matmulRowBlocks(normed, this.head);
+      return output === 'both' ? { blocks, logits, hidden: normed } : { blocks, logits };
     } finally {
       for (const t of temporaries) t.dispose();
     }

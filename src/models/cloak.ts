@@ -415,6 +415,13 @@ export interface NoisyForwardOutput {
   /** Logits `[B, T, V]`, when requested. */
   teacherLogits: Tensor | null;
   studentLogits: Tensor | null;
+  /**
+   * The teacher's and the student's final hidden states `[B, T, d]` (the final norm's output,
+   * before the head), when requested (`finalHidden`): with the base model's `headBlocks()`, what
+   * the fused LM-head cross-entropy and metrics read instead of logits.
+   */
+  teacherHidden: Tensor | null;
+  studentHidden: Tensor | null;
   /** Which block `h`/`ht` come from (null: the logits). */
   distillationLayerIndex: number | null;
   /** Batch size and sequence length. */
@@ -424,10 +431,31 @@ export interface NoisyForwardOutput {
 
 /** What the losses need from the forward pass (set by the loss factories). */
 export interface NoisyOutputsRequest {
-  /** Block whose output is `h`/`ht`, or null for the logits. */
+  /**
+   * Block whose output is `h`/`ht`, or null for the logits (a request with a null layer computes
+   * the logits unless it asks for `finalHidden` instead).
+   */
   distillationLayerIndex: number | null;
-  /** Whether the logits are needed (a cross-entropy term, metrics). */
+  /** Whether the logits are needed (the unfused cross-entropy, logit metrics). */
   logits: boolean;
+  /**
+   * Whether the final hidden states are needed (`teacherHidden` / `studentHidden`: the fused
+   * LM-head cross-entropy and metrics, which never make the `[B, T, V]` logits). Default false.
+   */
+  finalHidden?: boolean;
+}
+
+/** Options of {@link NoiseMaskedNoisyTransformerModel}. */
+export interface NoisyModelOptions {
+  /** Drives the noise `eps` (default 0; the cloak's own seed drives its initial weights). */
+  seed?: number;
+  /**
+   * Whether the cross-entropy factories use the LM head fused with the loss (default true): the
+   * forward returns the final hidden states, and the loss walks the head's vocabulary in chunks
+   * without ever making `[B, T, V]` logits, their gradient or a softmax. `false` selects the
+   * unfused reference path: logits from the head's product, then `distillationCrossEntropy`.
+   */
+  fusedHead?: boolean;
 }
 
 function checkMask(name: string, mask: ArrayLike<number>, n: number): Float32Array {
@@ -451,6 +479,8 @@ export class NoiseMaskedNoisyTransformerModel {
   readonly baseModel: CausalLM;
   /** The trainable transform. */
   readonly cloak: TransformerCloak;
+  /** Whether the cross-entropy factories use the fused LM head (see {@link NoisyModelOptions.fusedHead}). */
+  readonly fusedHead: boolean;
   private seed: number;
   private offset = 0;
   /** What {@link requestOutputs} set (null: nothing yet). */
@@ -460,8 +490,8 @@ export class NoiseMaskedNoisyTransformerModel {
   private forwardListeners = new Set<() => void>();
   private latest: NoisyForwardOutput | null = null;
 
-  /** `seed` drives the noise `eps` (the cloak's own seed drives its initial weights). */
-  constructor(baseModel: CausalLM, cloak: TransformerCloak, options: { seed?: number } = {}) {
+  /** See {@link NoisyModelOptions}: `seed` drives the noise, `fusedHead` picks the cross-entropy path. */
+  constructor(baseModel: CausalLM, cloak: TransformerCloak, options: NoisyModelOptions = {}) {
     if (cloak.options.hiddenSize !== baseModel.config.hiddenSize) {
       throw new Error(
         `NoiseMaskedNoisyTransformerModel: the cloak's hiddenSize (${cloak.options.hiddenSize}) differs from the model's (${baseModel.config.hiddenSize})`,
@@ -470,6 +500,10 @@ export class NoiseMaskedNoisyTransformerModel {
     const seed = options.seed ?? 0;
     if (!Number.isSafeInteger(seed) || seed < 0)
       throw new Error(`NoiseMaskedNoisyTransformerModel: 'seed' must be a non-negative integer, got ${seed}`);
+    const fusedHead = options.fusedHead ?? true;
+    if (typeof fusedHead !== 'boolean')
+      throw new Error(`NoiseMaskedNoisyTransformerModel: 'fusedHead' must be true or false, got ${String(fusedHead)}`);
+    this.fusedHead = fusedHead;
     this.baseModel = baseModel;
     this.cloak = cloak;
     this.seed = seed;
@@ -495,7 +529,7 @@ export class NoiseMaskedNoisyTransformerModel {
    */
   addFactoryOutputs(request: NoisyOutputsRequest): void {
     const r = this.checkRequest(request);
-    this.factoryRequests.set(`${r.distillationLayerIndex}|${r.logits}`, r);
+    this.factoryRequests.set(`${r.distillationLayerIndex}|${r.logits}|${r.finalHidden}`, r);
   }
 
   /** Which block `h`/`ht` come from and whether logits are needed: the latest request (the logits by default). */
@@ -509,16 +543,17 @@ export class NoiseMaskedNoisyTransformerModel {
     if (k !== null && (!Number.isInteger(k) || k < 0 || k > last)) {
       throw new Error(`distillationLayerIndex ${k} is out of range: the model has blocks 0..${last} (or null for the logits)`);
     }
-    return { distillationLayerIndex: k, logits: request.logits === true };
+    return { distillationLayerIndex: k, logits: request.logits === true, finalHidden: request.finalHidden === true };
   }
 
-  /** The blocks to capture (ascending) and whether to compute the logits: the union of every request. */
-  private outputsPlan(): { layers: number[]; logits: boolean } {
+  /** The blocks to capture (ascending), and whether to compute the logits and the final hidden states: the union of every request. */
+  private outputsPlan(): { layers: number[]; logits: boolean; hidden: boolean } {
     const all = [this.outputsRequest, ...this.factoryRequests.values()];
     const layers = new Set<number>();
     for (const r of all) if (r.distillationLayerIndex !== null) layers.add(r.distillationLayerIndex);
-    const logits = all.some((r) => r.logits || r.distillationLayerIndex === null);
-    return { layers: [...layers].sort((a, b) => a - b), logits };
+    const logits = all.some((r) => r.logits || (r.distillationLayerIndex === null && !r.finalHidden));
+    const hidden = all.some((r) => r.finalHidden === true);
+    return { layers: [...layers].sort((a, b) => a - b), logits, hidden };
   }
 
   /** The output of the latest {@link forward} (null before the first), which the loss functions read. */
@@ -564,22 +599,22 @@ export class NoiseMaskedNoisyTransformerModel {
         throw new Error(`NoiseMaskedNoisyTransformerModel.forward: noiseMask is 1 at index ${i} where attentionMask is 0 (N must be <= A)`);
     }
     const k = this.outputsRequest.distillationLayerIndex;
-    const { layers, logits: wantLogits } = this.outputsPlan();
+    const { layers, logits: wantLogits, hidden: wantHidden } = this.outputsPlan();
     const d = this.baseModel.config.hiddenSize;
     const x = this.baseModel.embed({ data: batch.ids, shape: [B, T] });
     const attentionMask = tensor(A, [B, T]);
     const noiseMask = tensor(N, [B, T]);
     const lossMask = tensor(L, [B, T]);
-    const stopAfterBlock = wantLogits ? undefined : layers[layers.length - 1];
+    const stopAfterBlock = wantLogits || wantHidden ? undefined : layers[layers.length - 1];
+    const head = wantLogits && wantHidden ? 'both' : wantHidden ? 'hidden' : 'logits';
+    const pass = { attentionMask, captureBlocks: layers, stopAfterBlock, output: head } as const;
     // The teacher's intermediates are not needed for any backward: free them right away.
-    const teacher = scope(() =>
-      noGrad(() => this.baseModel.forward({ inputsEmbeds: x, attentionMask, captureBlocks: layers, stopAfterBlock })),
-    );
+    const teacher = scope(() => noGrad(() => this.baseModel.forward({ inputsEmbeds: x, ...pass })));
     const { mu, sigma } = this.cloak.forward(x, attentionMask);
     const eps = randn([B, T, d], { seed: this.seed, offset: this.offset });
     this.offset += randnBlocks(n * d);
     const xt = noisyEmbeddings(x, mu, sigma, eps, noiseMask);
-    const student = this.baseModel.forward({ inputsEmbeds: xt, attentionMask, captureBlocks: layers, stopAfterBlock });
+    const student = this.baseModel.forward({ inputsEmbeds: xt, ...pass });
     const output: NoisyForwardOutput = {
       x,
       xt,
@@ -594,6 +629,8 @@ export class NoiseMaskedNoisyTransformerModel {
       layers: new Map(layers.map((layer, i) => [layer, { h: teacher.blocks[i], ht: student.blocks[i] }])),
       teacherLogits: teacher.logits ?? null,
       studentLogits: student.logits ?? null,
+      teacherHidden: teacher.hidden ?? null,
+      studentHidden: student.hidden ?? null,
       distillationLayerIndex: k,
       batchSize: B,
       seqLen: T,
