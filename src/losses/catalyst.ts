@@ -9,6 +9,7 @@ import { defineOp } from '../autograd/engine';
 import { Tensor, fmtShape } from '../tensor/tensor';
 import { checkFloatTensor, checkNumber, maskTensor, type MaskInput } from '../tensor/validate';
 import { embeddingRowNorms } from './medianNorm';
+import { SgtError } from '../gpu/errors';
 
 const WG = 256;
 const TABLE_TILE = 64;
@@ -52,16 +53,18 @@ export function nearestRows(queries: Tensor, table: Tensor, options: NearestRows
   const [P, d] = queries.shape;
   const [V, dt] = table.shape;
   if (d !== dt)
-    throw new Error(
+    throw new SgtError(
+      'SHAPE_MISMATCH',
       `${where}: 'queries' has shape ${fmtShape(queries.shape)} but 'table' has shape ${fmtShape(table.shape)}; the rows must have the same length`,
     );
-  if (options.excludeSelf && P !== V) throw new Error(`${where}: excludeSelf needs the queries to be the table (${P} queries, ${V} rows)`);
+  if (options.excludeSelf && P !== V)
+    throw new SgtError('INVALID_ARGUMENT', `${where}: excludeSelf needs the queries to be the table (${P} queries, ${V} rows)`);
   const cosine = options.metric === 'cosine';
   const normsArg = cosine ? 'tableNorms' : 'tableSquaredNorms';
   const sq = cosine ? options.tableNorms : options.tableSquaredNorms;
   if (sq) {
     checkFloatTensor(where, normsArg, sq, 1);
-    if (sq.shape[0] !== V) throw new Error(`${where}: '${normsArg}' has shape ${fmtShape(sq.shape)}; expected [${V}]`);
+    if (sq.shape[0] !== V) throw new SgtError('SHAPE_MISMATCH', `${where}: '${normsArg}' has shape ${fmtShape(sq.shape)}; expected [${V}]`);
   }
   const index = Tensor.empty([P], options.indexDtype ?? 'u32');
   const distance = Tensor.empty([P]);
@@ -206,10 +209,12 @@ export function inverseL2PowerLawCatalyst(xt: Tensor, embeddingTable: Tensor, no
   const [B, T, d] = xt.shape;
   const [V, dE] = embeddingTable.shape;
   if (dE !== d)
-    throw new Error(
+    throw new SgtError(
+      'SHAPE_MISMATCH',
       `${NAME}: 'xt' has shape ${fmtShape(xt.shape)} but 'embeddingTable' has shape ${fmtShape(embeddingTable.shape)}; the feature sizes must match`,
     );
-  if (V === 0) throw new Error(`${NAME}: 'embeddingTable' has no rows; the catalyst needs at least one vocabulary embedding`);
+  if (V === 0)
+    throw new SgtError('INVALID_ARGUMENT', `${NAME}: 'embeddingTable' has no rows; the catalyst needs at least one vocabulary embedding`);
   const { mask, owned } = maskTensor(NAME, 'noiseMask', noiseMask, [B, T]);
   return catalystOp([xt, embeddingTable, mask], {
     positions: B * T,

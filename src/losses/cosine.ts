@@ -10,6 +10,7 @@ import { maskedRowMean } from './maskedMean';
 import { defineOp } from '../autograd/engine';
 import { Tensor, fmtShape } from '../tensor/tensor';
 import { checkFloatTensor, checkSameShape, maskTensor, type MaskInput } from '../tensor/validate';
+import { SgtError } from '../gpu/errors';
 
 const WG = 64;
 
@@ -115,7 +116,8 @@ function rowPairLoss(variant: VariantName, names: [string, string, string], u: T
   checkFloatTensor(variant, vName, v, 3);
   checkSameShape(variant, vName, v, uName, u);
   const [B, T, d] = u.shape;
-  if (d === 0) throw new Error(`${variant}: '${uName}' has shape ${fmtShape(u.shape)}; the feature axis must not be empty`);
+  if (d === 0)
+    throw new SgtError('SHAPE_MISMATCH', `${variant}: '${uName}' has shape ${fmtShape(u.shape)}; the feature axis must not be empty`);
   const { mask, owned } = maskTensor(variant, maskName, maskInput, [B, T]);
   return rowPairOps[variant]([u, v, mask], { ownedMask: owned });
 }

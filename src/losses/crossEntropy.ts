@@ -10,6 +10,7 @@ import { maskedRowMean } from './maskedMean';
 import { defineOp } from '../autograd/engine';
 import { Tensor, fmtShape } from '../tensor/tensor';
 import { checkBindingSize, checkFloatTensor, checkSameShape, maskTensor, type MaskInput } from '../tensor/validate';
+import { SgtError } from '../gpu/errors';
 
 const WG = 256;
 const FN = 'distillationCrossEntropy';
@@ -98,7 +99,11 @@ export function distillationCrossEntropy(teacherLogits: Tensor, studentLogits: T
   checkFloatTensor(FN, 'studentLogits', studentLogits, 3);
   checkSameShape(FN, 'studentLogits', studentLogits, 'teacherLogits', teacherLogits);
   const [B, T, V] = studentLogits.shape;
-  if (V === 0) throw new Error(`${FN}: 'studentLogits' has shape ${fmtShape(studentLogits.shape)}; the vocabulary axis must not be empty`);
+  if (V === 0)
+    throw new SgtError(
+      'SHAPE_MISMATCH',
+      `${FN}: 'studentLogits' has shape ${fmtShape(studentLogits.shape)}; the vocabulary axis must not be empty`,
+    );
   checkBindingSize(FN, 'teacherLogits', teacherLogits);
   checkBindingSize(FN, 'studentLogits', studentLogits);
   const { mask, owned } = maskTensor(FN, 'lossMask', lossMask, [B, T]);

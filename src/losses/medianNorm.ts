@@ -8,6 +8,7 @@ import { getContext } from '../gpu/context';
 import { defineOp } from '../autograd/engine';
 import { Tensor, fmtShape } from '../tensor/tensor';
 import { checkFloatTensor, checkNumber, checkSameShape, maskTensor, type MaskInput } from '../tensor/validate';
+import { SgtError } from '../gpu/errors';
 
 const WG = 256;
 /** Positions per workgroup of `medianNormRows` (16 threads each). */
@@ -108,7 +109,10 @@ export function medianNormPenalty(x: Tensor, mu: Tensor, medianNorm: number | Te
   if (medianNorm instanceof Tensor) {
     checkFloatTensor(NAME, 'medianNorm', medianNorm);
     if (medianNorm.rank !== 0)
-      throw new Error(`${NAME}: argument 'medianNorm' has shape ${fmtShape(medianNorm.shape)}; expected a 0-d tensor or a number`);
+      throw new SgtError(
+        'SHAPE_MISMATCH',
+        `${NAME}: argument 'medianNorm' has shape ${fmtShape(medianNorm.shape)}; expected a 0-d tensor or a number`,
+      );
     medianTensor = medianNorm;
   } else {
     checkNumber(NAME, 'medianNorm', medianNorm);
@@ -148,7 +152,7 @@ export function embeddingRowNorms(table: Tensor, squared = false): Tensor {
 export function medianOfNonNegative(values: Tensor): Tensor {
   checkFloatTensor('medianOfNonNegative', 'values', values, 1);
   const n = values.shape[0];
-  if (n === 0) throw new Error('medianOfNonNegative: the tensor has no values; a median needs at least one');
+  if (n === 0) throw new SgtError('INVALID_ARGUMENT', 'medianOfNonNegative: the tensor has no values; a median needs at least one');
   const out = Tensor.empty([]);
   getContext().dispatch({
     shader: source,

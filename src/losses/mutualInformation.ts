@@ -8,6 +8,7 @@ import { getContext } from '../gpu/context';
 import { defineOp } from '../autograd/engine';
 import { Tensor, fmtShape } from '../tensor/tensor';
 import { checkFloatTensor, checkSameShape, maskTensor, type MaskInput } from '../tensor/validate';
+import { SgtError } from '../gpu/errors';
 
 const FN = 'mutualInformation';
 const WG_ITEMS = 64;
@@ -168,14 +169,17 @@ export function mutualInformation(
   checkSameShape(FN, 'x', x, 'sigma', sigma);
   const [B, T, d] = x.shape;
   if (B < 2 || B % 2 !== 0) {
-    throw new Error(
+    throw new SgtError(
+      'SHAPE_MISMATCH',
       `${FN}: argument 'x' has batch size B=${B} (shape ${fmtShape(x.shape)}); the micro-batch is split into ` +
         "two equal halves that are each other's mixture, so B must be even and at least 2",
     );
   }
-  if (d === 0) throw new Error(`${FN}: argument 'x' has hidden size d=0 (shape ${fmtShape(x.shape)}); d must be at least 1`);
+  if (d === 0)
+    throw new SgtError('SHAPE_MISMATCH', `${FN}: argument 'x' has hidden size d=0 (shape ${fmtShape(x.shape)}); d must be at least 1`);
   const combine = options.combineNoiseMasks ?? true;
-  if (typeof combine !== 'boolean') throw new Error(`${FN}: option 'combineNoiseMasks' must be a boolean, got ${String(combine)}`);
+  if (typeof combine !== 'boolean')
+    throw new SgtError('INVALID_OPTION', `${FN}: option 'combineNoiseMasks' must be a boolean, got ${String(combine)}`);
   const shape = [B, T] as const;
   const noise = maskTensor(FN, 'noiseMask', noiseMask, shape);
   let attention: { mask: Tensor; owned: boolean } | null = null;

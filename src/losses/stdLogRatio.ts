@@ -7,6 +7,7 @@ import { getContext } from '../gpu/context';
 import { defineOp } from '../autograd/engine';
 import { Tensor, fmtShape } from '../tensor/tensor';
 import { checkFloatTensor, maskTensor, type MaskInput } from '../tensor/validate';
+import { SgtError } from '../gpu/errors';
 
 const WG = 256;
 const NAME = 'stdLogRatio';
@@ -88,7 +89,8 @@ export function stdLogRatio(sigma: Tensor, columnStd: Tensor, noiseMask: MaskInp
   checkFloatTensor(NAME, 'columnStd', columnStd, 1);
   const [B, T, d] = sigma.shape;
   if (columnStd.shape[0] !== d) {
-    throw new Error(
+    throw new SgtError(
+      'SHAPE_MISMATCH',
       `${NAME}: 'columnStd' has shape ${fmtShape(columnStd.shape)} but 'sigma' has shape ${fmtShape(sigma.shape)}; columnStd needs one value per feature ([${d}])`,
     );
   }

@@ -6,6 +6,7 @@
 import source from '../../shaders/adamw.wgsl?raw';
 import { getContext, type GpuContext } from '../gpu/context';
 import { Tensor, fmtShape, keep } from '../tensor/tensor';
+import { SgtError } from '../gpu/errors';
 
 const WG = 256;
 
@@ -73,13 +74,13 @@ interface Group {
 
 function checkLr(where: string, lr: number): void {
   if (typeof lr !== 'number' || !Number.isFinite(lr) || lr < 0) {
-    throw new Error(`${where}: option 'lr' must be a finite number >= 0, got ${String(lr)}`);
+    throw new SgtError('INVALID_OPTION', `${where}: option 'lr' must be a finite number >= 0, got ${String(lr)}`);
   }
 }
 
 function checkWeightDecay(where: string, wd: number): void {
   if (typeof wd !== 'number' || !Number.isFinite(wd) || wd < 0) {
-    throw new Error(`${where}: option 'weightDecay' must be a finite number >= 0, got ${String(wd)}`);
+    throw new SgtError('INVALID_OPTION', `${where}: option 'weightDecay' must be a finite number >= 0, got ${String(wd)}`);
   }
 }
 
@@ -131,21 +132,21 @@ export class AdamW {
     const { lr = 1e-3, betas = [0.9, 0.999], eps = 1e-8, weightDecay = 0.01, chunkElements } = options;
     checkLr('AdamW', lr);
     if (!Array.isArray(betas) || betas.length !== 2 || betas.some((b) => typeof b !== 'number' || !(b >= 0 && b < 1))) {
-      throw new Error(`AdamW: option 'betas' must be two numbers in [0, 1), got ${JSON.stringify(betas)}`);
+      throw new SgtError('INVALID_OPTION', `AdamW: option 'betas' must be two numbers in [0, 1), got ${JSON.stringify(betas)}`);
     }
     if (typeof eps !== 'number' || !Number.isFinite(eps) || eps <= 0) {
-      throw new Error(`AdamW: option 'eps' must be a finite number > 0, got ${String(eps)}`);
+      throw new SgtError('INVALID_OPTION', `AdamW: option 'eps' must be a finite number > 0, got ${String(eps)}`);
     }
     checkWeightDecay('AdamW', weightDecay);
     if (chunkElements !== undefined && !(Number.isInteger(chunkElements) && chunkElements > 0)) {
-      throw new Error(`AdamW: option 'chunkElements' must be a positive integer, got ${String(chunkElements)}`);
+      throw new SgtError('INVALID_OPTION', `AdamW: option 'chunkElements' must be a positive integer, got ${String(chunkElements)}`);
     }
     this.betas = [betas[0], betas[1]];
     this.eps = eps;
     this.chunkElements = chunkElements;
 
     if (!Array.isArray(paramGroups) || paramGroups.length === 0) {
-      throw new Error('AdamW: got an empty parameter list');
+      throw new SgtError('INVALID_ARGUMENT', 'AdamW: got an empty parameter list');
     }
     const list: ParamGroup[] = paramGroups.every((p) => p instanceof Tensor)
       ? [{ params: paramGroups as Tensor[] }]
@@ -153,7 +154,7 @@ export class AdamW {
     const seen = new Set<Tensor>();
     this.groups = list.map((g, gi) => {
       if (!g || typeof g !== 'object' || !Array.isArray(g.params)) {
-        throw new Error(`AdamW: group ${gi} must be { params: Tensor[], lr?, weightDecay? } (or pass a Tensor[])`);
+        throw new SgtError('INVALID_ARGUMENT', `AdamW: group ${gi} must be { params: Tensor[], lr?, weightDecay? } (or pass a Tensor[])`);
       }
       const groupLr = g.lr ?? lr;
       const groupWd = g.weightDecay ?? weightDecay;
@@ -161,11 +162,15 @@ export class AdamW {
       checkWeightDecay(`AdamW (group ${gi})`, groupWd);
       const slots = g.params.map((p, pi) => {
         const where = `AdamW: group ${gi} parameter ${pi}`;
-        if (!(p instanceof Tensor)) throw new Error(`${where} is not a Tensor`);
+        if (!(p instanceof Tensor)) throw new SgtError('INVALID_ARGUMENT', `${where} is not a Tensor`);
         p.bufferFor(where);
-        if (p.dtype !== 'f32') throw new Error(`${where} has dtype ${p.dtype}; expected f32`);
-        if (p.gradFn) throw new Error(`${where} is not a leaf tensor (it was computed by '${p.gradFn.op}'): optimize leaves only`);
-        if (seen.has(p)) throw new Error(`${where} appears more than once in the parameter groups`);
+        if (p.dtype !== 'f32') throw new SgtError('DTYPE_MISMATCH', `${where} has dtype ${p.dtype}; expected f32`);
+        if (p.gradFn)
+          throw new SgtError(
+            'INVALID_ARGUMENT',
+            `${where} is not a leaf tensor (it was computed by '${p.gradFn.op}'): optimize leaves only`,
+          );
+        if (seen.has(p)) throw new SgtError('INVALID_ARGUMENT', `${where} appears more than once in the parameter groups`);
         seen.add(p);
         return { param: p, step: 0, m: null, v: null } as Slot;
       });
@@ -212,9 +217,9 @@ export class AdamW {
         p.bufferFor(where);
         g.bufferFor(`${where} gradient`);
         if (g.size !== p.size || g.shape.some((s, i) => s !== p.shape[i]) || g.rank !== p.rank) {
-          throw new Error(`${where}: gradient has shape ${fmtShape(g.shape)}`);
+          throw new SgtError('SHAPE_MISMATCH', `${where}: gradient has shape ${fmtShape(g.shape)}`);
         }
-        if (g.dtype !== 'f32') throw new Error(`${where}: gradient has dtype ${g.dtype}; expected f32`);
+        if (g.dtype !== 'f32') throw new SgtError('DTYPE_MISMATCH', `${where}: gradient has dtype ${g.dtype}; expected f32`);
         if (!slot.m || !slot.v) {
           // The optimizer owns its state: no enclosing scope may free it.
           slot.m = keep(Tensor.empty(p.shape, 'f32', 'AdamW state'));
@@ -305,35 +310,41 @@ export class AdamW {
     this.checkAlive('loadState');
     const where = 'AdamW.loadState';
     if (!state || typeof state !== 'object' || !Array.isArray(state.params) || !Array.isArray(state.groups)) {
-      throw new Error(`${where}: expected { step, groups, params } as returned by state()`);
+      throw new SgtError('CHECKPOINT_INVALID', `${where}: expected { step, groups, params } as returned by state()`);
     }
     if (!Number.isInteger(state.step) || state.step < 0)
-      throw new Error(`${where}: 'step' must be an integer >= 0, got ${String(state.step)}`);
+      throw new SgtError('CHECKPOINT_INVALID', `${where}: 'step' must be an integer >= 0, got ${String(state.step)}`);
     if (state.groups.length !== this.groups.length) {
-      throw new Error(`${where}: state has ${state.groups.length} groups; this optimizer has ${this.groups.length}`);
+      throw new SgtError(
+        'CHECKPOINT_INVALID',
+        `${where}: state has ${state.groups.length} groups; this optimizer has ${this.groups.length}`,
+      );
     }
     state.groups.forEach((g, i) => {
-      if (!g || typeof g !== 'object') throw new Error(`${where}: group ${i} must be { lr, weightDecay }, got ${String(g)}`);
+      if (!g || typeof g !== 'object')
+        throw new SgtError('CHECKPOINT_INVALID', `${where}: group ${i} must be { lr, weightDecay }, got ${String(g)}`);
       checkLr(`${where} (group ${i})`, g.lr);
       checkWeightDecay(`${where} (group ${i})`, g.weightDecay);
     });
     const slots = this.slots();
     if (state.params.length !== slots.length) {
-      throw new Error(`${where}: state has ${state.params.length} parameters; this optimizer has ${slots.length}`);
+      throw new SgtError('CHECKPOINT_INVALID', `${where}: state has ${state.params.length} parameters; this optimizer has ${slots.length}`);
     }
     state.params.forEach((s, i) => {
       const p = slots[i].param;
       const at = `${where}: parameter ${i}`;
-      if (!s || typeof s !== 'object') throw new Error(`${at} must be { shape, step, m, v }, got ${String(s)}`);
+      if (!s || typeof s !== 'object') throw new SgtError('CHECKPOINT_INVALID', `${at} must be { shape, step, m, v }, got ${String(s)}`);
       if (!Array.isArray(s.shape) || s.shape.length !== p.rank || s.shape.some((d, k) => d !== p.shape[k])) {
-        throw new Error(
+        throw new SgtError(
+          'CHECKPOINT_INVALID',
           `${at} has shape ${fmtShape(p.shape)} but the state has ${Array.isArray(s.shape) ? fmtShape(s.shape) : String(s.shape)}`,
         );
       }
-      if (!Number.isInteger(s.step) || s.step < 0) throw new Error(`${at}: 'step' must be an integer >= 0, got ${String(s.step)}`);
+      if (!Number.isInteger(s.step) || s.step < 0)
+        throw new SgtError('CHECKPOINT_INVALID', `${at}: 'step' must be an integer >= 0, got ${String(s.step)}`);
       for (const k of ['m', 'v'] as const) {
         if (!(s[k] instanceof Float32Array) || s[k].length !== p.size) {
-          throw new Error(`${at}: '${k}' must be a Float32Array of ${p.size} elements`);
+          throw new SgtError('CHECKPOINT_INVALID', `${at}: '${k}' must be a Float32Array of ${p.size} elements`);
         }
       }
     });
@@ -379,12 +390,12 @@ export class AdamW {
 
   private group(index: number, where: string): Group {
     if (!Number.isInteger(index) || index < 0 || index >= this.groups.length) {
-      throw new Error(`AdamW.${where}: group index ${String(index)} out of range (0..${this.groups.length - 1})`);
+      throw new SgtError('INVALID_ARGUMENT', `AdamW.${where}: group index ${String(index)} out of range (0..${this.groups.length - 1})`);
     }
     return this.groups[index];
   }
 
   private checkAlive(where: string): void {
-    if (this.disposed) throw new Error(`AdamW.${where}: optimizer was used after dispose()`);
+    if (this.disposed) throw new SgtError('USE_AFTER_DISPOSE', `AdamW.${where}: optimizer was used after dispose()`);
   }
 }

@@ -6,6 +6,7 @@ import source from '../../shaders/adamw.wgsl?raw';
 import { getContext } from '../gpu/context';
 import { Tensor, fmtShape } from '../tensor/tensor';
 import { bindingChunks, elementRange } from './adamw';
+import { SgtError } from '../gpu/errors';
 
 const WG = 256;
 // Elements per workgroup of the partial pass before its grid-stride wraps. Fat workgroups pay the
@@ -29,18 +30,21 @@ function clipParams(n: number, offset: number, maxNorm: number): ArrayBuffer {
  * the step's other scalars). Nothing is read back and nothing is recorded on the autograd tape.
  */
 export function clipGradNorm(params: Tensor[], maxNorm: number): Tensor {
-  if (!Array.isArray(params)) throw new Error('clipGradNorm: params must be an array of tensors');
+  if (!Array.isArray(params)) throw new SgtError('INVALID_ARGUMENT', 'clipGradNorm: params must be an array of tensors');
   if (typeof maxNorm !== 'number' || Number.isNaN(maxNorm) || maxNorm < 0) {
-    throw new Error(`clipGradNorm: 'maxNorm' must be a number >= 0, got ${String(maxNorm)}`);
+    throw new SgtError('INVALID_ARGUMENT', `clipGradNorm: 'maxNorm' must be a number >= 0, got ${String(maxNorm)}`);
   }
   const grads: Tensor[] = [];
   params.forEach((p, i) => {
-    if (!(p instanceof Tensor)) throw new Error(`clipGradNorm: parameter ${i} is not a Tensor`);
+    if (!(p instanceof Tensor)) throw new SgtError('INVALID_ARGUMENT', `clipGradNorm: parameter ${i} is not a Tensor`);
     const g = p.grad;
     if (!g) return;
     g.bufferFor(`clipGradNorm (gradient of parameter ${i})`);
     if (g.dtype !== 'f32')
-      throw new Error(`clipGradNorm: gradient of parameter ${i} ${fmtShape(g.shape)} has dtype ${g.dtype}; expected f32`);
+      throw new SgtError(
+        'DTYPE_MISMATCH',
+        `clipGradNorm: gradient of parameter ${i} ${fmtShape(g.shape)} has dtype ${g.dtype}; expected f32`,
+      );
     // A parameter listed twice must not be scaled twice.
     if (g.size > 0 && !grads.includes(g)) grads.push(g);
   });

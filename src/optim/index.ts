@@ -10,6 +10,7 @@
 import { noGrad } from '../autograd/engine';
 import { add, scale } from '../ops/index';
 import { Tensor, fmtShape, scope } from '../tensor/tensor';
+import { SgtError } from '../gpu/errors';
 
 export { AdamW, type AdamWOptions, type AdamWState, type AdamWParamState, type ParamGroup } from './adamw';
 export { clipGradNorm } from './clip';
@@ -51,7 +52,7 @@ export function accumulateGradients<B>(
   lossFn: (batch: B, index: number) => Tensor | LossWithComponents,
 ): Tensor | AccumulatedLoss {
   if (!Array.isArray(microBatches) || microBatches.length === 0) {
-    throw new Error('accumulateGradients: microBatches must be a non-empty array');
+    throw new SgtError('INVALID_ARGUMENT', 'accumulateGradients: microBatches must be a non-empty array');
   }
   const k = microBatches.length;
   let total: AccumulatedLoss | null = null;
@@ -65,7 +66,8 @@ export function accumulateGradients<B>(
         const { loss, components } = result instanceof Tensor ? { loss: result, components: {} } : (result ?? {});
         for (const [name, t] of [['loss', loss] as const, ...Object.entries(components ?? {})]) {
           if (!(t instanceof Tensor) || t.size !== 1) {
-            throw new Error(
+            throw new SgtError(
+              'INVALID_ARGUMENT',
               `accumulateGradients: lossFn must return a one-element tensor (or { loss, components } of them); '${name}' is ${t instanceof Tensor ? fmtShape(t.shape) : String(t)}`,
             );
           }

@@ -1,4 +1,5 @@
 /** Learning-rate schedules: plain functions from the step index to a learning rate. */
+import { SgtError } from '../gpu/errors';
 
 /** Options of {@link warmupCosine}. */
 export interface WarmupCosineOptions {
@@ -17,7 +18,10 @@ export interface WarmupCosineOptions {
 
 function finiteAtLeast(name: string, value: unknown, min: number, integer: boolean): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < min || (integer && !Number.isInteger(value))) {
-    throw new Error(`warmupCosine: '${name}' must be a finite ${integer ? 'integer' : 'number'} >= ${min}, got ${String(value)}`);
+    throw new SgtError(
+      'INVALID_OPTION',
+      `warmupCosine: '${name}' must be a finite ${integer ? 'integer' : 'number'} >= ${min}, got ${String(value)}`,
+    );
   }
   return value;
 }
@@ -35,16 +39,18 @@ function finiteAtLeast(name: string, value: unknown, min: number, integer: boole
  * `minLearningRate` options are these).
  */
 export function warmupCosine(options: WarmupCosineOptions): (step: number) => number {
-  if (!options || typeof options !== 'object') throw new Error('warmupCosine: expected { baseLr, warmupSteps, totalSteps?, minLr? }');
+  if (!options || typeof options !== 'object')
+    throw new SgtError('INVALID_OPTION', 'warmupCosine: expected { baseLr, warmupSteps, totalSteps?, minLr? }');
   const baseLr = finiteAtLeast('baseLr', options.baseLr, 0, false);
   const warmupSteps = finiteAtLeast('warmupSteps', options.warmupSteps, 0, true);
   const totalSteps =
     options.totalSteps === undefined ? undefined : finiteAtLeast('totalSteps', options.totalSteps, Math.max(1, warmupSteps), true);
   const minLr = finiteAtLeast('minLr', options.minLr ?? 0, 0, false);
-  if (totalSteps !== undefined && minLr > baseLr) throw new Error(`warmupCosine: 'minLr' (${minLr}) must not exceed 'baseLr' (${baseLr})`);
+  if (totalSteps !== undefined && minLr > baseLr)
+    throw new SgtError('INVALID_OPTION', `warmupCosine: 'minLr' (${minLr}) must not exceed 'baseLr' (${baseLr})`);
   return (step: number): number => {
     if (typeof step !== 'number' || Number.isNaN(step) || step < 0) {
-      throw new Error(`warmupCosine: step must be a number >= 0, got ${String(step)}`);
+      throw new SgtError('INVALID_ARGUMENT', `warmupCosine: step must be a number >= 0, got ${String(step)}`);
     }
     if (step < warmupSteps) return (baseLr * (step + 1)) / warmupSteps;
     if (totalSteps === undefined) return baseLr;

@@ -5,6 +5,7 @@
  * TypeScript, deterministic for a given seed, and runs in a page, a Web Worker or Node.
  */
 import type { Tokenizer } from './tokenizer';
+import { SgtError } from '../gpu/errors';
 
 /** One packed sequence of `seqLen` positions. Masks hold 0/1. */
 export interface PackedSequence {
@@ -55,7 +56,7 @@ export interface PackOptions {
 
 function checkInt(value: unknown, name: string, where: string, min = 0): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
-    throw new Error(`${where}: ${name} must be an integer >= ${min}, got ${String(value)}`);
+    throw new SgtError('INVALID_ARGUMENT', `${where}: ${name} must be an integer >= ${min}, got ${String(value)}`);
   }
   return value;
 }
@@ -63,13 +64,14 @@ function checkInt(value: unknown, name: string, where: string, min = 0): number 
 function checkId(value: unknown, name: string, where: string, vocabSize: number | undefined): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || (vocabSize !== undefined && value >= vocabSize)) {
     const range = vocabSize === undefined ? '>= 0' : `in [0, ${vocabSize})`;
-    throw new Error(`${where}: ${name} = ${String(value)} must be an integer ${range}`);
+    throw new SgtError('INVALID_ARGUMENT', `${where}: ${name} = ${String(value)} must be an integer ${range}`);
   }
   return value;
 }
 
 function checkSeed(seed: unknown, where: string): number {
-  if (typeof seed !== 'number' || !Number.isInteger(seed)) throw new Error(`${where}: seed must be an integer, got ${String(seed)}`);
+  if (typeof seed !== 'number' || !Number.isInteger(seed))
+    throw new SgtError('INVALID_ARGUMENT', `${where}: seed must be an integer, got ${String(seed)}`);
   return seed;
 }
 
@@ -109,17 +111,20 @@ function asDocuments(
   where: string,
 ): ArrayLike<number>[] {
   if (tokenIds instanceof Int32Array) return [tokenIds];
-  if (!Array.isArray(tokenIds)) throw new Error(`${where}: tokenIds must be an array of ids or an array of documents`);
+  if (!Array.isArray(tokenIds))
+    throw new SgtError('INVALID_ARGUMENT', `${where}: tokenIds must be an array of ids or an array of documents`);
   if (tokenIds.length === 0) return [];
   if (typeof tokenIds[0] === 'number') {
     const doc = tokenIds as readonly unknown[];
     for (let i = 0; i < doc.length; i++) {
-      if (typeof doc[i] !== 'number') throw new Error(`${where}: tokenIds mixes ids and documents (element ${i} is not a number)`);
+      if (typeof doc[i] !== 'number')
+        throw new SgtError('INVALID_ARGUMENT', `${where}: tokenIds mixes ids and documents (element ${i} is not a number)`);
     }
     return [tokenIds as readonly number[]];
   }
   return (tokenIds as readonly unknown[]).map((doc, d) => {
-    if (!Array.isArray(doc) && !(doc instanceof Int32Array)) throw new Error(`${where}: document ${d} is not an array of ids`);
+    if (!Array.isArray(doc) && !(doc instanceof Int32Array))
+      throw new SgtError('INVALID_ARGUMENT', `${where}: document ${d} is not an array of ids`);
     return doc as ArrayLike<number>;
   });
 }
@@ -142,7 +147,8 @@ export function packSequences(
   options: PackOptions,
 ): PackedSequence[] {
   const where = 'packSequences';
-  if (options === null || typeof options !== 'object') throw new Error(`${where}: options { seqLen, padId } are required`);
+  if (options === null || typeof options !== 'object')
+    throw new SgtError('INVALID_OPTION', `${where}: options { seqLen, padId } are required`);
   const seqLen = checkInt(options.seqLen, 'seqLen', where, 2);
   const vocabSize = options.vocabSize === undefined ? undefined : checkInt(options.vocabSize, 'vocabSize', where, 1);
   const padId = checkId(options.padId, 'padId', where, vocabSize);
@@ -153,16 +159,19 @@ export function packSequences(
   const excludeFirst = checkInt(noise.excludeFirst ?? 0, 'noiseMask.excludeFirst', where);
   const excludeFirstOf = noise.excludeFirstOf ?? 'document';
   if (excludeFirstOf !== 'document' && excludeFirstOf !== 'sequence') {
-    throw new Error(`${where}: noiseMask.excludeFirstOf must be 'document' or 'sequence', got ${String(excludeFirstOf)}`);
+    throw new SgtError(
+      'INVALID_OPTION',
+      `${where}: noiseMask.excludeFirstOf must be 'document' or 'sequence', got ${String(excludeFirstOf)}`,
+    );
   }
   const fraction = noise.fraction ?? 1;
   if (typeof fraction !== 'number' || !(fraction >= 0 && fraction <= 1)) {
-    throw new Error(`${where}: noiseMask.fraction must be a number in [0, 1], got ${String(fraction)}`);
+    throw new SgtError('INVALID_OPTION', `${where}: noiseMask.fraction must be a number in [0, 1], got ${String(fraction)}`);
   }
   const rng = fraction < 1 ? seededRandom(checkSeed(noise.seed ?? 0, `${where}: noiseMask`)) : null;
   const lossMode = options.lossMask ?? 'attention';
   if (lossMode !== 'attention' && lossMode !== 'noise')
-    throw new Error(`${where}: lossMask must be 'attention' or 'noise', got ${String(lossMode)}`);
+    throw new SgtError('INVALID_OPTION', `${where}: lossMask must be 'attention' or 'noise', got ${String(lossMode)}`);
 
   // The stream, with for each position whether the transform may touch it (before `fraction` and
   // the per-sequence prefix, which depend on where the chunk boundaries fall).
@@ -179,7 +188,7 @@ export function packSequences(
       const id = doc[i];
       if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || (vocabSize !== undefined && id >= vocabSize)) {
         const range = vocabSize === undefined ? '>= 0' : `in [0, ${vocabSize})`;
-        throw new Error(`${where}: document ${d}, position ${i}: id ${String(id)} is not an integer ${range}`);
+        throw new SgtError('INVALID_ARGUMENT', `${where}: document ${d}, position ${i}: id ${String(id)} is not an integer ${range}`);
       }
       stream.push(id);
       noisable.push(excludeFirstOf === 'sequence' || i >= excludeFirst);
@@ -241,21 +250,26 @@ export interface BatchOptions {
 
 function checkSequence(seq: PackedSequence, s: number, seqLen: number, where: string): void {
   if (seq === null || typeof seq !== 'object' || !(seq.ids instanceof Int32Array))
-    throw new Error(`${where}: sequence ${s} has no Int32Array ids`);
-  if (seq.ids.length !== seqLen) throw new Error(`${where}: sequence ${s} has ${seq.ids.length} positions, sequence 0 has ${seqLen}`);
+    throw new SgtError('INVALID_ARGUMENT', `${where}: sequence ${s} has no Int32Array ids`);
+  if (seq.ids.length !== seqLen)
+    throw new SgtError('SHAPE_MISMATCH', `${where}: sequence ${s} has ${seq.ids.length} positions, sequence 0 has ${seqLen}`);
   for (const key of ['attentionMask', 'noiseMask', 'lossMask'] as const) {
     const m = seq[key];
     if (m === undefined || m === null || m.length !== seqLen)
-      throw new Error(`${where}: sequence ${s}: ${key} must have ${seqLen} entries`);
+      throw new SgtError('SHAPE_MISMATCH', `${where}: sequence ${s}: ${key} must have ${seqLen} entries`);
   }
   for (let t = 0; t < seqLen; t++) {
     const a = seq.attentionMask[t];
     const n = seq.noiseMask[t];
     const l = seq.lossMask[t];
     if ((a !== 0 && a !== 1) || (n !== 0 && n !== 1) || (l !== 0 && l !== 1))
-      throw new Error(`${where}: sequence ${s}, position ${t}: masks must hold 0 or 1`);
+      throw new SgtError('INVALID_ARGUMENT', `${where}: sequence ${s}, position ${t}: masks must hold 0 or 1`);
     // The transform must never touch padding: the losses assume N <= A.
-    if (n > a) throw new Error(`${where}: sequence ${s}, position ${t}: noise mask is 1 on a padding position (N <= A is required)`);
+    if (n > a)
+      throw new SgtError(
+        'INVALID_ARGUMENT',
+        `${where}: sequence ${s}, position ${t}: noise mask is 1 on a padding position (N <= A is required)`,
+      );
   }
 }
 
@@ -272,7 +286,7 @@ export function* batches(
   options: BatchOptions = {},
 ): Generator<HostBatch, void, undefined> {
   const where = 'batches';
-  if (!Array.isArray(sequences)) throw new Error(`${where}: sequences must be an array`);
+  if (!Array.isArray(sequences)) throw new SgtError('INVALID_ARGUMENT', `${where}: sequences must be an array`);
   checkInt(batchSize, 'batchSize', where, 1);
   const seed = checkSeed(options.seed ?? 0, where);
   const epoch = checkInt(options.epoch ?? 0, 'epoch', where);
@@ -320,9 +334,9 @@ export function* batches(
  */
 export function trainHeldOutSplit<S>(sequences: readonly S[], heldOutFraction: number, seed = 0): { train: S[]; heldOut: S[] } {
   const where = 'trainHeldOutSplit';
-  if (!Array.isArray(sequences)) throw new Error(`${where}: sequences must be an array`);
+  if (!Array.isArray(sequences)) throw new SgtError('INVALID_ARGUMENT', `${where}: sequences must be an array`);
   if (typeof heldOutFraction !== 'number' || !(heldOutFraction >= 0 && heldOutFraction < 1)) {
-    throw new Error(`${where}: heldOutFraction must be a number in [0, 1), got ${String(heldOutFraction)}`);
+    throw new SgtError('INVALID_ARGUMENT', `${where}: heldOutFraction must be a number in [0, 1), got ${String(heldOutFraction)}`);
   }
   const n = sequences.length;
   let held = Math.round(heldOutFraction * n);
@@ -356,13 +370,16 @@ export interface TextDatasetOptions extends Omit<PackOptions, 'padId' | 'bos' | 
 export function textDataset(text: string | readonly string[], tokenizer: Tokenizer, options: TextDatasetOptions): PackedSequence[] {
   const where = 'textDataset';
   const docs = typeof text === 'string' ? [text] : text;
-  if (!Array.isArray(docs)) throw new Error(`${where}: text must be a string or an array of strings`);
+  if (!Array.isArray(docs)) throw new SgtError('INVALID_ARGUMENT', `${where}: text must be a string or an array of strings`);
   docs.forEach((doc, i) => {
-    if (typeof doc !== 'string') throw new Error(`${where}: document ${i} is not a string`);
+    if (typeof doc !== 'string') throw new SgtError('INVALID_ARGUMENT', `${where}: document ${i} is not a string`);
   });
   const vocabSize = options.vocabSize ?? tokenizer.vocabSize;
   if (tokenizer.vocabSize > vocabSize) {
-    throw new Error(`${where}: the model's vocabulary (${vocabSize}) is too small for the tokenizer (${tokenizer.vocabSize} ids)`);
+    throw new SgtError(
+      'MODEL_INVALID',
+      `${where}: the model's vocabulary (${vocabSize}) is too small for the tokenizer (${tokenizer.vocabSize} ids)`,
+    );
   }
   const pick = (value: number | null | undefined, fallback: number | undefined): number | undefined =>
     value === null ? undefined : (value ?? fallback);

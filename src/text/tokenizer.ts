@@ -3,6 +3,7 @@
  * `@huggingface/tokenizers` package, so it runs in a page, a Web Worker and Node alike) and a
  * byte-level fallback for models that ship no tokenizer.
  */
+import { SgtError } from '../gpu/errors';
 
 /**
  * What the data pipeline needs from a tokenizer. `encode` never adds special tokens: the packer
@@ -31,11 +32,12 @@ function parseJsonArg(value: unknown, file: string): Record<string, unknown> {
     try {
       parsed = JSON.parse(value);
     } catch (e) {
-      throw new Error(`tokenizer: ${file} is not valid: ${(e as Error).message}`);
+      throw new SgtError('MODEL_INVALID', `tokenizer: ${file} is not valid: ${(e as Error).message}`);
     }
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-    throw new Error(
+    throw new SgtError(
+      'MODEL_INVALID',
       `tokenizer: ${file} is not valid: expected a JSON object, got ${parsed === null ? 'null' : Array.isArray(parsed) ? 'an array' : typeof parsed}`,
     );
   }
@@ -71,10 +73,10 @@ export async function loadHuggingFaceTokenizer(tokenizerJson: unknown, tokenizer
   const rawConfig = tokenizerConfig === undefined || tokenizerConfig === null ? {} : parseJsonArg(tokenizerConfig, 'tokenizer_config.json');
   const model = json.model;
   if (model === null || typeof model !== 'object' || Array.isArray(model)) {
-    throw new Error('tokenizer: tokenizer.json is not valid: it has no "model" object');
+    throw new SgtError('MODEL_INVALID', 'tokenizer: tokenizer.json is not valid: it has no "model" object');
   }
   if (json.added_tokens !== undefined && !Array.isArray(json.added_tokens)) {
-    throw new Error('tokenizer: tokenizer.json is not valid: "added_tokens" must be an array');
+    throw new SgtError('MODEL_INVALID', 'tokenizer: tokenizer.json is not valid: "added_tokens" must be an array');
   }
   // The Rust serializer always writes these keys (null when unused) and the JS library requires
   // them; filling the gaps lets hand-trimmed files load too.
@@ -100,18 +102,19 @@ export async function loadHuggingFaceTokenizer(tokenizerJson: unknown, tokenizer
   try {
     hf = new HfTokenizer(full, config);
   } catch (e) {
-    throw new Error(`tokenizer: tokenizer.json is not valid: ${(e as Error).message}`);
+    throw new SgtError('MODEL_INVALID', `tokenizer: tokenizer.json is not valid: ${(e as Error).message}`);
   }
 
   let vocabSize = 0;
   for (const id of hf.get_vocab(true).values()) vocabSize = Math.max(vocabSize, id + 1);
-  if (vocabSize === 0) throw new Error('tokenizer: tokenizer.json is not valid: its vocabulary is empty');
+  if (vocabSize === 0) throw new SgtError('MODEL_INVALID', 'tokenizer: tokenizer.json is not valid: its vocabulary is empty');
 
   const idOf = (key: string): number | undefined => {
     const name = config[key];
     if (typeof name !== 'string') return undefined;
     const id = hf.token_to_id(name);
-    if (id === undefined) throw new Error(`tokenizer: tokenizer_config.json names ${key} "${name}", which is not in the vocabulary`);
+    if (id === undefined)
+      throw new SgtError('MODEL_INVALID', `tokenizer: tokenizer_config.json names ${key} "${name}", which is not in the vocabulary`);
     return id;
   };
   const bosId = idOf('bos_token');
@@ -124,13 +127,14 @@ export async function loadHuggingFaceTokenizer(tokenizerJson: unknown, tokenizer
     eosId,
     padId,
     encode(text: string): number[] {
-      if (typeof text !== 'string') throw new Error(`tokenizer: encode expects a string, got ${typeof text}`);
+      if (typeof text !== 'string') throw new SgtError('INVALID_ARGUMENT', `tokenizer: encode expects a string, got ${typeof text}`);
       const { ids, tokens } = hf.encode(text, { add_special_tokens: false });
       // The library maps a piece that is neither in the vocabulary nor covered by an unk token to
       // `undefined`; a hole in the ids would surface much later as a wrong embedding row.
       for (let i = 0; i < ids.length; i++) {
         if (!Number.isInteger(ids[i])) {
-          throw new Error(
+          throw new SgtError(
+            'INVALID_ARGUMENT',
             `tokenizer: cannot encode the piece ${JSON.stringify(tokens[i])}: it is not in the vocabulary and the model has no unk token`,
           );
         }
@@ -142,7 +146,7 @@ export async function loadHuggingFaceTokenizer(tokenizerJson: unknown, tokenizer
       if (ids.length === 0) return '';
       for (const id of ids) {
         if (!Number.isInteger(id) || id < 0 || id >= vocabSize)
-          throw new Error(`tokenizer: cannot decode id ${id}: ids must be integers in [0, ${vocabSize})`);
+          throw new SgtError('INVALID_ARGUMENT', `tokenizer: cannot decode id ${id}: ids must be integers in [0, ${vocabSize})`);
       }
       return hf.decode(ids, { skip_special_tokens: true });
     },
@@ -185,13 +189,14 @@ export function byteTokenizer(options: ByteTokenizerOptions = {}): Tokenizer {
   for (const [name, id] of specials) {
     if (id === null) continue;
     if (!Number.isInteger(id) || id < 256) {
-      throw new Error(`byteTokenizer: ${name} = ${id} must be an integer >= 256 (ids 0..255 are the bytes)`);
+      throw new SgtError('INVALID_ARGUMENT', `byteTokenizer: ${name} = ${id} must be an integer >= 256 (ids 0..255 are the bytes)`);
     }
     largest = Math.max(largest, id);
   }
   const vocabSize = options.vocabSize ?? largest + 1;
   if (!Number.isInteger(vocabSize) || vocabSize < 256) {
-    throw new Error(
+    throw new SgtError(
+      'UNSUPPORTED',
       `byteTokenizer: the model's vocabulary (${vocabSize}) is too small for a byte-level tokenizer: it needs at least 256 ids for the bytes`,
     );
   }
@@ -200,7 +205,8 @@ export function byteTokenizer(options: ByteTokenizerOptions = {}): Tokenizer {
       .filter(([, id]) => id !== null && id >= vocabSize)
       .map(([n, id]) => `${n} = ${id}`)
       .join(', ');
-    throw new Error(
+    throw new SgtError(
+      'INVALID_ARGUMENT',
       `byteTokenizer: the model's vocabulary (${vocabSize}) is too small for the special ids (${names}); pass ids below ${vocabSize}, or null for BOS/EOS`,
     );
   }
@@ -213,7 +219,7 @@ export function byteTokenizer(options: ByteTokenizerOptions = {}): Tokenizer {
     eosId: eosId ?? undefined,
     padId,
     encode(text: string): number[] {
-      if (typeof text !== 'string') throw new Error(`byteTokenizer: encode expects a string, got ${typeof text}`);
+      if (typeof text !== 'string') throw new SgtError('INVALID_ARGUMENT', `byteTokenizer: encode expects a string, got ${typeof text}`);
       return Array.from(encoder.encode(text));
     },
     decode(ids: number[]): string {
@@ -221,7 +227,7 @@ export function byteTokenizer(options: ByteTokenizerOptions = {}): Tokenizer {
       let n = 0;
       for (const id of ids) {
         if (!Number.isInteger(id) || id < 0 || id >= vocabSize)
-          throw new Error(`byteTokenizer: cannot decode id ${id}: ids must be integers in [0, ${vocabSize})`);
+          throw new SgtError('INVALID_ARGUMENT', `byteTokenizer: cannot decode id ${id}: ids must be integers in [0, ${vocabSize})`);
         if (id < 256) bytes[n++] = id;
       }
       return decoder.decode(bytes.subarray(0, n));
