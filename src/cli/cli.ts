@@ -26,6 +26,7 @@ import {
 } from '../worker/workerApi';
 import { planOutput, writeRun, type OutputFile, type OutputPlan } from './outputs';
 import { RunError, UsageError } from './usage';
+import { SgtError } from '../gpu/errors';
 
 export { RunError, UsageError } from './usage';
 
@@ -551,7 +552,8 @@ async function train(service: TrainerService, o: RunOptions, bar: ProgressBar): 
   try {
     await service.start((e: ProgressEvent) => {
       if (e.type === 'step') {
-        if (!Number.isFinite(e.loss)) throw new Error(`the loss is ${e.loss} at step ${e.step}: lower --lr or check the factory options`);
+        if (!Number.isFinite(e.loss))
+          throw new SgtError('INVALID_OPTION', `the loss is ${e.loss} at step ${e.step}: lower --lr or check the factory options`);
         log.stepEvents.push(e);
         bar.update(e);
       } else if (e.type === 'metrics') {

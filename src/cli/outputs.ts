@@ -11,6 +11,7 @@
 import { closeSync, lstatSync, mkdirSync, openSync, renameSync, rmdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { UsageError } from './usage';
+import { SgtError } from '../gpu/errors';
 
 /** The files a run writes, in the order it writes them: `report.json` last, as it lists what was written. */
 export const OUTPUT_FILES = ['cloak.safetensors', 'checkpoint.safetensors', 'report.json'] as const;
@@ -159,7 +160,7 @@ export function planOutput(out: string | undefined, started: Date, cwd: string =
 function openRunFolder(plan: OutputPlan): string {
   if (plan.runsDir === undefined) {
     createFolders(plan.dir);
-    if (!statSync(plan.dir).isDirectory()) throw new Error('it exists and is not a folder');
+    if (!statSync(plan.dir).isDirectory()) throw new SgtError('INVALID_ARGUMENT', 'it exists and is not a folder');
     return plan.dir;
   }
   createFolders(plan.runsDir);

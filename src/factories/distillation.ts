@@ -27,6 +27,7 @@ import {
   type FactoryOptionsFor,
   type ResolvedFactoryOptions,
 } from './options';
+import { SgtError } from '../gpu/errors';
 
 /**
  * The scalar loss of the latest forward pass. The student's logits may be passed, as in Python:
@@ -86,18 +87,22 @@ function makeFactory(
     components = null;
   });
   const claim = (fn: keyof typeof used) => {
-    if (forwards === 0) throw new Error(`${factory}: ${fn}() was called before any forward pass of the noisy model`);
-    if (used[fn] === forwards) throw new Error(`${factory}: ${fn}() may be called at most once after each forward pass`);
+    if (forwards === 0) throw new SgtError('INVALID_STATE', `${factory}: ${fn}() was called before any forward pass of the noisy model`);
+    if (used[fn] === forwards)
+      throw new SgtError('INVALID_STATE', `${factory}: ${fn}() may be called at most once after each forward pass`);
     used[fn] = forwards;
   };
   const lossFn: DistillationLossFn = (studentLogits) => {
     const out = model.lastOutput;
-    if (!out || forwards === 0) throw new Error(`${factory}: lossFn() was called before any forward pass of the noisy model`);
+    if (!out || forwards === 0)
+      throw new SgtError('INVALID_STATE', `${factory}: lossFn() was called before any forward pass of the noisy model`);
     if (studentLogits !== undefined && studentLogits !== null) {
-      if (!(studentLogits instanceof Tensor)) throw new Error(`${factory}: lossFn's argument must be the student's logits (a Tensor)`);
+      if (!(studentLogits instanceof Tensor))
+        throw new SgtError('INVALID_ARGUMENT', `${factory}: lossFn's argument must be the student's logits (a Tensor)`);
       const expected = out.studentLogits?.shape ?? [out.batchSize, out.seqLen, model.baseModel.config.vocabSize];
       if (fmtShape(studentLogits.shape) !== fmtShape(expected)) {
-        throw new Error(
+        throw new SgtError(
+          'SHAPE_MISMATCH',
           `${factory}: the logits passed to lossFn have shape ${fmtShape(studentLogits.shape)}; the forward produced ${fmtShape(expected)}`,
         );
       }
@@ -124,7 +129,8 @@ function makeFactory(
   };
   const getComponentLosses = (): ComponentLosses => {
     claim('getComponentLosses');
-    if (!components) throw new Error(`${factory}: getComponentLosses() needs lossFn() to run first after the forward pass`);
+    if (!components)
+      throw new SgtError('INVALID_STATE', `${factory}: getComponentLosses() needs lossFn() to run first after the forward pass`);
     return { ...components };
   };
   const getHyperparameters = (): Hyperparameters => {
@@ -139,14 +145,18 @@ function batchCheck(factory: FactoryName): (out: NoisyForwardOutput) => void {
   const fn = FACTORY_OPTIONS[factory].functionName;
   return (out) => {
     const error = batchSizeError(factory, out.batchSize, 'the micro-batch size');
-    if (error) throw new Error(`${fn}: ${error}`);
+    if (error) throw new SgtError('INVALID_OPTION', `${fn}: ${error}`);
   };
 }
 
 /** The teacher's (`h`) or student's (`ht`) output of block `layer` (null: the logits) of this forward. */
 function distilled(out: NoisyForwardOutput, layer: number | null, which: 'h' | 'ht'): Tensor {
   const t = layer === null ? (which === 'h' ? out.teacherLogits : out.studentLogits) : out.layers.get(layer)?.[which];
-  if (!t) throw new Error(`the noisy model's forward did not compute '${which}' of ${layer === null ? 'the logits' : `block ${layer}`}`);
+  if (!t)
+    throw new SgtError(
+      'INVALID_STATE',
+      `the noisy model's forward did not compute '${which}' of ${layer === null ? 'the logits' : `block ${layer}`}`,
+    );
   return t;
 }
 
@@ -162,10 +172,11 @@ function crossEntropyOf(out: NoisyForwardOutput, studentLogits: Tensor | null, b
     const student = studentLogits ?? out.studentLogits;
     // The teacher is a constant: its logits are made from its final hidden states when the forward did not keep them.
     const teacher = out.teacherLogits ?? (out.teacherHidden ? noGrad(() => matmulRowBlocks(out.teacherHidden!, base.headBlocks())) : null);
-    if (!teacher || !student) throw new Error("the noisy model's forward did not compute the logits");
+    if (!teacher || !student) throw new SgtError('INVALID_STATE', "the noisy model's forward did not compute the logits");
     return distillationCrossEntropy(teacher, student, out.lossMask);
   }
-  if (!out.teacherHidden || !out.studentHidden) throw new Error("the noisy model's forward did not compute the final hidden states");
+  if (!out.teacherHidden || !out.studentHidden)
+    throw new SgtError('INVALID_STATE', "the noisy model's forward did not compute the final hidden states");
   return lmHeadDistillationCrossEntropy(out.teacherHidden, out.studentHidden, base.headBlocks(), out.lossMask);
 }
 

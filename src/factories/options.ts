@@ -9,6 +9,7 @@
  *
  * This module imports nothing, so that a page can read the tables without loading the library.
  */
+import { SgtError } from '../gpu/errors';
 
 /**
  * Which values an option takes:
@@ -377,11 +378,11 @@ export function parseFactoryOptions<F extends FactoryName>(
 ): ResolvedFactoryOptions<F> {
   const entry = factoryEntry(factory);
   const fn = entry.functionName;
-  if (!options || typeof options !== 'object') throw new Error(`${fn}: options must be an object`);
+  if (!options || typeof options !== 'object') throw new SgtError('INVALID_OPTION', `${fn}: options must be an object`);
   const o = options as Record<string, unknown>;
   const known = entry.options.map((row) => row.name);
   for (const key of Object.keys(o)) {
-    if (!known.includes(key)) throw new Error(`${fn}: unknown option '${key}' (known: ${known.join(', ')})`);
+    if (!known.includes(key)) throw new SgtError('INVALID_OPTION', `${fn}: unknown option '${key}' (known: ${known.join(', ')})`);
   }
   const out: Record<string, OptionValue> = {};
   for (const row of entry.options) {
@@ -390,10 +391,13 @@ export function parseFactoryOptions<F extends FactoryName>(
     const given = row.kind === 'layer' ? row.name in o : o[row.name] !== undefined && o[row.name] !== null;
     const value = given ? o[row.name] : row.default;
     if (value === undefined) {
-      throw new Error(`${fn}: option '${row.name}' is required${row.kind === 'layer' ? ' (a block index or null)' : ''}`);
+      throw new SgtError(
+        'INVALID_OPTION',
+        `${fn}: option '${row.name}' is required${row.kind === 'layer' ? ' (a block index or null)' : ''}`,
+      );
     }
     if (!acceptsOptionValue(row.kind, value, numLayers)) {
-      throw new Error(`${fn}: option '${row.name}' must be ${mustBe(row.kind, numLayers)}, got ${String(value)}`);
+      throw new SgtError('INVALID_OPTION', `${fn}: option '${row.name}' must be ${mustBe(row.kind, numLayers)}, got ${String(value)}`);
     }
     out[row.name] = value as OptionValue;
   }

@@ -21,6 +21,7 @@ import type { ModelConfig } from '../models/config';
 import { type SafetensorsFile, parseSafetensors, toFloat32 } from '../models/safetensors';
 import { Fnv1a32 } from '../models/digest';
 import { type SafetensorsWriteTensor, writeSafetensors } from '../models/safetensorsWriter';
+import { SgtError } from '../gpu/errors';
 
 /** The checkpoint format this version writes and reads (`sgt_format`); 2 added the checksum and the base weights' digest. */
 export const CHECKPOINT_FORMAT = 2;
@@ -186,15 +187,16 @@ export function decodeCheckpoint(
   checkModel(meta.sgt_model, target.model, where);
   const cloak = JSON.stringify(target.cloak);
   if (meta.sgt_cloak !== cloak) {
-    throw new Error(
+    throw new SgtError(
+      'CHECKPOINT_INVALID',
       `${where}: the checkpoint is from another cloak configuration (${meta.sgt_cloak ?? 'unknown'}); this trainer's is ${cloak}`,
     );
   }
   if (typeof meta.sgt_factory !== 'string' || meta.sgt_factory === '')
-    throw new Error(`${where}: the checkpoint has no 'sgt_factory' metadata`);
+    throw new SgtError('CHECKPOINT_INVALID', `${where}: the checkpoint has no 'sgt_factory' metadata`);
   const options = parseJsonField(meta, 'sgt_factory_options', where);
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    throw new Error(`${where}: the checkpoint's 'sgt_factory_options' metadata must be a JSON object`);
+    throw new SgtError('CHECKPOINT_INVALID', `${where}: the checkpoint's 'sgt_factory_options' metadata must be a JSON object`);
   }
   const expected = new Map<string, readonly number[]>();
   target.parameters.forEach((p, i) => {
@@ -204,13 +206,16 @@ export function decodeCheckpoint(
   });
   for (const name of file.tensors.keys()) {
     if (!expected.has(name))
-      throw new Error(`${where}: the checkpoint holds an unexpected tensor '${name}' (not a parameter of this cloak)`);
+      throw new SgtError(
+        'CHECKPOINT_INVALID',
+        `${where}: the checkpoint holds an unexpected tensor '${name}' (not a parameter of this cloak)`,
+      );
   }
   const tensorOf = (name: string): Float32Array => {
     const shape = expected.get(name)!;
     const entry = file.tensors.get(name);
     if (entry?.dtype !== 'F32' || entry.shape.join() !== shape.join())
-      throw new Error(`${where}: tensor '${name}' is missing or mis-shaped (expected F32 ${fmtShape(shape)})`);
+      throw new SgtError('CHECKPOINT_INVALID', `${where}: tensor '${name}' is missing or mis-shaped (expected F32 ${fmtShape(shape)})`);
     return Float32Array.from(toFloat32(entry));
   };
   const weights = target.parameters.map((p) => tensorOf(`cloak.${p.name}`));
@@ -239,7 +244,8 @@ function checkIntegrity(file: SafetensorsFile, where: string): void {
   const meta = file.metadata;
   if (meta.sgt_format !== String(CHECKPOINT_FORMAT)) {
     const older = meta.sgt_format === undefined && meta.sgt_state !== undefined;
-    throw new Error(
+    throw new SgtError(
+      'CHECKPOINT_INVALID',
       older
         ? `${where}: the checkpoint is in format 1 (written before version 0.1.0 recorded checksums and the base weights' digest); this version reads format ${CHECKPOINT_FORMAT} only: train again or load its cloak weights with TransformerCloak.fromSafetensors`
         : `${where}: the checkpoint's 'sgt_format' is ${JSON.stringify(meta.sgt_format ?? null)}; this version reads format ${CHECKPOINT_FORMAT} (is it a Trainer checkpoint?)`,
@@ -248,7 +254,8 @@ function checkIntegrity(file: SafetensorsFile, where: string): void {
   const recorded = meta.sgt_checksum;
   const actual = checkpointChecksum(meta, file.tensors);
   if (recorded !== actual) {
-    throw new Error(
+    throw new SgtError(
+      'CHECKPOINT_INVALID',
       `${where}: the checkpoint fails its checksum (recorded ${recorded ?? 'none'}, computed ${actual}): the file is corrupt or was changed after it was written`,
     );
   }
@@ -263,13 +270,15 @@ function checkModel(json: string | undefined, model: ModelFingerprint, where: st
   } catch {
     // reported below
   }
-  if (theirs === null || typeof theirs !== 'object') throw new Error(`${where}: the checkpoint has no valid 'sgt_model' metadata`);
+  if (theirs === null || typeof theirs !== 'object')
+    throw new SgtError('CHECKPOINT_INVALID', `${where}: the checkpoint has no valid 'sgt_model' metadata`);
   const architecture = (m: Partial<ModelFingerprint>) => JSON.stringify([m.modelType, m.vocabSize, m.hiddenSize, m.numLayers, m.numHeads]);
   if (architecture(theirs) !== architecture(model)) {
-    throw new Error(`${where}: the checkpoint is from another model (${json}); this trainer's model is ${mine}`);
+    throw new SgtError('CHECKPOINT_INVALID', `${where}: the checkpoint is from another model (${json}); this trainer's model is ${mine}`);
   }
   if (theirs.weightsDigest !== model.weightsDigest) {
-    throw new Error(
+    throw new SgtError(
+      'CHECKPOINT_INVALID',
       `${where}: the checkpoint is from another model's weights: the same architecture, but base weights with digest ${String(theirs.weightsDigest)}; this trainer's model has ${model.weightsDigest}`,
     );
   }
@@ -279,14 +288,15 @@ function parseJsonField(meta: Record<string, string>, key: string, where: string
   try {
     return JSON.parse(meta[key] ?? '');
   } catch {
-    throw new Error(`${where}: the checkpoint has no valid '${key}' metadata (JSON expected)`);
+    throw new SgtError('CHECKPOINT_INVALID', `${where}: the checkpoint has no valid '${key}' metadata (JSON expected)`);
   }
 }
 
 /** `sgt_state`, checked field by field: every counter a non-negative integer, one step per parameter, every group's rates. */
 function parseCounters(value: unknown, parameterCount: number, where: string): CheckpointCounters {
   const bad = (key: string, v: unknown, expected: string): never => {
-    throw new Error(
+    throw new SgtError(
+      'CHECKPOINT_INVALID',
       `${where}: the checkpoint's 'sgt_state' metadata has no valid '${key}' (expected ${expected}, got ${JSON.stringify(v) ?? 'nothing'})`,
     );
   };

@@ -19,6 +19,7 @@ import { FACTORY_NAMES, batchSizeError, isFactoryName, type FactoryName } from '
 import { batches, type HostBatch, type PackedSequence } from '../text/data';
 import { agreementAndKL, nearestNeighbourInversion } from '../eval/metrics';
 import { type DataPosition, decodeCheckpoint, encodeCheckpoint, modelFingerprint } from './checkpoint';
+import { SgtError } from '../gpu/errors';
 
 /** Options of {@link Trainer}. */
 export interface TrainerOptions {
@@ -86,7 +87,7 @@ function checkTrainerOptions(
 ): Required<Omit<TrainerOptions, 'cloak' | 'totalSteps' | 'maxGradNorm'>> &
   Pick<TrainerOptions, 'cloak' | 'totalSteps'> & { maxGradNorm: number | null } {
   const fail = (m: string): never => {
-    throw new Error(`Trainer: ${m}`);
+    throw new SgtError('INVALID_OPTION', `Trainer: ${m}`);
   };
   if (!o || typeof o !== 'object') fail('options must be an object');
   if (!isFactoryName(o.factory)) fail(`'factory' must be one of ${FACTORY_NAMES.join(', ')}, got ${String(o.factory)}`);
@@ -163,7 +164,10 @@ export class Trainer {
     this.options = checkTrainerOptions(options);
     const { batchSize } = this.options;
     if (!data || !Array.isArray(data.train) || data.train.length < batchSize) {
-      throw new Error(`Trainer: 'data.train' must hold at least batchSize (${batchSize}) sequences, got ${data?.train?.length ?? 'none'}`);
+      throw new SgtError(
+        'INVALID_ARGUMENT',
+        `Trainer: 'data.train' must hold at least batchSize (${batchSize}) sequences, got ${data?.train?.length ?? 'none'}`,
+      );
     }
     const seqLen = data.train[0].ids.length;
     for (const [name, set] of [
@@ -172,17 +176,24 @@ export class Trainer {
     ] as const) {
       set.forEach((s, i) => {
         if (s.ids.length !== seqLen)
-          throw new Error(`Trainer: data.${name}[${i}] has length ${s.ids.length}; every sequence must have length ${seqLen}`);
+          throw new SgtError(
+            'INVALID_ARGUMENT',
+            `Trainer: data.${name}[${i}] has length ${s.ids.length}; every sequence must have length ${seqLen}`,
+          );
         for (const id of s.ids) {
           if (id < 0 || id >= model.config.vocabSize)
-            throw new Error(
+            throw new SgtError(
+              'INVALID_ARGUMENT',
               `Trainer: data.${name}[${i}] holds token id ${id}, outside the model's vocabulary [0, ${model.config.vocabSize})`,
             );
         }
       });
     }
     if (seqLen > model.config.maxPositions)
-      throw new Error(`Trainer: sequences of length ${seqLen} exceed the model's ${model.config.maxPositions} positions`);
+      throw new SgtError(
+        'INVALID_ARGUMENT',
+        `Trainer: sequences of length ${seqLen} exceed the model's ${model.config.maxPositions} positions`,
+      );
     this.model = model;
     this.train = data.train;
     this.heldOut = data.heldOut ?? [];
@@ -377,8 +388,8 @@ export class Trainer {
   }
 
   private enter(what: string): void {
-    if (this.disposed) throw new Error(`Trainer.${what}: the trainer was disposed`);
-    if (this.busy) throw new Error(`Trainer.${what}: another call is still running (await it first)`);
+    if (this.disposed) throw new SgtError('USE_AFTER_DISPOSE', `Trainer.${what}: the trainer was disposed`);
+    if (this.busy) throw new SgtError('INVALID_STATE', `Trainer.${what}: another call is still running (await it first)`);
     this.busy = true;
   }
 
