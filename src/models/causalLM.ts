@@ -23,6 +23,7 @@ import { weightsDigest } from './digest';
 import { noGrad } from '../autograd/engine';
 import { embeddingColumnStd } from './embeddingStats';
 import { embeddingRowNorms, medianOfNonNegative } from '../losses/medianNorm';
+import { SgtError } from '../gpu/errors';
 
 /** Statistics of the embedding table that the losses use, computed once on the GPU. */
 export interface EmbeddingStatistics {
@@ -147,7 +148,7 @@ export class CausalLM {
     this.weightsDigest = weightsDigest;
     const w = (name: string): Tensor => {
       const t = weights.get(name);
-      if (!t) throw new Error(`CausalLM: weight '${name}' is missing`);
+      if (!t) throw new SgtError('MODEL_INVALID', `CausalLM: weight '${name}' is missing`);
       return t;
     };
     const opt = (name: string): Tensor | undefined => weights.get(name);
@@ -256,7 +257,8 @@ export class CausalLM {
   setTrainable(trainable: boolean): void {
     const packed = [...this.weights].find(([, t]) => isPackedDType(t.dtype));
     if (trainable && packed) {
-      throw new Error(
+      throw new SgtError(
+        'DTYPE_MISMATCH',
         `CausalLM.setTrainable: weight '${packed[0]}' is ${packed[1].dtype}, a packed read-only weight; load the model with weightDtype 'f32' to train it`,
       );
     }
@@ -284,33 +286,41 @@ export class CausalLM {
     const cfg = this.config;
     const { inputsEmbeds, ids } = options;
     if ((inputsEmbeds === undefined) === (ids === undefined)) {
-      throw new Error("forward: give exactly one of 'inputsEmbeds' and 'ids'");
+      throw new SgtError('INVALID_ARGUMENT', "forward: give exactly one of 'inputsEmbeds' and 'ids'");
     }
     if (inputsEmbeds) {
-      if (!(inputsEmbeds instanceof Tensor)) throw new Error("forward: 'inputsEmbeds' must be a Tensor");
+      if (!(inputsEmbeds instanceof Tensor)) throw new SgtError('INVALID_ARGUMENT', "forward: 'inputsEmbeds' must be a Tensor");
       if (inputsEmbeds.rank !== 3 || inputsEmbeds.shape[2] !== cfg.hiddenSize) {
-        throw new Error(`forward: 'inputsEmbeds' has shape ${fmtShape(inputsEmbeds.shape)}; expected [B, T, ${cfg.hiddenSize}]`);
+        throw new SgtError(
+          'SHAPE_MISMATCH',
+          `forward: 'inputsEmbeds' has shape ${fmtShape(inputsEmbeds.shape)}; expected [B, T, ${cfg.hiddenSize}]`,
+        );
       }
     }
     const [B, T] = inputsEmbeds ? inputsEmbeds.shape : ids instanceof Tensor ? ids.shape : ids!.shape;
-    if (T > cfg.maxPositions) throw new Error(`forward: sequence length ${T} exceeds the model's ${cfg.maxPositions} positions`);
+    if (T > cfg.maxPositions)
+      throw new SgtError('INVALID_ARGUMENT', `forward: sequence length ${T} exceeds the model's ${cfg.maxPositions} positions`);
     if (cfg.slidingWindow !== undefined && T > cfg.slidingWindow) {
-      throw new Error(`forward: sequence length ${T} exceeds the sliding window (${cfg.slidingWindow}), which is not supported`);
+      throw new SgtError(
+        'UNSUPPORTED',
+        `forward: sequence length ${T} exceeds the sliding window (${cfg.slidingWindow}), which is not supported`,
+      );
     }
     const last = cfg.numLayers - 1;
     const stop = options.stopAfterBlock;
     if (stop !== undefined && (!Number.isInteger(stop) || stop < 0 || stop > last)) {
-      throw new Error(`forward: 'stopAfterBlock' ${stop} is out of range: the model has blocks 0..${last}`);
+      throw new SgtError('INVALID_OPTION', `forward: 'stopAfterBlock' ${stop} is out of range: the model has blocks 0..${last}`);
     }
     const capture = options.captureBlocks === 'all' ? [...Array(cfg.numLayers).keys()] : (options.captureBlocks ?? []);
     for (const k of capture) {
       if (!Number.isInteger(k) || k < 0 || k > last)
-        throw new Error(`forward: block index ${k} in 'captureBlocks' is out of range 0..${last}`);
-      if (stop !== undefined && k > stop) throw new Error(`forward: block ${k} is captured but the pass stops after block ${stop}`);
+        throw new SgtError('INVALID_OPTION', `forward: block index ${k} in 'captureBlocks' is out of range 0..${last}`);
+      if (stop !== undefined && k > stop)
+        throw new SgtError('INVALID_OPTION', `forward: block ${k} is captured but the pass stops after block ${stop}`);
     }
     const output = options.output ?? 'logits';
     if (output !== 'logits' && output !== 'hidden' && output !== 'both') {
-      throw new Error(`forward: 'output' must be 'logits', 'hidden' or 'both', got ${String(output)}`);
+      throw new SgtError('INVALID_OPTION', `forward: 'output' must be 'logits', 'hidden' or 'both', got ${String(output)}`);
     }
     if (stop === undefined && output !== 'hidden') {
       checkBindingBytes(
@@ -444,24 +454,27 @@ export class CausalLM {
   }
 
   private checkAlive(where: string): void {
-    if (this.disposed) throw new Error(`CausalLM.${where}: the model was disposed`);
+    if (this.disposed) throw new SgtError('USE_AFTER_DISPOSE', `CausalLM.${where}: the model was disposed`);
   }
 
   private idsTensor(where: string, ids: IdsInput): { ids: Tensor; owned: boolean } {
     const V = this.config.vocabSize;
     if (ids instanceof Tensor) {
-      if (ids.dtype === 'f32') throw new Error(`${where}: 'ids' has dtype f32; expected i32 or u32`);
-      if (ids.rank !== 2) throw new Error(`${where}: 'ids' has shape ${fmtShape(ids.shape)}; expected [B, T]`);
+      if (ids.dtype === 'f32') throw new SgtError('DTYPE_MISMATCH', `${where}: 'ids' has dtype f32; expected i32 or u32`);
+      if (ids.rank !== 2) throw new SgtError('SHAPE_MISMATCH', `${where}: 'ids' has shape ${fmtShape(ids.shape)}; expected [B, T]`);
       return { ids, owned: false };
     }
     const { data, shape } = ids;
     if (shape.length !== 2 || data.length !== shape[0] * shape[1]) {
-      throw new Error(`${where}: 'ids' has ${data.length} values for shape ${fmtShape(shape)}; expected [B, T] with B*T values`);
+      throw new SgtError(
+        'SHAPE_MISMATCH',
+        `${where}: 'ids' has ${data.length} values for shape ${fmtShape(shape)}; expected [B, T] with B*T values`,
+      );
     }
     for (let i = 0; i < data.length; i++) {
       const id = data[i];
       if (!Number.isInteger(id) || id < 0 || id >= V) {
-        throw new Error(`${where}: token id ${id} at index ${i} is outside the vocabulary [0, ${V})`);
+        throw new SgtError('INVALID_ARGUMENT', `${where}: token id ${id} at index ${i} is outside the vocabulary [0, ${V})`);
       }
     }
     return { ids: tensor(Int32Array.from(data), shape), owned: true };
@@ -470,16 +483,17 @@ export class CausalLM {
   private maskTensor(mask: AttentionMaskInput | undefined, B: number, T: number): { mask: Tensor; owned: boolean } {
     if (mask instanceof Tensor) {
       if (mask.dtype !== 'f32' || mask.rank !== 2 || mask.shape[0] !== B || mask.shape[1] !== T) {
-        throw new Error(`forward: 'attentionMask' is ${mask.dtype} ${fmtShape(mask.shape)}; expected f32 [${B},${T}]`);
+        throw new SgtError('SHAPE_MISMATCH', `forward: 'attentionMask' is ${mask.dtype} ${fmtShape(mask.shape)}; expected f32 [${B},${T}]`);
       }
       return { mask, owned: false };
     }
     if (mask === undefined) return { mask: tensor(new Float32Array(B * T).fill(1), [B, T]), owned: true };
-    if (mask.length !== B * T) throw new Error(`forward: 'attentionMask' has ${mask.length} values; expected ${B * T} for [${B},${T}]`);
+    if (mask.length !== B * T)
+      throw new SgtError('SHAPE_MISMATCH', `forward: 'attentionMask' has ${mask.length} values; expected ${B * T} for [${B},${T}]`);
     const values = new Float32Array(B * T);
     for (let i = 0; i < values.length; i++) {
       if (mask[i] !== 0 && mask[i] !== 1)
-        throw new Error(`forward: 'attentionMask' must hold only 0 and 1; found ${mask[i]} at index ${i}`);
+        throw new SgtError('INVALID_ARGUMENT', `forward: 'attentionMask' must hold only 0 and 1; found ${mask[i]} at index ${i}`);
       values[i] = mask[i];
     }
     return { mask: tensor(values, [B, T]), owned: true };
@@ -537,6 +551,6 @@ function parseJson(text: string): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new Error(`loadCausalLM: config.json is not valid JSON: ${(e as Error).message}`);
+    throw new SgtError('MODEL_INVALID', `loadCausalLM: config.json is not valid JSON: ${(e as Error).message}`);
   }
 }

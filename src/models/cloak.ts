@@ -16,6 +16,7 @@ import { writeSafetensors } from './safetensorsWriter';
 import { parseSafetensors, toFloat32 } from './safetensors';
 import { getContext } from '../gpu/context';
 import { readAll } from '../tensor/tensor';
+import { SgtError } from '../gpu/errors';
 
 /** Options of {@link TransformerCloak.transform}. */
 export interface TransformOptions {
@@ -97,7 +98,7 @@ type ResolvedCloakOptions = Required<Omit<TransformerCloakOptions, 'meanBound'>>
 
 function resolveCloakOptions(o: TransformerCloakOptions): ResolvedCloakOptions {
   const fail = (msg: string): never => {
-    throw new Error(`TransformerCloak: ${msg}`);
+    throw new SgtError('INVALID_OPTION', `TransformerCloak: ${msg}`);
   };
   if (!o || typeof o !== 'object') fail("options must be an object with 'hiddenSize'");
   const d = o.hiddenSize;
@@ -242,10 +243,11 @@ export class TransformerCloak {
     this.checkAlive('forward');
     const { hiddenSize: d, encoderWidth: dc, numLayers, numHeads, sMin, sMax, shallow, meanBound } = this.options;
     if (x.rank !== 3 || x.shape[2] !== d)
-      throw new Error(`TransformerCloak.forward: 'x' has shape ${fmtShape(x.shape)}; expected [B, T, ${d}]`);
+      throw new SgtError('SHAPE_MISMATCH', `TransformerCloak.forward: 'x' has shape ${fmtShape(x.shape)}; expected [B, T, ${d}]`);
     const [B, T] = x.shape;
     if (attentionMask.dtype !== 'f32' || attentionMask.rank !== 2 || attentionMask.shape[0] !== B || attentionMask.shape[1] !== T) {
-      throw new Error(
+      throw new SgtError(
+        'SHAPE_MISMATCH',
         `TransformerCloak.forward: 'attentionMask' is ${attentionMask.dtype} ${fmtShape(attentionMask.shape)}; expected f32 [${B},${T}]`,
       );
     }
@@ -278,24 +280,25 @@ export class TransformerCloak {
     this.checkAlive('transform');
     const { model, tokenizer } = options;
     if (!model || typeof model.embed !== 'function')
-      throw new Error("TransformerCloak.transform: option 'model' (the base CausalLM) is required");
+      throw new SgtError('INVALID_OPTION', "TransformerCloak.transform: option 'model' (the base CausalLM) is required");
     if (model.config.hiddenSize !== this.options.hiddenSize) {
-      throw new Error(
+      throw new SgtError(
+        'SHAPE_MISMATCH',
         `TransformerCloak.transform: the model's hidden size ${model.config.hiddenSize} differs from the cloak's ${this.options.hiddenSize}`,
       );
     }
     let ids: ArrayLike<number>;
     if (typeof input === 'string') {
-      if (!tokenizer) throw new Error("TransformerCloak.transform: a text input needs option 'tokenizer'");
+      if (!tokenizer) throw new SgtError('INVALID_OPTION', "TransformerCloak.transform: a text input needs option 'tokenizer'");
       ids = tokenizer.encode(input);
     } else {
       ids = input;
     }
     const T = ids.length;
-    if (T === 0) throw new Error('TransformerCloak.transform: the prompt is empty');
+    if (T === 0) throw new SgtError('INVALID_ARGUMENT', 'TransformerCloak.transform: the prompt is empty');
     const noiseMask = Float32Array.from(options.noiseMask ?? new Array<number>(T).fill(1));
     if (noiseMask.length !== T || noiseMask.some((v) => v !== 0 && v !== 1)) {
-      throw new Error(`TransformerCloak.transform: 'noiseMask' must hold ${T} values of 0 or 1`);
+      throw new SgtError('INVALID_ARGUMENT', `TransformerCloak.transform: 'noiseMask' must hold ${T} values of 0 or 1`);
     }
     const seed = options.seed ?? randomSeed();
     const d = this.options.hiddenSize;
@@ -342,14 +345,18 @@ export class TransformerCloak {
     try {
       options = JSON.parse(file.metadata.sgt_cloak ?? '') as TransformerCloakOptions;
     } catch {
-      throw new Error("TransformerCloak.fromSafetensors: the file has no 'sgt_cloak' metadata (was it written by toSafetensors?)");
+      throw new SgtError(
+        'CHECKPOINT_INVALID',
+        "TransformerCloak.fromSafetensors: the file has no 'sgt_cloak' metadata (was it written by toSafetensors?)",
+      );
     }
     // Check every tensor before allocating anything.
     const expected = new TransformerCloakShapes(resolveCloakOptions(options)).layout();
     for (const [name, { shape }] of expected) {
       const entry = file.tensors.get(name);
       if (!entry || entry.shape.join() !== shape.join()) {
-        throw new Error(
+        throw new SgtError(
+          'CHECKPOINT_INVALID',
           `TransformerCloak.fromSafetensors: tensor '${name}' is missing or has the wrong shape (expected [${shape.join(',')}])`,
         );
       }
@@ -367,7 +374,7 @@ export class TransformerCloak {
   }
 
   private checkAlive(where: string): void {
-    if (this.disposed) throw new Error(`TransformerCloak.${where}: the cloak was disposed`);
+    if (this.disposed) throw new SgtError('USE_AFTER_DISPOSE', `TransformerCloak.${where}: the cloak was disposed`);
   }
 }
 
@@ -459,12 +466,16 @@ export interface NoisyModelOptions {
 }
 
 function checkMask(name: string, mask: ArrayLike<number>, n: number): Float32Array {
-  if (mask.length !== n) throw new Error(`NoiseMaskedNoisyTransformerModel.forward: '${name}' has ${mask.length} values; expected ${n}`);
+  if (mask.length !== n)
+    throw new SgtError('SHAPE_MISMATCH', `NoiseMaskedNoisyTransformerModel.forward: '${name}' has ${mask.length} values; expected ${n}`);
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) {
     const v = mask[i];
     if (v !== 0 && v !== 1)
-      throw new Error(`NoiseMaskedNoisyTransformerModel.forward: '${name}' must hold only 0 and 1; found ${v} at index ${i}`);
+      throw new SgtError(
+        'INVALID_ARGUMENT',
+        `NoiseMaskedNoisyTransformerModel.forward: '${name}' must hold only 0 and 1; found ${v} at index ${i}`,
+      );
     out[i] = v;
   }
   return out;
@@ -493,16 +504,17 @@ export class NoiseMaskedNoisyTransformerModel {
   /** See {@link NoisyModelOptions}: `seed` drives the noise, `fusedHead` picks the cross-entropy path. */
   constructor(baseModel: CausalLM, cloak: TransformerCloak, options: NoisyModelOptions = {}) {
     if (cloak.options.hiddenSize !== baseModel.config.hiddenSize) {
-      throw new Error(
+      throw new SgtError(
+        'SHAPE_MISMATCH',
         `NoiseMaskedNoisyTransformerModel: the cloak's hiddenSize (${cloak.options.hiddenSize}) differs from the model's (${baseModel.config.hiddenSize})`,
       );
     }
     const seed = options.seed ?? 0;
     if (!Number.isSafeInteger(seed) || seed < 0)
-      throw new Error(`NoiseMaskedNoisyTransformerModel: 'seed' must be a non-negative integer, got ${seed}`);
+      throw new SgtError('INVALID_OPTION', `NoiseMaskedNoisyTransformerModel: 'seed' must be a non-negative integer, got ${seed}`);
     const fusedHead = options.fusedHead ?? true;
     if (typeof fusedHead !== 'boolean')
-      throw new Error(`NoiseMaskedNoisyTransformerModel: 'fusedHead' must be true or false, got ${String(fusedHead)}`);
+      throw new SgtError('INVALID_OPTION', `NoiseMaskedNoisyTransformerModel: 'fusedHead' must be true or false, got ${String(fusedHead)}`);
     this.fusedHead = fusedHead;
     this.baseModel = baseModel;
     this.cloak = cloak;
@@ -541,7 +553,10 @@ export class NoiseMaskedNoisyTransformerModel {
     const k = request.distillationLayerIndex;
     const last = this.baseModel.config.numLayers - 1;
     if (k !== null && (!Number.isInteger(k) || k < 0 || k > last)) {
-      throw new Error(`distillationLayerIndex ${k} is out of range: the model has blocks 0..${last} (or null for the logits)`);
+      throw new SgtError(
+        'INVALID_OPTION',
+        `distillationLayerIndex ${k} is out of range: the model has blocks 0..${last} (or null for the logits)`,
+      );
     }
     return { distillationLayerIndex: k, logits: request.logits === true, finalHidden: request.finalHidden === true };
   }
@@ -575,7 +590,7 @@ export class NoiseMaskedNoisyTransformerModel {
   /** Restores {@link rngState}. */
   setRngState(state: { seed: number; offset: number }): void {
     if (!Number.isSafeInteger(state.seed) || state.seed < 0 || !Number.isSafeInteger(state.offset) || state.offset < 0) {
-      throw new Error(`setRngState: seed and offset must be non-negative integers, got ${JSON.stringify(state)}`);
+      throw new SgtError('INVALID_ARGUMENT', `setRngState: seed and offset must be non-negative integers, got ${JSON.stringify(state)}`);
     }
     this.seed = state.seed;
     this.offset = state.offset;
@@ -588,7 +603,10 @@ export class NoiseMaskedNoisyTransformerModel {
   forward(batch: NoisyBatch): NoisyForwardOutput {
     const { batchSize: B, seqLen: T } = batch;
     if (!Number.isInteger(B) || B < 1 || !Number.isInteger(T) || T < 1) {
-      throw new Error(`NoiseMaskedNoisyTransformerModel.forward: batchSize and seqLen must be positive integers, got ${B}, ${T}`);
+      throw new SgtError(
+        'INVALID_ARGUMENT',
+        `NoiseMaskedNoisyTransformerModel.forward: batchSize and seqLen must be positive integers, got ${B}, ${T}`,
+      );
     }
     const n = B * T;
     const A = checkMask('attentionMask', batch.attentionMask, n);
@@ -596,7 +614,10 @@ export class NoiseMaskedNoisyTransformerModel {
     const L = batch.lossMask ? checkMask('lossMask', batch.lossMask, n) : A;
     for (let i = 0; i < n; i++) {
       if (N[i] > A[i])
-        throw new Error(`NoiseMaskedNoisyTransformerModel.forward: noiseMask is 1 at index ${i} where attentionMask is 0 (N must be <= A)`);
+        throw new SgtError(
+          'INVALID_ARGUMENT',
+          `NoiseMaskedNoisyTransformerModel.forward: noiseMask is 1 at index ${i} where attentionMask is 0 (N must be <= A)`,
+        );
     }
     const k = this.outputsRequest.distillationLayerIndex;
     const { layers, logits: wantLogits, hidden: wantHidden } = this.outputsPlan();

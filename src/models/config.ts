@@ -6,6 +6,7 @@
  * here, loudly, instead of loading a model that silently computes something else.
  */
 import { SUPPORTED_ROPE_TYPES, type RopeScaling } from '../ops/rope';
+import { SgtError } from '../gpu/errors';
 
 /** `model_type`s that {@link parseModelConfig} accepts (SmolLM checkpoints are `llama`). */
 export const SUPPORTED_MODEL_TYPES = ['llama', 'mistral', 'qwen2', 'gpt2'] as const;
@@ -60,7 +61,7 @@ export interface ModelConfig {
 }
 
 function fail(message: string): never {
-  throw new Error(`config.json: ${message}`);
+  throw new SgtError('MODEL_INVALID', `config.json: ${message}`);
 }
 
 type Json = Record<string, unknown>;

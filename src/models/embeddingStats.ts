@@ -10,6 +10,7 @@ import { Tensor, fmtShape } from '../tensor/tensor';
 import { checkFloatTensor } from '../tensor/validate';
 import { embeddingRowNorms, medianOfNonNegative } from '../losses/medianNorm';
 import { nearestRows } from '../losses/catalyst';
+import { SgtError } from '../gpu/errors';
 
 const WG = 256;
 const MAX_CHUNKS = 64;
@@ -32,7 +33,10 @@ export function embeddingColumnStd(table: Tensor): Tensor {
   checkFloatTensor('embeddingColumnStd', 'table', table, 2);
   const [V, d] = table.shape;
   if (V === 0)
-    throw new Error(`embeddingColumnStd: 'table' has shape ${fmtShape(table.shape)}; a standard deviation needs at least one row`);
+    throw new SgtError(
+      'SHAPE_MISMATCH',
+      `embeddingColumnStd: 'table' has shape ${fmtShape(table.shape)}; a standard deviation needs at least one row`,
+    );
   const out = Tensor.empty([d]);
   if (d === 0) return out;
   const ctx = getContext();
@@ -73,7 +77,8 @@ export function embeddingColumnStd(table: Tensor): Tensor {
 export function embeddingStats(E: Tensor): Promise<EmbeddingStats> {
   checkFloatTensor('embeddingStats', 'E', E, 2);
   const [V] = E.shape;
-  if (V === 0) throw new Error(`embeddingStats: 'E' has shape ${fmtShape(E.shape)}; the statistics need at least one row`);
+  if (V === 0)
+    throw new SgtError('SHAPE_MISMATCH', `embeddingStats: 'E' has shape ${fmtShape(E.shape)}; the statistics need at least one row`);
   const std = embeddingColumnStd(E);
   const norms = embeddingRowNorms(E);
   const median = medianOfNonNegative(norms);
@@ -102,14 +107,16 @@ export function embeddingStats(E: Tensor): Promise<EmbeddingStats> {
  * back and sorted on the host. Arguments are checked before anything is read.
  */
 export function percentile(values: Tensor | ArrayLike<number>, q: number): Promise<number> {
-  if (typeof q !== 'number' || !(q >= 0 && q <= 1)) throw new Error(`percentile: 'q' must be in [0, 1], got ${q}`);
+  if (typeof q !== 'number' || !(q >= 0 && q <= 1)) throw new SgtError('INVALID_ARGUMENT', `percentile: 'q' must be in [0, 1], got ${q}`);
   if (values instanceof Tensor) {
     checkFloatTensor('percentile', 'values', values);
-    if (values.size === 0) throw new Error(`percentile: 'values' has shape ${fmtShape(values.shape)}; it needs at least one value`);
+    if (values.size === 0)
+      throw new SgtError('INVALID_ARGUMENT', `percentile: 'values' has shape ${fmtShape(values.shape)}; it needs at least one value`);
     return values.toArray().then((data) => interpolate(Float64Array.from(data), q));
   }
-  if (values == null || typeof values.length !== 'number') throw new Error("percentile: 'values' must be a Tensor or an array of numbers");
-  if (values.length === 0) throw new Error("percentile: 'values' is empty; it needs at least one value");
+  if (values == null || typeof values.length !== 'number')
+    throw new SgtError('INVALID_ARGUMENT', "percentile: 'values' must be a Tensor or an array of numbers");
+  if (values.length === 0) throw new SgtError('INVALID_ARGUMENT', "percentile: 'values' is empty; it needs at least one value");
   return Promise.resolve(interpolate(Float64Array.from(values), q));
 }
 

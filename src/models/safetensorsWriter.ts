@@ -4,6 +4,7 @@
  * an 8-byte little-endian header length, a JSON header padded with spaces to a multiple of 8 bytes,
  * then the tensors' bytes, little-endian, back to back in header order.
  */
+import { SgtError } from '../gpu/errors';
 
 /** Element types the writer accepts, with the safetensors names. */
 export type SafetensorsWriteDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'U64' | 'I32' | 'U32' | 'I16' | 'U16' | 'I8' | 'U8' | 'BOOL';
@@ -92,34 +93,50 @@ export function writeSafetensors(
   const entries: [string, SafetensorsWriteTensor][] =
     tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors as Record<string, SafetensorsWriteTensor>);
   for (const [name, t] of entries) {
-    if (typeof name !== 'string' || name.length === 0) throw new Error(`${where}: tensor names must be non-empty strings`);
-    if (name === '__metadata__') throw new Error(`${where}: "__metadata__" is reserved for the metadata and cannot name a tensor`);
-    if (t === null || typeof t !== 'object') throw new Error(`${where}: tensor "${name}" must be an object { dtype, shape, data }`);
+    if (typeof name !== 'string' || name.length === 0)
+      throw new SgtError('INVALID_ARGUMENT', `${where}: tensor names must be non-empty strings`);
+    if (name === '__metadata__')
+      throw new SgtError('INVALID_ARGUMENT', `${where}: "__metadata__" is reserved for the metadata and cannot name a tensor`);
+    if (t === null || typeof t !== 'object')
+      throw new SgtError('INVALID_ARGUMENT', `${where}: tensor "${name}" must be an object { dtype, shape, data }`);
     const spec = Object.hasOwn(DTYPES, t.dtype) ? DTYPES[t.dtype] : undefined;
     if (spec === undefined)
-      throw new Error(
+      throw new SgtError(
+        'INVALID_ARGUMENT',
         `${where}: tensor "${name}" has unknown dtype ${JSON.stringify(t.dtype)} (expected one of ${Object.keys(DTYPES).join(', ')})`,
       );
     if (!Array.isArray(t.shape) || t.shape.some((s) => typeof s !== 'number' || !Number.isSafeInteger(s) || s < 0)) {
-      throw new Error(`${where}: tensor "${name}" has shape ${JSON.stringify(t.shape)}; it must be an array of non-negative integers`);
+      throw new SgtError(
+        'INVALID_ARGUMENT',
+        `${where}: tensor "${name}" has shape ${JSON.stringify(t.shape)}; it must be an array of non-negative integers`,
+      );
     }
     if (!(t.data instanceof spec.array)) {
       const got = (t.data as object | null)?.constructor?.name ?? String(t.data);
-      throw new Error(`${where}: tensor "${name}" has dtype ${t.dtype}, whose data must be a ${spec.array.name}, got ${got}`);
+      throw new SgtError(
+        'INVALID_ARGUMENT',
+        `${where}: tensor "${name}" has dtype ${t.dtype}, whose data must be a ${spec.array.name}, got ${got}`,
+      );
     }
     const size = t.shape.reduce((a, b) => a * b, 1);
     if (t.data.length !== size) {
-      throw new Error(`${where}: tensor "${name}" has shape [${t.shape.join(',')}] (${size} elements) but its data holds ${t.data.length}`);
+      throw new SgtError(
+        'INVALID_ARGUMENT',
+        `${where}: tensor "${name}" has shape [${t.shape.join(',')}] (${size} elements) but its data holds ${t.data.length}`,
+      );
     }
     if (t.dtype === 'BOOL' && (t.data as Uint8Array).some((v) => v > 1))
-      throw new Error(`${where}: tensor "${name}" is BOOL, so its bytes must be 0 or 1`);
+      throw new SgtError('INVALID_ARGUMENT', `${where}: tensor "${name}" is BOOL, so its bytes must be 0 or 1`);
   }
   if (metadata !== undefined) {
     if (metadata === null || typeof metadata !== 'object' || Array.isArray(metadata))
-      throw new Error(`${where}: metadata must be an object of strings`);
+      throw new SgtError('INVALID_ARGUMENT', `${where}: metadata must be an object of strings`);
     for (const [k, v] of Object.entries(metadata)) {
       if (typeof v !== 'string')
-        throw new Error(`${where}: metadata "${k}" must be a string (safetensors metadata is string to string), got ${typeof v}`);
+        throw new SgtError(
+          'INVALID_ARGUMENT',
+          `${where}: metadata "${k}" must be a string (safetensors metadata is string to string), got ${typeof v}`,
+        );
     }
   }
 

@@ -6,6 +6,7 @@
  * shard that does not hold it (and {@link checkWeights} names a tensor absent from every shard).
  */
 import { readSafetensors, type ReadSafetensorsOptions, type SafetensorsFile, type SafetensorsSource } from './safetensors';
+import { SgtError } from '../gpu/errors';
 
 /** The name of the index file of a sharded checkpoint. */
 export const SAFETENSORS_INDEX_NAME = 'model.safetensors.index.json';
@@ -38,7 +39,7 @@ export interface SafetensorsIndex {
 }
 
 function fail(message: string): never {
-  throw new Error(`weights: ${message}`);
+  throw new SgtError('MODEL_INVALID', `weights: ${message}`);
 }
 
 /** The error for shards the index names that were not given. */
@@ -211,7 +212,7 @@ export async function readWeights(input: WeightsInput, options: ReadSafetensorsO
     } catch (e) {
       const err = e as Error;
       if (err instanceof Error && err.message.startsWith('safetensors:') && !err.message.includes(name)) {
-        throw new Error(`${err.message} (in shard '${name}')`, { cause: err });
+        throw new SgtError('MODEL_INVALID', `${err.message} (in shard '${name}')`, { cause: err });
       }
       throw err;
     }

@@ -11,6 +11,7 @@ import { bits16ToFloats } from '../tensor/half';
 import { Tensor, fmtShape, keep, numel, storageBytes, type DType } from '../tensor/tensor';
 import type { ModelConfig } from './config';
 import { SAFETENSORS_DTYPE_BYTES, toFloat32, words16, type SafetensorsEntry, type SafetensorsFile } from './safetensors';
+import { SgtError } from '../gpu/errors';
 
 /** Options of {@link checkWeights} and {@link uploadWeights}. */
 export interface WeightOptions {
@@ -73,7 +74,7 @@ export class ModelWeights extends Map<string, Tensor> {
     const blocks = this.split.get(name);
     if (blocks) return [...blocks];
     const t = this.get(name);
-    if (!t) throw new Error(`weights: '${name}' was not uploaded`);
+    if (!t) throw new SgtError('INTERNAL', `weights: '${name}' was not uploaded`);
     return [t];
   }
 
@@ -228,7 +229,7 @@ export function checkWeights(config: ModelConfig, file: SafetensorsFile, options
       `none of the expected tensors is in the file (it has ${file.tensors.size}${some.length ? `, e.g. ${some.join(', ')}` : ''}): wrong config, or a prefix to pass?`,
     );
   }
-  throw new Error(parts.join('\n'));
+  throw new SgtError('MODEL_INVALID', parts.join('\n'));
 }
 
 const GPU_DTYPE: Record<SafetensorsEntry['dtype'], DType> = { F32: 'f32', BF16: 'bf16', F16: 'f16' };
@@ -253,7 +254,8 @@ interface Upload {
 
 /** The error for a tensor (or a part, or a row of a row-block tensor) over the storage binding limit. */
 function overLimitError(limit: number, what: string, bytes: number, dtype: DType, oneRow?: number): Error {
-  return new Error(
+  return new SgtError(
+    'LIMIT_EXCEEDED',
     `weights: ${what} needs ${bytes} bytes as ${dtype}, more than the storage binding limit (${limit} bytes)` +
       (oneRow !== undefined
         ? `; it is stored as row blocks, but one row of ${oneRow} bytes does not fit`
@@ -280,7 +282,7 @@ export function uploadWeights(config: ModelConfig, file: SafetensorsFile, option
   const requiresGrad = options.requiresGrad ?? false;
   const weightDtype = options.weightDtype ?? (requiresGrad ? 'f32' : 'file');
   if (weightDtype !== 'file' && weightDtype !== 'f32')
-    throw new Error(`weights: 'weightDtype' must be 'file' or 'f32', got ${String(weightDtype)}`);
+    throw new SgtError('INVALID_OPTION', `weights: 'weightDtype' must be 'file' or 'f32', got ${String(weightDtype)}`);
   const limit = getContext().bindingLimit;
   const keyOf = (name: string) => fileName(config, name, prefix);
   const dtypeOf = (entry: SafetensorsEntry): DType => (weightDtype === 'f32' ? 'f32' : GPU_DTYPE[entry.dtype]);
@@ -291,7 +293,8 @@ export function uploadWeights(config: ModelConfig, file: SafetensorsFile, option
     const entry = file.tensors.get(keyOf(name))!;
     const dtype = dtypeOf(entry);
     if (requiresGrad && dtype !== 'f32') {
-      throw new Error(
+      throw new SgtError(
+        'INVALID_OPTION',
         `weights: '${keyOf(name)}' is ${entry.dtype} and weightDtype is 'file'; weights that require gradients must be f32 (weightDtype 'f32')`,
       );
     }
@@ -312,7 +315,10 @@ export function uploadWeights(config: ModelConfig, file: SafetensorsFile, option
     const entry = file.tensors.get(key)!;
     const need = numel(shape) * SAFETENSORS_DTYPE_BYTES[entry.dtype];
     if (entry.bytes.byteLength !== need) {
-      throw new Error(`weights: '${key}' has ${entry.bytes.byteLength} bytes but shape ${fmt(shape)} in ${entry.dtype} needs ${need}`);
+      throw new SgtError(
+        'MODEL_INVALID',
+        `weights: '${key}' has ${entry.bytes.byteLength} bytes but shape ${fmt(shape)} in ${entry.dtype} needs ${need}`,
+      );
     }
     const dtype = dtypeOf(entry);
     if (!options.transform || blockRows.has(name)) {
@@ -321,7 +327,10 @@ export function uploadWeights(config: ModelConfig, file: SafetensorsFile, option
     }
     for (const [p, data, s] of options.transform(name, fileData(entry), shape)) {
       if (data.length !== numel(s)) {
-        throw new Error(`weights: part '${p}' of '${key}' has ${data.length} elements but shape ${fmtShape(s)} needs ${numel(s)}`);
+        throw new SgtError(
+          'MODEL_INVALID',
+          `weights: part '${p}' of '${key}' has ${data.length} elements but shape ${fmtShape(s)} needs ${numel(s)}`,
+        );
       }
       const bytes = storageBytes(dtype, numel(s));
       if (bytes > limit) throw overLimit(`part '${p}' ${fmt(s)} of '${key}'`, bytes, dtype);
