@@ -146,6 +146,19 @@ export {
 } from './models/cloak';
 export { loadHuggingFaceTokenizer, byteTokenizer, type Tokenizer, type ByteTokenizerOptions } from './text/tokenizer';
 export {
+  loadPretrained,
+  loadDefaultModel,
+  readPretrainedFiles,
+  defaultModelUrls,
+  type PretrainedModel,
+  type PretrainedFiles,
+  type PretrainedProgress,
+  type LoadPretrainedOptions,
+  type ReadPretrainedOptions,
+  type TokenizerKind,
+} from './models/pretrained';
+export { ModelFilesError, PRETRAINED_CACHE_NAME, type PretrainedSource, type ModelSourceOptions } from './models/modelSources';
+export {
   packSequences,
   batches,
   trainHeldOutSplit,

@@ -8,6 +8,7 @@
  */
 
 import { floatBitsToHalf, halfToFloatBitsTable } from '../tensor/half';
+import { isNode, openLocalFile } from './localFiles';
 
 export { floatBitsToHalf };
 
@@ -156,9 +157,14 @@ function throwIfAborted(signal: AbortSignal | undefined): void {
 
 /**
  * Reads a byte stream into one buffer, preallocated when the size is known (so a multi-GB file is
- * not held twice) and grown otherwise.
+ * not held twice) and grown otherwise. `label` prefixes the error of a stream that ends early.
  */
-async function readStream(stream: ReadableStream<Uint8Array>, total: number | null, options: ReadSafetensorsOptions): Promise<Uint8Array> {
+export async function readStream(
+  stream: ReadableStream<Uint8Array>,
+  total: number | null,
+  options: ReadSafetensorsOptions,
+  label = 'safetensors',
+): Promise<Uint8Array> {
   const { onProgress, signal } = options;
   let buf = new Uint8Array(total ?? 1 << 20);
   let loaded = 0;
@@ -186,7 +192,7 @@ async function readStream(stream: ReadableStream<Uint8Array>, total: number | nu
     signal?.removeEventListener('abort', onAbort);
     reader.releaseLock();
   }
-  if (total !== null && loaded < total) fail(`read ended after ${loaded} of ${total} bytes; the file is truncated`);
+  if (total !== null && loaded < total) throw new Error(`${label}: read ended after ${loaded} of ${total} bytes; the file is truncated`);
   return loaded === buf.byteLength ? buf : buf.subarray(0, loaded);
 }
 
@@ -199,10 +205,54 @@ function withSource(e: unknown, source: string): Error {
 }
 
 /**
+ * The bytes a response's body will yield, from Content-Length; null when unknown or when a content
+ * encoding makes Content-Length count the compressed bytes instead.
+ */
+export function responseLength(response: Response): number | null {
+  const encoding = response.headers.get('content-encoding');
+  const lengthHeader = response.headers.get('content-length');
+  const length = lengthHeader !== null && /^\d+$/.test(lengthHeader) ? Number(lengthHeader) : null;
+  return encoding && encoding !== 'identity' ? null : length;
+}
+
+/** Fetches a URL and reads it (non-OK statuses and network errors named with the URL). */
+async function fetchSafetensors(url: string, options: ReadSafetensorsOptions): Promise<SafetensorsFile> {
+  const { signal } = options;
+  let response: Response;
+  try {
+    response = await fetch(url, { signal });
+  } catch (e) {
+    throwIfAborted(signal);
+    throw new Error(`safetensors: cannot fetch ${url}: ${(e as Error).message}`, { cause: e });
+  }
+  if (!response.ok) {
+    void response.body?.cancel().catch(() => {});
+    fail(`fetching ${url} failed: HTTP ${response.status}${response.statusText ? ` ${response.statusText}` : ''}`);
+  }
+  if (!response.body) fail(`response from ${url} has no body`);
+  try {
+    return parseSafetensors(await readStream(response.body, responseLength(response), options));
+  } catch (e) {
+    throw withSource(e, url);
+  }
+}
+
+/** Reads a `file:` URL from disk with `node:fs` (Node only: `fetch` cannot read `file:` URLs). */
+async function readSafetensorsFileUrl(url: string, options: ReadSafetensorsOptions): Promise<SafetensorsFile> {
+  if (!isNode()) fail(`cannot read ${url}: file: URLs can only be read in Node; in a browser pass a File or the bytes`);
+  const opened = await openLocalFile(new URL(url));
+  if (!opened) fail(`no such file: ${url}`);
+  try {
+    return parseSafetensors(await readStream(opened.stream(), opened.size, options));
+  } catch (e) {
+    throw withSource(e, url);
+  }
+}
+
+/**
  * Loads and parses a safetensors file from memory, a Blob/File (streamed, with progress) or a URL
  * (fetched and streamed, with progress from Content-Length). A non-OK HTTP response rejects with
- * the URL and status. In Node, `fetch` cannot read `file:` URLs: read the file with `node:fs` and
- * pass the bytes instead.
+ * the URL and status. In Node, a `file:` URL is read from disk (`node:fs`, loaded only then).
  */
 export async function readSafetensors(source: SafetensorsSource, options: ReadSafetensorsOptions = {}): Promise<SafetensorsFile> {
   const { signal, onProgress } = options;
@@ -226,30 +276,7 @@ export async function readSafetensors(source: SafetensorsSource, options: ReadSa
   }
   if (typeof source === 'string' || source instanceof URL) {
     const url = String(source);
-    let response: Response;
-    try {
-      response = await fetch(url, { signal });
-    } catch (e) {
-      throwIfAborted(signal);
-      throw new Error(`safetensors: cannot fetch ${url}: ${(e as Error).message}`, { cause: e });
-    }
-    if (!response.ok) {
-      void response.body?.cancel().catch(() => {});
-      fail(`fetching ${url} failed: HTTP ${response.status}${response.statusText ? ` ${response.statusText}` : ''}`);
-    }
-    if (!response.body) fail(`response from ${url} has no body`);
-    // With a content encoding, Content-Length counts the compressed bytes, not what the stream yields.
-    const encoding = response.headers.get('content-encoding');
-    const lengthHeader = response.headers.get('content-length');
-    const length = lengthHeader !== null && /^\d+$/.test(lengthHeader) ? Number(lengthHeader) : null;
-    const total = encoding && encoding !== 'identity' ? null : length;
-    let bytes: Uint8Array;
-    try {
-      bytes = await readStream(response.body, total, options);
-      return parseSafetensors(bytes);
-    } catch (e) {
-      throw withSource(e, url);
-    }
+    return /^file:/i.test(url) ? readSafetensorsFileUrl(url, options) : fetchSafetensors(url, options);
   }
   throw new Error('safetensors: source must be an ArrayBuffer, a Uint8Array, a Blob or a URL');
 }

@@ -4,9 +4,10 @@
  * model's own, the byte-level fallback, or none).
  */
 import type { GpuContext } from '../gpu/context';
-import { SAFETENSORS_INDEX_NAME, isShardedWeights, readWeights } from '../models/shards';
-import { loadCausalLM, type CausalLM } from '../models/causalLM';
-import { byteTokenizer, loadHuggingFaceTokenizer, type Tokenizer } from '../text/tokenizer';
+import { SAFETENSORS_INDEX_NAME, isShardedWeights } from '../models/shards';
+import type { CausalLM } from '../models/causalLM';
+import { loadModelFromFiles } from '../models/pretrained';
+import type { Tokenizer } from '../text/tokenizer';
 import { type AdapterSummary, type LoadModelArgs, type ModelSummary, fail } from './api';
 
 /** Where the service runs: a Web Worker, a page's main thread, or Node. */
@@ -58,35 +59,16 @@ export interface LoadedModel {
 
 /**
  * Parses the weights, the tokenizer (before the upload, so that a bad tokenizer.json costs no GPU
- * work) and uploads the model; falls back to the byte-level tokenizer when the model ships none
- * and its vocabulary has room for it. Nothing is left on the GPU when it throws.
+ * work) and uploads the model, as `loadPretrained` does (the byte-level tokenizer when the model
+ * ships none and its vocabulary has room for it). Nothing is left on the GPU when it throws.
  */
 export async function loadModelAndTokenizer(method: string, args: LoadModelArgs): Promise<LoadedModel> {
-  // One file, or the shards merged (a missing shard or a tensor in two is named here, before GPU work).
-  const file = await readWeights(args.weights);
-  // Counted from the file: tied embeddings are stored once, which is the usual convention.
-  let parameterCount = 0;
-  for (const entry of file.tensors.values()) parameterCount += entry.shape.reduce((a, b) => a * b, 1);
-  let hfTokenizer: Tokenizer | null = null;
-  if (args.tokenizerJson !== undefined && args.tokenizerJson !== null) {
-    hfTokenizer = await loadHuggingFaceTokenizer(args.tokenizerJson, args.tokenizerConfig);
-  }
-  const model = await loadCausalLM({ config: args.config, weights: file });
-  const c = model.config;
-  if (hfTokenizer && hfTokenizer.vocabSize > c.vocabSize) {
-    model.dispose();
-    fail(method, `the tokenizer produces ids up to ${hfTokenizer.vocabSize - 1}, but the model's vocabulary has only ${c.vocabSize} rows`);
-  }
-  let tokenizer = hfTokenizer;
-  let kind: ModelSummary['tokenizer'] = hfTokenizer ? 'huggingface' : 'none';
-  if (!tokenizer && c.vocabSize >= 259) {
-    tokenizer = byteTokenizer({ vocabSize: c.vocabSize });
-    kind = 'byte';
-  }
+  const loaded = await loadModelFromFiles(`TrainerService.${method}`, args);
+  const c = loaded.model.config;
   return {
-    model,
-    tokenizer,
-    rawConfig: typeof args.config === 'string' ? JSON.parse(args.config) : args.config,
+    model: loaded.model,
+    tokenizer: loaded.tokenizer,
+    rawConfig: loaded.config,
     summary: {
       type: c.modelType,
       layers: c.numLayers,
@@ -94,8 +76,8 @@ export async function loadModelAndTokenizer(method: string, args: LoadModelArgs)
       vocabSize: c.vocabSize,
       heads: c.numHeads,
       maxPositions: c.maxPositions,
-      parameterCount,
-      tokenizer: kind,
+      parameterCount: loaded.parameterCount,
+      tokenizer: loaded.tokenizerKind,
     },
   };
 }
