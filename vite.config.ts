@@ -3,8 +3,11 @@ import { defineConfig } from 'vite';
 import { playwright } from '@vitest/browser-playwright';
 import { resolve } from 'node:path';
 import { chromiumArgs, chromiumPath } from './test/chromium.ts';
+import { packageFileUrls } from './scripts/vite-plugin-package-files.ts';
 
 export default defineConfig({
+  // The default model's files stay files beside dist/ (not inlined), reached by chunk-relative URLs.
+  plugins: [packageFileUrls()],
   build: {
     lib: {
       // `sgt-webgpu` (the library) and `sgt-webgpu/worker` (a module that, imported in a Web
