@@ -20,6 +20,8 @@
  * - `MODEL_INVALID`: a model's config, safetensors file, shard index or tokenizer is malformed or
  *   inconsistent.
  * - `UNSUPPORTED`: valid input the toolkit does not handle (a model type, a dtype, no WebGPU).
+ * - `IO_ERROR`: reading a file or a download failed (not found on the server, a network error, a
+ *   truncated read); the same request may work later.
  * - `LIMIT_EXCEEDED`: the work needs more than a device limit allows (storage binding size,
  *   buffer size, workgroups per dimension); the message says what to split.
  * - `OUT_OF_MEMORY`: the device could not allocate a buffer.
@@ -37,6 +39,7 @@ export type SgtErrorCode =
   | 'CHECKPOINT_INVALID'
   | 'MODEL_INVALID'
   | 'UNSUPPORTED'
+  | 'IO_ERROR'
   | 'LIMIT_EXCEEDED'
   | 'OUT_OF_MEMORY'
   | 'DEVICE_LOST'
@@ -54,6 +57,7 @@ export const SGT_ERROR_CODES: readonly SgtErrorCode[] = Object.freeze([
   'CHECKPOINT_INVALID',
   'MODEL_INVALID',
   'UNSUPPORTED',
+  'IO_ERROR',
   'LIMIT_EXCEEDED',
   'OUT_OF_MEMORY',
   'DEVICE_LOST',

@@ -340,7 +340,13 @@ export class TransformerCloak {
 
   /** Rebuilds a cloak saved by {@link toSafetensors} (options from its metadata, then its weights). */
   static fromSafetensors(bytes: Uint8Array | ArrayBuffer): TransformerCloak {
-    const file = parseSafetensors(bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes));
+    let file: ReturnType<typeof parseSafetensors>;
+    try {
+      file = parseSafetensors(bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes));
+    } catch (e) {
+      // Not safetensors at all: an invalid saved cloak, with the parser's message.
+      throw new SgtError('CHECKPOINT_INVALID', (e as Error).message, { cause: e });
+    }
     let options: TransformerCloakOptions;
     try {
       options = JSON.parse(file.metadata.sgt_cloak ?? '') as TransformerCloakOptions;

@@ -4,6 +4,7 @@
  * browser builds and a page never loads it; the few calls used are typed here structurally, so the
  * package's declarations need no Node types.
  */
+import { SgtError } from '../gpu/errors';
 
 /** A local file opened for reading. */
 export interface OpenedLocalFile {
@@ -36,7 +37,7 @@ export function isNode(): boolean {
 let fsModule: Promise<FsPromisesLike> | null = null;
 
 function nodeFs(): Promise<FsPromisesLike> {
-  if (!isNode()) return Promise.reject(new Error('local files (a folder path or a file: URL) can only be read in Node'));
+  if (!isNode()) return Promise.reject(new SgtError('UNSUPPORTED', 'local files (a folder path or a file: URL) can only be read in Node'));
   // A variable name keeps bundlers (Vite, Rollup, webpack) from resolving node:fs for the browser.
   const name = 'node:fs/promises';
   fsModule ??= import(/* @vite-ignore */ /* webpackIgnore: true */ name) as Promise<FsPromisesLike>;
@@ -109,12 +110,12 @@ export async function openLocalFile(path: string | URL): Promise<OpenedLocalFile
     handle = await fs.open(path, 'r');
   } catch (e) {
     if (errorCode(e) === 'ENOENT' || errorCode(e) === 'ENOTDIR') return null;
-    throw new Error(`cannot open ${String(path)}: ${(e as Error).message}`, { cause: e });
+    throw new SgtError('IO_ERROR', `cannot open ${String(path)}: ${(e as Error).message}`, { cause: e });
   }
   const info = await handle.stat();
   if (!info.isFile()) {
     await handle.close().catch(() => {});
-    throw new Error(`${String(path)} is not a file`);
+    throw new SgtError('INVALID_ARGUMENT', `${String(path)} is not a file`);
   }
   return { size: info.size, stream: () => fileStream(handle) };
 }

@@ -8,6 +8,7 @@
  */
 import { isLocalFile, isLocalFolder, isNode, openLocalFile } from './localFiles';
 import { responseLength } from './safetensors';
+import { SgtError, type SgtErrorCode } from '../gpu/errors';
 
 /**
  * A model folder: a base URL (string or `URL`; in a page a relative one resolves against the
@@ -24,7 +25,7 @@ export const PRETRAINED_CACHE_NAME = 'sgt-webgpu-models';
  * not what its name says, or a failed download. `file` names the file at fault (null when the
  * folder itself is), `source` the folder.
  */
-export class ModelFilesError extends Error {
+export class ModelFilesError extends SgtError {
   /** The file at fault, or null when it is the folder itself. */
   readonly file: string | null;
   /** The folder, base URL or picked files, as the message names it. */
@@ -33,8 +34,8 @@ export class ModelFilesError extends Error {
    * @param message what is wrong and what was expected.
    * @param details the folder, the file at fault and the underlying error.
    */
-  constructor(message: string, details: { source: string; file?: string | null; cause?: unknown }) {
-    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+  constructor(message: string, details: { source: string; file?: string | null; cause?: unknown; code?: SgtErrorCode }) {
+    super(details.code ?? 'MODEL_INVALID', message, details.cause === undefined ? undefined : { cause: details.cause });
     this.name = 'ModelFilesError';
     this.file = details.file ?? null;
     this.source = details.source;
@@ -169,7 +170,7 @@ async function fetchFile(
     response = await fetch(url, { ...options.requestInit, signal: options.signal ?? options.requestInit?.signal });
   } catch (e) {
     if (options.signal?.aborted) throw options.signal.reason;
-    throw new ModelFilesError(`cannot fetch ${url}: ${(e as Error).message}`, { source: label, file: name, cause: e });
+    throw new ModelFilesError(`cannot fetch ${url}: ${(e as Error).message}`, { source: label, file: name, cause: e, code: 'IO_ERROR' });
   }
   if (response.status === 404) {
     void response.body?.cancel().catch(() => {});
@@ -178,7 +179,7 @@ async function fetchFile(
   if (!response.ok) {
     void response.body?.cancel().catch(() => {});
     const status = `HTTP ${response.status}${response.statusText ? ` ${response.statusText}` : ''}`;
-    throw new ModelFilesError(`fetching ${url} failed: ${status}`, { source: label, file: name });
+    throw new ModelFilesError(`fetching ${url} failed: ${status}`, { source: label, file: name, code: 'IO_ERROR' });
   }
   const keep = async (bytes: Uint8Array): Promise<void> => {
     const headers = {
@@ -258,12 +259,16 @@ export async function modelFileSource(fn: string, source: PretrainedSource, opti
     try {
       url = stringUrl(source);
     } catch (e) {
-      throw new Error(`${fn}: argument 'source' ${JSON.stringify(source)} is not a valid URL: ${(e as Error).message}`);
+      throw new SgtError(
+        'INVALID_ARGUMENT',
+        `${fn}: argument 'source' ${JSON.stringify(source)} is not a valid URL: ${(e as Error).message}`,
+      );
     }
     if (url === null) return localFolder(source);
   } else {
     const got = source === null ? 'null' : Array.isArray(source) ? 'an array of non-files' : typeof source;
-    throw new Error(
+    throw new SgtError(
+      'INVALID_ARGUMENT',
       `${fn}: argument 'source' must be a base URL (string or URL), a folder path or file: URL (Node), ` +
         `a FileList or File[] (picked files), or a FileSystemDirectoryHandle; got ${got}`,
     );

@@ -20,6 +20,7 @@ import {
 import { parseSafetensors, readStream } from './safetensors';
 import { SAFETENSORS_INDEX_NAME, parseSafetensorsIndex, readWeights, type WeightsInput } from './shards';
 import type { WeightDtype } from './weights';
+import { SgtError } from '../gpu/errors';
 
 /** Progress of one file of a model folder. */
 export interface PretrainedProgress {
@@ -119,6 +120,7 @@ async function readFile(src: ModelFileSource, name: string, options: ReadPretrai
       source: src.label,
       file: name,
       cause: e,
+      code: 'IO_ERROR',
     });
   }
   // A buffer of its own, so that it can be transferred to a worker.
@@ -257,7 +259,10 @@ function fallbackTokenizer(fn: string, config: ModelConfig, tokenizerConfig: unk
     try {
       return byteTokenizer({ vocabSize: config.vocabSize, bosId, eosId, padId });
     } catch (e) {
-      throw new Error(`${fn}: tokenizer_config.json's sgt_byte_tokenizer does not fit the model: ${(e as Error).message}`);
+      throw new SgtError(
+        'MODEL_INVALID',
+        `${fn}: tokenizer_config.json's sgt_byte_tokenizer does not fit the model: ${(e as Error).message}`,
+      );
     }
   }
   return config.vocabSize >= 259 ? byteTokenizer({ vocabSize: config.vocabSize }) : null;
@@ -278,7 +283,7 @@ export async function loadModelFromFiles(
     try {
       raw = JSON.parse(raw);
     } catch (e) {
-      throw new Error(`${fn}: config.json is not valid JSON: ${(e as Error).message}`);
+      throw new SgtError('MODEL_INVALID', `${fn}: config.json is not valid JSON: ${(e as Error).message}`);
     }
   }
   const config = parseModelConfig(raw);
@@ -291,7 +296,8 @@ export async function loadModelFromFiles(
     tokenizer = await loadHuggingFaceTokenizer(files.tokenizerJson, files.tokenizerConfig);
     tokenizerKind = 'huggingface';
     if (tokenizer.vocabSize > config.vocabSize) {
-      throw new Error(
+      throw new SgtError(
+        'MODEL_INVALID',
         `${fn}: the tokenizer produces ids up to ${tokenizer.vocabSize - 1}, but the model's vocabulary has only ${config.vocabSize} rows`,
       );
     }

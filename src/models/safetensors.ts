@@ -9,6 +9,7 @@
 
 import { floatBitsToHalf, halfToFloatBitsTable } from '../tensor/half';
 import { isNode, openLocalFile } from './localFiles';
+import { SgtError, isSgtError } from '../gpu/errors';
 
 export { floatBitsToHalf };
 
@@ -52,7 +53,7 @@ export interface ReadSafetensorsOptions {
 export type SafetensorsSource = ArrayBuffer | Uint8Array | Blob | URL | string;
 
 function fail(message: string): never {
-  throw new Error(`safetensors: ${message}`);
+  throw new SgtError('MODEL_INVALID', `safetensors: ${message}`);
 }
 
 function fmt(shape: readonly number[]): string {
@@ -192,14 +193,15 @@ export async function readStream(
     signal?.removeEventListener('abort', onAbort);
     reader.releaseLock();
   }
-  if (total !== null && loaded < total) throw new Error(`${label}: read ended after ${loaded} of ${total} bytes; the file is truncated`);
+  if (total !== null && loaded < total)
+    throw new SgtError('IO_ERROR', `${label}: read ended after ${loaded} of ${total} bytes; the file is truncated`);
   return loaded === buf.byteLength ? buf : buf.subarray(0, loaded);
 }
 
 function withSource(e: unknown, source: string): Error {
   const err = e as Error;
   if (err instanceof Error && err.message.startsWith('safetensors:')) {
-    return new Error(`${err.message} (in ${source})`, { cause: err });
+    return new SgtError(isSgtError(err) ? err.code : 'MODEL_INVALID', `${err.message} (in ${source})`, { cause: err });
   }
   return err;
 }
@@ -223,7 +225,7 @@ async function fetchSafetensors(url: string, options: ReadSafetensorsOptions): P
     response = await fetch(url, { signal });
   } catch (e) {
     throwIfAborted(signal);
-    throw new Error(`safetensors: cannot fetch ${url}: ${(e as Error).message}`, { cause: e });
+    throw new SgtError('IO_ERROR', `safetensors: cannot fetch ${url}: ${(e as Error).message}`, { cause: e });
   }
   if (!response.ok) {
     void response.body?.cancel().catch(() => {});
@@ -278,7 +280,7 @@ export async function readSafetensors(source: SafetensorsSource, options: ReadSa
     const url = String(source);
     return /^file:/i.test(url) ? readSafetensorsFileUrl(url, options) : fetchSafetensors(url, options);
   }
-  throw new Error('safetensors: source must be an ArrayBuffer, a Uint8Array, a Blob or a URL');
+  throw new SgtError('INVALID_ARGUMENT', 'safetensors: source must be an ArrayBuffer, a Uint8Array, a Blob or a URL');
 }
 
 const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;

@@ -168,6 +168,15 @@ export function checkpointChecksum(
   return `fnv1a32:${hash.hex()}`;
 }
 
+/** Parses checkpoint bytes; a file that is not safetensors is an invalid checkpoint (same message). */
+function parseCheckpointBytes(bytes: Uint8Array | ArrayBuffer): SafetensorsFile {
+  try {
+    return parseSafetensors(bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes));
+  } catch (e) {
+    throw new SgtError('CHECKPOINT_INVALID', (e as Error).message, { cause: e });
+  }
+}
+
 /**
  * Parses and checks a checkpoint against `target`, all of it before anything is applied: the
  * format version, the checksum, the same base model (architecture and weights) and cloak
@@ -181,7 +190,7 @@ export function decodeCheckpoint(
   target: CheckpointTarget,
   where = 'Trainer.loadCheckpoint',
 ): DecodedCheckpoint {
-  const file = parseSafetensors(bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes));
+  const file = parseCheckpointBytes(bytes);
   const meta = file.metadata;
   checkIntegrity(file, where);
   checkModel(meta.sgt_model, target.model, where);
