@@ -114,3 +114,14 @@ export async function loadModelFixture(name: ModelFixtureName): Promise<{ config
   );
   return { config, weights: { index, shards }, ref };
 }
+
+/**
+ * The URL under which the test server serves a fixture model's folder (e.g. `/@fs/.../tiny-llama3/`,
+ * absolute), for loaders that take a base URL and fetch `config.json`, the shards, ... from it.
+ */
+export async function fixtureFolderUrl(name: ModelFixtureName): Promise<string> {
+  const key = Object.keys(safetensorsUrls).find((k) => k.startsWith(`${DIR}/${name}/`));
+  if (!key) throw missing(`${name}/*.safetensors`, Object.keys(safetensorsUrls));
+  const fileUrl = new URL(await safetensorsUrls[key](), location.href);
+  return new URL('./', fileUrl).href;
+}
