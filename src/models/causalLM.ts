@@ -417,11 +417,15 @@ export class CausalLM {
     const chunks: { n: number; mean: Tensor; std: Tensor }[] = [];
     for (let start = 0; start < V; start += chunkRows) {
       const n = Math.min(V, start + chunkRows) - start;
-      const rows = this.embeddingRows(start, start + n);
-      const chunkNorms = embeddingRowNorms(rows);
-      ctx.copy(chunkNorms.buffer, 0, norms.buffer, start * 4, n * 4);
-      const average = tensor(new Float32Array(n).fill(1 / n), [1, n]);
-      chunks.push({ n, mean: reshape(matmul(average, rows), [d]), std: embeddingColumnStd(rows) });
+      // Each chunk's widened rows are freed before the next is made: one chunk of f32 at a time.
+      const moments = scope(() => {
+        const rows = this.embeddingRows(start, start + n);
+        const chunkNorms = embeddingRowNorms(rows);
+        ctx.copy(chunkNorms.buffer, 0, norms.buffer, start * 4, n * 4);
+        const average = tensor(new Float32Array(n).fill(1 / n), [1, n]);
+        return { mean: reshape(matmul(average, rows), [d]), std: embeddingColumnStd(rows) };
+      });
+      chunks.push({ n, ...moments });
     }
     let mean: Tensor | null = null;
     for (const c of chunks) mean = mean ? add(mean, scale(c.mean, c.n / V)) : scale(c.mean, c.n / V);
