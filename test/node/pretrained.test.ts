@@ -26,6 +26,7 @@ import {
   type PretrainedProgress,
 } from '../../src/index';
 import { FIXTURES_DIR } from '../helpers/fixtures';
+import { TrainerService } from '../../src/worker/workerApi';
 
 const REPO = resolve(import.meta.dirname, '../..');
 const DEFAULT_DIR = join(REPO, 'models/default');
@@ -113,6 +114,35 @@ describe('loadDefaultModel', () => {
       loaded.model.dispose();
     }
     expect(liveBufferCount()).toBe(start);
+  });
+});
+
+describe('readPretrainedFiles', () => {
+  it("reads a folder without the GPU into what the trainer service's loadModel takes", async () => {
+    const files = await readPretrainedFiles(DEFAULT_DIR);
+    expect(files.config).toEqual(JSON.parse(readFileSync(join(DEFAULT_DIR, 'config.json'), 'utf8')));
+    expect(files.tokenizerConfig).toEqual(JSON.parse(readFileSync(join(DEFAULT_DIR, 'tokenizer_config.json'), 'utf8')));
+    expect(files.tokenizerJson).toBeUndefined();
+    // Whole buffers: ready to transfer to a worker.
+    const weights = files.weights as Uint8Array;
+    expect(weights.byteOffset).toBe(0);
+    expect(weights.buffer.byteLength).toBe(statSync(join(DEFAULT_DIR, 'model.safetensors')).size);
+    const service = new TrainerService();
+    await service.init();
+    try {
+      expect(await service.loadModel(files)).toMatchObject({
+        type: 'llama',
+        layers: 4,
+        vocabSize: 259,
+        parameterCount: 837120,
+        tokenizer: 'byte',
+      });
+      const sharded = await readPretrainedFiles(TINY_LLAMA3);
+      expect(Object.keys((sharded.weights as { shards: Record<string, Uint8Array> }).shards)).toEqual([SHARD1, SHARD2]);
+      expect(await service.loadModel(sharded)).toMatchObject({ type: 'llama', layers: 2, hiddenSize: 48, tokenizer: 'none' });
+    } finally {
+      await service.dispose();
+    }
   });
 });
 
