@@ -5,6 +5,7 @@
  * is `TrainerService` in `./workerApi.ts`; `./loading.ts`, `./configure.ts` and `./run.ts` hold
  * its parts.
  */
+import { SgtError, type SgtErrorCode } from '../gpu/errors';
 import type { NoiseMaskOptions } from '../text/data';
 import type { EvaluationReport, TrainerOptions } from '../train/trainer';
 
@@ -179,7 +180,8 @@ export interface EvaluationResult extends EvaluationReport {
 /**
  * The trainer's API as a page sees it through `comlink.wrap<TrainerWorkerApi>(worker)` (every
  * method then returns a promise). Errors thrown inside reach the page as rejected promises with
- * their original message.
+ * their original message and, for an `SgtError`, its `code` (the worker installs
+ * `installErrorTransfer`; install it on the page too for `instanceof SgtError`).
  */
 export interface TrainerWorkerApi {
   /** Creates the WebGPU device (once) and reports the adapter. */
@@ -212,7 +214,10 @@ export interface TrainerWorkerApi {
   dispose(): Promise<void>;
 }
 
-/** Throws the service's error for `method` (`TrainerService.<method>: <message>`). */
-export function fail(method: string, message: string): never {
-  throw new Error(`TrainerService.${method}: ${message}`);
+/**
+ * Throws the service's error for `method` (`TrainerService.<method>: <message>`), an `SgtError`
+ * with `code` (default `INVALID_STATE`: a call out of order).
+ */
+export function fail(method: string, message: string, code: SgtErrorCode = 'INVALID_STATE'): never {
+  throw new SgtError(code, `TrainerService.${method}: ${message}`);
 }

@@ -50,25 +50,27 @@ function configTokenId(config: unknown, key: string): number | undefined {
 
 /** Checks the factory, batch size, lengths, held-out share and run limits (the trainer checks the rest). */
 function checkLimits(config: TrainingConfig, model: CausalLM): RunLimits {
-  if (!isFactoryName(config.factory)) fail(M, `'factory' must be one of ${FACTORY_NAMES.join(', ')}, got ${String(config.factory)}`);
+  if (!isFactoryName(config.factory))
+    fail(M, `'factory' must be one of ${FACTORY_NAMES.join(', ')}, got ${String(config.factory)}`, 'INVALID_OPTION');
   const batchError = batchSizeError(config.factory, config.batchSize, "'batchSize'");
-  if (batchError) fail(M, batchError);
+  if (batchError) fail(M, batchError, 'INVALID_OPTION');
   const { seqLen } = config;
   if (typeof seqLen !== 'number' || !Number.isInteger(seqLen) || seqLen < 2)
-    fail(M, `'seqLen' must be an integer >= 2, got ${String(seqLen)}`);
-  if (seqLen > model.config.maxPositions) fail(M, `'seqLen' (${seqLen}) exceeds the model's ${model.config.maxPositions} positions`);
+    fail(M, `'seqLen' must be an integer >= 2, got ${String(seqLen)}`, 'INVALID_OPTION');
+  if (seqLen > model.config.maxPositions)
+    fail(M, `'seqLen' (${seqLen}) exceeds the model's ${model.config.maxPositions} positions`, 'INVALID_OPTION');
   const heldOutFraction = config.heldOutFraction ?? 0.1;
   if (typeof heldOutFraction !== 'number' || !(heldOutFraction >= 0 && heldOutFraction < 1))
-    fail(M, `'heldOutFraction' must be in [0, 1), got ${String(heldOutFraction)}`);
+    fail(M, `'heldOutFraction' must be in [0, 1), got ${String(heldOutFraction)}`, 'INVALID_OPTION');
   const evaluateEvery = config.evaluateEvery ?? 0;
   if (!Number.isInteger(evaluateEvery) || evaluateEvery < 0)
-    fail(M, `'evaluateEvery' must be an integer >= 0, got ${String(evaluateEvery)}`);
+    fail(M, `'evaluateEvery' must be an integer >= 0, got ${String(evaluateEvery)}`, 'INVALID_OPTION');
   if (config.evaluateBatches !== undefined && !(Number.isInteger(config.evaluateBatches) && config.evaluateBatches >= 1)) {
-    fail(M, `'evaluateBatches' must be an integer >= 1, got ${String(config.evaluateBatches)}`);
+    fail(M, `'evaluateBatches' must be an integer >= 1, got ${String(config.evaluateBatches)}`, 'INVALID_OPTION');
   }
   const maxSteps = config.maxSteps ?? config.totalSteps;
   if (maxSteps !== undefined && !(Number.isInteger(maxSteps) && maxSteps >= 1))
-    fail(M, `'maxSteps' must be an integer >= 1, got ${String(maxSteps)}`);
+    fail(M, `'maxSteps' must be an integer >= 1, got ${String(maxSteps)}`, 'INVALID_OPTION');
   return { seqLen, heldOutFraction, evaluateEvery, maxSteps };
 }
 
@@ -80,11 +82,12 @@ function buildData(
 ): { sequences: PackedSequence[]; kind: ConfigureSummary['tokenizer'] } {
   const hasText = config.text !== undefined;
   const hasTokens = config.tokens !== undefined;
-  if (hasText === hasTokens) fail(M, "give exactly one of 'text' (a corpus to tokenize) and 'tokens' (pre-tokenized documents)");
+  if (hasText === hasTokens)
+    fail(M, "give exactly one of 'text' (a corpus to tokenize) and 'tokens' (pre-tokenized documents)", 'INVALID_OPTION');
   const vocabSize = source.model.config.vocabSize;
   if (hasTokens) {
     if (!Array.isArray(config.tokens) || (config.tokens as unknown[]).some((d) => !Array.isArray(d) && !(d instanceof Int32Array))) {
-      fail(M, "'tokens' must be an array of documents, each an array of token ids");
+      fail(M, "'tokens' must be an array of documents, each an array of token ids", 'INVALID_OPTION');
     }
     const eos = configTokenId(source.rawConfig, 'eos_token_id');
     const padId = configTokenId(source.rawConfig, 'pad_token_id') ?? eos ?? 0;
@@ -100,18 +103,20 @@ function buildData(
     fail(
       M,
       `the model ships no tokenizer and its vocabulary (${vocabSize} ids) is too small for the byte-level fallback (256 bytes + BOS/EOS/PAD = 259 ids): pass tokenizerJson to loadModel(), or pre-tokenized 'tokens' instead of 'text'`,
+      'INVALID_OPTION',
     );
   }
   const text = config.text!;
   if (typeof text !== 'string' && !(Array.isArray(text) && text.every((t) => typeof t === 'string')))
-    fail(M, "'text' must be a string or an array of strings");
+    fail(M, "'text' must be a string or an array of strings", 'INVALID_OPTION');
   const sequences = textDataset(text, source.tokenizer!, { seqLen, vocabSize, noiseMask: config.noiseMask });
   return { sequences, kind: source.tokenizerKind === 'huggingface' ? 'huggingface' : 'byte' };
 }
 
 /** The check `configure()` makes on its argument before taking the service's lock. */
 export function checkConfigureArg(config: TrainingConfig): void {
-  if (config === null || typeof config !== 'object') fail(M, 'expected an object { factory, batchSize, seqLen, text | tokens, ... }');
+  if (config === null || typeof config !== 'object')
+    fail(M, 'expected an object { factory, batchSize, seqLen, text | tokens, ... }', 'INVALID_OPTION');
 }
 
 /**
@@ -128,6 +133,7 @@ export function configureTrainer(config: TrainingConfig, source: ConfigureSource
     fail(
       M,
       `the data packs into ${sequences.length} sequences of ${seqLen} tokens, ${split.train.length} of them for training: fewer than 'batchSize' (${config.batchSize}). Give more data, a smaller seqLen or batchSize, or a lower heldOutFraction`,
+      'INVALID_OPTION',
     );
   }
   const factoryOptions = { ...DEFAULT_FACTORY_OPTIONS[config.factory], ...(config.factoryOptions ?? {}) };

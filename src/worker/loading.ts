@@ -34,7 +34,8 @@ export function adapterSummary(ctx: GpuContext): AdapterSummary {
 
 /** The checks `loadModel()` makes on its arguments before taking the service's lock. */
 export function checkLoadModelArgs(method: string, args: LoadModelArgs): void {
-  if (args === null || typeof args !== 'object') fail(method, 'expected { config, weights, tokenizerJson?, tokenizerConfig? }');
+  if (args === null || typeof args !== 'object')
+    fail(method, 'expected { config, weights, tokenizerJson?, tokenizerConfig? }', 'INVALID_ARGUMENT');
   const { weights } = args;
   const isBytes = (w: unknown) => w instanceof ArrayBuffer || w instanceof Uint8Array;
   const ok = isBytes(weights) || (Array.isArray(weights) && weights.every(isBytes)) || isShardedWeights(weights);
@@ -43,6 +44,7 @@ export function checkLoadModelArgs(method: string, args: LoadModelArgs): void {
       method,
       `'weights' must be the bytes of model.safetensors (an ArrayBuffer or Uint8Array), a list of shards' bytes, or ` +
         `{ index, shards } with ${SAFETENSORS_INDEX_NAME} and the shards' bytes by file name; got ${weights === null ? 'null' : typeof weights}`,
+      'INVALID_ARGUMENT',
     );
   }
 }

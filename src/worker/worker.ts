@@ -27,10 +27,12 @@
  * (`'./worker.ts'` is this file: from an app, point the URL at it inside the package, e.g.
  * `new URL('sgt-webgpu/src/worker/worker.ts', import.meta.url)`, or re-export it from a worker file
  * of the app's own.) Errors thrown in the worker reach the page as rejected promises with their
- * original message.
+ * original message and `SgtError` code (`installErrorTransfer(Comlink.transferHandlers)` on the page
+ * makes them `SgtError`s again).
  */
 import * as Comlink from 'comlink';
 import { TrainerService } from './workerApi';
+import { installErrorTransfer } from '../gpu/errors';
 
 export type {
   TrainerWorkerApi,
@@ -53,4 +55,6 @@ export type {
   TransformerCloakOptions,
 } from './workerApi';
 
+// SgtError codes cross to the page with the message (see installErrorTransfer).
+installErrorTransfer(Comlink.transferHandlers);
 Comlink.expose(new TrainerService());

@@ -143,7 +143,7 @@ export class TrainerService implements TrainerWorkerApi {
     if (this.run.active) fail(M, `a run is already ${this.run.state === 'paused' ? 'paused' : 'running'}: stop() it first`);
     if (this.busy) fail(M, `${this.busy}() is still running: await it first`);
     if (onProgress !== undefined && typeof onProgress !== 'function')
-      fail(M, "'onProgress' must be a function (from a page: comlink.proxy(fn))");
+      fail(M, "'onProgress' must be a function (from a page: comlink.proxy(fn))", 'INVALID_ARGUMENT');
     if (this.trainer!.stepCount >= this.maxSteps) {
       fail(M, `the run already reached maxSteps (${this.maxSteps}): configure() a new run, or one with a larger maxSteps`);
     }
@@ -262,7 +262,7 @@ export class TrainerService implements TrainerWorkerApi {
     method: string,
     f: (session: { model: CausalLM; tokenizer: Tokenizer | null; trainer: Trainer }) => Promise<T>,
   ): Promise<T> {
-    if (this.disposed) fail(method, 'the service was disposed');
+    if (this.disposed) fail(method, 'the service was disposed', 'USE_AFTER_DISPOSE');
     if (this.run.active && this.run.state !== 'paused') fail(method, 'a run is in progress: pause() it first');
     return this.exclusive(method, () => {
       if (!this.model || !this.trainer) fail(method, 'no transform yet: configure() first');
@@ -291,7 +291,7 @@ export class TrainerService implements TrainerWorkerApi {
   }
 
   private checkAlive(method: string): void {
-    if (this.disposed) fail(method, 'the service was disposed');
+    if (this.disposed) fail(method, 'the service was disposed', 'USE_AFTER_DISPOSE');
   }
 
   private checkNotRunning(method: string): void {
