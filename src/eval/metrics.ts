@@ -9,6 +9,7 @@ import { getContext } from '../gpu/context';
 import { Tensor, fmtShape } from '../tensor/tensor';
 import { checkBindingSize, checkFloatTensor, checkSameShape, maskTensor, type MaskInput } from '../tensor/validate';
 import { nearestRows } from '../losses/catalyst';
+import { SgtError } from '../gpu/errors';
 
 const NN_FN = 'nearestNeighbourInversion';
 const COS_FN = 'nearestRowsByCosine';
@@ -26,7 +27,7 @@ export interface CosineSearchOptions {
 function checkTableNorms(fn: string, norms: Tensor | undefined, V: number): void {
   if (!norms) return;
   checkFloatTensor(fn, 'tableNorms', norms, 1);
-  if (norms.shape[0] !== V) throw new Error(`${fn}: 'tableNorms' has shape ${fmtShape(norms.shape)}; expected [${V}]`);
+  if (norms.shape[0] !== V) throw new SgtError('SHAPE_MISMATCH', `${fn}: 'tableNorms' has shape ${fmtShape(norms.shape)}; expected [${V}]`);
 }
 
 /**
@@ -55,10 +56,11 @@ export function nearestRowsByCosine(queries: Tensor, table: Tensor, options: Cos
   const [, d] = queries.shape;
   const [V, dt] = table.shape;
   if (d !== dt)
-    throw new Error(
+    throw new SgtError(
+      'SHAPE_MISMATCH',
       `${COS_FN}: 'queries' has shape ${fmtShape(queries.shape)} but 'table' has shape ${fmtShape(table.shape)}; the rows must have the same length`,
     );
-  if (V === 0) throw new Error(`${COS_FN}: 'table' has no rows; a nearest row needs at least one`);
+  if (V === 0) throw new SgtError('INVALID_ARGUMENT', `${COS_FN}: 'table' has no rows; a nearest row needs at least one`);
   checkTableNorms(COS_FN, options.tableNorms, V);
   checkBindingSize(COS_FN, 'queries', queries);
   checkBindingSize(COS_FN, 'table', table);
@@ -104,16 +106,21 @@ export function nearestNeighbourInversion(
   const [B, T, d] = xt.shape;
   const [V, dE] = embeddingTable.shape;
   if (dE !== d)
-    throw new Error(
+    throw new SgtError(
+      'SHAPE_MISMATCH',
       `${NN_FN}: 'xt' has shape ${fmtShape(xt.shape)} but 'embeddingTable' has shape ${fmtShape(embeddingTable.shape)}; the feature sizes must match`,
     );
-  if (V === 0) throw new Error(`${NN_FN}: 'embeddingTable' has no rows; the inversion needs at least one vocabulary embedding`);
-  if (!(ids instanceof Tensor)) throw new Error(`${NN_FN}: argument 'ids' must be a Tensor`);
+  if (V === 0)
+    throw new SgtError('INVALID_ARGUMENT', `${NN_FN}: 'embeddingTable' has no rows; the inversion needs at least one vocabulary embedding`);
+  if (!(ids instanceof Tensor)) throw new SgtError('INVALID_ARGUMENT', `${NN_FN}: argument 'ids' must be a Tensor`);
   ids.bufferFor(`${NN_FN} (argument 'ids')`);
   if (ids.dtype !== 'i32' && ids.dtype !== 'u32')
-    throw new Error(`${NN_FN}: argument 'ids' has dtype ${ids.dtype}; expected i32 (or u32) token ids`);
+    throw new SgtError('DTYPE_MISMATCH', `${NN_FN}: argument 'ids' has dtype ${ids.dtype}; expected i32 (or u32) token ids`);
   if (ids.rank !== 2 || ids.shape[0] !== B || ids.shape[1] !== T) {
-    throw new Error(`${NN_FN}: argument 'ids' has shape ${fmtShape(ids.shape)}; expected [${B},${T}] to match 'xt' ${fmtShape(xt.shape)}`);
+    throw new SgtError(
+      'SHAPE_MISMATCH',
+      `${NN_FN}: argument 'ids' has shape ${fmtShape(ids.shape)}; expected [${B},${T}] to match 'xt' ${fmtShape(xt.shape)}`,
+    );
   }
   checkTableNorms(NN_FN, options.tableNorms, V);
   checkBindingSize(NN_FN, 'xt', xt);
@@ -171,7 +178,10 @@ export function agreementAndKL(teacherLogits: Tensor, studentLogits: Tensor, mas
   checkSameShape(KL_FN, 'studentLogits', studentLogits, 'teacherLogits', teacherLogits);
   const [B, T, V] = teacherLogits.shape;
   if (V === 0)
-    throw new Error(`${KL_FN}: 'teacherLogits' has shape ${fmtShape(teacherLogits.shape)}; the vocabulary axis must not be empty`);
+    throw new SgtError(
+      'SHAPE_MISMATCH',
+      `${KL_FN}: 'teacherLogits' has shape ${fmtShape(teacherLogits.shape)}; the vocabulary axis must not be empty`,
+    );
   checkBindingSize(KL_FN, 'teacherLogits', teacherLogits);
   checkBindingSize(KL_FN, 'studentLogits', studentLogits);
   const { mask: m, owned } = maskTensor(KL_FN, 'mask', mask, [B, T]);

@@ -24,6 +24,7 @@ import {
   type MaskInput,
 } from '../tensor/validate';
 import { maskedRowMean } from './maskedMean';
+import { SgtError } from '../gpu/errors';
 
 const FN = 'lmHeadDistillationCrossEntropy';
 /** Rows per tile, threads per row, hidden-size step and floats per row summary: as in the WGSL. */
@@ -63,7 +64,8 @@ function workgroupBytes(columns: number): number {
  */
 export function lmHeadChunkColumns(limits: Pick<GPUSupportedLimits, 'maxComputeWorkgroupStorageSize'>): number {
   for (const c of CHUNKS) if (workgroupBytes(c) <= limits.maxComputeWorkgroupStorageSize) return c;
-  throw new Error(
+  throw new SgtError(
+    'UNSUPPORTED',
     `${FN}: the device's maxComputeWorkgroupStorageSize (${limits.maxComputeWorkgroupStorageSize} bytes) is below the ` +
       `${workgroupBytes(CHUNKS[CHUNKS.length - 1])} bytes the kernels need`,
   );
@@ -90,11 +92,12 @@ function makePlan(rows: number, d: number, blockRows: number[], options: LmHeadC
   if (options.chunkColumns === undefined) columns = lmHeadChunkColumns(limits);
   else {
     if (!(CHUNKS as readonly number[]).includes(options.chunkColumns)) {
-      throw new Error(`${FN}: option 'chunkColumns' must be 128 or 256, got ${options.chunkColumns}`);
+      throw new SgtError('INVALID_OPTION', `${FN}: option 'chunkColumns' must be 128 or 256, got ${options.chunkColumns}`);
     }
     columns = options.chunkColumns;
     if (workgroupBytes(columns) > limits.maxComputeWorkgroupStorageSize) {
-      throw new Error(
+      throw new SgtError(
+        'LIMIT_EXCEEDED',
         `${FN}: option 'chunkColumns' ${columns} needs ${workgroupBytes(columns)} bytes of workgroup memory, more than this ` +
           `device's maxComputeWorkgroupStorageSize (${limits.maxComputeWorkgroupStorageSize})`,
       );
@@ -113,7 +116,8 @@ function makePlan(rows: number, d: number, blockRows: number[], options: LmHeadC
   const perRow = 4 * Math.max(rows, 1);
   const bindable = Math.floor(ctx.bindingLimit / perRow / columns);
   if (bindable < 1) {
-    throw new Error(
+    throw new SgtError(
+      'LIMIT_EXCEEDED',
       `${FN}: ${rows} rows need a scratch of ${rows * columns * 4} bytes for one vocabulary chunk, more than the storage ` +
         `binding limit (${ctx.bindingLimit} bytes); split the batch into smaller micro-batches`,
     );
@@ -227,12 +231,17 @@ function rowMask(mask: MaskInput, hiddenShape: readonly number[]): { mask: Tenso
   if (mask instanceof Tensor) {
     mask.bufferFor(`${FN} (argument 'lossMask')`);
     if (mask.rank !== 1 || mask.shape[0] !== rows) {
-      throw new Error(`${FN}: mask 'lossMask' has shape ${fmtShape(mask.shape)}; expected [${rows}] (one value per hidden row)`);
+      throw new SgtError(
+        'SHAPE_MISMATCH',
+        `${FN}: mask 'lossMask' has shape ${fmtShape(mask.shape)}; expected [${rows}] (one value per hidden row)`,
+      );
     }
-    if (mask.dtype !== 'f32') throw new Error(`${FN}: mask 'lossMask' has dtype ${mask.dtype}; expected f32 (0.0 / 1.0)`);
+    if (mask.dtype !== 'f32')
+      throw new SgtError('DTYPE_MISMATCH', `${FN}: mask 'lossMask' has dtype ${mask.dtype}; expected f32 (0.0 / 1.0)`);
     return { mask, owned: false };
   }
-  if (mask.length !== rows) throw new Error(`${FN}: mask 'lossMask' has ${mask.length} values; expected ${rows} (one per hidden row)`);
+  if (mask.length !== rows)
+    throw new SgtError('SHAPE_MISMATCH', `${FN}: mask 'lossMask' has ${mask.length} values; expected ${rows} (one per hidden row)`);
   return maskTensor(FN, 'lossMask', mask, [1, rows]);
 }
 
@@ -271,27 +280,39 @@ export function lmHeadDistillationCrossEntropy(
   checkFloatTensor(FN, 'teacherHidden', teacherHidden);
   checkFloatTensor(FN, 'studentHidden', studentHidden);
   if (studentHidden.rank !== 2 && studentHidden.rank !== 3) {
-    throw new Error(`${FN}: argument 'studentHidden' has shape ${fmtShape(studentHidden.shape)}; expected [B, T, d] or [N, d]`);
+    throw new SgtError(
+      'SHAPE_MISMATCH',
+      `${FN}: argument 'studentHidden' has shape ${fmtShape(studentHidden.shape)}; expected [B, T, d] or [N, d]`,
+    );
   }
   checkSameShape(FN, 'teacherHidden', teacherHidden, 'studentHidden', studentHidden);
   const d = studentHidden.shape[studentHidden.rank - 1];
-  if (d === 0) throw new Error(`${FN}: 'studentHidden' has shape ${fmtShape(studentHidden.shape)}; the hidden size must not be 0`);
+  if (d === 0)
+    throw new SgtError(
+      'SHAPE_MISMATCH',
+      `${FN}: 'studentHidden' has shape ${fmtShape(studentHidden.shape)}; the hidden size must not be 0`,
+    );
   const rows = studentHidden.size / d;
   const blocks = headWeight instanceof Tensor ? [headWeight] : headWeight;
   if (!Array.isArray(blocks) || blocks.length === 0) {
-    throw new Error(`${FN}: 'headWeight' must be a [V, d] tensor or a non-empty list of [V_i, d] row blocks`);
+    throw new SgtError('INVALID_ARGUMENT', `${FN}: 'headWeight' must be a [V, d] tensor or a non-empty list of [V_i, d] row blocks`);
   }
   blocks.forEach((block, i) => {
     const arg = blocks.length === 1 && headWeight instanceof Tensor ? 'headWeight' : `headWeight[${i}]`;
-    if (!(block instanceof Tensor)) throw new Error(`${FN}: argument '${arg}' must be a Tensor`);
+    if (!(block instanceof Tensor)) throw new SgtError('INVALID_ARGUMENT', `${FN}: argument '${arg}' must be a Tensor`);
     block.bufferFor(`${FN} (argument '${arg}')`);
     requireWeight(FN, arg, block);
-    if (block.rank !== 2) throw new Error(`${FN}: argument '${arg}' has shape ${fmtShape(block.shape)}; expected rank 2 ([V_i, d])`);
+    if (block.rank !== 2)
+      throw new SgtError('SHAPE_MISMATCH', `${FN}: argument '${arg}' has shape ${fmtShape(block.shape)}; expected rank 2 ([V_i, d])`);
     if (block.shape[1] !== d) {
-      throw new Error(`${FN}: '${arg}' has shape ${fmtShape(block.shape)}; its rows must have the hidden size d = ${d} of 'studentHidden'`);
+      throw new SgtError(
+        'SHAPE_MISMATCH',
+        `${FN}: '${arg}' has shape ${fmtShape(block.shape)}; its rows must have the hidden size d = ${d} of 'studentHidden'`,
+      );
     }
     if (block.requiresGrad) {
-      throw new Error(
+      throw new SgtError(
+        'INVALID_ARGUMENT',
         `${FN}: '${arg}' requires grad, but the fused head is frozen (no gradient reaches it); ` +
           'use distillationCrossEntropy on materialised logits to train the head',
       );
@@ -299,7 +320,8 @@ export function lmHeadDistillationCrossEntropy(
     checkBindingBytes(FN, `'${arg}' of shape ${fmtShape(block.shape)}`, block.byteLength, 'split the head into row blocks that each fit');
   });
   const blockRows = blocks.map((b) => b.shape[0]);
-  if (blockRows.every((v) => v === 0)) throw new Error(`${FN}: 'headWeight' has no rows; the vocabulary must not be empty`);
+  if (blockRows.every((v) => v === 0))
+    throw new SgtError('INVALID_ARGUMENT', `${FN}: 'headWeight' has no rows; the vocabulary must not be empty`);
   checkBindingSize(FN, 'teacherHidden', teacherHidden);
   checkBindingSize(FN, 'studentHidden', studentHidden);
   const plan = makePlan(rows, d, blockRows, options);
