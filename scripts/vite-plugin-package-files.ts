@@ -14,7 +14,6 @@
  * replaced by the chunk-relative path.
  */
 import { dirname, join, relative, resolve, sep } from 'node:path';
-import MagicString from 'magic-string';
 import type { Plugin } from 'vite';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -23,7 +22,7 @@ const PACKAGE_FOLDERS = ['models/default/'];
 const MARKER = '__sgt_package_file__:';
 
 const SOURCE_URL = /new\s+URL\(\s*(['"])(\.[^'"]+)\1\s*,\s*import\.meta\.url\s*\)/g;
-const MARKED_URL = new RegExp(`/\\*\\s*@vite-ignore\\s*\\*/\\s*(["'])${MARKER}([^"']+)\\1`, 'g');
+const MARKED_URL = new RegExp(`/\\*\\s*@vite-ignore\\s*\\*/(\\s*)(["'])${MARKER}([^"']+)\\2`, 'g');
 
 /** The path from the package root, when `rel` (relative to the module `id`) points into a shipped folder. */
 function packagePath(id: string, rel: string): string | null {
@@ -45,26 +44,29 @@ export function packageFileUrls(): Plugin {
     },
     transform(code, id) {
       if (!id.startsWith(join(ROOT, 'src') + sep) || !code.includes('import.meta.url')) return null;
-      const s = new MagicString(code);
-      for (const m of code.matchAll(SOURCE_URL)) {
-        const path = packagePath(id, m[2]);
-        if (path) s.overwrite(m.index, m.index + m[0].length, `new URL(/* @vite-ignore */ "${MARKER}${path}", import.meta.url)`);
-      }
-      return s.hasChanged() ? { code: s.toString(), map: s.generateMap({ hires: true }) } : null;
+      let changed = false;
+      // Same line, same lines after it: the source map stays right but for columns on that line.
+      const out = code.replace(SOURCE_URL, (whole, _quote: string, rel: string) => {
+        const path = packagePath(id, rel);
+        if (!path) return whole;
+        changed = true;
+        return `new URL(/* @vite-ignore */ "${MARKER}${path}", import.meta.url)`;
+      });
+      return changed ? { code: out, map: null } : null;
     },
     renderChunk(code, chunk) {
       if (!code.includes(MARKER)) return null;
       // Where the package root is, seen from the chunk, assuming outDir sits in the package root (dist/).
       const chunkDir = dirname(join(outDir, chunk.fileName));
-      const s = new MagicString(code);
-      for (const m of code.matchAll(MARKED_URL)) {
-        let rel = relative(chunkDir, join(dirname(outDir), m[2]))
+      // The comment goes, the whitespace (and line breaks) after it stays: lines do not move.
+      const out = code.replace(MARKED_URL, (_whole, space: string, _quote: string, path: string) => {
+        let rel = relative(chunkDir, join(dirname(outDir), path))
           .split(sep)
           .join('/');
         if (!rel.startsWith('.')) rel = `./${rel}`;
-        s.overwrite(m.index, m.index + m[0].length, JSON.stringify(rel));
-      }
-      return { code: s.toString(), map: s.generateMap({ hires: true }) };
+        return `${space}${JSON.stringify(rel)}`;
+      });
+      return { code: out, map: null };
     },
   };
 }
