@@ -2,13 +2,15 @@
  * The trainer's module Web Worker (src/worker/worker.ts) driven from the page over comlink, as an
  * app would: tiny-llama's weights transferred in, a tiny pre-tokenized run started with a
  * progress proxy, paused, resumed and stopped between steps, errors arriving with their original
- * messages, the cloak and checkpoint bytes transferred back, then dispose and terminate.
+ * messages and SgtError codes (a plain Error with the code before the page installs the transfer
+ * handler, an SgtError after), the cloak and checkpoint bytes transferred back, then dispose and terminate.
  * Batch 2 of 8 tokens keeps the steps short on SwiftShader.
  */
 import * as Comlink from 'comlink';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModelFixture } from './fixtures';
 import { parseSafetensors } from '../../src/models/safetensors';
+import { SgtError, installErrorTransfer, isSgtError } from '../../src/gpu/errors';
 import type { ProgressEvent, RunSummary, StepEvent, TrainerWorkerApi } from '../../src/worker/worker';
 
 let worker: Worker | null = null;
@@ -81,6 +83,10 @@ describe('the trainer worker over comlink', () => {
       remote().configure({ factory: 'crossEntropyDistillation', batchSize: 2, seqLen: 8, tokens: documents(4) }),
     );
     expect(early?.message).toBe('TrainerService.configure: no model is loaded: call loadModel() first');
+    // The worker sends the code; this page has not installed the handler yet: comlink's plain Error with it.
+    expect(early).not.toBeInstanceOf(SgtError);
+    expect(early).toMatchObject({ name: 'SgtError', code: 'INVALID_STATE' });
+    expect(isSgtError(early, 'INVALID_STATE')).toBe(true);
 
     const { config, weights: bytes } = await loadModelFixture('tiny-llama');
     const weights = (bytes as Uint8Array).buffer as ArrayBuffer;
@@ -93,7 +99,9 @@ describe('the trainer worker over comlink', () => {
     expect(model.parameterCount).toBe(2 * 96 * 32 + 2 * (2 * 32 + 2 * 32 * 32 + 2 * 16 * 32 + 3 * 64 * 32) + 32);
   });
 
-  it('errors thrown in the worker arrive with their original messages, and the worker keeps working', async () => {
+  it('errors thrown in the worker arrive with their original messages and codes, and the worker keeps working', async () => {
+    // With the handler on the page too, every rejection is an SgtError again.
+    installErrorTransfer(Comlink.transferHandlers);
     const alpha = await rejection(
       remote().configure({
         factory: 'distillation',
@@ -105,10 +113,15 @@ describe('the trainer worker over comlink', () => {
     );
     expect(alpha).toBeInstanceOf(Error);
     expect(alpha!.message).toBe("distillationLossFactory: option 'alpha' must be in [0, 1], got 2");
+    expect(alpha).toBeInstanceOf(SgtError);
+    expect((alpha as SgtError).code).toBe('INVALID_OPTION');
     const text = await rejection(remote().configure({ factory: 'crossEntropyDistillation', batchSize: 2, seqLen: 8, text: 'hello' }));
     expect(text?.message).toMatch(/vocabulary \(96 ids\) is too small for the byte-level fallback/);
+    expect(isSgtError(text, 'INVALID_OPTION')).toBe(true);
     const start = await rejection(remote().start());
     expect(start?.message).toBe('TrainerService.start: call configure() first');
+    expect(start).toBeInstanceOf(SgtError);
+    expect((start as SgtError).code).toBe('INVALID_STATE');
     expect(await remote().getState()).toEqual({ state: 'modelLoaded', step: 0 });
   });
 
