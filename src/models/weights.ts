@@ -252,6 +252,11 @@ interface Upload {
   blockRows?: number;
 }
 
+/** Throws MODEL_INVALID unless a file tensor (or a transform's part) holds the `need` its shape says. */
+function checkSize(has: string, size: number, need: number, shape: string): void {
+  if (size !== need) throw new SgtError('MODEL_INVALID', `weights: ${has} but ${shape} needs ${need}`);
+}
+
 /** The error for a tensor (or a part, or a row of a row-block tensor) over the storage binding limit. */
 function overLimitError(limit: number, what: string, bytes: number, dtype: DType, oneRow?: number): Error {
   return new SgtError(
@@ -314,24 +319,14 @@ export function uploadWeights(config: ModelConfig, file: SafetensorsFile, option
     const key = keyOf(name);
     const entry = file.tensors.get(key)!;
     const need = numel(shape) * SAFETENSORS_DTYPE_BYTES[entry.dtype];
-    if (entry.bytes.byteLength !== need) {
-      throw new SgtError(
-        'MODEL_INVALID',
-        `weights: '${key}' has ${entry.bytes.byteLength} bytes but shape ${fmt(shape)} in ${entry.dtype} needs ${need}`,
-      );
-    }
+    checkSize(`'${key}' has ${entry.bytes.byteLength} bytes`, entry.bytes.byteLength, need, `shape ${fmt(shape)} in ${entry.dtype}`);
     const dtype = dtypeOf(entry);
     if (!options.transform || blockRows.has(name)) {
       plan.push({ source: name, entry, shape, dtype, blockRows: blockRows.get(name) });
       continue;
     }
     for (const [p, data, s] of options.transform(name, fileData(entry), shape)) {
-      if (data.length !== numel(s)) {
-        throw new SgtError(
-          'MODEL_INVALID',
-          `weights: part '${p}' of '${key}' has ${data.length} elements but shape ${fmtShape(s)} needs ${numel(s)}`,
-        );
-      }
+      checkSize(`part '${p}' of '${key}' has ${data.length} elements`, data.length, numel(s), `shape ${fmtShape(s)}`);
       const bytes = storageBytes(dtype, numel(s));
       if (bytes > limit) throw overLimit(`part '${p}' ${fmt(s)} of '${key}'`, bytes, dtype);
       plan.push({ source: name, entry, shape: s, dtype, part: p });
