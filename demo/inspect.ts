@@ -7,7 +7,7 @@
  * tokens it generates (a client would transform only what the user typed); there is no KV cache:
  * each new token reruns the whole sequence, which is fine for a few dozen tokens.
  */
-import { gather, reshape } from '../src/ops/index';
+import { gather, matmulRowBlocks, reshape } from '../src/ops/index';
 import { randn } from '../src/ops/random';
 import { noGrad } from '../src/autograd/engine';
 import { readAll, scope, tensor } from '../src/tensor/tensor';
@@ -112,18 +112,22 @@ function argmax(logits: Float32Array): number {
   return best;
 }
 
-/** The logits of the last position of a `[1, T, V]` forward, read back alone. */
+/**
+ * The logits of the last position, read back alone: the head is applied (block by block) to that
+ * position's final hidden state only, so no `[T, V]` logits are made however long the prompt or
+ * large the vocabulary.
+ */
 async function lastLogits(model: CausalLM, input: { ids: number[] } | { embeds: Float32Array; length: number }): Promise<Float32Array> {
   return scope(async () => {
-    const V = model.config.vocabSize;
+    const d = model.config.hiddenSize;
     const last = noGrad(() => {
       const out =
         'ids' in input
-          ? model.forward({ ids: { data: input.ids, shape: [1, input.ids.length] } })
-          : model.forward({ inputsEmbeds: tensor(input.embeds, [1, input.length, model.config.hiddenSize]) });
+          ? model.forward({ ids: { data: input.ids, shape: [1, input.ids.length] }, output: 'hidden' })
+          : model.forward({ inputsEmbeds: tensor(input.embeds, [1, input.length, d]), output: 'hidden' });
       const T = 'ids' in input ? input.ids.length : input.length;
-      // One row of the [T, V] logits: the readback stays V floats however long the prompt.
-      return gather(reshape(out.logits!, [T, V]), tensor(Int32Array.of(T - 1), [1]));
+      const row = gather(reshape(out.hidden!, [T, d]), tensor(Int32Array.of(T - 1), [1]));
+      return matmulRowBlocks(row, model.headBlocks());
     });
     const [row] = await readAll([last]);
     return row as Float32Array;
@@ -168,7 +172,8 @@ export async function inspectPrompt(
       const x = model.embed({ data: ids, shape: [1, T] });
       const { mu, sigma } = cloak.forward(x, tensor(new Float32Array(T).fill(1), [1, T]));
       const xtT = noisyEmbeddings(x, mu, sigma, randn([1, T, d], { seed }), tensor(noiseMask, [1, T]));
-      return [xtT, nearestRowsByCosine(reshape(xtT, [T, d]), model.embeddingTable)];
+      // The table as the model stores it (row blocks, file dtype): no f32 copy of it is made.
+      return [xtT, nearestRowsByCosine(reshape(xtT, [T, d]), model.embeddingBlocks())];
     });
     const [a, b] = await readAll([xtT, nearestT]);
     return { xt: a as Float32Array, nearest: b as Int32Array };

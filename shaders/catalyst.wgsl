@@ -8,6 +8,12 @@
 // |b|^2 - 2 a.b (|a|^2 is the same for every b), or of -a.b / |b| for the cosine search. The table is split across the grid's y axis so
 // that a few queries against a large vocabulary still fill the device; a second pass combines the
 // splits and recomputes the winner's distance exactly as ||a - b|| (no cancellation).
+//
+// A table larger than one storage binding comes as row blocks, bound one at a time: each block's
+// search reports global row indices (rowOffset + local), and its combine pass merges the block's
+// winner into the results of the blocks before it (by the same search value, ties to the smaller
+// index), so the blocks find what one table would. The table may be a packed 16-bit weight
+// (bf16 / f16), unpacked as it loads.
 
 #include "common.wgsl" // posInf, workgroupSum2
 
@@ -19,6 +25,7 @@ override COSINE: bool = false;
 // Query rows per thread (1, 2 or 4): a query tile holds 16 * ROWS_PER_THREAD rows, so that a
 // handful of queries does not pay for 64.
 override ROWS_PER_THREAD: u32 = 4u;
+override TABLE_DTYPE: u32 = 0u; // 0 f32, 1 bf16, 2 f16 (two elements per word, element 2i low)
 
 const WG: u32 = 256u;
 const TV: u32 = 64u;  // table rows per tile (4 per thread column)
@@ -27,26 +34,30 @@ const NONE: u32 = 0xffffffffu;
 
 struct SearchParams {
   positions: u32,
-  vocab: u32,
+  vocab: u32,     // rows of the bound block
   d: u32,
   splits: u32,
+  rowOffset: u32, // the table row of the block's first row
+  first: u32,     // combine: 1 = the first block (nothing to merge with yet)
+  _pad0: u32,
+  _pad1: u32,
 }
 
 struct LossParams {
   positions: u32,
   d: u32,
-  _pad0: u32,
-  _pad1: u32,
+  rowOffset: u32, // backward: the table row of the bound block's first row
+  blockRows: u32, // backward: rows of the bound block
   length: f32,    // l, the characteristic length
   exponent: f32,  // p, the exponent of decay
-  _pad2: u32,
-  _pad3: u32,
+  first: u32,     // backward: 1 = the first block (writes every position; later blocks only theirs)
+  _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: SearchParams;
 @group(0) @binding(1) var<uniform> lossParams: LossParams;
 @group(0) @binding(2) var<storage, read> queries: array<f32>;       // [P, d] (xt)
-@group(0) @binding(3) var<storage, read> table: array<f32>;         // [V, d] (E)
+@group(0) @binding(3) var<storage, read> table: array<u32>;         // one row block [vocab, d] of E: f32 bits or packed pairs
 @group(0) @binding(4) var<storage, read> tableNorm: array<f32>;     // [V]: |E_v|^2 (L2) or |E_v| (COSINE)
 @group(0) @binding(5) var<storage, read_write> partialValue: array<f32>; // [splits, P]
 @group(0) @binding(6) var<storage, read_write> partialIndex: array<u32>; // [splits, P]
@@ -58,11 +69,21 @@ struct LossParams {
 @group(0) @binding(12) var<storage, read> gradOut: array<f32>;
 @group(0) @binding(13) var<storage, read> nearestIndexIn: array<u32>;
 @group(0) @binding(14) var<storage, read> nearestDistanceIn: array<f32>;
+@group(0) @binding(15) var<storage, read_write> nearestValue: array<f32>;   // [P]: the winner's search value (merging blocks)
 
 var<workgroup> tileA: array<f32, 1024>;  // [TK][TP], TP = 16 * ROWS_PER_THREAD <= 64
 var<workgroup> tileB: array<f32, 1024>;  // [TK][TV]
 var<workgroup> redValue: array<f32, WG>;
 var<workgroup> redIndex: array<u32, WG>;
+
+// Element e of the bound table block, widened to f32.
+fn readTable(e: u32) -> f32 {
+  if (TABLE_DTYPE == 0u) { return bitcast<f32>(table[e]); }
+  let word = table[e >> 1u];
+  let high = (e & 1u) == 1u;
+  if (TABLE_DTYPE == 1u) { return bitcast<f32>(select(word << 16u, word & 0xffff0000u, high)); }
+  return unpack2x16float(word)[select(0u, 1u, high)];
+}
 
 // Whether candidate (v, i) beats (best, bestI): smaller value, ties to the smaller index.
 fn better(v: f32, i: u32, best: f32, bestI: u32) -> bool {
@@ -108,7 +129,7 @@ fn nearestPartials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
           let v = e / TK;
           let k = e % TK;
           var b = 0.0;
-          if (v0 + v < V && k0 + k < d) { b = table[(v0 + v) * d + k0 + k]; }
+          if (v0 + v < V && k0 + k < d) { b = readTable((v0 + v) * d + k0 + k); }
           tileB[k * TV + v] = b;
         }
         workgroupBarrier();
@@ -130,7 +151,7 @@ fn nearestPartials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
           for (var r = 0u; r < ROWS_PER_THREAD; r++) {
             var value = n - 2.0 * acc[4u * r + c];
             if (COSINE) { value = select(posInf(), -acc[4u * r + c] / n, n > 0.0); }
-            let skip = EXCLUDE_SELF && v == q0 + ty + 16u * r;
+            let skip = EXCLUDE_SELF && v + params.rowOffset == q0 + ty + 16u * r;
             if (!skip && better(value, v, best[r], bestI[r])) {
               best[r] = value;
               bestI[r] = v;
@@ -162,7 +183,9 @@ fn nearestPartials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
   }
 }
 
-// One thread per query: the best of its splits, and (L2) that row's exact distance (+inf if none).
+// One thread per query: the best of the bound block's splits, as a table row (+ rowOffset); unless
+// this is the first block, kept only if it beats the earlier blocks' winner; then (L2) the winning
+// row's exact distance (+inf if none).
 @compute @workgroup_size(WG)
 fn nearestCombine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   let P = params.positions;
@@ -178,17 +201,20 @@ fn nearestCombine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
         i = si;
       }
     }
+    let row = select(i + params.rowOffset, NONE, i == NONE);
+    if (params.first == 0u && !better(v, row, nearestValue[p], nearestIndex[p])) { continue; }
     var dist = posInf();
     if (!COSINE && i != NONE) {
       var sq = 0.0;
       for (var j = 0u; j < d; j++) {
-        let diff = queries[p * d + j] - table[i * d + j];
+        let diff = queries[p * d + j] - readTable(i * d + j);
         sq += diff * diff;
       }
       dist = sqrt(sq);
     }
-    nearestIndex[p] = i;
+    nearestIndex[p] = row;
     nearestDistance[p] = dist;
+    nearestValue[p] = v;
   }
 }
 
@@ -216,7 +242,9 @@ fn catalystFinalize(@builtin(local_invocation_index) lid: u32) {
 }
 
 // d (l/d)^p / dxt = -p (l/d)^p / d^2 * (xt - E_v), v the nearest row found by the forward; 0 where
-// d is at the floor or the position is not selected.
+// d is at the floor or the position is not selected. One dispatch per table block: a position
+// whose nearest row lies in the bound block gets its gradient; the first block's dispatch also
+// writes the zeros (and the positions of later blocks, which those overwrite).
 @compute @workgroup_size(WG)
 fn catalystBackward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   let d = lossParams.d;
@@ -226,12 +254,15 @@ fn catalystBackward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
   for (var i = gid.x; i < n; i += groups.x * WG) {
     let p = i / d;
     let dist = nearestDistanceIn[p];
-    var grad = 0.0;
     let v = nearestIndexIn[p];
-    if (maskSelects(mask[p]) && c > 0.0 && dist > 1e-8 && v != NONE) {
+    // In this block (NONE, the largest u32, is in none: v - rowOffset wraps or exceeds blockRows).
+    let inBlock = v != NONE && v >= lossParams.rowOffset && v - lossParams.rowOffset < lossParams.blockRows;
+    if (!inBlock && lossParams.first == 0u) { continue; }
+    var grad = 0.0;
+    if (inBlock && maskSelects(mask[p]) && c > 0.0 && dist > 1e-8) {
       // Divided by d twice separately: term / d^2 alone may overflow where the product does not.
       let factor = -lossParams.exponent * term(dist) / dist;
-      grad = g / c * factor * ((queries[i] - table[v * d + i % d]) / dist);
+      grad = g / c * factor * ((queries[i] - readTable((v - lossParams.rowOffset) * d + i % d)) / dist);
     }
     out[i] = grad;
   }

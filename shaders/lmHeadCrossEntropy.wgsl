@@ -14,6 +14,8 @@
 // writes (q - p) * g / |selected| of a window into `diff` ([rows, width]), and lmHeadBackwardGrad adds
 // diff * W_window to the student's gradient. Its scratch is [rows, width], never [rows, V].
 // The head may be a packed 16-bit weight (bf16 / f16), unpacked as it loads; accumulation is f32.
+// The metrics entry points (lmHeadMetricsForward, lmHeadMetricsFinish) walk the vocabulary the same
+// way, forward only, for the top-1 agreement and KL(p || q) of the same logits (see `Agreement`).
 
 #include "common.wgsl" // negInf, LogSumExp, logSumExpMerge
 
@@ -23,6 +25,7 @@ const WG: u32 = 256u;
 const KT: u32 = 16u;     // step through the hidden size
 const MAX_CPT: u32 = 16u;
 const FIELDS: u32 = 5u;  // floats of one row summary in `state`
+const MFIELDS: u32 = 7u; // floats of one metrics row summary in `state`
 
 // Head rows per thread and chunk. The chunk is C = LANES * CPT head rows, and the head tile takes
 // KT * C floats of workgroup memory: the wrapper picks CPT (8 or 16) from the device's
@@ -39,7 +42,7 @@ struct Params {
   first: u32,     // forward: 1 = first block (no summary stored yet); grad: 1 = overwrite gradStudent
   colStart: u32,  // backward: first head row of the window, within the block
   width: u32,     // backward: head rows in the window (the row length of diff)
-  _pad: u32,
+  vocabStart: u32, // metrics: the vocabulary index of the bound block's first row
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -48,7 +51,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read> weight: array<u32>;            // W block [vocab, d]: f32 bits or packed pairs
 @group(0) @binding(4) var<storage, read> mask: array<f32>;              // [rows], non-zero selects a row (maskSelects)
 @group(0) @binding(5) var<storage, read_write> state: array<f32>;       // [splits, rows, FIELDS]
-@group(0) @binding(6) var<storage, read_write> rowStats: array<f32>;    // [rows, 4]: tMax, log tSum, sMax, log sSum
+@group(0) @binding(6) var<storage, read_write> rowStats: array<f32>;    // [rows, 4]: tMax, log tSum, sMax, log sSum (metrics: [rows, 2])
 @group(0) @binding(7) var<storage, read_write> rowLoss: array<f32>;     // [rows] (selected rows only)
 @group(0) @binding(8) var<storage, read> savedStats: array<f32>;        // backward: rowStats of the forward
 @group(0) @binding(9) var<storage, read> savedScale: array<f32>;        // backward: 1 / |selected| (0 if none)
@@ -374,5 +377,154 @@ fn lmHeadBackwardGrad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
         }
       }
     }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics: top-1 agreement and KL(p || q), forward only, over the same tiles as lmHeadForward.
+
+// Summary of a set of head rows v for one row, as metrics.wgsl keeps it for materialised logits:
+//   tMax, tSum, sMax, sSum as in `Online`,
+//   dd = sum exp(z - tMax) ((z - tMax) - (zs - sMax)),
+//   tArg, sArg = the vocabulary index of each maximum (the first on ties), as f32 (exact below 2^24),
+// so that KL = dd / tSum + log(sSum / tSum) (every term relative to the maxima: identical teacher
+// and student rows give 0 exactly) and the row agrees when tArg == sArg. tSum == 0 marks the empty set.
+struct Agreement {
+  tMax: f32,
+  tSum: f32,
+  sMax: f32,
+  sSum: f32,
+  dd: f32,
+  tArg: f32,
+  sArg: f32,
+}
+
+fn emptyAgreement() -> Agreement {
+  return Agreement(negInf(), 0.0, negInf(), 0.0, 0.0, 0.0, 0.0);
+}
+
+// Whether maximum (m, i) beats (mBest, iBest): larger, ties to the smaller vocabulary index.
+fn wins(m: f32, i: f32, mBest: f32, iBest: f32) -> bool {
+  return m > mBest || (m == mBest && i < iBest);
+}
+
+// Union of two disjoint summaries. Moving a set's references from (a.tMax, a.sMax) to the common
+// (tMax, sMax) changes each of its dd terms by (sMax - a.sMax) - (tMax - a.tMax), weighted by a.tSum.
+fn mergeAgreement(a: Agreement, b: Agreement) -> Agreement {
+  if (b.tSum == 0.0) { return a; }
+  if (a.tSum == 0.0) { return b; }
+  let tMax = max(a.tMax, b.tMax);
+  let s = logSumExpMerge(LogSumExp(a.sMax, a.sSum), LogSumExp(b.sMax, b.sSum));
+  let fa = exp(a.tMax - tMax);
+  let fb = exp(b.tMax - tMax);
+  let da = a.dd + ((s.m - a.sMax) - (tMax - a.tMax)) * a.tSum;
+  let db = b.dd + ((s.m - b.sMax) - (tMax - b.tMax)) * b.tSum;
+  let tArg = select(a.tArg, b.tArg, wins(b.tMax, b.tArg, a.tMax, a.tArg));
+  let sArg = select(a.sArg, b.sArg, wins(b.sMax, b.sArg, a.sMax, a.sArg));
+  return Agreement(tMax, a.tSum * fa + b.tSum * fb, s.m, s.s, da * fa + db * fb, tArg, sArg);
+}
+
+fn storeAgreement(i: u32, o: Agreement) {
+  tileW[i] = o.tMax;
+  tileW[WG + i] = o.tSum;
+  tileW[2u * WG + i] = o.sMax;
+  tileW[3u * WG + i] = o.sSum;
+  tileW[4u * WG + i] = o.dd;
+  tileW[5u * WG + i] = o.tArg;
+  tileW[6u * WG + i] = o.sArg;
+}
+
+fn loadAgreement(i: u32) -> Agreement {
+  return Agreement(tileW[i], tileW[WG + i], tileW[2u * WG + i], tileW[3u * WG + i], tileW[4u * WG + i], tileW[5u * WG + i],
+                   tileW[6u * WG + i]);
+}
+
+fn stateAgreement(at: u32) -> Agreement {
+  return Agreement(state[at], state[at + 1u], state[at + 2u], state[at + 3u], state[at + 4u], state[at + 5u], state[at + 6u]);
+}
+
+// The summary of this thread's head rows of one chunk (col0 within the bound block).
+fn chunkAgreement(z: TileLogits, col0: u32, lane: u32) -> Agreement {
+  var n = 0u;
+  var tMax = negInf();
+  var sMax = negInf();
+  var tArg = 0u;
+  var sArg = 0u;
+  // Columns grow with j: a strictly larger value keeps the first index of each maximum.
+  for (var j = 0u; j < CPT; j++) {
+    let c = col0 + lane + LANES * j;
+    if (c < params.vocab) {
+      if (n == 0u || z.t[j] > tMax) { tMax = z.t[j]; tArg = c; }
+      if (n == 0u || z.s[j] > sMax) { sMax = z.s[j]; sArg = c; }
+      n++;
+    }
+  }
+  if (n == 0u) { return emptyAgreement(); }
+  let base = f32(params.vocabStart);
+  var part = Agreement(tMax, 0.0, sMax, 0.0, 0.0, base + f32(tArg), base + f32(sArg));
+  for (var j = 0u; j < n; j++) {
+    let e = exp(z.t[j] - tMax);
+    part.tSum += e;
+    part.sSum += exp(z.s[j] - sMax);
+    part.dd += e * ((z.t[j] - tMax) - (z.s[j] - sMax));
+  }
+  return part;
+}
+
+// Forward over one head block, as lmHeadForward (the same grid, tiles and chunk sets), keeping
+// `Agreement` summaries ([splits, rows, MFIELDS] in `state`).
+@compute @workgroup_size(WG)
+fn lmHeadMetricsForward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+                        @builtin(local_invocation_index) lid: u32) {
+  let C = LANES * CPT;
+  let tiles = (params.rows + TR - 1u) / TR;
+  let chunks = (params.vocab + C - 1u) / C;
+  let r = lid / LANES;
+  let lane = lid % LANES;
+  let split = wid.y;
+  for (var tile = wid.x; tile < tiles; tile += groups.x) {
+    let row0 = tile * TR;
+    var acc = emptyAgreement();
+    if (tileSelected(row0, lid)) {
+      for (var chunk = split; chunk < chunks; chunk += params.splits) {
+        let col0 = chunk * C;
+        acc = mergeAgreement(acc, chunkAgreement(tileLogits(row0, col0, lid), col0, lane));
+      }
+    }
+    storeAgreement(lid, acc);
+    workgroupBarrier();
+    for (var step = LANES / 2u; step > 0u; step = step / 2u) {
+      if (lane < step) { storeAgreement(lid, mergeAgreement(loadAgreement(lid), loadAgreement(lid + step))); }
+      workgroupBarrier();
+    }
+    let row = row0 + r;
+    if (lane == 0u && row < params.rows) {
+      var total = loadAgreement(lid);
+      let at = (split * params.rows + row) * MFIELDS;
+      // Earlier blocks hold smaller vocabulary indices: they go first, so ties keep the first index.
+      if (params.first == 0u) { total = mergeAgreement(stateAgreement(at), total); }
+      state[at] = total.tMax;
+      state[at + 1u] = total.tSum;
+      state[at + 2u] = total.sMax;
+      state[at + 3u] = total.sSum;
+      state[at + 4u] = total.dd;
+      state[at + 5u] = total.tArg;
+      state[at + 6u] = total.sArg;
+    }
+  }
+}
+
+// Merges the `splits` summaries of each selected row into rowStats [rows, 2]: KL(p || q) (clamped
+// at 0 against rounding) and 1 when the argmaxes agree; unselected rows are not written.
+@compute @workgroup_size(WG)
+fn lmHeadMetricsFinish(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  for (var row = gid.x; row < params.rows; row += groups.x * WG) {
+    if (!maskSelects(mask[row])) { continue; }
+    var acc = emptyAgreement();
+    for (var s = 0u; s < params.splits; s++) {
+      acc = mergeAgreement(acc, stateAgreement((s * params.rows + row) * MFIELDS));
+    }
+    rowStats[2u * row] = max(acc.dd / acc.tSum + log(acc.sSum / acc.tSum), 0.0);
+    rowStats[2u * row + 1u] = select(0.0, 1.0, acc.tArg == acc.sArg);
   }
 }

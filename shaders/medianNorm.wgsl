@@ -8,6 +8,7 @@
 #include "common.wgsl" // workgroupSum2
 
 override SQUARED: bool = false; // rowNorms: write ||E_v||^2 instead of ||E_v||
+override TABLE_DTYPE: u32 = 0u; // rowNorms: the table's dtype, 0 f32, 1 bf16, 2 f16 (two elements per word, element 2i low)
 
 const WG: u32 = 256u;
 
@@ -28,7 +29,7 @@ struct Params {
 @group(0) @binding(7) var<storage, read> gradOut: array<f32>;
 @group(0) @binding(8) var<storage, read_write> out: array<f32>;
 @group(0) @binding(9) var<storage, read_write> count: array<f32>;
-@group(0) @binding(10) var<storage, read> table: array<f32>;
+@group(0) @binding(10) var<storage, read> table: array<u32>; // rowNorms: f32 bits or packed 16-bit pairs
 @group(0) @binding(11) var<storage, read> values: array<f32>;
 
 var<workgroup> scratch: array<f32, WG>; // medianNormRows: 16-lane sums
@@ -112,6 +113,15 @@ fn medianNormBackward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
   }
 }
 
+// Element e of the table, widened to f32.
+fn readTable(e: u32) -> f32 {
+  if (TABLE_DTYPE == 0u) { return bitcast<f32>(table[e]); }
+  let word = table[e >> 1u];
+  let high = (e & 1u) == 1u;
+  if (TABLE_DTYPE == 1u) { return bitcast<f32>(select(word << 16u, word & 0xffff0000u, high)); }
+  return unpack2x16float(word)[select(0u, 1u, high)];
+}
+
 // ||E_v|| (or its square) of every row of a [rows, d] table, one thread per row: the reads of
 // neighbouring threads are d apart, but each thread walks its row sequentially through the cache.
 @compute @workgroup_size(WG)
@@ -120,7 +130,7 @@ fn rowNorms(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
   for (var row = gid.x; row < params.rows; row += groups.x * WG) {
     var sq = 0.0;
     for (var j = 0u; j < d; j++) {
-      let v = table[row * d + j];
+      let v = readTable(row * d + j);
       sq += v * v;
     }
     out[row] = select(sqrt(sq), sq, SQUARED);

@@ -204,6 +204,7 @@ export {
   nearestNeighbourInversion,
   nearestRowsByCosine,
   agreementAndKL,
+  lmHeadAgreementAndKL,
   type InversionMetrics,
   type AgreementMetrics,
   type CosineSearchOptions,

@@ -219,7 +219,7 @@ const term = {
     key: 'inverseL2PowerLawCatalystLoss',
     weight,
     compute: (out) =>
-      inverseL2PowerLawCatalyst(out.xt, base.embeddingTable, out.noiseMask, {
+      inverseL2PowerLawCatalyst(out.xt, base.embeddingBlocks(), out.noiseMask, {
         characteristicLength: hp.inverseL2PowerLawCharacteristicLength,
         exponentOfDecay: hp.inverseL2PowerLawExponentOfDecay,
       }),

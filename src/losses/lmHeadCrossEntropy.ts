@@ -7,6 +7,9 @@
  * saved log-sum-exps and adds `(q - p) W` to the student's gradient. Peak scratch: `O(N * window)`
  * bytes (bounded by {@link LmHeadCrossEntropyOptions.maxScratchBytes}), plus `O(N)` statistics.
  * `distillationCrossEntropy` on materialised logits stays the reference path.
+ *
+ * {@link lmHeadAgreementAndKLRows} walks the head the same way, forward only, for the training
+ * metrics (top-1 agreement and KL of the same logits).
  */
 import source from '../../shaders/lmHeadCrossEntropy.wgsl?raw';
 import { getContext } from '../gpu/context';
@@ -33,6 +36,10 @@ const LANES = 16;
 const KT = 16;
 const WG = TR * LANES;
 const FIELDS = 5;
+/** Floats per row summary of the metrics kernels (`Agreement` in the WGSL). */
+const METRICS_FIELDS = 7;
+/** Vocabulary indices are carried as f32 by the metrics kernels: exact below 2^24. */
+const MAX_METRICS_VOCAB = 2 ** 24;
 const GRAD_TILE = 64;
 const DEFAULT_SCRATCH_BYTES = 16 * 2 ** 20;
 /** Chunk widths the kernels are built for (LANES * CPT with CPT 16 or 8), widest first. */
@@ -85,50 +92,73 @@ interface Plan {
   window: number;
 }
 
-function makePlan(rows: number, d: number, blockRows: number[], options: LmHeadCrossEntropyOptions): Plan {
+/** What a plan is for: the error messages' function, the floats per row summary, and whether a backward follows. */
+interface PlanKind {
+  fn: string;
+  fields: number;
+  backward: boolean;
+}
+
+const LOSS_PLAN: PlanKind = { fn: FN, fields: FIELDS, backward: true };
+
+function makePlan(rows: number, d: number, blockRows: number[], options: LmHeadCrossEntropyOptions, kind: PlanKind = LOSS_PLAN): Plan {
   const ctx = getContext();
-  const limits = ctx.limits;
-  let columns: number;
-  if (options.chunkColumns === undefined) columns = lmHeadChunkColumns(limits);
-  else {
-    if (!(CHUNKS as readonly number[]).includes(options.chunkColumns)) {
-      throw new SgtError('INVALID_OPTION', `${FN}: option 'chunkColumns' must be 128 or 256, got ${options.chunkColumns}`);
-    }
-    columns = options.chunkColumns;
-    if (workgroupBytes(columns) > limits.maxComputeWorkgroupStorageSize) {
-      throw new SgtError(
-        'LIMIT_EXCEEDED',
-        `${FN}: option 'chunkColumns' ${columns} needs ${workgroupBytes(columns)} bytes of workgroup memory, more than this ` +
-          `device's maxComputeWorkgroupStorageSize (${limits.maxComputeWorkgroupStorageSize})`,
-      );
-    }
-  }
-  const scratch = options.maxScratchBytes ?? DEFAULT_SCRATCH_BYTES;
-  checkNumber(FN, 'maxScratchBytes', scratch, { positive: true });
-  const maxBlock = Math.max(...blockRows);
-  const chunksOfLargest = Math.ceil(maxBlock / columns);
+  const { fn, fields } = kind;
+  const columns = chunkColumnsOf(fn, options);
+  const chunksOfLargest = Math.ceil(Math.max(...blockRows) / columns);
   const rowTiles = Math.ceil(rows / TR);
   const gridX = Math.max(1, Math.min(ctx.maxGridWorkgroups, rowTiles));
-  // The row summaries, [splits, rows, FIELDS] f32, must fit one binding too.
-  checkBindingBytes(FN, `the row summaries of ${rows} rows`, rows * FIELDS * 4, 'split the batch into smaller micro-batches');
-  const fitting = Math.floor(ctx.bindingLimit / (Math.max(rows, 1) * FIELDS * 4));
+  // The row summaries, [splits, rows, fields] f32, must fit one binding too.
+  checkBindingBytes(fn, `the row summaries of ${rows} rows`, rows * fields * 4, 'split the batch into smaller micro-batches');
+  const fitting = Math.floor(ctx.bindingLimit / (Math.max(rows, 1) * fields * 4));
   const splits = Math.max(1, Math.min(chunksOfLargest, Math.ceil(ctx.maxGridWorkgroups / gridX), fitting));
+  const window = kind.backward ? backwardWindow(fn, rows, columns, chunksOfLargest, options) : columns;
+  return { rows, d, columns, cpt: columns / LANES, gridX, splits, window };
+}
+
+/** The vocabulary chunk: the option, checked against the device, or the widest that fits it. */
+function chunkColumnsOf(fn: string, options: LmHeadCrossEntropyOptions): number {
+  const limits = getContext().limits;
+  if (options.chunkColumns === undefined) return lmHeadChunkColumns(limits);
+  if (!(CHUNKS as readonly number[]).includes(options.chunkColumns)) {
+    throw new SgtError('INVALID_OPTION', `${fn}: option 'chunkColumns' must be 128 or 256, got ${options.chunkColumns}`);
+  }
+  const columns = options.chunkColumns;
+  if (workgroupBytes(columns) > limits.maxComputeWorkgroupStorageSize) {
+    throw new SgtError(
+      'LIMIT_EXCEEDED',
+      `${fn}: option 'chunkColumns' ${columns} needs ${workgroupBytes(columns)} bytes of workgroup memory, more than this ` +
+        `device's maxComputeWorkgroupStorageSize (${limits.maxComputeWorkgroupStorageSize})`,
+    );
+  }
+  return columns;
+}
+
+/** The backward's window (head rows per `[N, window]` scratch): within maxScratchBytes and one binding. */
+function backwardWindow(fn: string, rows: number, columns: number, chunksOfLargest: number, options: LmHeadCrossEntropyOptions): number {
+  const ctx = getContext();
+  const scratch = options.maxScratchBytes ?? DEFAULT_SCRATCH_BYTES;
+  checkNumber(fn, 'maxScratchBytes', scratch, { positive: true });
   const perRow = 4 * Math.max(rows, 1);
   const bindable = Math.floor(ctx.bindingLimit / perRow / columns);
   if (bindable < 1) {
     throw new SgtError(
       'LIMIT_EXCEEDED',
-      `${FN}: ${rows} rows need a scratch of ${rows * columns * 4} bytes for one vocabulary chunk, more than the storage ` +
+      `${fn}: ${rows} rows need a scratch of ${rows * columns * 4} bytes for one vocabulary chunk, more than the storage ` +
         `binding limit (${ctx.bindingLimit} bytes); split the batch into smaller micro-batches`,
     );
   }
   const wanted = Math.max(1, Math.floor(scratch / perRow / columns));
-  const window = columns * Math.min(wanted, bindable, chunksOfLargest);
-  return { rows, d, columns, cpt: columns / LANES, gridX, splits, window };
+  return columns * Math.min(wanted, bindable, chunksOfLargest);
 }
 
-function params(p: Plan, vocab: number, extra: { splits?: number; first?: boolean; colStart?: number; width?: number }): Uint32Array {
-  return new Uint32Array([p.rows, p.d, vocab, extra.splits ?? 0, extra.first ? 1 : 0, extra.colStart ?? 0, extra.width ?? 0, 0]);
+function params(
+  p: Plan,
+  vocab: number,
+  extra: { splits?: number; first?: boolean; colStart?: number; width?: number; vocabStart?: number },
+): Uint32Array {
+  const { splits = 0, first = false, colStart = 0, width = 0, vocabStart = 0 } = extra;
+  return new Uint32Array([p.rows, p.d, vocab, splits, first ? 1 : 0, colStart, width, vocabStart]);
 }
 
 const lmHeadOp = defineOp<{ plan: Plan; ownedMask: boolean }>({
@@ -225,24 +255,24 @@ const lmHeadOp = defineOp<{ plan: Plan; ownedMask: boolean }>({
 });
 
 /** The loss mask as a flat GPU tensor of the `rows` hidden rows: `[B, T]` for rank-3 hidden states, `[N]` for rank 2. */
-function rowMask(mask: MaskInput, hiddenShape: readonly number[]): { mask: Tensor; owned: boolean } {
-  if (hiddenShape.length === 3) return maskTensor(FN, 'lossMask', mask, [hiddenShape[0], hiddenShape[1]]);
+function rowMask(mask: MaskInput, hiddenShape: readonly number[], fn = FN, arg = 'lossMask'): { mask: Tensor; owned: boolean } {
+  if (hiddenShape.length === 3) return maskTensor(fn, arg, mask, [hiddenShape[0], hiddenShape[1]]);
   const rows = hiddenShape[0];
   if (mask instanceof Tensor) {
-    mask.bufferFor(`${FN} (argument 'lossMask')`);
+    mask.bufferFor(`${fn} (argument '${arg}')`);
     if (mask.rank !== 1 || mask.shape[0] !== rows) {
       throw new SgtError(
         'SHAPE_MISMATCH',
-        `${FN}: mask 'lossMask' has shape ${fmtShape(mask.shape)}; expected [${rows}] (one value per hidden row)`,
+        `${fn}: mask '${arg}' has shape ${fmtShape(mask.shape)}; expected [${rows}] (one value per hidden row)`,
       );
     }
     if (mask.dtype !== 'f32')
-      throw new SgtError('DTYPE_MISMATCH', `${FN}: mask 'lossMask' has dtype ${mask.dtype}; expected f32 (0.0 / 1.0)`);
+      throw new SgtError('DTYPE_MISMATCH', `${fn}: mask '${arg}' has dtype ${mask.dtype}; expected f32 (0.0 / 1.0)`);
     return { mask, owned: false };
   }
   if (mask.length !== rows)
-    throw new SgtError('SHAPE_MISMATCH', `${FN}: mask 'lossMask' has ${mask.length} values; expected ${rows} (one per hidden row)`);
-  return maskTensor(FN, 'lossMask', mask, [1, rows]);
+    throw new SgtError('SHAPE_MISMATCH', `${fn}: mask '${arg}' has ${mask.length} values; expected ${rows} (one per hidden row)`);
+  return maskTensor(fn, arg, mask, [1, rows]);
 }
 
 /**
@@ -277,54 +307,156 @@ export function lmHeadDistillationCrossEntropy(
   lossMask: MaskInput,
   options: LmHeadCrossEntropyOptions = {},
 ): Tensor {
-  checkFloatTensor(FN, 'teacherHidden', teacherHidden);
-  checkFloatTensor(FN, 'studentHidden', studentHidden);
+  const { rows, d, blocks, blockRows } = checkHeadArguments(FN, teacherHidden, studentHidden, headWeight);
+  const plan = makePlan(rows, d, blockRows, options);
+  const { mask, owned } = rowMask(lossMask, studentHidden.shape);
+  return lmHeadOp([teacherHidden, studentHidden, mask, ...blocks], { plan, ownedMask: owned });
+}
+
+/**
+ * The hidden states and head of the fused LM-head functions, checked before any GPU work (the
+ * messages name `fn` and the argument): returns the rows, the hidden size and the head's blocks.
+ */
+function checkHeadArguments(
+  fn: string,
+  teacherHidden: Tensor,
+  studentHidden: Tensor,
+  headWeight: Tensor | readonly Tensor[],
+): { rows: number; d: number; blocks: readonly Tensor[]; blockRows: number[] } {
+  checkFloatTensor(fn, 'teacherHidden', teacherHidden);
+  checkFloatTensor(fn, 'studentHidden', studentHidden);
   if (studentHidden.rank !== 2 && studentHidden.rank !== 3) {
     throw new SgtError(
       'SHAPE_MISMATCH',
-      `${FN}: argument 'studentHidden' has shape ${fmtShape(studentHidden.shape)}; expected [B, T, d] or [N, d]`,
+      `${fn}: argument 'studentHidden' has shape ${fmtShape(studentHidden.shape)}; expected [B, T, d] or [N, d]`,
     );
   }
-  checkSameShape(FN, 'teacherHidden', teacherHidden, 'studentHidden', studentHidden);
+  checkSameShape(fn, 'teacherHidden', teacherHidden, 'studentHidden', studentHidden);
   const d = studentHidden.shape[studentHidden.rank - 1];
   if (d === 0)
     throw new SgtError(
       'SHAPE_MISMATCH',
-      `${FN}: 'studentHidden' has shape ${fmtShape(studentHidden.shape)}; the hidden size must not be 0`,
+      `${fn}: 'studentHidden' has shape ${fmtShape(studentHidden.shape)}; the hidden size must not be 0`,
     );
-  const rows = studentHidden.size / d;
   const blocks = headWeight instanceof Tensor ? [headWeight] : headWeight;
   if (!Array.isArray(blocks) || blocks.length === 0) {
-    throw new SgtError('INVALID_ARGUMENT', `${FN}: 'headWeight' must be a [V, d] tensor or a non-empty list of [V_i, d] row blocks`);
+    throw new SgtError('INVALID_ARGUMENT', `${fn}: 'headWeight' must be a [V, d] tensor or a non-empty list of [V_i, d] row blocks`);
   }
-  blocks.forEach((block, i) => {
-    const arg = blocks.length === 1 && headWeight instanceof Tensor ? 'headWeight' : `headWeight[${i}]`;
-    if (!(block instanceof Tensor)) throw new SgtError('INVALID_ARGUMENT', `${FN}: argument '${arg}' must be a Tensor`);
-    block.bufferFor(`${FN} (argument '${arg}')`);
-    requireWeight(FN, arg, block);
-    if (block.rank !== 2)
-      throw new SgtError('SHAPE_MISMATCH', `${FN}: argument '${arg}' has shape ${fmtShape(block.shape)}; expected rank 2 ([V_i, d])`);
-    if (block.shape[1] !== d) {
-      throw new SgtError(
-        'SHAPE_MISMATCH',
-        `${FN}: '${arg}' has shape ${fmtShape(block.shape)}; its rows must have the hidden size d = ${d} of 'studentHidden'`,
-      );
-    }
-    if (block.requiresGrad) {
-      throw new SgtError(
-        'INVALID_ARGUMENT',
-        `${FN}: '${arg}' requires grad, but the fused head is frozen (no gradient reaches it); ` +
-          'use distillationCrossEntropy on materialised logits to train the head',
-      );
-    }
-    checkBindingBytes(FN, `'${arg}' of shape ${fmtShape(block.shape)}`, block.byteLength, 'split the head into row blocks that each fit');
-  });
+  const whole = blocks.length === 1 && headWeight instanceof Tensor;
+  for (const [i, block] of blocks.entries()) checkHeadBlock(fn, whole ? 'headWeight' : `headWeight[${i}]`, block, d);
   const blockRows = blocks.map((b) => b.shape[0]);
   if (blockRows.every((v) => v === 0))
-    throw new SgtError('INVALID_ARGUMENT', `${FN}: 'headWeight' has no rows; the vocabulary must not be empty`);
-  checkBindingSize(FN, 'teacherHidden', teacherHidden);
-  checkBindingSize(FN, 'studentHidden', studentHidden);
-  const plan = makePlan(rows, d, blockRows, options);
-  const { mask, owned } = rowMask(lossMask, studentHidden.shape);
-  return lmHeadOp([teacherHidden, studentHidden, mask, ...blocks], { plan, ownedMask: owned });
+    throw new SgtError('INVALID_ARGUMENT', `${fn}: 'headWeight' has no rows; the vocabulary must not be empty`);
+  checkBindingSize(fn, 'teacherHidden', teacherHidden);
+  checkBindingSize(fn, 'studentHidden', studentHidden);
+  return { rows: studentHidden.size / d, d, blocks, blockRows };
+}
+
+/** One head block: a live frozen `[V_i, d]` weight (f32, bf16 or f16) that fits one binding. */
+function checkHeadBlock(fn: string, arg: string, block: Tensor, d: number): void {
+  if (!(block instanceof Tensor)) throw new SgtError('INVALID_ARGUMENT', `${fn}: argument '${arg}' must be a Tensor`);
+  block.bufferFor(`${fn} (argument '${arg}')`);
+  requireWeight(fn, arg, block);
+  if (block.rank !== 2)
+    throw new SgtError('SHAPE_MISMATCH', `${fn}: argument '${arg}' has shape ${fmtShape(block.shape)}; expected rank 2 ([V_i, d])`);
+  if (block.shape[1] !== d) {
+    throw new SgtError(
+      'SHAPE_MISMATCH',
+      `${fn}: '${arg}' has shape ${fmtShape(block.shape)}; its rows must have the hidden size d = ${d} of 'studentHidden'`,
+    );
+  }
+  if (block.requiresGrad) {
+    throw new SgtError(
+      'INVALID_ARGUMENT',
+      `${fn}: '${arg}' requires grad, but the fused head is frozen (no gradient reaches it); ` +
+        'use distillationCrossEntropy on materialised logits to train the head',
+    );
+  }
+  checkBindingBytes(fn, `'${arg}' of shape ${fmtShape(block.shape)}`, block.byteLength, 'split the head into row blocks that each fit');
+}
+
+/**
+ * Per-row top-1 agreement and KL(teacher || student) of the LM head's logits `z = h W^T`,
+ * `zs = hs W^T`, forward only and without a graph, never making `[N, V]` logits: the kernels walk
+ * the head as {@link lmHeadDistillationCrossEntropy} does, keeping per row the online maxima,
+ * log-sum-exps, the KL numerator and each side's argmax (the first index on ties).
+ *
+ * @param teacherHidden - `h`, `[B, T, d]` or `[N, d]` f32.
+ * @param studentHidden - `hs`, the same shape.
+ * @param headWeight - `W`, `[V, d]` or its row blocks, as for {@link lmHeadDistillationCrossEntropy}
+ *   (`V` below 2^24).
+ * @param mask - `[B, T]` for rank-3 hidden states, `[N]` for rank 2: an f32 tensor (a non-zero
+ *   value selects a row) or host data of 0 and 1. Unselected rows are not computed.
+ * @param options - see {@link LmHeadCrossEntropyOptions} (`chunkColumns`); `fn`, the name the
+ *   error messages start with (default `lmHeadAgreementAndKLRows`).
+ * @returns `rowStats`, `[N, 2]` f32 written on selected rows only: `KL(softmax(z) || softmax(zs))`
+ *   (clamped at 0 against rounding), and 1 where the argmaxes agree, else 0 (the layout of
+ *   `shaders/metrics.wgsl`'s row statistics); and the mask as a tensor, `owned` when this call
+ *   uploaded it (the caller frees it).
+ * @throws Before any GPU work, as {@link lmHeadDistillationCrossEntropy} does, and for a
+ *   vocabulary of 2^24 rows or more.
+ */
+export function lmHeadAgreementAndKLRows(
+  teacherHidden: Tensor,
+  studentHidden: Tensor,
+  headWeight: Tensor | readonly Tensor[],
+  mask: MaskInput,
+  options: LmHeadCrossEntropyOptions & { fn?: string } = {},
+): { rowStats: Tensor; mask: Tensor; owned: boolean } {
+  const fn = options.fn ?? 'lmHeadAgreementAndKLRows';
+  const { rows, d, blocks, blockRows } = checkHeadArguments(fn, teacherHidden, studentHidden, headWeight);
+  const vocab = blockRows.reduce((a, b) => a + b, 0);
+  if (vocab >= MAX_METRICS_VOCAB)
+    throw new SgtError('UNSUPPORTED', `${fn}: the head has ${vocab} rows; the metrics support vocabularies below 2^24`);
+  const plan = makePlan(rows, d, blockRows, options, { fn, fields: METRICS_FIELDS, backward: false });
+  const m = rowMask(mask, studentHidden.shape, fn, 'mask');
+  const rowStats = Tensor.empty([rows, 2]);
+  if (rows > 0) dispatchMetrics(fn, plan, teacherHidden, studentHidden, blocks, m.mask, rowStats);
+  return { rowStats, mask: m.mask, owned: m.owned };
+}
+
+/** The metrics kernels: one forward dispatch per head block, then the per-row finish into `rowStats`. */
+function dispatchMetrics(
+  fn: string,
+  plan: Plan,
+  teacherHidden: Tensor,
+  studentHidden: Tensor,
+  blocks: readonly Tensor[],
+  mask: Tensor,
+  rowStats: Tensor,
+): void {
+  const ctx = getContext();
+  const { rows } = plan;
+  const state = Tensor.empty([plan.splits, rows, METRICS_FIELDS]);
+  let vocabStart = 0;
+  for (const block of blocks) {
+    const blockVocab = block.shape[0];
+    if (blockVocab > 0) {
+      ctx.dispatch({
+        shader: source,
+        entryPoint: 'lmHeadMetricsForward',
+        label: fn,
+        constants: { CPT: plan.cpt, W_DTYPE: weightDtypeCode(block) },
+        resources: {
+          teacher: teacherHidden.buffer,
+          student: studentHidden.buffer,
+          weight: block.buffer,
+          mask: mask.buffer,
+          state: state.buffer,
+        },
+        params: params(plan, blockVocab, { splits: plan.splits, first: vocabStart === 0, vocabStart }),
+        workgroups: [plan.gridX, plan.splits],
+      });
+    }
+    vocabStart += blockVocab;
+  }
+  ctx.dispatch({
+    shader: source,
+    entryPoint: 'lmHeadMetricsFinish',
+    label: `${fn} (finish)`,
+    resources: { mask: mask.buffer, state: state.buffer, rowStats: rowStats.buffer },
+    params: params(plan, 0, { splits: plan.splits }),
+    workgroups: [ctx.gridSize(rows, WG)],
+  });
+  state.dispose();
 }

@@ -7,7 +7,15 @@ import source from '../../shaders/medianNorm.wgsl?raw';
 import { getContext } from '../gpu/context';
 import { defineOp } from '../autograd/engine';
 import { Tensor, fmtShape } from '../tensor/tensor';
-import { checkFloatTensor, checkNumber, checkSameShape, maskTensor, type MaskInput } from '../tensor/validate';
+import {
+  checkFloatTensor,
+  checkNumber,
+  checkSameShape,
+  maskTensor,
+  requireWeight,
+  weightDtypeCode,
+  type MaskInput,
+} from '../tensor/validate';
 import { SgtError } from '../gpu/errors';
 
 const WG = 256;
@@ -124,11 +132,16 @@ export function medianNormPenalty(x: Tensor, mu: Tensor, medianNorm: number | Te
 }
 
 /**
- * `||E_v||_2` (or `||E_v||_2^2` with `squared`) of every row of a `[V, d]` table, as a `[V]` tensor.
- * Not differentiable (statistics of a frozen table).
+ * `||E_v||_2` (or `||E_v||_2^2` with `squared`) of every row of a `[V, d]` table, as a `[V]` f32
+ * tensor. The table may be a packed `bf16` / `f16` weight (widened as it loads). Not
+ * differentiable (statistics of a frozen table).
  */
 export function embeddingRowNorms(table: Tensor, squared = false): Tensor {
-  checkFloatTensor('embeddingRowNorms', 'table', table, 2);
+  if (!(table instanceof Tensor)) throw new SgtError('INVALID_ARGUMENT', "embeddingRowNorms: argument 'table' must be a Tensor");
+  table.bufferFor("embeddingRowNorms (argument 'table')");
+  requireWeight('embeddingRowNorms', 'table', table);
+  if (table.rank !== 2)
+    throw new SgtError('SHAPE_MISMATCH', `embeddingRowNorms: argument 'table' has shape ${fmtShape(table.shape)}; expected rank 2`);
   const [V, d] = table.shape;
   const out = Tensor.empty([V]);
   if (V === 0) return out;
@@ -137,7 +150,7 @@ export function embeddingRowNorms(table: Tensor, squared = false): Tensor {
     shader: source,
     entryPoint: 'rowNorms',
     label: 'embeddingRowNorms',
-    constants: { SQUARED: squared ? 1 : 0 },
+    constants: { SQUARED: squared ? 1 : 0, TABLE_DTYPE: weightDtypeCode(table) },
     resources: { table: table.buffer, out: out.buffer },
     params: params(V, d, 0),
     workgroups: [ctx.gridSize(V, WG)],

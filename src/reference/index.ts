@@ -72,5 +72,6 @@ export { bits16Value, unpackBits16 } from './packed';
 export {
   lmHeadDistillationCrossEntropyReference,
   lmHeadDistillationCrossEntropyReferenceBackward,
+  lmHeadAgreementAndKLReference,
   type LmHeadCrossEntropyReferenceInput,
 } from './lmHeadCrossEntropy';

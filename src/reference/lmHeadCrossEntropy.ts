@@ -6,6 +6,7 @@
  * tests' oracle. No WebGPU.
  */
 import { isSelected, selectedCount } from './mask';
+import { agreementAndKLReference, type AgreementReference } from './metrics';
 
 /** Arguments of the fused LM-head cross-entropy twin (row-major data). */
 export interface LmHeadCrossEntropyReferenceInput {
@@ -108,4 +109,22 @@ export function lmHeadDistillationCrossEntropyReferenceBackward(input: LmHeadCro
     }
   }
   return grad;
+}
+
+/**
+ * Twin of `lmHeadAgreementAndKLRows` and the metrics built on it: the top-1 agreement (first index
+ * on ties) and KL(softmax(z) || softmax(zs)) of the head's logits `z = h W^T`, `zs = hs W^T`, over
+ * the selected rows, from the full logit rows in float64 (`agreementAndKLReference` on them).
+ */
+export function lmHeadAgreementAndKLReference(input: LmHeadCrossEntropyReferenceInput): AgreementReference {
+  const vocab = check(input);
+  const teacher = new Float64Array(input.rows * vocab);
+  const student = new Float64Array(input.rows * vocab);
+  for (let r = 0; r < input.rows; r++) {
+    // Unselected rows stay 0: the metrics never read them.
+    if (!isSelected(input.mask[r])) continue;
+    teacher.set(logitsOf(input.teacherHidden, r, input, vocab), r * vocab);
+    student.set(logitsOf(input.studentHidden, r, input, vocab), r * vocab);
+  }
+  return agreementAndKLReference(teacher, student, input.mask, vocab);
 }

@@ -17,7 +17,7 @@ import { NoiseMaskedNoisyTransformerModel, TransformerCloak, type TransformerClo
 import { FACTORIES, type LossFactoryResult } from '../factories/distillation';
 import { FACTORY_NAMES, batchSizeError, isFactoryName, type FactoryName } from '../factories/options';
 import { batches, type HostBatch, type PackedSequence } from '../text/data';
-import { agreementAndKL, nearestNeighbourInversion } from '../eval/metrics';
+import { agreementAndKL, lmHeadAgreementAndKL, nearestNeighbourInversion } from '../eval/metrics';
 import { type DataPosition, decodeCheckpoint, encodeCheckpoint, modelFingerprint } from './checkpoint';
 import { SgtError } from '../gpu/errors';
 
@@ -287,7 +287,8 @@ export class Trainer {
       const sets = this.heldOut.length >= this.options.batchSize ? this.heldOut : this.train;
       const evalBatches = [...batches(sets, this.options.batchSize, { dropLast: true })].slice(0, maxBatches);
       this.noisyModel.setRngState({ seed: this.options.seed + 1, offset: 0 });
-      this.noisyModel.requestOutputs({ distillationLayerIndex: null, logits: true });
+      // The final hidden states, not the logits: the metrics walk the head without a [B, T, V] tensor.
+      this.noisyModel.requestOutputs({ distillationLayerIndex: null, logits: false, finalHidden: true });
       let failures = 0;
       let transformed = 0;
       let agree = 0;
@@ -298,8 +299,12 @@ export class Trainer {
           noGrad(() => {
             const out = this.noisyModel.forward(batch);
             const ids = tensor(batch.ids, [batch.batchSize, batch.seqLen]);
-            const nn = nearestNeighbourInversion(out.xt, this.model.embeddingTable, ids, out.noiseMask);
-            const ak = agreementAndKL(out.teacherLogits!, out.studentLogits!, out.lossMask);
+            const nn = nearestNeighbourInversion(out.xt, this.model.embeddingBlocks(), ids, out.noiseMask);
+            // Logits that a loss factory had the forward make anyway (the unfused path) are read as they are.
+            const ak =
+              out.teacherLogits && out.studentLogits
+                ? agreementAndKL(out.teacherLogits, out.studentLogits, out.lossMask)
+                : lmHeadAgreementAndKL(out.teacherHidden!, out.studentHidden!, this.model.headBlocks(), out.lossMask);
             return [nn.failures, nn.count, ak.agree, ak.kl, ak.count];
           }),
         );
