@@ -5,8 +5,11 @@
  */
 import { defineConfig } from 'vite';
 import { resolve } from 'node:path';
+import { wgslShaders } from './scripts/vite-plugin-wgsl.ts';
 
 export default defineConfig({
+  // Also the plugins of scripts/run.mjs (which runs the TypeScript sources in Node).
+  plugins: [wgslShaders()],
   build: {
     ssr: resolve(import.meta.dirname, 'src/cli/cli.ts'),
     outDir: 'dist/cli',

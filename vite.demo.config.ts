@@ -5,11 +5,14 @@
  */
 import { defineConfig } from 'vite';
 import { resolve } from 'node:path';
+import { wgslShaders } from './scripts/vite-plugin-wgsl.ts';
 
 const root = resolve(import.meta.dirname, 'demo');
 
 export default defineConfig({
   root,
+  // Shipped kernels come with their build-time layouts; the playground's edits load the WGSL parser.
+  plugins: [wgslShaders()],
   // Relative asset URLs: the built site works from any folder or sub-path, offline.
   base: './',
   publicDir: false,

@@ -2,7 +2,7 @@
 // Runs a TypeScript entry point in Node through Vite's module runner, so that the library's
 // `?raw` WGSL imports and TypeScript work the same way as in the page, the worker and the tests.
 // Usage: node scripts/run.mjs path/to/script.ts [args...]
-import { createServer, createServerModuleRunner } from 'vite';
+import { createServer, createServerModuleRunner, loadConfigFromFile } from 'vite';
 import { resolve } from 'node:path';
 
 const [entry, ...args] = process.argv.slice(2);
@@ -11,9 +11,13 @@ if (!entry) {
   process.exit(2);
 }
 process.env.NODEVICE_SELECT ??= '1';
+const root = resolve(import.meta.dirname, '..');
+// The CLI bundle's plugins (the WGSL shader plugin: shipped kernels carry their layouts).
+const cli = await loadConfigFromFile({ command: 'serve', mode: 'development' }, resolve(root, 'vite.cli.config.ts'), root, 'error');
 const server = await createServer({
   configFile: false,
-  root: resolve(import.meta.dirname, '..'),
+  root,
+  plugins: cli.config.plugins,
   logLevel: 'error',
   appType: 'custom',
   server: { middlewareMode: true, hmr: false, ws: false },

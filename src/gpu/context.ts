@@ -239,23 +239,29 @@ export class GpuContext {
   /**
    * Runs `fn` with every dispatch of the WGSL module `original` compiled from `replacement`
    * instead: the library's own ops and their backward passes, with an edited kernel family (the
-   * playground's "run edited WGSL"). `fn` may be async; the override ends when it settles.
-   * `replacement` is composed like any kernel source (its `#include` lines resolved).
+   * playground's "run edited WGSL"). Resolves with what `fn` returns (or resolves to); the override
+   * ends when `fn` has settled. `replacement` is composed like any kernel source (its `#include`
+   * lines resolved) and its bindings are read at run time ({@link prepareShader} is awaited first).
    */
-  withShaderSource<R>(original: string, replacement: string, fn: () => R): R {
+  async withShaderSource<R>(original: string, replacement: string, fn: () => R | Promise<R>): Promise<R> {
+    await this.prepareShader(replacement);
     if (this.shaderOverrides.has(original)) throw new SgtError('INVALID_STATE', 'withShaderSource: this shader is already overridden');
     this.shaderOverrides.set(original, replacement);
-    const restore = () => this.shaderOverrides.delete(original);
-    let result: R;
     try {
-      result = fn();
-    } catch (e) {
-      restore();
-      throw e;
+      return await fn();
+    } finally {
+      this.shaderOverrides.delete(original);
     }
-    if (result instanceof Promise) return result.finally(restore) as R;
-    restore();
-    return result;
+  }
+
+  /**
+   * Makes WGSL the package does not ship usable by {@link dispatch}: loads, once, the WGSL parser
+   * (wgsl_reflect, a chunk of its own) that reads the bindings of such WGSL. The shipped kernels
+   * need no call: their layouts were read when the package was built, and an app that only uses
+   * them never downloads the parser.
+   */
+  async prepareShader(source: string): Promise<void> {
+    await this.pipelines.prepare(source);
   }
 
   /** Records a buffer-to-buffer copy into the open batch. */

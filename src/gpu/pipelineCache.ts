@@ -1,63 +1,47 @@
 /**
  * Compute pipelines cached by WGSL source + entry point + override constants, with bind-group
- * layouts derived from the WGSL itself (wgsl_reflect): no hand-written binding tables. A source's
- * `#include` lines are resolved first (./wgslCompose): the composed module is what is reflected
- * and compiled.
+ * layouts derived from the WGSL itself: no hand-written binding tables. A shipped kernel's layouts
+ * were reflected when the package was built (./shaderLayouts); WGSL supplied at run time is
+ * reflected with wgsl_reflect (./wgslReflect), imported on demand by {@link PipelineCache.prepare}.
+ * A source's `#include` lines are resolved first (./wgslCompose): the composed module is what is
+ * reflected and compiled.
  */
-// wgsl_reflect's "main" is a CommonJS file inside a "type": "module" package, which Node cannot
-// load; its ES build works everywhere (types: src/env.d.ts).
-import { WgslReflect, ResourceType } from 'wgsl_reflect/wgsl_reflect.module.js';
 import { composeWgsl, mapWgslMessage, type ComposedWgsl } from './wgslCompose';
 import { SgtError } from './errors';
+import { entryPointSlots, shippedLayouts, type BindingSlot } from './shaderLayouts';
 
-/** How one binding of an entry point is bound. */
-export interface BindingSlot {
-  name: string;
-  binding: number;
-  kind: 'uniform' | 'storage' | 'read-only-storage';
-}
+export type { BindingSlot } from './shaderLayouts';
 
 /** A compiled pipeline and the binding slots of its entry point (group 0). */
 export interface CompiledPipeline {
   pipeline: GPUComputePipeline;
   bindGroupLayout: GPUBindGroupLayout;
-  slots: BindingSlot[];
+  slots: readonly BindingSlot[];
 }
 
-/** Binding slots of a compute entry point, read from the WGSL source (its includes resolved). */
-export function reflectBindings(source: string, entryPoint: string): BindingSlot[] {
-  return reflectComposed(composeWgsl(source).code, entryPoint);
-}
-
-function reflectComposed(code: string, entryPoint: string): BindingSlot[] {
-  const reflect = new WgslReflect(code);
-  const fn = reflect.entry.compute.find((f) => f.name === entryPoint);
-  if (!fn) {
-    const names = reflect.entry.compute.map((f) => f.name).join(', ');
-    throw new SgtError('INVALID_ARGUMENT', `WGSL has no compute entry point '${entryPoint}' (it has: ${names})`);
-  }
-  const slots: BindingSlot[] = [];
-  for (const r of fn.resources) {
-    if (r.group !== 0) throw new SgtError('INVALID_ARGUMENT', `WGSL binding '${r.name}' must be in @group(0)`);
-    if (r.resourceType === ResourceType.Uniform) slots.push({ name: r.name, binding: r.binding, kind: 'uniform' });
-    else if (r.resourceType === ResourceType.Storage)
-      slots.push({ name: r.name, binding: r.binding, kind: r.access === 'read' ? 'read-only-storage' : 'storage' });
-    else throw new SgtError('INVALID_ARGUMENT', `WGSL binding '${r.name}': only buffers are supported in compute kernels`);
-  }
-  return slots.sort((a, b) => a.binding - b.binding);
-}
+type RuntimeReflect = typeof import('./wgslReflect');
 
 /** Compiled compute pipelines of one device, by WGSL source, entry point and override constants. */
 export class PipelineCache {
   private pipelines = new Map<string, CompiledPipeline>();
   private modules = new Map<string, GPUShaderModule>();
-  private reflections = new Map<string, BindingSlot[]>();
+  private reflections = new Map<string, readonly BindingSlot[]>();
+  private runtimeReflect: RuntimeReflect | null = null;
 
   /** `onError` receives compile / validation errors of a pipeline, which is then evicted. */
   constructor(
     private readonly device: GPUDevice,
     private readonly onError: (message: string) => void,
   ) {}
+
+  /**
+   * Makes the layouts of `source` readable: nothing for a shipped kernel, else loads the WGSL
+   * parser (once per cache) so that {@link get} can reflect WGSL supplied at run time.
+   */
+  async prepare(source: string): Promise<void> {
+    if (shippedLayouts(source) || this.runtimeReflect) return;
+    this.runtimeReflect = await import('./wgslReflect');
+  }
 
   /** Number of distinct pipelines compiled so far. */
   get size(): number {
@@ -82,7 +66,7 @@ export class PipelineCache {
     const reflectKey = `${entryPoint}|${source}`;
     let slots = this.reflections.get(reflectKey);
     if (!slots) {
-      slots = reflectComposed(compose().code, entryPoint);
+      slots = this.reflect(source, entryPoint, () => compose().code);
       this.reflections.set(reflectKey, slots);
     }
     // Errors of compilation arrive asynchronously; an error scope ties them to this kernel, and
@@ -114,5 +98,19 @@ export class PipelineCache {
       this.onError(`kernel '${entryPoint}' failed to compile: ${mapWgslMessage(compose(), error.message)}`);
     });
     return hit;
+  }
+
+  /** The slots of `entryPoint`: reflected at build time for a shipped kernel, else now (after {@link prepare}). */
+  private reflect(source: string, entryPoint: string, composedCode: () => string): readonly BindingSlot[] {
+    const shipped = shippedLayouts(source);
+    if (shipped) return entryPointSlots(shipped, entryPoint);
+    if (!this.runtimeReflect) {
+      throw new SgtError(
+        'INVALID_STATE',
+        `kernel '${entryPoint}': its WGSL is not one the package ships, so its bindings must be read at run time: ` +
+          'call `await getContext().prepareShader(source)` first (it loads the WGSL parser), or run it inside `withShaderSource`',
+      );
+    }
+    return this.runtimeReflect.reflectEntryPoint(composedCode(), entryPoint);
   }
 }

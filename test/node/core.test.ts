@@ -18,7 +18,12 @@ import {
   tensor,
   type Tensor,
 } from '../../src/index';
-import { reflectBindings } from '../../src/gpu/pipelineCache';
+import { PipelineCache } from '../../src/gpu/pipelineCache';
+import { composeWgsl } from '../../src/gpu/wgslCompose';
+import { reflectEntryPoint } from '../../src/gpu/wgslReflect';
+
+/** Run-time reflection of one entry point of WGSL (its includes resolved). */
+const reflectBindings = (source: string, entryPoint: string) => reflectEntryPoint(composeWgsl(source).code, entryPoint);
 
 describe('context', () => {
   it('is created once, with the adapter limits and the optional features it has', async () => {
@@ -74,11 +79,33 @@ describe('context', () => {
     const inside = await ctx.withShaderSource(original, edited, () => add(a, b).toArray());
     expect([...inside]).toEqual([4, 5]);
     expect([...(await add(a, b).toArray())]).toEqual([6, 9]);
-    expect(() => ctx.withShaderSource(original, edited, () => ctx.withShaderSource(original, edited, () => 0))).toThrow(
+    await expect(ctx.withShaderSource(original, edited, () => ctx.withShaderSource(original, edited, () => 0))).rejects.toThrow(
       /already overridden/,
     );
+    // The override ended with the rejected call.
+    expect([...(await add(a, b).toArray())]).toEqual([6, 9]);
     a.dispose();
     b.dispose();
+  });
+
+  it("finds a shipped kernel's layouts without the WGSL parser, and reads other WGSL only after prepare()", async () => {
+    const ctx = await gpu();
+    const cache = new PipelineCache(ctx.device, (message) => {
+      throw new Error(message);
+    });
+    const custom = `@group(0) @binding(0) var<storage, read_write> out: array<f32>;
+      @compute @workgroup_size(1) fn main() { out[0] = 1.0; }`;
+    // Named, and before any GPU work: nothing was compiled.
+    expect(() => cache.get(custom, 'main')).toThrow(/kernel 'main': its WGSL is not one the package ships.*prepareShader/);
+    expect(cache.size).toBe(0);
+    // A shipped kernel needs no parser: its layouts came with its source (the build's shader plugin).
+    const elementwise = (await import('../../shaders/elementwise.wgsl?raw')).default;
+    expect(cache.get(elementwise, 'binary').slots.map((s) => s.name)).toEqual(['params', 'a', 'b', 'out']);
+    expect(() => cache.get(elementwise, 'nope')).toThrow(/no compute entry point 'nope' \(it has: .*binary/);
+    await cache.prepare(custom);
+    expect(cache.get(custom, 'main').slots).toEqual([{ name: 'out', binding: 0, kind: 'storage' }]);
+    expect(cache.size).toBe(2);
+    await ctx.sync();
   });
 
   it('turns a WGSL compile error into a thrown error, not a silent NaN', async () => {
@@ -86,6 +113,7 @@ describe('context', () => {
     const out = tensor([0]);
     const broken = `@group(0) @binding(0) var<storage, read_write> out: array<f32>;
       @compute @workgroup_size(1) fn main() { out[0] = undefinedThing; }`;
+    await ctx.prepareShader(broken);
     let caught: unknown = null;
     try {
       ctx.dispatch({ shader: broken, entryPoint: 'main', resources: { out: out.buffer }, workgroups: [1] });
