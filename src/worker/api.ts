@@ -6,6 +6,7 @@
  * its parts.
  */
 import { SgtError, type SgtErrorCode } from '../gpu/errors';
+import type { FactoryName, FactoryOptionsFor } from '../factories/options';
 import type { NoiseMaskOptions } from '../text/data';
 import type { EvaluationReport, TrainerOptions } from '../train/trainer';
 
@@ -64,13 +65,30 @@ export interface ModelSummary {
 }
 
 /**
- * Arguments of {@link TrainerWorkerApi.configure}: the {@link TrainerOptions} (with
- * `factoryOptions` merged over {@link DEFAULT_FACTORY_OPTIONS}), the data, and the run's limits.
- * Exactly one of `text` and `tokens` must be given.
+ * Arguments of {@link TrainerWorkerApi.configure}, one member per loss factory: `factory` picks
+ * the member, and `factoryOptions` takes that factory's options ({@link FactoryOptionsFor}), each
+ * optional (keys not given take `DEFAULT_FACTORY_OPTIONS`' values). An option name the factory
+ * does not have fails to compile. Code that picks the factory at run time (a form, a command line)
+ * may assert the type: the service checks every option again and names what is wrong.
+ *
+ * ```ts
+ * await trainer.configure({ factory: 'distillation', factoryOptions: { alpha: 0.3 }, batchSize: 4, seqLen: 64, text });
+ * ```
  */
-export interface TrainingConfig extends Omit<TrainerOptions, 'factoryOptions'> {
-  /** The factory's options; keys not given take {@link DEFAULT_FACTORY_OPTIONS}' values. */
-  factoryOptions?: Record<string, unknown>;
+export type TrainingConfig<F extends FactoryName = FactoryName> = F extends FactoryName
+  ? TrainingRunConfig & {
+      /** Which loss factory to train with. */
+      factory: F;
+      /** The factory's options; keys not given take `DEFAULT_FACTORY_OPTIONS`' values. */
+      factoryOptions?: Partial<FactoryOptionsFor<F>>;
+    }
+  : never;
+
+/**
+ * What {@link TrainingConfig} holds besides the factory and its options: the rest of the
+ * {@link TrainerOptions}, the data and the run's limits. Exactly one of `text` and `tokens` must be given.
+ */
+export interface TrainingRunConfig extends Omit<TrainerOptions, 'factory' | 'factoryOptions'> {
   /** Positions per packed sequence (at least 2, at most the model's). */
   seqLen: number;
   /** Training corpus: one text or several documents, tokenized by the model's tokenizer (else the byte-level fallback). */

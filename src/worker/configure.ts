@@ -144,7 +144,8 @@ export function configureTrainer(config: TrainingConfig, source: ConfigureSource
   for (const t of trainer.transform.parameters()) cloakParameterCount += t.size;
   return {
     trainer,
-    config: { ...kept, factoryOptions, evaluateEvery },
+    // The same factory with its own options, defaults merged in (a union TypeScript cannot follow through the spread).
+    config: { ...kept, factoryOptions, evaluateEvery } as TrainingConfig,
     maxSteps: maxSteps ?? Infinity,
     summary: {
       tokenizer: kind,

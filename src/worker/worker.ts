@@ -40,6 +40,7 @@ export type {
   LoadModelArgs,
   ModelSummary,
   TrainingConfig,
+  TrainingRunConfig,
   ConfigureSummary,
   ProgressEvent,
   ProgressCallback,

@@ -46,6 +46,7 @@ export type {
   LoadModelArgs,
   ModelSummary,
   TrainingConfig,
+  TrainingRunConfig,
   ConfigureSummary,
   StepEvent,
   MetricsEvent,
