@@ -76,6 +76,21 @@ async function main(): Promise<void> {
   setStatus('done', 'done');
 }
 
+/**
+ * Never called: the packed declarations type `configure()` per factory, so a misspelt option does
+ * not compile (the test type-checks this file; an unused `@ts-expect-error` fails it).
+ */
+export function misspeltOption(trainer: Comlink.Remote<TrainerWorkerApi>): Promise<unknown> {
+  return trainer.configure({
+    factory: 'crossEntropyDistillation',
+    // @ts-expect-error 'medianNormPenaltyWieght' is not an option of crossEntropyDistillation
+    factoryOptions: { medianNormPenaltyWieght: 0.1 },
+    batchSize: 2,
+    seqLen: 8,
+    tokens: documents(8),
+  });
+}
+
 main().catch((e: unknown) => {
   const pre = document.querySelector<HTMLElement>('[data-testid="error"]')!;
   pre.hidden = false;
