@@ -47,6 +47,12 @@ export interface TrainerOptions {
   maxGradNorm?: number | null;
   /** Seed of the data order and the noise (default 0). */
   seed?: number;
+  /**
+   * Whether the cross-entropy factories run the LM head fused with the loss (default true: no
+   * `[B*T, V]` logits); false selects the unfused reference path, which makes the teacher's and
+   * the student's logits and their gradient (see `NoiseMaskedNoisyTransformerModel`'s `fusedHead`).
+   */
+  fusedHead?: boolean;
 }
 
 /** Scalars of one optimizer step, read back once. */
@@ -105,6 +111,7 @@ function checkTrainerOptions(
   if (batchError) fail(batchError);
   const maxGradNorm = o.maxGradNorm === null ? null : num('maxGradNorm', o.maxGradNorm ?? 1, 0);
   if (maxGradNorm === 0) fail(`'maxGradNorm' must be positive or null`);
+  if (o.fusedHead !== undefined && typeof o.fusedHead !== 'boolean') fail(`'fusedHead' must be true or false, got ${String(o.fusedHead)}`);
   return {
     factory: o.factory,
     factoryOptions: o.factoryOptions,
@@ -118,6 +125,7 @@ function checkTrainerOptions(
     minLearningRate: num('minLearningRate', o.minLearningRate ?? 0, 0),
     maxGradNorm,
     seed: int('seed', o.seed ?? 0, 0),
+    fusedHead: o.fusedHead ?? true,
   };
 }
 
@@ -199,7 +207,10 @@ export class Trainer {
     this.heldOut = data.heldOut ?? [];
     this.cloak = new TransformerCloak({ ...this.options.cloak, hiddenSize: model.config.hiddenSize });
     try {
-      this.noisyModel = new NoiseMaskedNoisyTransformerModel(model, this.cloak, { seed: this.options.seed });
+      this.noisyModel = new NoiseMaskedNoisyTransformerModel(model, this.cloak, {
+        seed: this.options.seed,
+        fusedHead: this.options.fusedHead,
+      });
       this.lossFns = (FACTORIES[this.options.factory] as (m: NoiseMaskedNoisyTransformerModel, o: unknown) => LossFactoryResult)(
         this.noisyModel,
         this.options.factoryOptions,

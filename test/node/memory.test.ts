@@ -40,6 +40,7 @@ interface Case {
   factoryOptions?: Record<string, unknown>;
   accumulationSteps?: number;
   bindingLimit?: number;
+  fusedHead?: boolean;
 }
 
 function fixture(name: string): Pick<Case, 'config' | 'weights'> {
@@ -107,8 +108,10 @@ async function measure(c: Case) {
       factoryOptions: { ...DEFAULT_FACTORY_OPTIONS[factory], ...c.factoryOptions },
       batchSize: c.batchSize,
       accumulationSteps: c.accumulationSteps,
+      fusedHead: c.fusedHead,
     },
   );
+  expect(trainer.noisyModel.fusedHead).toBe(c.fusedHead ?? true);
   try {
     await trainer.step();
     await trainer.step();
@@ -158,12 +161,26 @@ const CASES: (() => Case)[] = [
     seqLen: 16,
     factory: 'mutualInformationCrossEntropyDistillation',
   }),
+  () => ({
+    name: 'tiny-llama, unfused cross-entropy (the logits made)',
+    ...fixture('tiny-llama'),
+    batchSize: 2,
+    seqLen: 16,
+    fusedHead: false,
+  }),
   () => ({ name: 'tiny-qwen2, two micro-batches', ...fixture('tiny-qwen2'), batchSize: 2, seqLen: 16, accumulationSteps: 2 }),
   () => ({
     name: 'generated Llama V 4000, d 96, 3 blocks, F32, B 4, T 32',
     ...generated({ vocab_size: 4000, hidden_size: 96, intermediate_size: 256, num_hidden_layers: 3 }, 'f32'),
     batchSize: 4,
     seqLen: 32,
+  }),
+  () => ({
+    name: 'generated Llama V 4000, d 96, unfused: [B*T, V] logits x3',
+    ...generated({ vocab_size: 4000, hidden_size: 96, intermediate_size: 256, num_hidden_layers: 3 }, 'f32'),
+    batchSize: 4,
+    seqLen: 32,
+    fusedHead: false,
   }),
   () => ({
     name: 'generated Qwen2 V 8000, d 128, BF16 (biases, GQA 4:1)',
@@ -205,6 +222,7 @@ describe('estimateMemory against the buffer pool', () => {
       accumulationSteps: c.accumulationSteps,
       dtype: await fileDtypes(c.weights),
       bindingLimit: c.bindingLimit,
+      fusedHead: c.fusedHead,
     };
     const e = estimateMemory(c.config, options);
     expect(e.weightBytes).toBe(measured.weightBytes);
