@@ -109,8 +109,9 @@ interface Shapes {
   meanBound: boolean;
   /** Whether the cross-entropy runs the fused LM head. */
   fused: boolean;
-  /** Rows of the LM head's largest row block (V when it is whole), and the binding limit. */
+  /** Rows of the LM head's and the embedding table's largest row block (V when whole), and the binding limit. */
   headRows: number;
+  tableRows: number;
   limit: number;
 }
 
@@ -221,13 +222,14 @@ function weightLayout(cfg: ModelConfig, options: MemoryEstimateOptions, record: 
     }
     need(whole, `weight '${name}' [${shape.join(', ')}] (${dtype})`);
   }
-  const table = expectedWeights(cfg).get(cfg.family === 'llama' ? 'model.embed_tokens.weight' : 'wte.weight')!;
-  const tableDtype = dtypeOf(cfg.family === 'llama' ? 'model.embed_tokens.weight' : 'wte.weight');
+  const tableName = cfg.family === 'llama' ? 'model.embed_tokens.weight' : 'wte.weight';
   return {
     bytes,
     rowBlocks,
-    tableWhole: tableDtype === 'f32' && rowBlocks[cfg.family === 'llama' ? 'model.embed_tokens.weight' : 'wte.weight'] === undefined,
-    tableRows: table[0],
+    /** The table is one f32 tensor (the statistics read it as it is, no widening). */
+    tableWhole: dtypeOf(tableName) === 'f32' && rowBlocks[tableName] === undefined,
+    /** Rows of the table's largest block (the searches' per-block row norms). */
+    tableBlockRows: rowBlocks[tableName] ?? cfg.vocabSize,
   };
 }
 
@@ -535,9 +537,28 @@ const LM_HEAD_SCRATCH_BYTES = 16 * 2 ** 20;
 /** Its vocabulary chunk: 256 head rows where the workgroup memory allows (18 KiB; 128 below). */
 const LM_HEAD_COLUMNS = 256;
 
+/** The fused LM head's row summaries `[splits, N, fields]` (its makePlan): 5 floats for the loss, 7 for the metrics. */
+function headSummaries(l: Ledger, s: Shapes, fields: number): void {
+  const { N } = s;
+  const chunks = Math.ceil(s.headRows / LM_HEAD_COLUMNS);
+  const fitting = Math.floor(s.limit / (N * fields * 4));
+  const splits = Math.max(1, Math.min(chunks, Math.ceil(512 / Math.min(512, Math.ceil(N / 16))), fitting));
+  l.transient(splits * N * fields, `the LM head's row summaries [${splits}, ${N}, ${fields}]`);
+}
+
+/** `nearestRows` over the table's row blocks: the running best, each block's row norms, the split partials. */
+function nearestSearch(l: Ledger, s: Shapes): void {
+  const value = l.alloc(s.N);
+  l.transient(s.tableRows, `the row norms of an embedding block [${s.tableRows}]`);
+  const splits = Math.min(64, Math.ceil(s.tableRows / 64));
+  l.transient(splits * s.N);
+  l.transient(splits * s.N);
+  l.free(value);
+}
+
 /** The forward of one loss term: its saved tensors (freed by its backward), with the 0-d loss it keeps. */
 function termForward(l: Ledger, s: Shapes, t: TermPlan, width: number, grad: boolean): number[] {
-  const { N, V } = s;
+  const { N } = s;
   const saved: number[] = [];
   const save = (n: number) => saved.push(l.alloc(n));
   switch (t.kind) {
@@ -545,13 +566,7 @@ function termForward(l: Ledger, s: Shapes, t: TermPlan, width: number, grad: boo
     case 'rowPair':
       save(N * 4); // row statistics
       l.transient(N); // row losses
-      if (t.kind === 'crossEntropy' && s.fused) {
-        // lmHeadDistillationCrossEntropy's row summaries [splits, N, 5] (its makePlan).
-        const chunks = Math.ceil(s.headRows / LM_HEAD_COLUMNS);
-        const fitting = Math.floor(s.limit / (N * 5 * 4));
-        const splits = Math.max(1, Math.min(chunks, Math.ceil(512 / Math.min(512, Math.ceil(N / 16))), fitting));
-        l.transient(splits * N * 5, `the LM head's row summaries [${splits}, ${N}, 5]`);
-      }
+      if (t.kind === 'crossEntropy' && s.fused) headSummaries(l, s, 5);
       break;
     case 'medianNorm':
       l.transient(N);
@@ -564,9 +579,7 @@ function termForward(l: Ledger, s: Shapes, t: TermPlan, width: number, grad: boo
     case 'catalyst':
       save(N);
       save(N); // nearest index and distance
-      l.transient(V, 'the squared row norms of the embedding table');
-      l.transient(64 * N);
-      l.transient(64 * N);
+      nearestSearch(l, s);
       break;
     case 'mutualInformation':
       save(N * width); // centres
@@ -658,6 +671,38 @@ function replayMicroBatch(
   l.live = start;
 }
 
+/**
+ * `Trainer.evaluate` on one batch, under `noGrad` in one scope: the noisy model's forward with the
+ * final hidden states (every block, whatever the factory's layer; the logits too when a factory
+ * makes them), then NN-FR (the cosine search over the table's blocks) and the agreement / KL
+ * (the fused head's metrics walk, or the logits' row statistics).
+ */
+function replayEvaluation(l: Ledger, s: Shapes, plan: ReturnType<typeof factoryPlan>): void {
+  const { N, d } = s;
+  const start = l.live;
+  const logits =
+    plan.terms.some((t) => t.kind === 'crossEntropy' && !s.fused) ||
+    (plan.layer === null && !plan.terms.some((t) => t.kind === 'crossEntropy'));
+  const output = logits ? 'both' : 'hidden';
+  l.transient(N);
+  l.alloc(N * d);
+  for (let i = 0; i < 3; i++) l.alloc(N);
+  const teacher = modelForward(l, s, false, null, output);
+  l.free(...teacher.rec.made);
+  for (const b of teacher.outputs) l.live += b;
+  if (plan.layer !== null) l.alloc(N * d); // the captured block
+  const cloakSaved = cloakForward(l, s);
+  for (const saved of cloakSaved) l.free(...saved); // no graph: freed as they are made
+  for (let i = 0; i < 5; i++) l.alloc(N * d);
+  modelForward(l, s, false, null, output);
+  l.alloc(N); // ids
+  l.alloc(N);
+  nearestSearch(l, s);
+  l.alloc(N * 2); // the metrics' row statistics
+  if (!logits) headSummaries(l, s, 7);
+  l.live = start;
+}
+
 /** The weight the LM head's blocks come from: the token embedding when tied. */
 function headWeightName(cfg: ModelConfig): string {
   if (!cfg.tieWordEmbeddings) return 'lm_head.weight';
@@ -665,7 +710,7 @@ function headWeightName(cfg: ModelConfig): string {
 }
 
 /** The step's shapes from the config and the options. */
-function shapesOf(cfg: ModelConfig, options: MemoryEstimateOptions, headRows: number): Shapes {
+function shapesOf(cfg: ModelConfig, options: MemoryEstimateOptions, headRows: number, tableRows: number): Shapes {
   const { batchSize: B, seqLen: T } = options;
   const c = cloakSizes(cfg.hiddenSize, options.cloak);
   return {
@@ -686,16 +731,15 @@ function shapesOf(cfg: ModelConfig, options: MemoryEstimateOptions, headRows: nu
     meanBound: c.meanBound,
     fused: options.fusedHead ?? true,
     headRows,
+    tableRows,
     limit: options.bindingLimit ?? Infinity,
   };
 }
 
-/** The model's caches for the losses: the embedding statistics, and an f32 copy of a packed or split table for the catalyst. */
-function modelCaches(s: Shapes, plan: ReturnType<typeof factoryPlan>, tableWhole: boolean) {
+/** The model's caches for the losses: the embedding statistics (column std and median row norm). */
+function modelCaches(s: Shapes, plan: ReturnType<typeof factoryPlan>) {
   const usesStats = plan.terms.some((t) => t.kind === 'medianNorm' || t.kind === 'stdLogRatio');
-  const usesTable = plan.terms.some((t) => t.kind === 'catalyst');
-  const tableCopy = usesTable && !tableWhole ? f32(s.V * s.d) : 0;
-  return { bytes: (usesStats ? f32(s.d) + f32(1) : 0) + tableCopy, usesStats, tableCopy };
+  return { bytes: usesStats ? f32(s.d) + f32(1) : 0, usesStats };
 }
 
 /**
@@ -720,14 +764,13 @@ export function estimateMemory(config: unknown, options: MemoryEstimateOptions):
   const plan = factoryPlan(cfg, factory, options.factoryOptions ?? {});
   const needs: BindingNeed[] = [];
   const weights = weightLayout(cfg, options, (bytes, what) => needs.push({ bytes, what }));
-  const s = shapesOf(cfg, options, weights.rowBlocks[headWeightName(cfg)] ?? cfg.vocabSize);
+  const s = shapesOf(cfg, options, weights.rowBlocks[headWeightName(cfg)] ?? cfg.vocabSize, weights.tableBlockRows);
   const l = new Ledger(s.N, s.limit);
   l.fixed = true;
   for (const n of needs) l.need(n.bytes, n.what);
   l.allocExact(weights.bytes);
-  const caches = modelCaches(s, plan, weights.tableWhole);
+  const caches = modelCaches(s, plan);
   l.allocExact(caches.bytes);
-  if (caches.tableCopy) l.need(4 * s.V * s.d, `an f32 copy of the embedding table [${s.V}, ${s.d}] (the catalyst's search)`);
   const counts = cloakParameterCounts(s);
   for (const n of counts) l.need(4 * n, `a cloak parameter of ${n} values`);
   l.fixed = false;
@@ -744,6 +787,8 @@ export function estimateMemory(config: unknown, options: MemoryEstimateOptions):
     l.allocExact(paramBytes); // the first micro-batch's gradients
     replayMicroBatch(l, s, plan, { gradSum: Math.max(...counts), stats: null });
   }
+  // Evaluations (the CLI's final one, evaluateEvery) run between steps, with no gradients live.
+  replayEvaluation(l, s, plan);
   const optimizerBytes = 4 * paramBytes;
   return {
     weightBytes: weights.bytes,
