@@ -3,7 +3,8 @@
  * (Euclidean, cosine, excluding each row itself), the catalyst (value and gradient), NN-FR and the
  * row norms take the table as row blocks, f32 or packed bf16, and give what one whole table gives;
  * a model loaded under a forced small binding limit trains and evaluates with every factory term
- * that reads the table (catalyst, NN-FR) and the fused head, with no f32 copy of the table.
+ * that reads the table (catalyst, NN-FR) and the fused head, with no f32 copy of the table; the
+ * demo's prompt inspection decodes and predicts on the blocks as on one table.
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -248,6 +249,47 @@ describe('a model whose table and head are row blocks', () => {
       expect(small.evaluation.nearestNeighbourFailureRate).toBe(whole.evaluation.nearestNeighbourFailureRate);
       expect(small.evaluation.top1Agreement).toBe(whole.evaluation.top1Agreement);
       expect(small.evaluation.meanKL).toBeCloseTo(whole.evaluation.meanKL, 4);
+    }
+  });
+});
+
+describe("the demo's inspectPrompt on row blocks", () => {
+  it('decodes and predicts under a forced small binding limit as with one table', { timeout: 600_000 }, async () => {
+    const ctx = await gpu();
+    const { inspectPrompt } = await import('../../demo/inspect');
+    const { TransformerCloak } = await import('../../src/models/cloak');
+    const dir = resolve(FIXTURES_DIR, 'tiny-qwen2');
+    const config = JSON.parse(readFileSync(resolve(dir, 'config.json'), 'utf8')) as unknown;
+    const weights = new Uint8Array(readFileSync(resolve(dir, 'model.safetensors')));
+    const tokenizer = { vocabSize: 151, encode: () => [5, 17, 33, 90, 140], decode: (ids: number[]) => ids.join(' '), bosId: 1, padId: 0 };
+    const run = async (limit: number | null) => {
+      ctx.setBindingLimit(limit);
+      const model = await loadCausalLM({ config, weights });
+      const cloak = new TransformerCloak({ hiddenSize: model.config.hiddenSize, encoderWidth: 16, numHeads: 2, rhoInit: 0, seed: 2 });
+      const before = liveBufferCount();
+      const result = await inspectPrompt(model, cloak, tokenizer, 'p', {
+        seed: 4,
+        topK: 3,
+        maxNewTokens: 3,
+        noiseMask: [0, 1, 1, 1, 1, 1],
+      });
+      expect(liveBufferCount()).toBe(before);
+      const blocks = model.headBlocks().length;
+      cloak.dispose();
+      model.dispose();
+      ctx.setBindingLimit(null);
+      return { result, blocks };
+    };
+    const whole = await run(null);
+    const split = await run(4096);
+    expect(whole.blocks).toBe(1);
+    expect(split.blocks).toBe(3);
+    expect(split.result.tokens).toEqual(whole.result.tokens);
+    expect(whole.result.tokens.some((t) => t.hidden)).toBe(true);
+    for (const side of ['teacher', 'student'] as const) {
+      expect(split.result[side].continuationIds).toEqual(whole.result[side].continuationIds);
+      expect(split.result[side].top.map((c) => c.id)).toEqual(whole.result[side].top.map((c) => c.id));
+      for (const [i, c] of split.result[side].top.entries()) expect(c.probability).toBeCloseTo(whole.result[side].top[i].probability, 6);
     }
   });
 });
