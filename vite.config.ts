@@ -2,7 +2,7 @@
 import { defineConfig } from 'vite';
 import { playwright } from '@vitest/browser-playwright';
 import { resolve } from 'node:path';
-import { chromiumArgs, chromiumPath } from './test/chromium.ts';
+import { chromiumArgs, chromiumPath, swiftshaderIcd } from './test/chromium.ts';
 import { wgslShaders } from './scripts/vite-plugin-wgsl.ts';
 import { packageFileUrls } from './scripts/vite-plugin-package-files.ts';
 
@@ -42,6 +42,27 @@ export default defineConfig({
           env: { NODEVICE_SELECT: '1' },
           testTimeout: 60_000,
           hookTimeout: 60_000,
+        },
+      },
+      {
+        // The GPU tests of the kernels, losses and models again on the other software adapter,
+        // SwiftShader (what Chrome falls back to without a usable GPU; 5-17x slower than lavapipe,
+        // no shader-f16): Dawn sees only its driver. The adapter-independent tests (CLI, trainer,
+        // checkpoints, parsers, concurrency) and weight layouts (run on SwiftShader in the browser
+        // project) stay in `node`. test/node/adapter-parity.test.ts checks that this is SwiftShader.
+        plugins: [wgslShaders()],
+        test: {
+          name: 'node-swiftshader',
+          include: [
+            'test/node/{ops,ops-edge,fuzz-ops,adapter-parity,random,core,edge-values,optim,wgslCompose}.test.ts',
+            'test/node/{loss-*,mask-rule,metrics*,fused-head,embeddingStats,factories}.test.ts',
+            'test/node/{model-ops-*,models,cloak}.test.ts',
+          ],
+          environment: 'node',
+          pool: 'forks',
+          env: { NODEVICE_SELECT: '1', VK_ICD_FILENAMES: swiftshaderIcd, VK_DRIVER_FILES: swiftshaderIcd, SGT_TEST_ADAPTER: 'swiftshader' },
+          testTimeout: 180_000,
+          hookTimeout: 180_000,
         },
       },
       {

@@ -3,7 +3,7 @@
 // The op is an override constant, so each (entry point, OP) pair compiles to a branch-free kernel.
 // All loops are grid-stride: a few fat workgroups serve any size (software adapters pay per group).
 
-#include "common.wgsl" // posInf
+#include "common.wgsl" // posInf, tanhAccurate, logAccurate
 
 override OP: u32 = 0u;
 // false: every operand is contiguous with the output's shape, so index i maps to i directly.
@@ -53,9 +53,9 @@ fn unaryOp(x: f32) -> f32 {
   switch OP {
     case 0u: { return -x; }
     case 1u: { return exp(x); }
-    case 2u: { return log(x); }
+    case 2u: { return logAccurate(x); } // the built-in is only 2^-21 absolute near 1
     case 3u: { return sqrt(x); }
-    case 4u: { return tanh(x); }
+    case 4u: { return tanhAccurate(x); } // the built-in is NaN from |x| = 50 on SwiftShader
     case 5u: { return abs(x); }
     case 6u: { // pow by a scalar; sign-correct for integer exponents of negative bases
       if (x == 0.0) {
@@ -68,7 +68,7 @@ fn unaryOp(x: f32) -> f32 {
       return select(m, -m, x < 0.0 && odd);
     }
     case 7u: { return x / (1.0 + exp(-x)); } // silu
-    case 8u: { return 0.5 * x * (1.0 + tanh(GELU_C * (x + 0.044715 * x * x * x))); }
+    case 8u: { return 0.5 * x * (1.0 + tanhAccurate(GELU_C * (x + 0.044715 * x * x * x))); }
     case 9u: { return max(x, 0.0); } // relu
     case 10u: { return params.alpha * x + params.beta; } // scale
     case 12u: { // sigmoidRange: low + (high - low) * sigmoid(x), strictly inside (low, high)
@@ -89,7 +89,7 @@ fn unaryDerivative(x: f32) -> f32 {
     case 1u: { return exp(x); }
     case 2u: { return 1.0 / x; }
     case 3u: { return 0.5 / sqrt(x); }
-    case 4u: { let t = tanh(x); return 1.0 - t * t; }
+    case 4u: { let t = tanhAccurate(x); return 1.0 - t * t; }
     case 5u: { return sign(x); }
     case 6u: {
       if (params.alpha == 0.0) { return 0.0; }
@@ -102,8 +102,11 @@ fn unaryDerivative(x: f32) -> f32 {
     case 7u: { let s = 1.0 / (1.0 + exp(-x)); return s * (1.0 + x * (1.0 - s)); }
     case 8u: {
       let u = GELU_C * (x + 0.044715 * x * x * x);
-      let t = tanh(u);
-      return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * 0.044715 * x * x);
+      let t = tanhAccurate(u);
+      let sech2 = 1.0 - t * t;
+      // Where tanh saturates, sech2 is 0 and x * x may be inf (|x| > 1.8e19): 0 * inf is NaN.
+      let slope = select(0.5 * x * sech2 * GELU_C * (1.0 + 3.0 * 0.044715 * x * x), 0.0, sech2 == 0.0);
+      return 0.5 * (1.0 + t) + slope;
     }
     case 9u: { return select(0.0, 1.0, x > 0.0); }
     case 10u: { return params.alpha; }

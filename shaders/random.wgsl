@@ -3,6 +3,8 @@
 // run with the same seed is bit-for-bit repeatable on a device and any element can be computed
 // by any thread: no generator state lives on the GPU.
 
+#include "common.wgsl" // logAccurate, sinCos
+
 const WG: u32 = 256u;
 const PHILOX_M0: u32 = 0xD2511F53u;
 const PHILOX_M1: u32 = 0xCD9E8D57u;
@@ -47,9 +49,18 @@ fn philox(counter: vec4<u32>, key: vec2<u32>) -> vec4<u32> {
   return c;
 }
 
-// A uniform in (0, 1): 24 random bits, centred in their bucket, so log() never sees 0.
+// A uniform in (0, 1): 23 random bits, centred in their bucket, so log() never sees 0 or 1.
+// 23, not 24: k + 0.5 then needs at most 24 significant bits, so u is exact in f32 (24 bits
+// rounded u, by up to 3% of 1 - u, near u = 1) and the float64 twin computes the same u.
 fn unitOpen(bits: u32) -> f32 {
-  return (f32(bits >> 8u) + 0.5) * (1.0 / 16777216.0);
+  return (f32(bits >> 9u) + 0.5) * (1.0 / 8388608.0);
+}
+
+// (cos, sin) of 2 pi u for u in (0, 1). u - round(u) is exact and in [-1/2, 1/2], so the angle
+// handed to sinCos lies in [-pi, pi] (the built-in cos and sin are loose, SwiftShader's by 2e-4).
+fn cosSinTurn(u: f32) -> vec2<f32> {
+  let sc = sinCos(TWO_PI * (u - round(u)));
+  return vec2<f32>(sc.y, sc.x);
 }
 
 // out[i] ~ N(0, 1). Each Philox block gives 4 words -> 2 Box-Muller pairs -> elements 4b .. 4b+3.
@@ -58,11 +69,10 @@ fn normal(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
   let blocks = (params.n + 3u) / 4u;
   for (var b = gid.x; b < blocks; b += groups.x * WG) {
     let r = philox(vec4<u32>(b + params.offset, 0u, 0u, 0u), vec2<u32>(params.seedLo, params.seedHi));
-    let radius0 = sqrt(-2.0 * log(unitOpen(r.x)));
-    let angle0 = TWO_PI * unitOpen(r.y);
-    let radius1 = sqrt(-2.0 * log(unitOpen(r.z)));
-    let angle1 = TWO_PI * unitOpen(r.w);
-    let z = vec4<f32>(radius0 * cos(angle0), radius0 * sin(angle0), radius1 * cos(angle1), radius1 * sin(angle1));
+    // logAccurate: near u = 1 the built-in log's 1e-7 absolute error is all of -2 log u.
+    let radius0 = sqrt(-2.0 * logAccurate(unitOpen(r.x)));
+    let radius1 = sqrt(-2.0 * logAccurate(unitOpen(r.z)));
+    let z = vec4<f32>(radius0 * cosSinTurn(unitOpen(r.y)), radius1 * cosSinTurn(unitOpen(r.w)));
     for (var j = 0u; j < 4u; j++) {
       let i = 4u * b + j;
       if (i < params.n) { out[i] = z[j]; }

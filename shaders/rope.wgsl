@@ -3,6 +3,10 @@
 // same kernel with the rotation reversed (params.direction = -1): a rotation's transpose is its
 // inverse.
 
+// sinCos (common.wgsl), not the built-ins: those are only guaranteed to 2^-11 absolute in WGSL,
+// and SwiftShader's (Chromium without a GPU) are off by ~2e-4, which moves Llama's outputs past 1e-4.
+#include "common.wgsl" // sinCos
+
 const WG: u32 = 256u;
 
 struct Params {
@@ -33,22 +37,6 @@ fn reduceAngle(angle: f32) -> f32 {
   let head = 6.28125;                 // 201 / 32: 8 significant bits
   let tail = 0.0019353071795864769;   // 2 pi - head
   return (angle - k * head) - k * tail;
-}
-
-// (sin r, cos r) by quarter-turn reduction and short Taylor polynomials. The built-ins are only
-// guaranteed to 2^-11 absolute in WGSL, and SwiftShader (Chromium without a GPU) is off by ~2e-4,
-// which moves Llama's outputs past 1e-4; this is accurate to f32 rounding on [-pi, pi].
-fn sinCos(r: f32) -> vec2<f32> {
-  let q = round(r * 0.6366197723675814);
-  let y = (r - q * 1.5703125) - q * 0.00048382679489661923;
-  let y2 = y * y;
-  let sy = y + y * y2 * (-0.16666666666666666 + y2 * (0.008333333333333333 + y2 * (-0.0001984126984126984 + y2 * 2.7557319223985893e-6)));
-  let cy = 1.0 + y2 * (-0.5 + y2 * (0.041666666666666664 + y2 * (-0.001388888888888889 + y2 * 2.48015873015873e-5)));
-  let k = i32(q) & 3;
-  if (k == 0) { return vec2<f32>(sy, cy); }
-  if (k == 1) { return vec2<f32>(cy, -sy); }
-  if (k == 2) { return vec2<f32>(-sy, -cy); }
-  return vec2<f32>(-cy, sy);
 }
 
 @compute @workgroup_size(WG)

@@ -20,3 +20,10 @@ export const chromiumArgs = [
 
 /** The browser: Debian's Chromium (no Playwright browser download), or `CHROMIUM_PATH`. */
 export const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+/**
+ * SwiftShader's Vulkan driver, which Debian's Chromium ships: the Vitest project
+ * `node-swiftshader` points Dawn at it (VK_ICD_FILENAMES) to run the Node tests on the adapter
+ * Chrome falls back to without a usable GPU. `SWIFTSHADER_ICD` overrides the path.
+ */
+export const swiftshaderIcd = process.env.SWIFTSHADER_ICD ?? '/usr/lib/chromium/vk_swiftshader_icd.json';

@@ -27,8 +27,9 @@ export function philox4x32(counter: [number, number, number, number], key: [numb
   return [c0, c1, c2, c3];
 }
 
+/** A uniform in (0, 1) from the top 23 bits, exactly as the kernel's (exact in f32 too). */
 function unitOpen(bits: number): number {
-  return ((bits >>> 8) + 0.5) / 16777216;
+  return ((bits >>> 9) + 0.5) / 8388608;
 }
 
 /** The `n` normals that `randn([n], { seed, offset })` draws on the GPU. */
