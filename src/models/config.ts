@@ -64,14 +64,30 @@ function fail(message: string): never {
   throw new SgtError('MODEL_INVALID', `config.json: ${message}`);
 }
 
+/**
+ * A value as an error message shows it: its JSON, else its type. Never throws: `String()` of an
+ * object like `{ "toString": 1 }` (valid JSON) throws a TypeError, and so does JSON of a BigInt.
+ */
+function show(v: unknown): string {
+  try {
+    return JSON.stringify(v) ?? typeof v;
+  } catch {
+    return typeof v;
+  }
+}
+
+/** A RoPE type as messages name it: `'yarn'`, or the JSON of a value that is not a string. */
+function ropeType(v: unknown): string {
+  return typeof v === 'string' ? `'${v}'` : show(v);
+}
+
 type Json = Record<string, unknown>;
 
 /** A required positive integer; HF writes every architecture field, so absence means a broken file. */
 function posInt(c: Json, key: string): number {
   const v = c[key];
   if (v === undefined || v === null) fail(`missing required field '${key}'`);
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0)
-    fail(`field '${key}' must be a positive integer, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) fail(`field '${key}' must be a positive integer, got ${show(v)}`);
   return v;
 }
 
@@ -84,14 +100,14 @@ function optPosInt(c: Json, key: string, fallback: number): number {
 function optPosNum(c: Json, key: string, fallback: number): number {
   const v = c[key];
   if (v === undefined || v === null) return fallback;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) fail(`field '${key}' must be a positive number, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) fail(`field '${key}' must be a positive number, got ${show(v)}`);
   return v;
 }
 
 function optBool(c: Json, key: string, fallback: boolean): boolean {
   const v = c[key];
   if (v === undefined || v === null) return fallback;
-  if (typeof v !== 'boolean') fail(`field '${key}' must be true or false, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'boolean') fail(`field '${key}' must be true or false, got ${show(v)}`);
   return v;
 }
 
@@ -110,9 +126,8 @@ function checkHeads(
 /** A required positive finite number inside a rope dict, named `<dict>.<key>`. */
 function ropeNum(dict: Json, where: string, key: string): number {
   const v = dict[key];
-  if (v === undefined || v === null) fail(`'${where}' of type '${String(dict.rope_type ?? dict.type)}' needs '${key}'`);
-  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0)
-    fail(`field '${where}.${key}' must be a positive number, got ${JSON.stringify(v)}`);
+  if (v === undefined || v === null) fail(`'${where}' of type ${ropeType(dict.rope_type ?? dict.type)} needs '${key}'`);
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) fail(`field '${where}.${key}' must be a positive number, got ${show(v)}`);
   return v;
 }
 
@@ -134,7 +149,7 @@ function ropeScalingOf(dict: Json, where: string): RopeScaling | null {
     }
     return scaling;
   }
-  fail(`'${where}' asks for RoPE type '${String(type)}', which is not supported (supported: ${SUPPORTED_ROPE_TYPES.join(', ')})`);
+  fail(`'${where}' asks for RoPE type ${ropeType(type)}, which is not supported (supported: ${SUPPORTED_ROPE_TYPES.join(', ')})`);
 }
 
 /**
@@ -161,7 +176,7 @@ function ropeSettings(c: Json): { theta: number; scaling: RopeScaling | null } {
   }
   const partial = c.partial_rotary_factor ?? (params && typeof params === 'object' ? (params as Json).partial_rotary_factor : undefined);
   if (partial !== undefined && partial !== null && partial !== 1)
-    fail(`'partial_rotary_factor' ${JSON.stringify(partial)} is not supported (only 1)`);
+    fail(`'partial_rotary_factor' ${show(partial)} is not supported (only 1)`);
   const nested = params && typeof params === 'object' ? (params as Json).rope_theta : undefined;
   const theta =
     c.rope_theta === undefined && nested !== undefined ? optPosNum(params as Json, 'rope_theta', 10000) : optPosNum(c, 'rope_theta', 10000);
@@ -177,7 +192,7 @@ function parseLlamaFamily(c: Json, modelType: 'llama' | 'mistral' | 'qwen2'): Mo
   const headDim = headDimGiven ? posInt(c, 'head_dim') : hiddenSize / numHeads;
 
   const act = c.hidden_act ?? 'silu';
-  if (act !== 'silu') fail(`'hidden_act' is ${JSON.stringify(act)}; only 'silu' is supported for ${modelType}`);
+  if (act !== 'silu') fail(`'hidden_act' is ${show(act)}; only 'silu' is supported for ${modelType}`);
 
   const attentionBias = modelType === 'qwen2';
   let mlpBias = false;
@@ -222,7 +237,7 @@ function parseGpt2(c: Json): ModelConfig {
   checkHeads(numHeads, numHeads, hiddenSize, false, ['n_head', 'n_head', 'n_embd']);
   const act = c.activation_function ?? 'gelu_new';
   if (act !== 'gelu_new' && act !== 'gelu_pytorch_tanh') {
-    fail(`'activation_function' is ${JSON.stringify(act)}; supported for gpt2: 'gelu_new', 'gelu_pytorch_tanh'`);
+    fail(`'activation_function' is ${show(act)}; supported for gpt2: 'gelu_new', 'gelu_pytorch_tanh'`);
   }
   // These flags change the attention scores; GPT-2 checkpoints leave them at their defaults.
   if (!optBool(c, 'scale_attn_weights', true)) fail(`'scale_attn_weights: false' is not supported`);

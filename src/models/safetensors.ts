@@ -110,7 +110,8 @@ export function parseSafetensors(bytes: Uint8Array): SafetensorsFile {
       if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) fail(`'__metadata__' must be an object of strings`);
       for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
         if (typeof v !== 'string') fail(`'__metadata__' entry '${k}' must be a string, got ${typeof v}`);
-        metadata[k] = v;
+        // Defined, not assigned: assigning a key '__proto__' (valid JSON) would set the prototype.
+        Object.defineProperty(metadata, k, { value: v, enumerable: true, writable: true, configurable: true });
       }
       continue;
     }

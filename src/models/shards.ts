@@ -119,7 +119,10 @@ export function mergeSafetensorsShards(
   const owner = new Map<string, string>();
   const metadata: Record<string, string> = {};
   for (const { name, file } of shards) {
-    Object.assign(metadata, file.metadata);
+    // Defined one by one: Object.assign would turn a key '__proto__' into a prototype.
+    for (const [k, v] of Object.entries(file.metadata)) {
+      Object.defineProperty(metadata, k, { value: v, enumerable: true, writable: true, configurable: true });
+    }
     for (const [tensorName, entry] of file.tensors) {
       const first = owner.get(tensorName);
       if (first !== undefined) fail(`tensor '${tensorName}' is in two shards: '${first}' and '${name}'`);

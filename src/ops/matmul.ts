@@ -143,8 +143,9 @@ const matmulOp = defineOp<MatmulAttrs>({
     if (b.requiresGrad) {
       if (b.rank === 2 && a.rank > 2) {
         // Fold the batch into the rows: dB = sum over the batch of op(A)ᵀ dC, as one product.
-        const rowsA = tA ? null : a.view([a.size / a.shape[a.rank - 1], a.shape[a.rank - 1]]);
-        const flatG = g.view([g.size / g.shape[g.rank - 1], g.shape[g.rank - 1]]);
+        // Rows as the product of the leading axes (size / last axis is 0 / 0 when K or N is 0).
+        const rowsA = tA ? null : a.view([numel(a.shape.slice(0, -1)), a.shape[a.rank - 1]]);
+        const flatG = g.view([numel(g.shape.slice(0, -1)), g.shape[g.rank - 1]]);
         if (rowsA) gb = tB ? matmulKernel(flatG, rowsA, true, false) : matmulKernel(rowsA, flatG, true, false);
         else gb = sumToShape(tB ? matmulKernel(g, a, true, true) : matmulKernel(a, g, false, false), b.shape);
         rowsA?.dispose();
