@@ -18,7 +18,8 @@ export default defineConfig({
   publicDir: false,
   server: { host: '127.0.0.1', port: 5173, fs: { allow: [import.meta.dirname] } },
   preview: { host: '127.0.0.1', port: 4173 },
-  worker: { format: 'es' },
+  // A worker is bundled on its own, with worker.plugins only: the trainer worker's kernels need them too.
+  worker: { format: 'es', plugins: () => [wgslShaders()] },
   optimizeDeps: { include: ['comlink', 'wgsl_reflect/wgsl_reflect.module.js'], exclude: ['webgpu'] },
   build: {
     outDir: resolve(import.meta.dirname, 'dist-demo'),
