@@ -12,6 +12,9 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { FACTORY_NAMES, factoryOptionsHelp, isFactoryName, type FactoryName } from '../factories/options';
 import { SAFETENSORS_INDEX_NAME, parseSafetensorsIndex } from '../models/shards';
+import { parseSafetensors } from '../models/safetensors';
+import { parseModelConfig } from '../models/config';
+import { checkMemory, formatBytes, weightDtypes, type MemoryEstimate } from '../train/memory';
 import {
   TrainerService,
   type AdapterSummary,
@@ -26,7 +29,8 @@ import {
 } from '../worker/workerApi';
 import { planOutput, writeRun, type OutputFile, type OutputPlan } from './outputs';
 import { RunError, UsageError } from './usage';
-import { SgtError } from '../gpu/errors';
+import { SgtError, isSgtError } from '../gpu/errors';
+import { getContext } from '../gpu/context';
 
 export { RunError, UsageError } from './usage';
 
@@ -43,7 +47,7 @@ export interface TrainingReport {
   createdAt: string;
   adapter: AdapterSummary;
   model: ModelSummary & { dir: string };
-  data: Omit<ConfigureSummary, 'factoryOptions' | 'cloak' | 'cloakParameterCount' | 'maxSteps'> & { source: string };
+  data: Omit<ConfigureSummary, 'factoryOptions' | 'cloak' | 'cloakParameterCount' | 'maxSteps' | 'memory'> & { source: string };
   hyperparameters: {
     factory: FactoryName;
     factoryOptions: Record<string, unknown>;
@@ -78,6 +82,18 @@ export interface TrainingReport {
   } | null;
   seconds: number;
   meanTokensPerSecond: number;
+  /**
+   * GPU memory in bytes: the model's weights on the GPU (its file's tensor bytes), the buffer
+   * pool's peak from the model's load to the end of the run (steps and evaluations included), the
+   * estimate checked before the run (`estimateMemory`), and the budget (`--memory-budget`, or null).
+   */
+  memory: {
+    weightBytes: number;
+    peakBytes: number;
+    estimatedPeakBytes: number | null;
+    estimate: MemoryEstimate | null;
+    budget: number | null;
+  };
   /** What the run warned about (e.g. a held-out set too small to measure anything). */
   warnings: string[];
   /** Present when the run failed after training started: what failed. The files it could write are in `files`. */
@@ -132,7 +148,9 @@ Main:
 
 Data (at most one; default: a small built-in English corpus):
   --text FILE              UTF-8 text; paragraphs (separated by blank lines) are documents
-  --tokens-file FILE       JSON array of documents, each an array of token ids (packed as given)
+  --tokens-file FILE       token ids (packed as given): a JSON array of documents, each an array
+                           of ids, or one JSON array of ids; or plain text, whitespace-separated
+                           ids, one document per line. For a model without a tokenizer
 
 Training:
   --factory NAME           loss factory (default ${DEFAULTS.factory}): ${FACTORY_NAMES.join(', ')}
@@ -149,6 +167,11 @@ Training:
   --held-out-fraction F    share of the sequences held out for the metrics (default ${DEFAULTS.heldOutFraction})
   --eval-every K           evaluate every K steps (default ${DEFAULTS.evalEvery}: only at the end)
   --eval-batches N         held-out batches per evaluation (default: all)
+  --memory-budget SIZE     the most GPU memory the run may hold at once, e.g. 1.5GiB, 800MiB,
+                           2GB or bytes. The run is estimated before any GPU work (weights,
+                           activations, optimizer state) and refused (exit 2), saying what to
+                           lower, when it exceeds the budget, or when one tensor would exceed the
+                           device's storage binding or buffer size (always checked)
   --quiet                  no progress output (warnings and errors are still printed)
   -h, --help               this text
   --version                the version of sgt-webgpu
@@ -289,13 +312,37 @@ function readModelDir(dir: string): LoadModelArgs {
   };
 }
 
+/**
+ * A --tokens-file: a JSON array of documents (arrays of ids) or one JSON array of ids, else plain
+ * text with whitespace-separated ids, one document per non-empty line.
+ */
 function readTokensFile(path: string): number[][] {
   if (!existsSync(path)) throw new UsageError(`--tokens-file ${path}: no such file`);
-  const docs = readJsonFile(path, '--tokens-file');
-  if (!Array.isArray(docs) || docs.length === 0 || !docs.every((d) => Array.isArray(d) && d.every((id) => Number.isInteger(id)))) {
-    throw new UsageError(`--tokens-file ${path} must hold a non-empty JSON array of documents, each an array of integer token ids`);
+  const text = readFileSync(path, 'utf8');
+  const expected =
+    `--tokens-file ${path} must hold token ids: a non-empty JSON array of documents (each an array of integer ids), ` +
+    'one JSON array of integer ids, or whitespace-separated integer ids with one document per line';
+  const isIds = (d: unknown): d is number[] => Array.isArray(d) && d.length > 0 && d.every((id) => Number.isInteger(id));
+  if (/^\s*\[/.test(text)) {
+    let docs: unknown;
+    try {
+      docs = JSON.parse(text);
+    } catch (e) {
+      throw new UsageError(`--tokens-file ${path} is not valid JSON: ${(e as Error).message}`);
+    }
+    if (isIds(docs)) return [docs];
+    if (!Array.isArray(docs) || docs.length === 0 || !docs.every(isIds)) throw new UsageError(expected);
+    return docs;
   }
-  return docs as number[][];
+  const lines = text.split(/\r?\n/).filter((line) => line.trim() !== '');
+  const docs = lines.map((line) =>
+    line
+      .trim()
+      .split(/\s+/)
+      .map((w) => (/^[+-]?\d+$/.test(w) ? Number(w) : Number.NaN)),
+  );
+  if (docs.length === 0 || !docs.every(isIds)) throw new UsageError(expected);
+  return docs;
 }
 
 function readTextFile(path: string): string[] {
@@ -416,7 +463,30 @@ function runOptions(values: CliValues) {
     cloak,
     modelDir: resolve(values.model ?? DEFAULT_MODEL_DIR),
     quiet: values.quiet ?? false,
+    memoryBudget: values['memory-budget'] === undefined ? undefined : byteSize('--memory-budget', values['memory-budget']),
   };
+}
+
+const BYTE_UNITS: Record<string, number> = {
+  b: 1,
+  kb: 1e3,
+  mb: 1e6,
+  gb: 1e9,
+  tb: 1e12,
+  kib: 2 ** 10,
+  mib: 2 ** 20,
+  gib: 2 ** 30,
+  tib: 2 ** 40,
+};
+
+/** A size: bytes, or a number with a unit (`1.5GiB`, `800MB`, `512 MiB`; k/M/G/T alone are binary). */
+function byteSize(flag: string, raw: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*$/i.exec(raw);
+  const unit = m?.[2].toLowerCase() ?? '';
+  const factor = unit === '' ? 1 : (BYTE_UNITS[unit] ?? BYTE_UNITS[unit.endsWith('b') ? unit : `${unit}ib`]);
+  const bytes = m && factor ? Math.floor(Number(m[1]) * factor) : Number.NaN;
+  if (!(bytes >= 1)) throw new UsageError(`${flag} must be a size such as 1.5GiB, 800MB or a number of bytes, got '${raw}'`);
+  return bytes;
 }
 
 /** The checked options of a run. */
@@ -473,9 +543,53 @@ async function judged<T>(what: string | null, call: () => Promise<T>): Promise<T
   }
 }
 
-/** Creates the device, loads the model and configures the trainer; notes the setup on the progress bar. */
+/** How the memory check's advice names the settings: the command line's flags. */
+const MEMORY_FLAGS = { batchSize: '--batch-size', seqLen: '--seq-len', budget: '--memory-budget' };
+
+/**
+ * The run's GPU memory estimate from the folder's config and weight headers, checked against the
+ * device's buffer and binding limits and --memory-budget before the model is loaded: a run that
+ * cannot fit is a usage error that says what to lower. Null when the files or options cannot be
+ * read here (loading and configuring then name what is wrong).
+ */
+function checkRunMemory(o: RunOptions, inputs: RunInputs): MemoryEstimate | null {
+  let options: Parameters<typeof checkMemory>[1];
+  try {
+    const config = parseModelConfig(inputs.files.config);
+    const w = inputs.files.weights;
+    const files =
+      w instanceof Uint8Array
+        ? [parseSafetensors(w)]
+        : Object.values((w as { shards: Record<string, Uint8Array> }).shards).map(parseSafetensors);
+    options = {
+      batchSize: o.batchSize,
+      seqLen: o.seqLenArg ?? Math.min(DEFAULTS.seqLen, config.maxPositions),
+      factory: o.factory,
+      factoryOptions: o.factoryOverrides,
+      cloak: o.cloak,
+      dtype: weightDtypes(files),
+    };
+  } catch {
+    return null;
+  }
+  const ctx = getContext();
+  try {
+    return checkMemory(
+      inputs.files.config,
+      { ...options, bindingLimit: ctx.bindingLimit },
+      { maxBufferSize: ctx.limits.maxBufferSize, bindingLimit: ctx.bindingLimit, budget: o.memoryBudget },
+      MEMORY_FLAGS,
+    );
+  } catch (e) {
+    if (isSgtError(e, 'LIMIT_EXCEEDED')) throw new UsageError(e.message);
+    return null;
+  }
+}
+
+/** Creates the device, checks the run's memory, loads the model and configures the trainer; notes the setup on the progress bar. */
 async function setUp(service: TrainerService, o: RunOptions, inputs: RunInputs, bar: ProgressBar) {
   const adapter = await service.init();
+  const estimate = checkRunMemory(o, inputs);
   const model = await judged(`--model ${o.modelDir}`, () => service.loadModel(inputs.files));
   if (!inputs.tokens && model.tokenizer === 'none') {
     throw new UsageError(
@@ -499,6 +613,7 @@ async function setUp(service: TrainerService, o: RunOptions, inputs: RunInputs, 
     heldOutFraction: o.heldOutFraction,
     evaluateEvery: o.evaluateEvery,
     evaluateBatches: o.evaluateBatches,
+    memoryBudget: o.memoryBudget,
     ...(inputs.tokens ? { tokens: inputs.tokens } : { text: inputs.text }),
   };
   const data = await judged(null, () => service.configure(config));
@@ -506,10 +621,13 @@ async function setUp(service: TrainerService, o: RunOptions, inputs: RunInputs, 
     bar.note(
       `${model.type}: ${model.layers} layers, d=${model.hiddenSize}, vocab ${model.vocabSize}, ${model.parameterCount} parameters; ` +
         `${data.trainSequences} training / ${data.heldOutSequences} held-out sequences of ${seqLen} (${data.tokenizer}); ` +
-        `${o.factory}, cloak of ${data.cloakParameterCount} parameters; ${adapter.vendor || adapter.description || 'WebGPU'}`,
+        `${o.factory}, cloak of ${data.cloakParameterCount} parameters; ${adapter.vendor || adapter.description || 'WebGPU'}` +
+        (estimate
+          ? `; GPU memory: about ${formatBytes(estimate.totalBytes)} at the peak (weights ${formatBytes(estimate.weightBytes)})`
+          : ''),
     );
   }
-  return { adapter, model, data, seqLen };
+  return { adapter, model, data, seqLen, estimate: data.memory ?? estimate };
 }
 
 /** A share as the demo shows it: `12.5%`. */
@@ -573,6 +691,8 @@ async function train(service: TrainerService, o: RunOptions, bar: ProgressBar): 
 /** What a run produced after its steps; a part that could not be made is missing, with its error in `errors`. */
 interface RunProducts {
   metrics: EvaluationResult | null;
+  /** The service's GPU memory record at the end (weight bytes, the pool's peak since the model's load). */
+  memory?: { weightBytes: number; peakBytes: number };
   cloakBytes?: Uint8Array;
   checkpointBytes?: Uint8Array;
   errors: string[];
@@ -584,7 +704,13 @@ interface RunProducts {
  */
 async function collect(service: TrainerService, o: RunOptions, log: TrainingLog): Promise<RunProducts> {
   const products: RunProducts = { metrics: null, errors: log.error ? [log.error] : [] };
-  if (log.error) return products;
+  const recordMemory = async () => {
+    products.memory = (await service.getState()).memory;
+  };
+  if (log.error) {
+    await recordMemory().catch(() => {});
+    return products;
+  }
   const attempt = async <T>(what: string, make: () => Promise<T>): Promise<T | undefined> => {
     try {
       return await make();
@@ -605,6 +731,7 @@ async function collect(service: TrainerService, o: RunOptions, log: TrainingLog)
   }
   products.cloakBytes = await attempt('making cloak.safetensors', () => service.cloakSafetensors());
   products.checkpointBytes = await attempt('making checkpoint.safetensors', () => service.checkpoint());
+  await recordMemory().catch(() => {});
   return products;
 }
 
@@ -659,6 +786,13 @@ function buildReport(o: RunOptions, record: RunRecord): TrainingReport {
     lossCurve: stepEvents.length > 0 ? lossCurve(stepEvents) : null,
     seconds,
     meanTokensPerSecond: stepEvents.reduce((a, s) => a + s.tokens, 0) / Math.max(seconds, 1e-9),
+    memory: {
+      weightBytes: products.memory?.weightBytes ?? setup.estimate?.weightBytes ?? 0,
+      peakBytes: products.memory?.peakBytes ?? 0,
+      estimatedPeakBytes: setup.estimate?.totalBytes ?? null,
+      estimate: setup.estimate ?? null,
+      budget: o.memoryBudget ?? null,
+    },
     warnings,
     ...(errors.length > 0 ? { error: errors.join('; ') } : {}),
     files: files.written,
@@ -771,6 +905,7 @@ function parseCli(argv: readonly string[]) {
       'held-out-fraction': { type: 'string' },
       'eval-every': { type: 'string' },
       'eval-batches': { type: 'string' },
+      'memory-budget': { type: 'string' },
       set: { type: 'string', multiple: true },
       cloak: { type: 'string', multiple: true },
       quiet: { type: 'boolean' },

@@ -18,11 +18,35 @@ import { SgtError } from '../gpu/errors';
 import { storageBytes, type DType } from '../tensor/tensor';
 import { parseModelConfig, type ModelConfig } from '../models/config';
 import { expectedWeights, isRowBlockWeight, rowBlockRows } from '../models/weights';
+import type { SafetensorsFile } from '../models/safetensors';
+import type { CausalLM } from '../models/causalLM';
 import type { TransformerCloakOptions } from '../models/cloak';
 import { DEFAULT_FACTORY_OPTIONS, FACTORY_NAMES, isFactoryName, parseFactoryOptions, type FactoryName } from '../factories/options';
 
 /** A weight's dtype in the file (and so on the GPU, unless widened): see {@link MemoryEstimateOptions.dtype}. */
 export type WeightFileDtype = 'f32' | 'bf16' | 'f16';
+
+/**
+ * The dtype of each weight by its Hugging Face name (without prefix), for
+ * {@link MemoryEstimateOptions.dtype}: from a loaded model (its GPU dtypes: the file's, or f32
+ * when widened) or from parsed safetensors files (one, or every shard), before anything is loaded.
+ */
+export function weightDtypes(source: CausalLM | SafetensorsFile | readonly SafetensorsFile[]): (name: string) => WeightFileDtype {
+  const dtypes = new Map<string, WeightFileDtype>();
+  if ('namedParameters' in source) {
+    for (const [name, t] of source.namedParameters()) {
+      // Row blocks are named `name[start:end]`; GPT-2's c_attn is loaded as its q, k and v parts.
+      const base = name.replace(/\[\d+:\d+\]$/, '').replace(/\.attn\.[qkv]\.(weight|bias)$/, '.attn.c_attn.$1');
+      dtypes.set(base, t.dtype as WeightFileDtype);
+    }
+  } else {
+    for (const file of 'tensors' in source ? [source] : source) {
+      for (const [name, entry] of file.tensors)
+        dtypes.set(name.replace(/^transformer\./, ''), entry.dtype.toLowerCase() as WeightFileDtype);
+    }
+  }
+  return (name) => dtypes.get(name) ?? 'f32';
+}
 
 /** Options of {@link estimateMemory}: the sizes of the run, as the trainer will be given them. */
 export interface MemoryEstimateOptions {
@@ -868,10 +892,17 @@ function advice(config: unknown, options: MemoryEstimateOptions, limits: MemoryL
     ways.push(`the fused LM-head cross-entropy (${names.fusedHead} true)`);
   }
   if (ways.length) return `it fits with ${ways.join(', or ')} (lower the batch size or the sequence length; activations grow with both)`;
-  if (!fits(config, { ...options, batchSize: 1, seqLen: 2 }, limits)) {
-    return 'even one sequence of 2 tokens does not fit: the model itself (its weights, or a tensor that cannot be split) is too large for this limit';
+  const smallest = { ...options, batchSize: 1, seqLen: 2 };
+  if (fits(config, smallest, limits)) return `lower both ${names.batchSize} and ${names.seqLen}`;
+  const e = estimateMemory(config, { ...smallest, bindingLimit: limits.bindingLimit ?? options.bindingLimit });
+  const stuck = e.overBindingLimit[0];
+  if (limits.bindingLimit !== undefined && stuck) {
+    return `no batch size or sequence length helps: even the smallest run (1 sequence of 2 tokens) needs ${stuck.what} (${formatBytes(stuck.bytes)}) in one binding`;
   }
-  return `lower both ${names.batchSize} and ${names.seqLen}`;
+  return (
+    `no batch size or sequence length helps: even the smallest run (1 sequence of 2 tokens) needs about ${formatBytes(e.totalBytes)} ` +
+    `(weights ${formatBytes(e.weightBytes)}): raise ${names.budget} to at least that, or use a smaller model`
+  );
 }
 
 /**

@@ -9,6 +9,7 @@ import { SgtError, type SgtErrorCode } from '../gpu/errors';
 import type { FactoryName, FactoryOptionsFor } from '../factories/options';
 import type { NoiseMaskOptions } from '../text/data';
 import type { EvaluationReport, TrainerOptions } from '../train/trainer';
+import type { MemoryEstimate } from '../train/memory';
 
 /** What {@link TrainerWorkerApi.init} reports about the WebGPU adapter the service got. */
 export interface AdapterSummary {
@@ -105,6 +106,12 @@ export interface TrainingRunConfig extends Omit<TrainerOptions, 'factory' | 'fac
   evaluateBatches?: number;
   /** The optimizer step at which a run finishes (default `totalSteps`; without either, it runs until `stop()`). */
   maxSteps?: number;
+  /**
+   * The most GPU memory (bytes) the run may hold at once: `configure` refuses a run whose estimate
+   * (`estimateMemory`) exceeds it, before any GPU work of the run, saying what to lower. The
+   * device's buffer and binding limits are always checked.
+   */
+  memoryBudget?: number;
 }
 
 /** What {@link TrainerWorkerApi.configure} reports about the data and the cloak. */
@@ -123,6 +130,8 @@ export interface ConfigureSummary {
   cloak: Record<string, unknown>;
   /** Trainable elements of the cloak. */
   cloakParameterCount: number;
+  /** The run's GPU memory estimate (weights, optimizer state, activations, peak), checked against the device and `memoryBudget`. */
+  memory: MemoryEstimate | null;
   /** The step a run finishes at, or null when it runs until `stop()`. */
   maxSteps: number | null;
 }
@@ -188,6 +197,12 @@ export interface ServiceState {
   state: 'uninitialized' | 'initialized' | 'modelLoaded' | 'configured' | RunState | 'disposed';
   /** Optimizer steps done (0 before `configure`). */
   step: number;
+  /**
+   * GPU memory, once a model is loaded: the model's weight bytes (its file's tensor bytes unless
+   * widened), and the buffer pool's bytes handed out now and at most since the model was loaded
+   * (training, evaluation and the weights themselves included).
+   */
+  memory?: { weightBytes: number; liveBytes: number; peakBytes: number };
 }
 
 /** An evaluation on the held-out sequences, with the step it was taken at. */

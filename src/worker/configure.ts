@@ -8,6 +8,9 @@ import type { Tokenizer } from '../text/tokenizer';
 import { packSequences, textDataset, trainHeldOutSplit, type PackedSequence } from '../text/data';
 import { DEFAULT_FACTORY_OPTIONS, FACTORY_NAMES, batchSizeError, isFactoryName } from '../factories/options';
 import { Trainer } from '../train/trainer';
+import { checkMemory, weightDtypes, type MemoryEstimate } from '../train/memory';
+import { getContext } from '../gpu/context';
+import { isSgtError } from '../gpu/errors';
 import { type ConfigureSummary, type ModelSummary, type TrainingConfig, fail } from './api';
 
 /** The loaded model and what comes with it, as `configure()` reads them. */
@@ -113,6 +116,41 @@ function buildData(
   return { sequences, kind: source.tokenizerKind === 'huggingface' ? 'huggingface' : 'byte' };
 }
 
+/**
+ * The run's GPU memory estimate, checked against the device's buffer and binding limits and the
+ * `memoryBudget` before the trainer makes anything on the GPU: a run that cannot fit is refused
+ * with what does not fit and what to lower (`LIMIT_EXCEEDED`). Null when an option is bad (the
+ * trainer then names it).
+ */
+function checkRunMemory(config: TrainingConfig, factoryOptions: Record<string, unknown>, model: CausalLM): MemoryEstimate | null {
+  const budget = config.memoryBudget;
+  if (budget !== undefined && !(typeof budget === 'number' && budget > 0)) {
+    fail(M, `'memoryBudget' must be a positive number of bytes, got ${String(budget)}`, 'INVALID_OPTION');
+  }
+  const ctx = getContext();
+  try {
+    return checkMemory(
+      model.config,
+      {
+        batchSize: config.batchSize,
+        seqLen: config.seqLen,
+        factory: config.factory,
+        factoryOptions,
+        cloak: config.cloak,
+        accumulationSteps: config.accumulationSteps,
+        fusedHead: config.fusedHead,
+        dtype: weightDtypes(model),
+        bindingLimit: ctx.bindingLimit,
+      },
+      { maxBufferSize: ctx.limits.maxBufferSize, bindingLimit: ctx.bindingLimit, budget },
+    );
+  } catch (e) {
+    if (isSgtError(e, 'LIMIT_EXCEEDED')) fail(M, e.message, 'LIMIT_EXCEEDED');
+    // An option the estimate cannot read: the trainer names it next, in its own words.
+    return null;
+  }
+}
+
 /** The check `configure()` makes on its argument before taking the service's lock. */
 export function checkConfigureArg(config: TrainingConfig): void {
   if (config === null || typeof config !== 'object')
@@ -137,6 +175,7 @@ export function configureTrainer(config: TrainingConfig, source: ConfigureSource
     );
   }
   const factoryOptions = { ...DEFAULT_FACTORY_OPTIONS[config.factory], ...(config.factoryOptions ?? {}) };
+  const memory = checkRunMemory(config, factoryOptions, source.model);
   const trainer = new Trainer(source.model, split, { ...config, factoryOptions });
   // The corpus is not kept: the packed sequences live in the trainer.
   const { text: _text, tokens: _tokens, ...kept } = config;
@@ -156,6 +195,7 @@ export function configureTrainer(config: TrainingConfig, source: ConfigureSource
       factoryOptions,
       cloak: { ...trainer.transform.options },
       cloakParameterCount,
+      memory,
       maxSteps: maxSteps ?? null,
     },
   };

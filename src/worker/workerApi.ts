@@ -99,6 +99,8 @@ export class TrainerService implements TrainerWorkerApi {
     return this.exclusive(M, async () => {
       const loaded = await loadModelAndTokenizer(M, args);
       this.releaseModel();
+      // The state's peak is measured from here: the weights are its floor.
+      getContext().pool.resetPeak();
       this.model = loaded.model;
       this.rawConfig = loaded.rawConfig;
       this.tokenizer = loaded.tokenizer;
@@ -238,9 +240,13 @@ export class TrainerService implements TrainerWorkerApi {
   async getState(): Promise<ServiceState> {
     const step = this.trainer?.stepCount ?? 0;
     if (this.disposed) return { state: 'disposed', step };
-    if (this.run.state) return { state: this.run.state, step };
-    if (this.trainer) return { state: 'configured', step };
-    if (this.model) return { state: 'modelLoaded', step };
+    const pool = this.model ? getContext().pool : null;
+    const memory = pool
+      ? { memory: { weightBytes: this.model!.weightBytes, liveBytes: pool.liveBytes, peakBytes: pool.peakLiveBytes } }
+      : {};
+    if (this.run.state) return { state: this.run.state, step, ...memory };
+    if (this.trainer) return { state: 'configured', step, ...memory };
+    if (this.model) return { state: 'modelLoaded', step, ...memory };
     return { state: this.initialized ? 'initialized' : 'uninitialized', step };
   }
 

@@ -122,7 +122,7 @@ describe('the trainer worker over comlink', () => {
     expect(start?.message).toBe('TrainerService.start: call configure() first');
     expect(start).toBeInstanceOf(SgtError);
     expect((start as SgtError).code).toBe('INVALID_STATE');
-    expect(await remote().getState()).toEqual({ state: 'modelLoaded', step: 0 });
+    expect(await remote().getState()).toMatchObject({ state: 'modelLoaded', step: 0 });
   });
 
   it('runs with a progress proxy, pauses, resumes and stops between steps', async () => {
@@ -197,6 +197,9 @@ describe('the trainer worker over comlink', () => {
 
   it('sends the cloak and the checkpoint back as transferred bytes, then disposes', async () => {
     const state = await remote().getState();
+    // The worker's state records the model's weight bytes and the pool's peak since the model was loaded.
+    expect(state.memory?.weightBytes).toBeGreaterThan(0);
+    expect(state.memory!.peakBytes).toBeGreaterThan(state.memory!.weightBytes);
     const cloak = await remote().cloakSafetensors();
     expect(cloak).toBeInstanceOf(Uint8Array);
     const file = parseSafetensors(cloak);

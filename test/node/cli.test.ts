@@ -182,7 +182,10 @@ describe('npm run train (main)', () => {
         tokens: documents(7, 24),
         maxSteps: 4,
       });
-      expect(await resumed.loadCheckpoint(readFileSync(join(outDir, 'checkpoint.safetensors')))).toEqual({ state: 'configured', step: 3 });
+      expect(await resumed.loadCheckpoint(readFileSync(join(outDir, 'checkpoint.safetensors')))).toMatchObject({
+        state: 'configured',
+        step: 3,
+      });
       expect((await resumed.step()).step).toBe(4);
       // cloak.safetensors is what TransformerCloak.fromSafetensors reads back.
       const rebuilt = TransformerCloak.fromSafetensors(readFileSync(join(outDir, 'cloak.safetensors')));
@@ -659,7 +662,7 @@ describe('TrainerService in Node', () => {
       maxSteps: 2,
       factoryOptions: DEFAULT_FACTORY_OPTIONS.crossEntropyDistillation,
     });
-    expect(await s.getState()).toEqual({ state: 'configured', step: 0 });
+    expect(await s.getState()).toMatchObject({ state: 'configured', step: 0 });
     await expect(s.resume()).rejects.toThrow('TrainerService.resume: the run is not paused (not started)');
     const events: ProgressEvent[] = [];
     expect(await s.start((e) => void events.push(e))).toMatchObject({ state: 'finished', step: 2, stepsThisRun: 2 });
@@ -717,7 +720,7 @@ describe('TrainerService in Node', () => {
     const atPause = steps();
     await new Promise((r) => setTimeout(r, 300));
     expect(steps()).toBe(atPause);
-    expect(await s.getState()).toEqual({ state: 'paused', step: atPause });
+    expect(await s.getState()).toMatchObject({ state: 'paused', step: atPause });
     // While paused the trainer may be inspected.
     const m = await s.evaluate();
     expect(m.step).toBe(atPause);
@@ -744,7 +747,7 @@ describe('TrainerService in Node', () => {
         if (e.type === 'step') throw new RangeError(`callback refused step ${e.step}`);
       }),
     ).rejects.toThrow(`callback refused step ${before + 1}`);
-    expect(await s.getState()).toEqual({ state: 'stopped', step: before + 1 });
+    expect(await s.getState()).toMatchObject({ state: 'stopped', step: before + 1 });
     await s.dispose();
   });
 });
