@@ -104,6 +104,12 @@ export interface TrainingRunConfig extends Omit<TrainerOptions, 'factory' | 'fac
   evaluateEvery?: number;
   /** Held-out batches per evaluation (default: all of them). */
   evaluateBatches?: number;
+  /**
+   * Evaluate once before the first optimizer step of a run that starts at step 0 (a `metrics`
+   * event at step 0, with the untrained transform): the baseline that later metrics compare with
+   * (default false).
+   */
+  evaluateAtStart?: boolean;
   /** The optimizer step at which a run finishes (default `totalSteps`; without either, it runs until `stop()`). */
   maxSteps?: number;
   /**
@@ -153,7 +159,7 @@ export interface StepEvent {
   seconds: number;
 }
 
-/** Emitted after each evaluation of a run (`evaluateEvery`). */
+/** Emitted after each evaluation of a run (`evaluateEvery`, and at step 0 with `evaluateAtStart`). */
 export interface MetricsEvent {
   type: 'metrics';
   /** The step the metrics were taken after. */
@@ -161,6 +167,23 @@ export interface MetricsEvent {
   nearestNeighbourFailureRate: number;
   top1Agreement: number;
   meanKL: number;
+}
+
+/**
+ * Emitted when a run begins a piece of work, before it starts, so that a page can say at once what
+ * is happening: the first step of a run also compiles the GPU kernels it uses, which takes tens
+ * of seconds on a software adapter, and an evaluation runs the held-out batches.
+ */
+export interface PhaseEvent {
+  type: 'phase';
+  /** `step`: an optimizer step begins; `evaluate`: an evaluation on the held-out data begins. */
+  phase: 'step' | 'evaluate';
+  /** For `step`, the step that begins (steps done + 1); for `evaluate`, the steps done (0: the untrained transform). */
+  step: number;
+  /** The run's first step (or first evaluation): the kernels it uses compile first, unless an earlier call compiled them. */
+  first: boolean;
+  /** The step the run finishes at (null: it runs until `stop()`). */
+  maxSteps: number | null;
 }
 
 /** A state a run moves through. */
@@ -175,7 +198,7 @@ export interface StateEvent {
 }
 
 /** What the `onProgress` callback of {@link TrainerWorkerApi.start} receives. */
-export type ProgressEvent = StepEvent | MetricsEvent | StateEvent;
+export type ProgressEvent = PhaseEvent | StepEvent | MetricsEvent | StateEvent;
 
 /** The callback of {@link TrainerWorkerApi.start}; from a page, wrap it in `comlink.proxy`. A returned promise is awaited before the next step. */
 export type ProgressCallback = (event: ProgressEvent) => void | Promise<void>;

@@ -71,6 +71,8 @@ function checkLimits(config: TrainingConfig, model: CausalLM): RunLimits {
   if (config.evaluateBatches !== undefined && !(Number.isInteger(config.evaluateBatches) && config.evaluateBatches >= 1)) {
     fail(M, `'evaluateBatches' must be an integer >= 1, got ${String(config.evaluateBatches)}`, 'INVALID_OPTION');
   }
+  if (config.evaluateAtStart !== undefined && typeof config.evaluateAtStart !== 'boolean')
+    fail(M, `'evaluateAtStart' must be true or false, got ${String(config.evaluateAtStart)}`, 'INVALID_OPTION');
   const maxSteps = config.maxSteps ?? config.totalSteps;
   if (maxSteps !== undefined && !(Number.isInteger(maxSteps) && maxSteps >= 1))
     fail(M, `'maxSteps' must be an integer >= 1, got ${String(maxSteps)}`, 'INVALID_OPTION');

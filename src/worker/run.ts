@@ -1,7 +1,7 @@
 /**
  * The run loop of `TrainerService.start`: optimizer steps until `maxSteps` or `stop()`, with
- * pause/resume between steps, periodic evaluation, and the progress events (`step`, `metrics`,
- * `state`) a page plots. {@link RunController} holds one run's state; the service checks the
+ * pause/resume between steps, periodic evaluation, and the progress events (`phase` before each
+ * step and evaluation, `step`, `metrics`, `state`) a page plots. {@link RunController} holds one run's state; the service checks the
  * calls' preconditions and owns the trainer.
  */
 import * as Comlink from 'comlink';
@@ -16,6 +16,8 @@ export interface RunLimits {
   evaluateEvery: number;
   /** Held-out batches per evaluation. */
   evaluateBatches: number;
+  /** Evaluate before the first step when the run starts at step 0 (the untrained baseline). */
+  evaluateAtStart: boolean;
 }
 
 /** The `step` event of a {@link StepReport}. */
@@ -132,7 +134,13 @@ export class RunController {
   /** Steps, pauses and evaluates until the run ends; returns how (the final state event is the caller's). */
   private async steps(trainer: Trainer, limits: RunLimits, emit: (e: ProgressEvent) => Promise<void>): Promise<RunSummary['state']> {
     const { maxSteps, evaluateEvery, evaluateBatches } = limits;
+    const finish = Number.isFinite(maxSteps) ? maxSteps : null;
+    // Phase events go out before the work starts: a page says what is happening while it runs.
+    let firstEvaluation = true;
+    let firstStep = true;
     const metrics = async () => {
+      await emit({ type: 'phase', phase: 'evaluate', step: trainer.stepCount, first: firstEvaluation, maxSteps: finish });
+      firstEvaluation = false;
       const m = await trainer.evaluate(evaluateBatches);
       await emit({
         type: 'metrics',
@@ -144,6 +152,10 @@ export class RunController {
     };
     await this.setState('running', trainer, emit);
     let evaluatedAt = -1;
+    if (limits.evaluateAtStart && trainer.stepCount === 0 && !this.stopRequested) {
+      await metrics();
+      evaluatedAt = 0;
+    }
     for (;;) {
       if (this.stopRequested) return 'stopped';
       if (this.pauseRequested) {
@@ -161,6 +173,8 @@ export class RunController {
         if (evaluateEvery > 0 && evaluatedAt !== trainer.stepCount) await metrics();
         return 'finished';
       }
+      await emit({ type: 'phase', phase: 'step', step: trainer.stepCount + 1, first: firstStep, maxSteps: finish });
+      firstStep = false;
       await emit(stepEvent(await trainer.step()));
       if (evaluateEvery > 0 && trainer.stepCount % evaluateEvery === 0) {
         await metrics();

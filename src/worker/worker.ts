@@ -44,6 +44,7 @@ export type {
   ConfigureSummary,
   ProgressEvent,
   ProgressCallback,
+  PhaseEvent,
   StepEvent,
   MetricsEvent,
   StateEvent,

@@ -48,6 +48,7 @@ export type {
   TrainingConfig,
   TrainingRunConfig,
   ConfigureSummary,
+  PhaseEvent,
   StepEvent,
   MetricsEvent,
   RunState,
@@ -154,6 +155,7 @@ export class TrainerService implements TrainerWorkerApi {
       maxSteps: this.maxSteps,
       evaluateEvery: this.config?.evaluateEvery ?? 0,
       evaluateBatches: this.config?.evaluateBatches ?? Infinity,
+      evaluateAtStart: this.config?.evaluateAtStart ?? false,
     };
     return this.run.start(this.trainer!, limits, onProgress);
   }

@@ -666,7 +666,7 @@ describe('TrainerService in Node', () => {
     await expect(s.resume()).rejects.toThrow('TrainerService.resume: the run is not paused (not started)');
     const events: ProgressEvent[] = [];
     expect(await s.start((e) => void events.push(e))).toMatchObject({ state: 'finished', step: 2, stepsThisRun: 2 });
-    expect(events.map((e) => (e.type === 'state' ? e.state : e.type))).toEqual(['running', 'step', 'step', 'finished']);
+    expect(events.map((e) => (e.type === 'state' ? e.state : e.type))).toEqual(['running', 'phase', 'step', 'phase', 'step', 'finished']);
     await expect(s.start()).rejects.toThrow(/already reached maxSteps \(2\)/);
     await expect(s.stop()).rejects.toThrow('TrainerService.stop: no run is in progress (the last run finished)');
     const one = await s.step();
@@ -675,6 +675,60 @@ describe('TrainerService in Node', () => {
     await expect(s.step()).rejects.toThrow('TrainerService.step: the service was disposed');
     await expect(s.init()).rejects.toThrow('TrainerService.init: the service was disposed');
     expect(await s.getState()).toMatchObject({ state: 'disposed' });
+  });
+
+  it('says what a run is doing before it does it, and evaluateAtStart measures the untrained transform first', async () => {
+    const s = new TrainerService();
+    await s.init();
+    await s.loadModel(modelArgs());
+    await expect(s.configure({ ...config, evaluateAtStart: 'yes' as never })).rejects.toThrow(
+      "TrainerService.configure: 'evaluateAtStart' must be true or false, got yes",
+    );
+    const run = { ...config, maxSteps: 2, evaluateEvery: 1, evaluateBatches: 1, evaluateAtStart: true };
+    await s.configure(run);
+    // The same evaluation made by hand before any step: the baseline the run must report at step 0.
+    const untrained = await s.evaluate(1);
+    const events: ProgressEvent[] = [];
+    const stepsDoneAtPhase: number[] = [];
+    await s.start(async (e) => {
+      events.push(e);
+      // A phase event arrives before its work starts: no step of it is done yet.
+      if (e.type === 'phase') stepsDoneAtPhase.push((await s.getState()).step);
+    });
+    const label = (e: ProgressEvent) =>
+      e.type === 'state' ? e.state : e.type === 'phase' ? `begin ${e.phase} ${e.step}${e.first ? ' (first)' : ''}` : `${e.type} ${e.step}`;
+    expect(events.map(label)).toEqual([
+      'running',
+      'begin evaluate 0 (first)',
+      'metrics 0',
+      'begin step 1 (first)',
+      'step 1',
+      'begin evaluate 1',
+      'metrics 1',
+      'begin step 2',
+      'step 2',
+      'begin evaluate 2',
+      'metrics 2',
+      'finished',
+    ]);
+    expect(stepsDoneAtPhase).toEqual([0, 0, 1, 1, 2]);
+    for (const e of events) if (e.type === 'phase') expect(e.maxSteps).toBe(2);
+    const baseline = events.find((e) => e.type === 'metrics');
+    expect(baseline).toEqual({
+      type: 'metrics',
+      step: 0,
+      nearestNeighbourFailureRate: untrained.nearestNeighbourFailureRate,
+      top1Agreement: untrained.top1Agreement,
+      meanKL: untrained.meanKL,
+    });
+
+    // A run that starts after step 0 has no baseline to take: it steps at once.
+    await s.configure({ ...run, maxSteps: 3, evaluateEvery: 0 });
+    await s.step();
+    const later: ProgressEvent[] = [];
+    await s.start((e) => void later.push(e));
+    expect(later.map(label)).toEqual(['running', 'begin step 2 (first)', 'step 2', 'begin step 3', 'step 3', 'finished']);
+    await s.dispose();
   });
 
   it('loads a sharded checkpoint as a list of buffers or with its index; a missing shard is named and leaves nothing allocated', async () => {
