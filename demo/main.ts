@@ -14,6 +14,8 @@ import { LineChart, LossCharts } from './ui/charts';
 import { checkWebGpu, renderWebGpuHelp } from './ui/webgpu';
 import { fetchDefaultModel, formatBytes, readPickedFiles, weightBuffers, type ModelFiles } from './ui/modelFiles';
 import { renderInspect } from './ui/inspectView';
+import { RunStatus } from './ui/status';
+import { TimingMemory, describeEstimate, formatDuration, timingModelKey } from './ui/timing';
 import { loadBible, pickVerses, splitDocuments, type Bible } from './corpus';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
@@ -48,10 +50,14 @@ const ui = {
   runState: $('run-state'),
   step: $('step'),
   loss: $('loss'),
+  lossBefore: $('loss-before'),
   throughput: $('throughput'),
   nnfr: $('nnfr'),
+  nnfrBefore: $('nnfr-before'),
   agreement: $('agreement'),
+  agreementBefore: $('agreement-before'),
   kl: $('kl'),
+  klBefore: $('kl-before'),
   prompt: $<HTMLTextAreaElement>('prompt'),
   inspect: $<HTMLButtonElement>('inspect'),
   inspectTokens: $<HTMLInputElement>('inspect-tokens'),
@@ -63,8 +69,12 @@ const ui = {
 /** Where the page stands; every button's state follows from it (see `refresh`). */
 const state = {
   gpu: false,
-  /** The worker holds a model that loaded without error. */
-  model: null as null | { layers: number; maxPositions: number; tokenizer: string },
+  /** The worker holds a model that loaded without error (`timingKey`: the model on this adapter, for remembered step times). */
+  model: null as null | { layers: number; maxPositions: number; tokenizer: string; timingKey: string },
+  /** The WebGPU adapter, as the worker reported it. */
+  adapter: '',
+  /** A run on this page compiled the kernels already (the estimate then leaves out compiling). */
+  compiled: false,
   loadingModel: false,
   /** The worker holds a trainer (configure succeeded at least once for this model). */
   configured: false,
@@ -119,6 +129,31 @@ const lossCharts = new LossCharts($('chart-losses'));
 const metricsChart = new LineChart($('chart-metrics'), { yRange: [0, 1], digits: 1, percent: true, points: true });
 lossCharts.reset(['loss']);
 metricsChart.reset(['NN-FR', 'top-1 agreement']);
+
+const status = new RunStatus({ line: $('run-phase'), text: $('run-phase-text'), elapsed: $('run-phase-elapsed'), eta: $('run-eta') });
+const timingMemory = new TimingMemory(
+  (() => {
+    try {
+      return window.localStorage;
+    } catch {
+      return null; // Storage blocked (a sandboxed frame, strict privacy settings): remember in memory only.
+    }
+  })(),
+);
+// The time estimate sits under the steps field and follows every change of the settings.
+const stepsEstimate = Object.assign(document.createElement('p'), { id: 'steps-estimate', className: 'estimate' });
+stepsEstimate.dataset.testid = 'steps-estimate';
+form.addRunNote('maxSteps', stepsEstimate);
+
+function updateEstimate(): void {
+  const v = form.values();
+  if (!state.model) stepsEstimate.textContent = 'Time: known once a model is loaded and a step has run.';
+  else if (!v) stepsEstimate.textContent = '';
+  else {
+    const shape = { model: state.model.timingKey, factory: v.factory, batchSize: v.run.batchSize, seqLen: v.run.seqLen };
+    stepsEstimate.textContent = describeEstimate(timingMemory.lookup(shape), v.run, !state.compiled);
+  }
+}
 
 function corpusCountValue(): number | null {
   const v = Number(ui.corpusCount.value.trim());
@@ -176,6 +211,7 @@ function refresh(): void {
             ? 'Choose the training text.'
             : '';
   ui.start.title = why;
+  updateEstimate();
 }
 
 /** Says how much text the chosen source gives (bytes are the default model's tokens). */
@@ -236,6 +272,7 @@ async function loadModel(get: () => Promise<ModelFiles>): Promise<void> {
   ui.modelProgress.hidden = false;
   ui.modelProgress.removeAttribute('value');
   setStatus(ui.modelStatus, 'Reading the model files…');
+  status.show('loading', 'Loading the model…');
   try {
     const files = await get();
     const size = weightBuffers(files.weights).reduce((n, b) => n + b.byteLength, 0);
@@ -244,7 +281,12 @@ async function loadModel(get: () => Promise<ModelFiles>): Promise<void> {
     const { weights, config, tokenizerJson, tokenizerConfig } = files;
     // Transferred, not copied: a model can be hundreds of megabytes.
     const summary = await api.loadModel(Comlink.transfer({ config, weights, tokenizerJson, tokenizerConfig }, weightBuffers(weights)));
-    state.model = { layers: summary.layers, maxPositions: summary.maxPositions, tokenizer: summary.tokenizer };
+    state.model = {
+      layers: summary.layers,
+      maxPositions: summary.maxPositions,
+      tokenizer: summary.tokenizer,
+      timingKey: timingModelKey(summary, state.adapter),
+    };
     form.setModel(summary.layers, summary.maxPositions);
     const params =
       summary.parameterCount >= 1e6 ? `${(summary.parameterCount / 1e6).toFixed(1)} M` : `${(summary.parameterCount / 1e3).toFixed(0)} k`;
@@ -270,6 +312,8 @@ async function loadModel(get: () => Promise<ModelFiles>): Promise<void> {
   } finally {
     state.loadingModel = false;
     ui.modelProgress.hidden = true;
+    if (state.model) status.show('ready', 'Ready: choose the text and the settings, then press Start.');
+    else status.show('idle', 'No model: load one above to train.');
     refresh();
   }
 }
@@ -295,12 +339,21 @@ for (const input of [ui.modelFolder, ui.modelFiles]) {
 
 let tokensPerSecond = 0;
 
+/** "53.2%", as the CLI and the chart's legend print shares. */
+const percent = (v: number): string => `${(v * 100).toFixed(1)}%`;
+
 function onProgress(event: ProgressEvent): void {
+  status.onEvent(event);
   if (event.type === 'step') {
     // The components depend on the factory: the first step of a run names them.
     const keys = ['loss', ...Object.keys(event.components).filter((k) => k !== 'loss')];
     if (keys.join() !== lossCharts.keys.join()) lossCharts.reset(keys);
     lossCharts.push(event.step, event.components);
+    // The first step's loss was measured with the untrained transform, before its update.
+    if (event.step === 1) {
+      lossCharts.setBaselines(event.components);
+      ui.lossBefore.textContent = `before training: ${event.loss.toFixed(4)}`;
+    }
     ui.step.textContent = state.stepsPlanned ? `${event.step} / ${state.stepsPlanned}` : String(event.step);
     ui.loss.textContent = event.loss.toFixed(4);
     // Smoothed: one step's time jitters with the browser's other work.
@@ -310,24 +363,45 @@ function onProgress(event: ProgressEvent): void {
     ui.throughput.replaceChildren(`${Math.round(tokensPerSecond).toLocaleString('en')} tokens/s `, perStep);
   } else if (event.type === 'metrics') {
     metricsChart.push(event.step, [event.nearestNeighbourFailureRate, event.top1Agreement]);
-    ui.nnfr.textContent = `${(event.nearestNeighbourFailureRate * 100).toFixed(1)}%`;
-    ui.agreement.textContent = `${(event.top1Agreement * 100).toFixed(1)}%`;
+    ui.nnfr.textContent = percent(event.nearestNeighbourFailureRate);
+    ui.agreement.textContent = percent(event.top1Agreement);
     ui.kl.textContent = event.meanKL.toFixed(4);
-  } else {
+    if (event.step === 0) {
+      metricsChart.setBaselines([event.nearestNeighbourFailureRate, event.top1Agreement]);
+      ui.nnfrBefore.textContent = `before training: ${percent(event.nearestNeighbourFailureRate)}`;
+      ui.agreementBefore.textContent = `before training: ${percent(event.top1Agreement)}`;
+      ui.klBefore.textContent = `before training: ${event.meanKL.toFixed(4)}`;
+    }
+  } else if (event.type === 'state') {
     state.run = event.state;
     refresh();
   }
 }
 
+/** Empties the tiles and the charts for a new run. */
+function clearRunDisplay(): void {
+  tokensPerSecond = 0;
+  lossCharts.reset(['loss']);
+  metricsChart.reset(['NN-FR', 'top-1 agreement']);
+  for (const el of [ui.loss, ui.throughput, ui.nnfr, ui.agreement, ui.kl]) el.textContent = '–';
+  for (const el of [ui.lossBefore, ui.nnfrBefore, ui.agreementBefore, ui.klBefore]) el.textContent = '';
+  ui.step.textContent = `0 / ${state.stepsPlanned}`;
+}
+
 ui.start.addEventListener('click', async () => {
   const values = form.values();
   if (!values || !state.model) return;
+  // Said at once: the worker's own phase events follow as soon as the data and the transform are built.
+  status.show('preparing', 'Preparing the data and the transform…');
+  status.setEtaText('');
   state.run = 'starting';
   refresh();
+  const { run } = values;
+  const shape = { model: state.model.timingKey, factory: values.factory, batchSize: run.batchSize, seqLen: run.seqLen };
+  let started = false;
   try {
-    setStatus(ui.runStatus, 'Preparing the data and the transform…');
+    setStatus(ui.runStatus, '');
     const text = trainingDocuments();
-    const { run } = values;
     const summary = await api.configure({
       factory: values.factory,
       factoryOptions: values.factoryOptions,
@@ -338,29 +412,33 @@ ui.start.addEventListener('click', async () => {
       evaluateEvery: run.evaluateEvery,
       // Two held-out batches keep an evaluation at a few steps' cost.
       evaluateBatches: 2,
+      // The untrained transform's metrics: the baseline drawn on the chart.
+      evaluateAtStart: run.evaluateEvery > 0,
       heldOutFraction: 0.1,
       text,
     });
     state.configured = true;
     state.factory = values.factory;
     state.stepsPlanned = summary.maxSteps ?? 0;
-    tokensPerSecond = 0;
-    lossCharts.reset(['loss']);
-    metricsChart.reset(['NN-FR', 'top-1 agreement']);
-    for (const el of [ui.loss, ui.throughput, ui.nnfr, ui.agreement, ui.kl]) el.textContent = '–';
-    ui.step.textContent = `0 / ${state.stepsPlanned}`;
+    clearRunDisplay();
+    status.beginRun({ maxSteps: state.stepsPlanned, evaluateEvery: run.evaluateEvery });
     setStatus(
       ui.runStatus,
       `Training a ${summary.cloakParameterCount.toLocaleString('en')}-parameter transform on ${summary.trainSequences} sequences ` +
         `(${summary.trainTokens.toLocaleString('en')} tokens; ${summary.heldOutSequences} held out) with ${values.factory}.`,
     );
     const run$ = api.start(Comlink.proxy(onProgress));
+    started = true;
     state.run = 'running';
     refresh();
     // Start is now disabled: keep keyboard focus on the controls of the run.
     if (document.activeElement === ui.start || document.activeElement === document.body) ui.pause.focus();
     const result = await run$;
     state.run = result.state;
+    const took = formatDuration(result.seconds);
+    if (result.state === 'finished') status.show('done', `Done: ${result.step} steps in ${took}.`);
+    else status.show('stopped', `Stopped after step ${result.step} of ${state.stepsPlanned} (${took}).`);
+    status.setEtaText('');
     setStatus(
       ui.runStatus,
       `${result.state === 'finished' ? 'Finished' : 'Stopped'} after ${result.step} steps (${result.seconds.toFixed(1)} s). Download the transform or try it on a prompt below.`,
@@ -369,8 +447,15 @@ ui.start.addEventListener('click', async () => {
     setStatus(ui.inspectStatus, `A transform trained for ${result.step} steps is ready: type a prompt and press Transform.`);
   } catch (e) {
     state.run = 'idle';
+    status.show('error', `Error: ${message(e)}`);
+    status.setEtaText('');
     setStatus(ui.runStatus, `Training failed: ${message(e)}`, 'error');
   } finally {
+    if (started) {
+      // What this run measured sets the estimate beside the steps field, here and on later visits.
+      timingMemory.remember(shape, status.measured);
+      state.compiled ||= status.measured.steps.length > 0;
+    }
     refresh();
   }
 });
@@ -474,16 +559,19 @@ void loadBible()
   })
   .catch((e) => setStatus(ui.corpusStatus, `Could not load the King James Bible: ${message(e)}. Paste your own text instead.`, 'error'));
 
+status.show('loading', 'Starting WebGPU…');
 const gpu = await checkWebGpu();
 if (!gpu.ok) {
   renderWebGpuHelp(ui.webgpuHelp, gpu);
   ui.adapter.textContent = 'No WebGPU: training is not possible in this browser.';
+  status.show('error', 'No WebGPU: training is not possible in this browser (see above).');
   setStatus(ui.modelStatus, 'WebGPU is not available (see above).', 'error');
   refresh();
 } else {
   try {
     const adapter = await api.init();
     state.gpu = true;
+    state.adapter = [adapter.vendor, adapter.architecture, adapter.description].filter(Boolean).join(' ') || gpu.adapter;
     ui.adapter.textContent =
       `GPU: ${[adapter.vendor, adapter.architecture, adapter.description].filter(Boolean).join(' · ') || gpu.adapter}` +
       (adapter.features.length ? ` (${adapter.features.join(', ')})` : '');
@@ -497,6 +585,7 @@ if (!gpu.ok) {
   } catch (e) {
     renderWebGpuHelp(ui.webgpuHelp, { ok: false, reason: 'error', detail: message(e) });
     ui.adapter.textContent = 'WebGPU failed to start in the training worker.';
+    status.show('error', 'WebGPU failed to start in the training worker (see above).');
     refresh();
   }
 }

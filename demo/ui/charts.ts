@@ -1,4 +1,7 @@
-/** Live line charts over training steps (uPlot), sized to their container. */
+/**
+ * Live line charts over training steps (uPlot), sized to their container, with optional dashed
+ * baselines (the values before training) to judge a short run against.
+ */
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 
@@ -27,6 +30,7 @@ export class LineChart {
   private plot: uPlot | null = null;
   private data: number[][] = [];
   private labels: string[] = [];
+  private baselines: (number | null)[] = [];
   private pending = false;
   private readonly resize: ResizeObserver;
 
@@ -55,10 +59,12 @@ export class LineChart {
     return this.data[0]?.length ?? 0;
   }
 
-  /** Starts over with these series and no points. */
+  /** Starts over with these series, no points and no baselines. */
   reset(labels: string[]): void {
     this.plot?.destroy();
     this.labels = [...labels];
+    this.baselines = [];
+    delete this.container.dataset.baselines;
     this.data = [[], ...labels.map(() => [])];
     const digits = this.options.digits ?? 4;
     const percent = this.options.percent ?? false;
@@ -70,11 +76,12 @@ export class LineChart {
       axes: [{ label: 'step' }, percent ? { size: 60, values: (_u, ticks) => ticks.map((t) => `${Math.round(100 * t)}%`) } : { size: 60 }],
       legend: { live: true },
       cursor: { drag: { x: true, y: false } },
+      hooks: { draw: [(u) => this.drawBaselines(u)] },
       series: [
         { label: 'step', value: (_u, v) => (v == null ? '–' : String(v)) },
         ...labels.map((label, i) => ({
           label,
-          stroke: PALETTE[(i + (this.options.colorOffset ?? 0)) % PALETTE.length],
+          stroke: this.color(i),
           width: i === 0 && label === 'loss' ? 2.5 : 1.5,
           spanGaps: true,
           points: { show: this.options.points ?? false, size: 6 },
@@ -92,14 +99,17 @@ export class LineChart {
     this.labels.forEach((_, i) => {
       this.data[i + 1].push(values[i] ?? (null as unknown as number));
     });
-    if (this.pending) return;
-    this.pending = true;
-    requestAnimationFrame(() => {
-      this.pending = false;
-      this.plot?.setData(this.data as uPlot.AlignedData);
-      // The legend shows the latest values until the pointer picks another step.
-      this.plot?.setLegend({ idx: this.data[0].length - 1 });
-    });
+    this.redrawSoon();
+  }
+
+  /**
+   * Draws a dashed horizontal line per series at these values (null: none), in the series'
+   * colour, until the next {@link reset}. Where each was drawn (canvas pixels) is written to the
+   * container's `data-baselines`, for the end-to-end test to find it on the canvas.
+   */
+  setBaselines(values: (number | null)[]): void {
+    this.baselines = this.labels.map((_, i) => values[i] ?? null);
+    this.redrawSoon();
   }
 
   /** Removes the plot and stops following the container's size. */
@@ -109,8 +119,51 @@ export class LineChart {
     this.plot = null;
   }
 
+  /** Redraws with the data and baselines at the next frame (once, however many changes come before it). */
+  private redrawSoon(): void {
+    if (this.pending || !this.plot) return;
+    this.pending = true;
+    requestAnimationFrame(() => {
+      this.pending = false;
+      // setData rebuilds the paths (the data arrays grew in place) and redraws, baselines included.
+      this.plot?.setData(this.data as uPlot.AlignedData);
+      // The legend shows the latest values until the pointer picks another step.
+      if (this.data[0].length) this.plot?.setLegend({ idx: this.data[0].length - 1 });
+    });
+  }
+
   private width(): number {
     return Math.max(240, this.container.clientWidth);
+  }
+
+  private color(i: number): string {
+    return PALETTE[(i + (this.options.colorOffset ?? 0)) % PALETTE.length];
+  }
+
+  /** uPlot's draw hook: the baselines over the plotted series (the canvas is in device pixels). */
+  private drawBaselines(u: uPlot): void {
+    const drawn: { label: string; value: number; y: number; left: number; width: number; color: string }[] = [];
+    const { left, top, width, height } = u.bbox;
+    const dpr = window.devicePixelRatio || 1;
+    const ctx = u.ctx;
+    this.baselines.forEach((value, i) => {
+      if (value === null || !Number.isFinite(value)) return;
+      const y = Math.round(u.valToPos(value, 'y', true));
+      if (y < top || y > top + height) return;
+      const color = this.color(i);
+      ctx.save();
+      ctx.strokeStyle = color;
+      ctx.lineWidth = Math.max(1, Math.round(1.5 * dpr));
+      ctx.setLineDash([6 * dpr, 4 * dpr]);
+      ctx.beginPath();
+      ctx.moveTo(left, y);
+      ctx.lineTo(left + width, y);
+      ctx.stroke();
+      ctx.restore();
+      drawn.push({ label: this.labels[i], value, y, left: Math.round(left), width: Math.round(width), color });
+    });
+    if (drawn.length) this.container.dataset.baselines = JSON.stringify(drawn);
+    else delete this.container.dataset.baselines;
   }
 }
 
@@ -160,5 +213,10 @@ export class LossCharts {
   /** Adds the step's value to every chart. */
   push(step: number, components: Record<string, number>): void {
     for (const [key, chart] of this.charts) chart.push(step, [components[key] ?? null]);
+  }
+
+  /** A dashed baseline on every chart at its component's value (the values before training). */
+  setBaselines(components: Record<string, number>): void {
+    for (const [key, chart] of this.charts) chart.setBaselines([components[key] ?? null]);
   }
 }

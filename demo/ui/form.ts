@@ -88,6 +88,18 @@ export class TrainingForm {
     return this.factory;
   }
 
+  /**
+   * Puts `note` right under the run setting `key`'s input (e.g. the time estimate beside the
+   * steps), described by it for screen readers.
+   */
+  addRunNote(key: string, note: HTMLElement): void {
+    const field = this.runFields.find((f) => f.spec.key === key);
+    if (!field) throw new Error(`TrainingForm: no run setting '${key}'`);
+    if (!note.id) throw new Error('TrainingForm: the note needs an id (the input is described by it)');
+    field.input.after(note);
+    field.input.setAttribute('aria-describedby', `${field.input.getAttribute('aria-describedby') ?? ''} ${note.id}`.trim());
+  }
+
   /** Locks the form while a run uses its values. */
   setDisabled(disabled: boolean): void {
     this.disabled = disabled;

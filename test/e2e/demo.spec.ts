@@ -1,8 +1,11 @@
 /**
  * The fine-tuning demo (demo/index.html, built): the default model loads by itself, a tiny run
  * trains in the worker while the step, the loss, NN-FR, top-1 agreement and both charts update;
- * a bad hyperparameter is reported next to its field and keeps Start disabled; a truncated
- * model.safetensors picked from disk is reported clearly. Runs are tiny: SwiftShader is slow.
+ * the status line says what is happening within 2 s of Start and before each slow piece of work,
+ * an ETA follows the first step, the values before training are drawn as dashed baselines, and the
+ * page fits 390 px and 1280 px without sideways scrolling; the metric explanations open from the
+ * keyboard; a bad hyperparameter is reported next to its field and keeps Start disabled; a
+ * truncated model.safetensors picked from disk is reported clearly. Runs are tiny: SwiftShader is slow.
  */
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
@@ -32,6 +35,103 @@ async function setField(page: Page, key: string, value: string): Promise<void> {
   await expect(input).toHaveValue(value);
 }
 
+/** One change of the status line, the ETA or the step tile, as the page showed it. */
+interface StatusSnapshot {
+  /** Milliseconds since Start was clicked. */
+  t: number;
+  phase: string;
+  text: string;
+  eta: string;
+  step: string;
+  nnfr: string;
+}
+
+/**
+ * Records every change of the status line, the ETA and the step tile from the click on Start on
+ * (a MutationObserver in the page, so that no state is missed between two polls of the test).
+ */
+async function recordStatus(page: Page): Promise<() => Promise<StatusSnapshot[]>> {
+  await page.evaluate(() => {
+    const w = window as unknown as { __status: StatusSnapshot[]; __t0: number };
+    w.__status = [];
+    w.__t0 = Number.NaN;
+    const text = (id: string) => (document.getElementById(id)?.textContent ?? '').replace(/\s+/g, ' ').trim();
+    const snap = () => {
+      if (Number.isNaN(w.__t0)) return;
+      const s = {
+        t: performance.now() - w.__t0,
+        phase: document.getElementById('run-phase')?.dataset.phase ?? '',
+        // The elapsed seconds tick on their own: they are not a change of state.
+        text: text('run-phase-text'),
+        eta: text('run-eta'),
+        step: text('step'),
+        nnfr: text('nnfr'),
+      };
+      const last = w.__status.at(-1);
+      if (!last || last.phase !== s.phase || last.text !== s.text || last.step !== s.step || last.eta.slice(0, 20) !== s.eta.slice(0, 20))
+        w.__status.push(s);
+    };
+    // Capturing: the time is taken before the page's own click handler runs.
+    document.getElementById('start')?.addEventListener(
+      'click',
+      () => {
+        w.__t0 = performance.now();
+      },
+      { capture: true },
+    );
+    const observer = new MutationObserver(snap);
+    for (const id of ['run-phase', 'run-eta', 'step', 'nnfr']) {
+      observer.observe(document.getElementById(id)!, { attributes: true, childList: true, characterData: true, subtree: true });
+    }
+  });
+  return () => page.evaluate(() => (window as unknown as { __status: StatusSnapshot[] }).__status);
+}
+
+/**
+ * The dashed baselines a chart drew: where (from its `data-baselines`) and how much of each row of
+ * the canvas is in the series' colour there (a dashed line covers about 60% of the plot's width).
+ */
+async function baselinesOnCanvas(chart: Locator): Promise<{ label: string; value: number; coverage: number }[]> {
+  return chart.evaluate((el) => {
+    const rows = JSON.parse((el as HTMLElement).dataset.baselines ?? '[]') as {
+      label: string;
+      value: number;
+      y: number;
+      left: number;
+      width: number;
+      color: string;
+    }[];
+    const canvas = el.querySelector('canvas')!;
+    const ctx = canvas.getContext('2d')!;
+    return rows.map((r) => {
+      const want = [1, 3, 5].map((i) => Number.parseInt(r.color.slice(i, i + 2), 16));
+      // Three pixel rows around the line (antialiasing), one count per column.
+      const data = ctx.getImageData(r.left, r.y - 1, r.width, 3).data;
+      let hit = 0;
+      for (let x = 0; x < r.width; x++) {
+        for (let dy = 0; dy < 3; dy++) {
+          const o = (dy * r.width + x) * 4;
+          const d = Math.abs(data[o] - want[0]) + Math.abs(data[o + 1] - want[1]) + Math.abs(data[o + 2] - want[2]);
+          if (data[o + 3] > 200 && d < 60) {
+            hit++;
+            break;
+          }
+        }
+      }
+      return { label: r.label, value: r.value, coverage: hit / r.width };
+    });
+  });
+}
+
+/** Whether the page is wider than the window (it then scrolls sideways). */
+async function expectNoSidewaysScroll(page: Page, what: string): Promise<void> {
+  const { scrollWidth, innerWidth } = await page.evaluate(() => ({
+    scrollWidth: document.documentElement.scrollWidth,
+    innerWidth: window.innerWidth,
+  }));
+  expect(scrollWidth, `${what}: the page is ${scrollWidth} px wide in a ${innerWidth} px window`).toBeLessThanOrEqual(innerWidth);
+}
+
 /** The value a uPlot legend shows for the series labelled `label` (the latest point's, after a push). */
 function legendValue(chart: Locator, label: string): Locator {
   return chart
@@ -53,11 +153,12 @@ test.describe('fine-tuning demo', () => {
     expect(external, 'requests off the test server').toEqual([]);
   });
 
-  test('loads the default model, trains a few steps in the worker, and updates the step, loss, metrics and charts', async ({
+  test('loads the default model, trains a few steps in the worker, and updates the status line, ETA, step, loss, metrics, charts and baselines', async ({
     page,
   }, testInfo) => {
-    test.setTimeout(300_000);
+    test.setTimeout(360_000);
     await openWithDefaultModel(page);
+    await expect(page.getByTestId('run-phase')).toHaveAttribute('data-phase', 'ready');
     await expect(page.getByTestId('run-state')).toHaveText('idle');
     await expect(page.getByTestId('step')).toHaveText('0');
     await expect(page.getByTestId('loss')).toHaveText('–');
@@ -71,11 +172,18 @@ test.describe('fine-tuning demo', () => {
     await setField(page, 'seqLen', '16');
     await setField(page, 'maxSteps', '3');
     await setField(page, 'evaluateEvery', '1');
+    // A fresh browser has measured nothing: the estimate beside the steps says so.
+    await expect(page.getByTestId('steps-estimate')).toHaveText(/^Time: unknown until a first step runs/);
     // Start is clicked straight from the last field, focus still in it (as a user does).
     await expect(page.getByTestId('field-evaluateEvery')).toBeFocused();
     const start = page.getByTestId('start');
     await expect(start).toBeEnabled();
+    const statusLog = await recordStatus(page);
+    const phase = page.getByTestId('run-phase');
     await start.click();
+    // The status line says what is happening at once (the first step takes tens of seconds here).
+    await expect(phase).toHaveAttribute('data-phase', /^(preparing|baseline|first-step)$/, { timeout: 2_000 });
+    await expect(phase).toContainText(/Preparing the data|Measuring the untrained transform|Step 1 of 3/, { timeout: 2_000 });
 
     // The run starts in the worker: the form locks while it runs, and the step counter moves.
     await expect(page.getByTestId('run-status')).toContainText(/Training a [\d,]+-parameter transform on \d+ sequences/, {
@@ -92,6 +200,32 @@ test.describe('fine-tuning demo', () => {
     await expect(page.getByTestId('run-state')).toHaveText('finished', { timeout: 180_000 });
     await expect(step).toHaveText('3 / 3');
     await expect(page.getByTestId('run-status')).toContainText('Finished after 3 steps');
+    await expect(phase).toHaveAttribute('data-phase', 'done');
+    await expect(phase).toContainText(/Done: 3 steps in \d/);
+
+    // What the status line said, in order: at once after the click, then each phase before its work.
+    const log = await statusLog();
+    const seen = log.map((s) => `${s.phase} @ ${s.step}`);
+    expect(log[0].t, `first change ${JSON.stringify(log[0])}`).toBeLessThan(2_000);
+    expect(log[0].phase).toBe('preparing');
+    const at = (phaseName: string) => log.find((s) => s.phase === phaseName);
+    // The untrained transform is measured before any step, and announced before its result.
+    expect(at('baseline'), seen.join(', ')).toMatchObject({ step: '0 / 3', nnfr: '–' });
+    expect(at('baseline')!.text).toContain('Measuring the untrained transform');
+    // The first step is announced (it compiles the kernels) before it ends; then step k of n.
+    expect(at('first-step'), seen.join(', ')).toMatchObject({ step: '0 / 3', text: expect.stringContaining('Step 1 of 3') });
+    expect(at('first-step')!.t).toBeGreaterThan(at('baseline')!.t);
+    expect(at('step'), seen.join(', ')).toMatchObject({ text: 'Training: step 2 of 3…' });
+    expect(at('evaluating')?.text, seen.join(', ')).toMatch(/^Evaluating on held-out text after step [123] of 3/);
+    // No ETA before a step is measured; after the first, an upper bound (it compiled the kernels);
+    // after the second, an estimate from the steps after the first.
+    for (const s of log.filter((e) => e.step === '0 / 3')) expect(s.eta).not.toMatch(/about/);
+    const afterFirst = log.find((s) => s.step === '1 / 3');
+    expect(afterFirst?.eta, seen.join(', ')).toMatch(/^Time left: at most about \d+(\.\d)? (s|min)\b.*\(\d.* a step/);
+    const afterSecond = log.find((s) => s.step === '2 / 3');
+    expect(afterSecond?.eta, seen.join(', ')).toMatch(/^Time left: about \d+(\.\d)? (s|min)\b.*\(\d.* a step/);
+    // The run's step time is remembered for these settings: the estimate beside the steps uses it.
+    await expect(page.getByTestId('steps-estimate')).toHaveText(/^Time: about .* a step, measured in this browser\)\.$/);
 
     const lossText = await page.getByTestId('loss').textContent();
     const loss = firstNumber(lossText);
@@ -132,10 +266,67 @@ test.describe('fine-tuning demo', () => {
       await expect(legendValue(metrics, label)).toHaveText(tile!);
     }
 
+    // The values before training: in the tiles, and as dashed lines across the charts.
+    const beforeTraining = async (id: string) =>
+      (await page.getByTestId(`${id}-before`).textContent())?.replace('before training: ', '') ?? null;
+    const metricLines = await baselinesOnCanvas(metrics);
+    expect(metricLines.map((l) => l.label)).toEqual(['NN-FR', 'top-1 agreement']);
+    expect(`${(metricLines[0].value * 100).toFixed(1)}%`).toBe(await beforeTraining('nnfr'));
+    expect(`${(metricLines[1].value * 100).toFixed(1)}%`).toBe(await beforeTraining('agreement'));
+    expect(firstNumber(await beforeTraining('kl'))).toBeGreaterThanOrEqual(0);
+    const lossLine = await baselinesOnCanvas(page.getByTestId('chart-loss-loss'));
+    expect(lossLine).toHaveLength(1);
+    expect(lossLine[0].value.toFixed(4)).toBe(await beforeTraining('loss'));
+    for (const key of keys) {
+      const [line] = await baselinesOnCanvas(page.getByTestId(`chart-loss-${key}`));
+      expect(line?.label, `chart-loss-${key} has no baseline`).toBe(key);
+    }
+    for (const line of [...metricLines, ...lossLine]) {
+      expect(line.coverage, `the dashed ${line.label} baseline is not on the canvas`).toBeGreaterThan(0.4);
+    }
+
     // After the run the transform can be downloaded, and the form is usable again.
     await expect(page.getByTestId('download')).toBeEnabled();
     await expect(page.getByTestId('field-batchSize')).toBeEnabled();
+    await expectNoSidewaysScroll(page, 'trained, 1280 px');
     await screenshot(page, testInfo, 'demo-trained');
+    // The same page on a phone: the charts follow the width, nothing scrolls sideways.
+    await page.setViewportSize({ width: 390, height: 844 });
+    await expect
+      .poll(() => metrics.evaluate((e) => e.querySelector('canvas')!.getBoundingClientRect().right <= window.innerWidth))
+      .toBe(true);
+    await expectNoSidewaysScroll(page, 'trained, 390 px');
+    await screenshot(page, testInfo, 'demo-trained-390');
+  });
+
+  test('fits 390 px and 1280 px without sideways scrolling, and the metric explanations open from the keyboard', async ({
+    page,
+  }, testInfo) => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    await openWithDefaultModel(page);
+    await expectNoSidewaysScroll(page, '390 px');
+    await screenshot(page, testInfo, 'demo-390');
+
+    // The explanations are a <details>, not tooltips: Tab reaches the summary, Enter opens it.
+    await expect(page.locator('.stats abbr[title], .stats [title]')).toHaveCount(0);
+    const help = page.getByTestId('metric-help');
+    await expect(help).not.toHaveAttribute('open', '');
+    await expect(help.getByText('The share of transformed positions whose nearest vocabulary embedding')).toBeHidden();
+    // Tab from the heading of the training section: the summary is the next thing to focus.
+    await page.locator('#train-heading').click();
+    await page.keyboard.press('Tab');
+    await expect(help.locator('summary')).toBeFocused();
+    await page.keyboard.press('Enter');
+    await expect(help).toHaveAttribute('open', '');
+    await expect(help.getByText('The share of transformed positions whose nearest vocabulary embedding')).toBeVisible();
+    await expect(help).toContainText('Top-1 agreement');
+    await expect(help).toContainText('Kullback–Leibler');
+    await expectNoSidewaysScroll(page, '390 px, explanations open');
+    await screenshot(page, testInfo, 'demo-390-explanations');
+
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await expectNoSidewaysScroll(page, '1280 px');
+    await screenshot(page, testInfo, 'demo-1280');
   });
 
   test('a bad hyperparameter shows its error next to the field and keeps Start disabled', async ({ page }, testInfo) => {
