@@ -328,7 +328,8 @@ function comparisonTable(rows: Comparison[]): HTMLElement {
         h('td', { class: 'num' }, r.problem ? '—' : num(r.maxAbs)),
         h('td', { class: 'num' }, r.problem ? '—' : num(r.maxRel)),
         h('td', { class: 'num', title: 'largest |gpu - twin| / (atol + rtol |twin|); at most 1 passes' }, r.problem ?? num(r.worst)),
-        h('td', { class: 'num' }, `${num(r.tol.rtol)} / ${num(r.tol.atol)}`),
+        // Two unbreakable halves: the cell wraps at the slash, never inside "1.00e-6".
+        h('td', { class: 'num tol' }, h('span', {}, num(r.tol.rtol)), ' ', h('span', {}, `/ ${num(r.tol.atol)}`)),
         resultCell(r.pass),
       ),
     );

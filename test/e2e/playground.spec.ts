@@ -2,7 +2,8 @@
  * The kernel playground (demo/playground.html, built): library kernels run on WebGPU
  * (SwiftShader) and match their float64 twins, and edited WGSL with a syntax error is reported
  * with its line number (of the edited file, though the shared prelude is appended to it), or with
- * the prelude's file and line when the error is there.
+ * the prelude's file and line when the error is there. At 1280 px the inputs and the result
+ * tables stay inside their panels; at 390 px nothing scrolls sideways.
  */
 import { expect, test, type Page } from '@playwright/test';
 import { collectPageErrors, DEMO_URL, expectGpuReady, forbidExternalRequests, screenshot } from './helpers';
@@ -38,6 +39,32 @@ async function expectMatch(page: Page): Promise<void> {
   expect(await details.locator('td.ok').count()).toBeGreaterThanOrEqual(2);
   await expect(details.locator('td.bad')).toHaveCount(0);
   await expect(page.getByTestId('gpu-time')).toContainText(/\d+\.\d{3} ms median of 1 run/);
+}
+
+/** Controls and tables that stick out of their panel, and tables wider than their scroll box. */
+async function outsideTheirPanels(page: Page): Promise<string[]> {
+  return page.evaluate(() => {
+    const out: string[] = [];
+    const name = (el: Element) => `${el.tagName.toLowerCase()}${el.id ? `#${el.id}` : ''}${el.className ? `.${el.className}` : ''}`;
+    for (const panel of document.querySelectorAll('.panel')) {
+      const p = panel.getBoundingClientRect();
+      for (const el of panel.querySelectorAll('select, input, textarea, button, fieldset, table, .table-scroll, .code')) {
+        const r = el.getBoundingClientRect();
+        if (r.width > 0 && (r.left < p.left - 0.5 || r.right > p.right + 0.5))
+          out.push(
+            `${name(el)} spans ${Math.round(r.left)}..${Math.round(r.right)} in ${name(panel)} ${Math.round(p.left)}..${Math.round(p.right)}`,
+          );
+      }
+    }
+    for (const box of document.querySelectorAll('.table-scroll')) {
+      if (box.scrollWidth > box.clientWidth) out.push(`a table ${box.scrollWidth} px wide scrolls in its ${box.clientWidth} px box`);
+    }
+    return out;
+  });
+}
+
+async function pageWidth(page: Page): Promise<{ scrollWidth: number; innerWidth: number }> {
+  return page.evaluate(() => ({ scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth }));
 }
 
 test.describe('kernel playground', () => {
@@ -107,6 +134,27 @@ test.describe('kernel playground', () => {
     await expect(editor).toHaveValue(source);
     expect(await runAndWait(page, 'run-edited-button')).toBe('match');
     await expectMatch(page);
+  });
+
+  test('fits 1280 px: the inputs and the result tables stay inside their panels; nothing scrolls sideways at 390 px', async ({
+    page,
+  }, testInfo) => {
+    // The loss with the widest tables (a gradient row per input, finite differences of a 3-d input), at the default size.
+    await open(page, 'distillationCrossEntropy');
+    expect(await runAndWait(page, 'run-button')).toBe('match');
+    await expect(page.getByTestId('result-details').locator('table')).toHaveCount(3);
+    expect(await outsideTheirPanels(page)).toEqual([]);
+    const wide = await pageWidth(page);
+    expect(wide.scrollWidth, `${wide.scrollWidth} px of page in a ${wide.innerWidth} px window`).toBeLessThanOrEqual(wide.innerWidth);
+    await screenshot(page, testInfo, 'playground-1280');
+
+    // A phone: one column; a table wider than the screen scrolls inside its own box, not the page.
+    await page.setViewportSize({ width: 390, height: 844 });
+    const narrow = await pageWidth(page);
+    expect(narrow.scrollWidth, `${narrow.scrollWidth} px of page in a ${narrow.innerWidth} px window`).toBeLessThanOrEqual(
+      narrow.innerWidth,
+    );
+    await screenshot(page, testInfo, 'playground-390');
   });
 
   test('an error in the shared prelude names common.wgsl and its line', async ({ page }) => {
