@@ -206,6 +206,17 @@ function fmt(shape: readonly number[]): string {
  */
 export function checkWeights(config: ModelConfig, file: SafetensorsFile, options: WeightOptions = {}): void {
   const prefix = resolveWeightPrefix(config, file, options);
+  // Every layer needs several tensors: a file with fewer tensors than the config has layers cannot
+  // match, and listing the names it lacks would take minutes and all memory for a layer count of
+  // 2^53 (a valid config.json number).
+  if (config.numLayers > file.tensors.size) {
+    const key = config.family === 'gpt2' ? 'n_layer' : 'num_hidden_layers';
+    throw new SgtError(
+      'MODEL_INVALID',
+      `weights do not match the ${config.modelType} config: it has ${config.numLayers} layers ('${key}'), ` +
+        `more than the file's ${file.tensors.size} tensors could hold`,
+    );
+  }
   const missing: string[] = [];
   const misShaped: string[] = [];
   for (const [name, shape] of expectedWeights(config)) {

@@ -140,7 +140,7 @@ describe('ops against their float64 twins on random shapes (fast-check)', () => 
     await fuzz(
       'unary ops',
       fc.asyncProperty(arb, ({ op, shape, seed }) => check(fromCase(op, [shape]), seed)),
-      { runs: 60 },
+      { runs: 150 },
     );
   });
 
@@ -154,7 +154,7 @@ describe('ops against their float64 twins on random shapes (fast-check)', () => 
     await fuzz(
       'binary ops',
       fc.asyncProperty(arb, ({ op, shapes, seed }) => check(fromCase(op, shapes), seed)),
-      { runs: 60 },
+      { runs: 150 },
     );
   });
 
@@ -168,7 +168,7 @@ describe('ops against their float64 twins on random shapes (fast-check)', () => 
     await fuzz(
       'where',
       fc.asyncProperty(arb, ({ op, shapes, seed }) => check(fromCase(op, shapes), seed)),
-      { runs: 30 },
+      { runs: 80 },
     );
   });
 
@@ -183,7 +183,7 @@ describe('ops against their float64 twins on random shapes (fast-check)', () => 
     await fuzz(
       'binary ops, clashing shapes',
       fc.asyncProperty(arb, ({ op, shapes, seed }) => check(fromCase(op, shapes), seed)),
-      { runs: 15 },
+      { runs: 30 },
     );
   });
 
@@ -213,7 +213,7 @@ describe('ops against their float64 twins on random shapes (fast-check)', () => 
     await fuzz(
       'reductions',
       fc.asyncProperty(arb, ({ name, shape, lastAxis, keepDim, seed }) => check(trial(name, shape, lastAxis, keepDim), seed)),
-      { runs: 50 },
+      { runs: 120 },
     );
   });
 
@@ -254,7 +254,7 @@ describe('ops against their float64 twins on random shapes (fast-check)', () => 
           seed,
         );
       }),
-      { runs: 50 },
+      { runs: 120 },
     );
   });
 
@@ -268,7 +268,7 @@ describe('ops against their float64 twins on random shapes (fast-check)', () => 
     await fuzz(
       'softmax',
       fc.asyncProperty(arb, ({ op, shape: [lead, cols], seed }) => check(fromCase(op, [[...lead, cols]]), seed)),
-      { runs: 30 },
+      { runs: 60 },
     );
   });
 
@@ -341,7 +341,7 @@ describe('ops against their float64 twins on random shapes (fast-check)', () => 
     await fuzz(
       'layout ops',
       fc.asyncProperty(arb, seedArb, (trial, seed) => check(trial, seed)),
-      { runs: 50 },
+      { runs: 120 },
     );
     const sums = fc.record({ shapes: shapeOf(0, 4).chain((out) => fc.tuple(fc.constant(out), broadcastTo(out))), seed: seedArb });
     await fuzz(
@@ -354,7 +354,7 @@ describe('ops against their float64 twins on random shapes (fast-check)', () => 
         expectNear(got, want.data, sumTol(R.sizeOf(from)), `sumToShape ${from} -> ${to}`);
         expect(liveBufferCount()).toBe(before);
       }),
-      { runs: 30 },
+      { runs: 60 },
     );
   });
 
@@ -375,7 +375,7 @@ describe('ops against their float64 twins on random shapes (fast-check)', () => 
         trial.inputs[1].dtype = dtype;
         return check(trial, seed);
       }),
-      { runs: 30 },
+      { runs: 80 },
     );
   });
 });
