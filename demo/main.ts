@@ -415,6 +415,8 @@ ui.start.addEventListener('click', async () => {
       // The untrained transform's metrics: the baseline drawn on the chart.
       evaluateAtStart: run.evaluateEvery > 0,
       heldOutFraction: 0.1,
+      // Checked with the estimate before the transform is made (the device's limits always are).
+      memoryBudget: run.memoryBudgetMiB > 0 ? run.memoryBudgetMiB * 2 ** 20 : undefined,
       text,
     });
     state.configured = true;
@@ -425,7 +427,8 @@ ui.start.addEventListener('click', async () => {
     setStatus(
       ui.runStatus,
       `Training a ${summary.cloakParameterCount.toLocaleString('en')}-parameter transform on ${summary.trainSequences} sequences ` +
-        `(${summary.trainTokens.toLocaleString('en')} tokens; ${summary.heldOutSequences} held out) with ${values.factory}.`,
+        `(${summary.trainTokens.toLocaleString('en')} tokens; ${summary.heldOutSequences} held out) with ${values.factory}` +
+        (summary.memory ? `, about ${(summary.memory.totalBytes / 2 ** 20).toFixed(0)} MiB of GPU memory at the peak.` : '.'),
     );
     const run$ = api.start(Comlink.proxy(onProgress));
     started = true;

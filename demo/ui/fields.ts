@@ -106,6 +106,14 @@ export const RUN_FIELDS: readonly FieldSpec[] = [
     rule: 'countOrZero',
     help: 'Measure NN-FR and top-1 agreement on held-out text every this many steps (0: never).',
   },
+  {
+    key: 'memoryBudgetMiB',
+    label: 'GPU memory budget (MiB)',
+    rule: 'countOrZero',
+    help:
+      'The most GPU memory the run may hold at once (0: no budget). The run is estimated before it starts (weights, ' +
+      'activations, optimizer state) and refused, saying what to lower, when it would need more or exceed a device limit.',
+  },
 ];
 
 /** Starting values of the run's settings, sized for the default model on a laptop GPU. */
@@ -115,6 +123,7 @@ export const RUN_DEFAULTS: Readonly<Record<string, number>> = {
   learningRate: 0.001,
   maxSteps: 300,
   evaluateEvery: 10,
+  memoryBudgetMiB: 0,
 };
 
 /** What the page says when a factory option's value is out of its kind's range. */

@@ -10,7 +10,7 @@ import { FACTORY_SPECS, RUN_DEFAULTS, RUN_FIELDS, checkField, type FieldSpec, ty
 export interface FormValues {
   factory: FactoryName;
   factoryOptions: Record<string, number | boolean | null>;
-  run: { batchSize: number; seqLen: number; learningRate: number; maxSteps: number; evaluateEvery: number };
+  run: { batchSize: number; seqLen: number; learningRate: number; maxSteps: number; evaluateEvery: number; memoryBudgetMiB: number };
 }
 
 interface BoundField {
