@@ -84,12 +84,14 @@ export interface TrainingReport {
   meanTokensPerSecond: number;
   /**
    * GPU memory in bytes: the model's weights on the GPU (its file's tensor bytes), the buffer
-   * pool's peak from the model's load to the end of the run (steps and evaluations included), the
-   * estimate checked before the run (`estimateMemory`), and the budget (`--memory-budget`, or null).
+   * pool's peak from the model's load to the end of the run (steps and evaluations included: the
+   * bytes handed out at once, and with the freed buffers it keeps for reuse), the estimate checked
+   * before the run (`estimateMemory`, of the bytes handed out), and the budget (`--memory-budget`, or null).
    */
   memory: {
     weightBytes: number;
     peakBytes: number;
+    heldPeakBytes: number;
     estimatedPeakBytes: number | null;
     estimate: MemoryEstimate | null;
     budget: number | null;
@@ -692,7 +694,7 @@ async function train(service: TrainerService, o: RunOptions, bar: ProgressBar): 
 interface RunProducts {
   metrics: EvaluationResult | null;
   /** The service's GPU memory record at the end (weight bytes, the pool's peak since the model's load). */
-  memory?: { weightBytes: number; peakBytes: number };
+  memory?: { weightBytes: number; peakBytes: number; heldPeakBytes: number };
   cloakBytes?: Uint8Array;
   checkpointBytes?: Uint8Array;
   errors: string[];
@@ -789,6 +791,7 @@ function buildReport(o: RunOptions, record: RunRecord): TrainingReport {
     memory: {
       weightBytes: products.memory?.weightBytes ?? setup.estimate?.weightBytes ?? 0,
       peakBytes: products.memory?.peakBytes ?? 0,
+      heldPeakBytes: products.memory?.heldPeakBytes ?? 0,
       estimatedPeakBytes: setup.estimate?.totalBytes ?? null,
       estimate: setup.estimate ?? null,
       budget: o.memoryBudget ?? null,

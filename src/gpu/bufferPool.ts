@@ -20,6 +20,7 @@ export class BufferPool {
   private liveCount = 0;
   private liveBytesTotal = 0;
   private peakBytes = 0;
+  private peakHeld = 0;
 
   constructor(
     private readonly device: GPUDevice,
@@ -42,9 +43,23 @@ export class BufferPool {
     return this.peakBytes;
   }
 
-  /** Starts a new peak measurement from the current live bytes. */
+  /**
+   * Bytes of every buffer the pool holds: handed out, or freed and kept for reuse (up to its
+   * `maxPooledBytes`). The GPU memory the pool occupies, which {@link liveBytes} understates.
+   */
+  get heldBytes(): number {
+    return this.liveBytesTotal + this.pooledBytes;
+  }
+
+  /** Most {@link heldBytes} at once since the pool was made or {@link resetPeak} was called. */
+  get peakHeldBytes(): number {
+    return this.peakHeld;
+  }
+
+  /** Starts new peak measurements ({@link peakLiveBytes}, {@link peakHeldBytes}) from the current bytes. */
   resetPeak(): void {
     this.peakBytes = this.liveBytesTotal;
+    this.peakHeld = this.heldBytes;
   }
 
   /** A storage buffer of at least `bytes` bytes (usable as copy source and destination). */
@@ -113,6 +128,7 @@ export class BufferPool {
     this.liveCount++;
     this.liveBytesTotal += b.size;
     this.peakBytes = Math.max(this.peakBytes, this.liveBytesTotal);
+    this.peakHeld = Math.max(this.peakHeld, this.heldBytes);
     return b;
   }
 }

@@ -223,9 +223,10 @@ export interface ServiceState {
   /**
    * GPU memory, once a model is loaded: the model's weight bytes (its file's tensor bytes unless
    * widened), and the buffer pool's bytes handed out now and at most since the model was loaded
-   * (training, evaluation and the weights themselves included).
+   * (training, evaluation and the weights themselves included); `heldPeakBytes` also counts the
+   * freed buffers the pool keeps for reuse (the GPU memory it occupied at most).
    */
-  memory?: { weightBytes: number; liveBytes: number; peakBytes: number };
+  memory?: { weightBytes: number; liveBytes: number; peakBytes: number; heldPeakBytes: number };
 }
 
 /** An evaluation on the held-out sequences, with the step it was taken at. */

@@ -244,7 +244,14 @@ export class TrainerService implements TrainerWorkerApi {
     if (this.disposed) return { state: 'disposed', step };
     const pool = this.model ? getContext().pool : null;
     const memory = pool
-      ? { memory: { weightBytes: this.model!.weightBytes, liveBytes: pool.liveBytes, peakBytes: pool.peakLiveBytes } }
+      ? {
+          memory: {
+            weightBytes: this.model!.weightBytes,
+            liveBytes: pool.liveBytes,
+            peakBytes: pool.peakLiveBytes,
+            heldPeakBytes: pool.peakHeldBytes,
+          },
+        }
       : {};
     if (this.run.state) return { state: this.run.state, step, ...memory };
     if (this.trainer) return { state: 'configured', step, ...memory };

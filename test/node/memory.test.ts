@@ -12,7 +12,7 @@ import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { gpu } from '../gpu';
 import { FIXTURES_DIR } from '../helpers/fixtures';
-import { liveBufferCount } from '../../src/index';
+import { liveBufferCount, tensor } from '../../src/index';
 import { sizeClass } from '../../src/gpu/bufferPool';
 import { loadCausalLM } from '../../src/models/causalLM';
 import { parseSafetensors } from '../../src/models/safetensors';
@@ -206,6 +206,31 @@ const CASES: (() => Case)[] = [
     bindingLimit: 131072,
   }),
 ];
+
+describe("the buffer pool's peaks", () => {
+  it('the held peak counts the freed buffers kept for reuse, the live peak only what is handed out', async () => {
+    const ctx = await gpu();
+    await ctx.sync();
+    ctx.pool.clear();
+    ctx.pool.resetPeak();
+    const live = ctx.pool.liveBytes;
+    expect(ctx.pool.heldBytes).toBe(live);
+    const KIB = 1024;
+    const a = tensor(new Float32Array(64 * KIB)); // 256 KiB
+    a.dispose(); // kept for reuse
+    expect(ctx.pool.liveBytes).toBe(live);
+    expect(ctx.pool.heldBytes).toBe(live + 256 * KIB);
+    const b = tensor(new Float32Array(128 * KIB)); // 512 KiB, another size class
+    expect(ctx.pool.peakLiveBytes).toBe(live + 512 * KIB);
+    expect(ctx.pool.peakHeldBytes).toBe(live + 768 * KIB);
+    b.dispose();
+    const c = tensor(new Float32Array(64 * KIB)); // the kept 256 KiB buffer again: nothing new is held
+    expect(ctx.pool.peakHeldBytes).toBe(live + 768 * KIB);
+    c.dispose();
+    ctx.pool.clear();
+    expect(ctx.pool.heldBytes).toBe(live);
+  });
+});
 
 describe('estimateMemory against the buffer pool', () => {
   it.each(CASES.map((make) => [make().name, make] as const))('%s', async (_name, make) => {
