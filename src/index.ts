@@ -215,3 +215,16 @@ export {
   type StepReport,
   type EvaluationReport,
 } from './train/trainer';
+export {
+  estimateMemory,
+  memoryProblems,
+  checkMemory,
+  weightDtypes,
+  formatBytes,
+  type MemoryEstimate,
+  type MemoryEstimateOptions,
+  type MemoryLimits,
+  type MemorySettingNames,
+  type BindingNeed,
+  type WeightFileDtype,
+} from './train/memory';

@@ -841,8 +841,11 @@ export interface MemoryLimits {
 
 /** How the advice names the settings to lower: the CLI's flags, the worker's fields (the default). */
 export interface MemorySettingNames {
+  /** The setting of the sequences per micro-batch (`batchSize`, `--batch-size`). */
   batchSize: string;
+  /** The setting of the tokens per sequence (`seqLen`, `--seq-len`). */
   seqLen: string;
+  /** The setting of the budget (`memoryBudget`, `--memory-budget`). */
   budget: string;
   /** The setting that selects the unfused cross-entropy, when there is one to turn off. */
   fusedHead?: string;
