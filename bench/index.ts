@@ -33,6 +33,7 @@ import { timePair, type Timing, type TimingOptions } from './timing';
 import { lossBenchmarks, type LossBenchRow } from './losses';
 import { benchmarks as optimBenchmarks } from './optim';
 import { benchmarks as modelBenchmarks, type ModelBenchRow } from './models';
+import { realModelBenchmarks } from './models-real';
 
 const SECTIONS = ['core', 'losses', 'optim', 'models'] as const;
 type Section = (typeof SECTIONS)[number];
@@ -441,6 +442,46 @@ async function runModels(quick: boolean, progress: (what: string) => void): Prom
     'forward: inference under noGrad, from token ids. forward+backward: embeddings -> logits -> sum(logits * R) -> ' +
       'gradient of the input embeddings, weights frozen. Per token = pass time / (B*T). Peak: most bytes the buffer pool handed ' +
       'out during one pass (resetPeak before, peakLiveBytes after); "of which the pass" excludes what was live before it.',
+  );
+  await runRealModels(quick, progress);
+}
+
+/** Training steps on the real configs of SmolLM2-135M, Qwen2.5-0.5B and Llama-3.2-1B (generated BF16 weights), and the fused vs unfused head. */
+async function runRealModels(quick: boolean, progress: (what: string) => void): Promise<void> {
+  const { steps, heads } = await realModelBenchmarks({ quick, onProgress: (m) => progress(`real config ${m}`) });
+  const mib = (b: number) => (b / 2 ** 20).toFixed(1);
+  console.log('\n## Training steps on real model configs (generated BF16 weights, reduced to the first blocks)\n');
+  console.log(
+    '| model (V, d) | reduced to | step ms (median) | peak GPU MiB | estimate MiB (est / peak) | weights MiB (= file) | peak / weights | embedding blocks |',
+  );
+  console.log('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const r of steps) {
+    console.log(
+      `| ${r.model} (${r.vocab}, ${r.hidden}) | ${r.blocks} of ${r.totalBlocks} blocks, B ${r.B} x T ${r.T} | ${r.stepMs.toFixed(0)} (${r.steps}) | ` +
+        `${mib(r.peakBytes)} | ${mib(r.estimateBytes)} (${(r.estimateBytes / r.peakBytes).toFixed(3)}) | ${mib(r.weightBytes)} | ` +
+        `${(r.peakBytes / r.weightBytes).toFixed(2)} | ${r.embeddingBlocks} |`,
+    );
+  }
+  console.log('');
+  console.log(
+    'One Trainer.step: crossEntropyDistillation with the fused LM head, the default cloak, AdamW. Peak: the buffer pool from the ' +
+      "model's load through every step (weights included). Estimate: estimateMemory from the config and the sizes alone.",
+  );
+  console.log(
+    '\n| fused vs unfused cross-entropy | B x T | fused peak MiB | unfused peak MiB | unfused / fused | fused ms | unfused ms | cloak gradients (max rel diff) | loss (rel diff) |',
+  );
+  console.log('| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |');
+  for (const h of heads) {
+    const ok = (e: number) => `${e <= 1e-4 ? 'ok' : '**MISMATCH**'} (${e.toExponential(1)})`;
+    console.log(
+      `| ${h.model}, V ${h.vocab} | ${h.B} x ${h.T} | ${mib(h.fusedPeakBytes)} | ${mib(h.unfusedPeakBytes)} | ` +
+        `${fmtRatio(h.unfusedPeakBytes, h.fusedPeakBytes)} | ${fmtMs(h.fusedMs)} | ${fmtMs(h.unfusedMs)} | ${ok(h.gradRelErr)} | ${ok(h.lossRelErr)} |`,
+    );
+  }
+  console.log('');
+  console.log(
+    'One forward + backward of the noisy model (teacher, cloak, student, loss; no optimizer). Peak: most bytes the pool handed out ' +
+      "during it minus what was live before (the weights). Unfused: the teacher's and the student's [B*T, V] logits and their gradient.",
   );
 }
 
