@@ -642,6 +642,22 @@ function contributors(terms: TermPlan[], target: GradTarget): number {
 }
 
 /**
+ * `CausalLM.embeddingStatistics` the first time (during the first step's loss): the row norms of
+ * the whole table, the column moments' partials, and per chunk of `rows` widened rows the ids,
+ * the rows, their norms and averaging weights, each chunk freed before the next (`rows` 0: the
+ * table is one f32 tensor, read as it is).
+ */
+function embeddingStatistics(l: Ledger, s: Shapes, rows: number): void {
+  const norms = l.alloc(s.V);
+  const chunk = rows
+    ? [l.alloc(rows), l.alloc(rows * s.d, `a chunk of the widened embedding table [${rows}, ${s.d}]`), l.alloc(rows), l.alloc(rows)]
+    : [];
+  l.transient(64 * s.d);
+  l.transient(64 * s.d);
+  l.free(...chunk, norms);
+}
+
+/**
  * Replays one micro-batch of `Trainer.step` on the ledger (the noisy model's forward, the loss,
  * the backward) and frees what its scope frees. The peak is in `l.peak`.
  */
@@ -671,10 +687,7 @@ function replayMicroBatch(
   const widthOf = (t: TermPlan) => (t.into.includes('distilled') ? width : d);
   const saved = plan.terms.map((t) => termForward(l, s, t, widthOf(t), t.weight !== 0));
   for (const t of plan.terms) if (t.weight !== 0) l.alloc(1); // weights and sums of the total
-  if (extra.stats) {
-    l.transient(s.V); // the row norms
-    if (extra.stats.rows) l.transient(extra.stats.rows * s.d, `a chunk of the widened embedding table [${extra.stats.rows}, ${s.d}]`);
-  }
+  if (extra.stats) embeddingStatistics(l, s, extra.stats.rows);
   // Backward: the terms, the student's pass (head, final norm, blocks), then the noise and the cloak.
   plan.terms.forEach((t, i) => {
     if (t.weight !== 0) termBackward(l, s, t, widthOf(t), saved[i]);
@@ -725,6 +738,21 @@ function replayEvaluation(l: Ledger, s: Shapes, plan: ReturnType<typeof factoryP
   l.alloc(N * 2); // the metrics' row statistics
   if (!logits) headSummaries(l, s, 7);
   l.live = start;
+}
+
+/** One optimizer step: its micro-batches, a later one adding its gradients to those of the first. */
+function replayStep(
+  l: Ledger,
+  s: Shapes,
+  plan: ReturnType<typeof factoryPlan>,
+  step: { accumulationSteps: number; paramBytes: number; largestParam: number },
+  stats: { rows: number } | null,
+): void {
+  replayMicroBatch(l, s, plan, { gradSum: 0, stats });
+  if (step.accumulationSteps === 1) return;
+  l.allocExact(step.paramBytes); // the first micro-batch's gradients
+  replayMicroBatch(l, s, plan, { gradSum: step.largestParam, stats: null });
+  l.free(step.paramBytes); // zeroGrad after the optimizer step
 }
 
 /** The weight the LM head's blocks come from: the token embedding when tied. */
@@ -800,17 +828,16 @@ export function estimateMemory(config: unknown, options: MemoryEstimateOptions):
   l.fixed = false;
   const params = counts.map(f32);
   const paramBytes = params.reduce((a, b) => a + b, 0);
-  l.allocExact(3 * paramBytes); // parameters, m, v
-  const persistent = l.live;
-  // The first step computes the statistics (widening a packed or split table 16 MiB of f32 at a time) while its graph is live.
+  l.allocExact(paramBytes); // the cloak's parameters
+  const persistent = l.live + 2 * paramBytes; // with AdamW's m and v
+  // The first step computes the statistics (widening a packed or split table 16 MiB of f32 at a time)
+  // while its graph is live; AdamW's m and v are made after its backward, and live in every later step.
   const statsRows = Math.max(1, Math.min(s.V, Math.floor(Math.min(16 * 2 ** 20, options.bindingLimit ?? Infinity) / (4 * s.d))));
   const stats = caches.usesStats ? { rows: weights.tableWhole ? 0 : statsRows } : null;
-  const k = options.accumulationSteps ?? 1;
-  replayMicroBatch(l, s, plan, { gradSum: 0, stats });
-  if (k > 1) {
-    l.allocExact(paramBytes); // the first micro-batch's gradients
-    replayMicroBatch(l, s, plan, { gradSum: Math.max(...counts), stats: null });
-  }
+  const step = { accumulationSteps: options.accumulationSteps ?? 1, paramBytes, largestParam: Math.max(...counts) };
+  replayStep(l, s, plan, step, stats);
+  l.allocExact(2 * paramBytes);
+  replayStep(l, s, plan, step, null);
   // Evaluations (the CLI's final one, evaluateEvery) run between steps, with no gradients live.
   replayEvaluation(l, s, plan);
   const optimizerBytes = 4 * paramBytes;

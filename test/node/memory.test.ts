@@ -199,6 +199,13 @@ const CASES: (() => Case)[] = [
     seqLen: 32,
   }),
   () => ({
+    name: 'generated Llama V 16000, BF16, B 1 x T 8, binding limit 1 MiB (the peak: the first step widening the table)',
+    ...generated({ vocab_size: 16000, num_hidden_layers: 1 }, 'bf16'),
+    batchSize: 1,
+    seqLen: 8,
+    bindingLimit: 2 ** 20,
+  }),
+  () => ({
     name: 'generated Llama V 4000, BF16, binding limit 128 KiB (table in 8 blocks)',
     ...generated({ vocab_size: 4000 }, 'bf16'),
     batchSize: 2,
