@@ -7,7 +7,7 @@
 import source from '../../shaders/metrics.wgsl?raw';
 import { getContext } from '../gpu/context';
 import { Tensor, fmtShape } from '../tensor/tensor';
-import { checkBindingSize, checkFloatTensor, checkSameShape, maskTensor, type MaskInput } from '../tensor/validate';
+import { checkBindingSize, checkFloatTensor, checkLogitsPair, maskTensor, type MaskInput } from '../tensor/validate';
 import { nearestRows, tableBlocks, type TableBlocks } from '../losses/catalyst';
 import { lmHeadAgreementAndKLRows, type LmHeadCrossEntropyOptions } from '../losses/lmHeadCrossEntropy';
 import { SgtError } from '../gpu/errors';
@@ -183,17 +183,7 @@ export interface AgreementMetrics {
  *   logits tensor exceeds the device's storage binding size.
  */
 export function agreementAndKL(teacherLogits: Tensor, studentLogits: Tensor, mask: MaskInput): AgreementMetrics {
-  checkFloatTensor(KL_FN, 'teacherLogits', teacherLogits, 3);
-  checkFloatTensor(KL_FN, 'studentLogits', studentLogits, 3);
-  checkSameShape(KL_FN, 'studentLogits', studentLogits, 'teacherLogits', teacherLogits);
-  const [B, T, V] = teacherLogits.shape;
-  if (V === 0)
-    throw new SgtError(
-      'SHAPE_MISMATCH',
-      `${KL_FN}: 'teacherLogits' has shape ${fmtShape(teacherLogits.shape)}; the vocabulary axis must not be empty`,
-    );
-  checkBindingSize(KL_FN, 'teacherLogits', teacherLogits);
-  checkBindingSize(KL_FN, 'studentLogits', studentLogits);
+  const [B, T, V] = checkLogitsPair(KL_FN, teacherLogits, studentLogits, 'teacherLogits');
   const { mask: m, owned } = maskTensor(KL_FN, 'mask', mask, [B, T]);
   const ctx = getContext();
   const rows = B * T;

@@ -8,9 +8,8 @@ import source from '../../shaders/crossEntropy.wgsl?raw';
 import { getContext } from '../gpu/context';
 import { maskedRowMean } from './maskedMean';
 import { defineOp } from '../autograd/engine';
-import { Tensor, fmtShape } from '../tensor/tensor';
-import { checkBindingSize, checkFloatTensor, checkSameShape, maskTensor, type MaskInput } from '../tensor/validate';
-import { SgtError } from '../gpu/errors';
+import { Tensor } from '../tensor/tensor';
+import { checkLogitsPair, maskTensor, type MaskInput } from '../tensor/validate';
 
 const WG = 256;
 const FN = 'distillationCrossEntropy';
@@ -95,17 +94,7 @@ const crossEntropyOp = defineOp<{ ownedMask: boolean }>({
  *   wrong shape or values, or a logits tensor exceeds the device's storage binding size.
  */
 export function distillationCrossEntropy(teacherLogits: Tensor, studentLogits: Tensor, lossMask: MaskInput): Tensor {
-  checkFloatTensor(FN, 'teacherLogits', teacherLogits, 3);
-  checkFloatTensor(FN, 'studentLogits', studentLogits, 3);
-  checkSameShape(FN, 'studentLogits', studentLogits, 'teacherLogits', teacherLogits);
-  const [B, T, V] = studentLogits.shape;
-  if (V === 0)
-    throw new SgtError(
-      'SHAPE_MISMATCH',
-      `${FN}: 'studentLogits' has shape ${fmtShape(studentLogits.shape)}; the vocabulary axis must not be empty`,
-    );
-  checkBindingSize(FN, 'teacherLogits', teacherLogits);
-  checkBindingSize(FN, 'studentLogits', studentLogits);
+  const [B, T] = checkLogitsPair(FN, teacherLogits, studentLogits, 'studentLogits');
   const { mask, owned } = maskTensor(FN, 'lossMask', lossMask, [B, T]);
   return crossEntropyOp([teacherLogits, studentLogits, mask], { ownedMask: owned });
 }

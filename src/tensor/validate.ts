@@ -74,6 +74,30 @@ export function checkBindingBytes(fn: string, what: string, bytes: number, advic
   }
 }
 
+/**
+ * Checks a teacher/student pair of `[B, T, V]` logits (live f32, same shape, a non-empty
+ * vocabulary, each within one storage binding) and returns `[B, T, V]`. `vocabArg` names the
+ * argument the empty-vocabulary message points at.
+ */
+export function checkLogitsPair(
+  fn: string,
+  teacherLogits: Tensor,
+  studentLogits: Tensor,
+  vocabArg: 'teacherLogits' | 'studentLogits',
+): [number, number, number] {
+  checkFloatTensor(fn, 'teacherLogits', teacherLogits, 3);
+  checkFloatTensor(fn, 'studentLogits', studentLogits, 3);
+  checkSameShape(fn, 'studentLogits', studentLogits, 'teacherLogits', teacherLogits);
+  const [B, T, V] = teacherLogits.shape;
+  if (V === 0) {
+    const shape = fmtShape((vocabArg === 'teacherLogits' ? teacherLogits : studentLogits).shape);
+    throw new SgtError('SHAPE_MISMATCH', `${fn}: '${vocabArg}' has shape ${shape}; the vocabulary axis must not be empty`);
+  }
+  checkBindingSize(fn, 'teacherLogits', teacherLogits);
+  checkBindingSize(fn, 'studentLogits', studentLogits);
+  return [B, T, V];
+}
+
 /** Throws unless `a` and `b` have the same shape. */
 export function checkSameShape(fn: string, argA: string, a: Tensor, argB: string, b: Tensor): void {
   if (a.shape.length !== b.shape.length || a.shape.some((s, i) => s !== b.shape[i])) {

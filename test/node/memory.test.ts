@@ -18,6 +18,7 @@ import { loadCausalLM } from '../../src/models/causalLM';
 import { parseSafetensors } from '../../src/models/safetensors';
 import { DEFAULT_FACTORY_OPTIONS, type FactoryName } from '../../src/factories/options';
 import { Trainer } from '../../src/train/trainer';
+import { MODEL_PRESETS } from '../../scripts/make-test-model';
 import { checkMemory, estimateMemory, memoryProblems, type MemoryEstimateOptions } from '../../src/train/memory';
 import { makeTestModel } from '../../scripts/make-test-model';
 import { isSgtError } from '../../src/gpu/errors';
@@ -271,20 +272,7 @@ describe('estimateMemory against the buffer pool', () => {
 });
 
 describe('memoryProblems and checkMemory', () => {
-  const smol = {
-    architectures: ['LlamaForCausalLM'],
-    model_type: 'llama',
-    vocab_size: 49152,
-    hidden_size: 576,
-    intermediate_size: 1536,
-    num_hidden_layers: 30,
-    num_attention_heads: 9,
-    num_key_value_heads: 3,
-    rms_norm_eps: 1e-5,
-    rope_theta: 100000,
-    max_position_embeddings: 8192,
-    tie_word_embeddings: true,
-  };
+  const smol = MODEL_PRESETS['smollm2-135m'];
   const base: MemoryEstimateOptions = { batchSize: 8, seqLen: 256, dtype: 'bf16' };
   const MIB = 2 ** 20;
 
