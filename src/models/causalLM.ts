@@ -197,8 +197,9 @@ export class CausalLM {
   }
 
   /**
-   * The token-embedding table `[V, d]` as one f32 tensor, for the code that searches or measures the
-   * whole table (the catalyst, nearest-neighbour inversion). When the table is stored as one f32
+   * The token-embedding table `[V, d]` as one f32 tensor, for callers that want the whole table in
+   * one tensor (the toolkit's own searches — the catalyst, nearest-neighbour inversion, inspect —
+   * read {@link embeddingBlocks} block by block instead). When the table is stored as one f32
    * tensor, it is that tensor. When it is packed (BF16 / F16) or split into row blocks, a widened
    * f32 copy is made on first use and kept (owned by the model, freed by {@link dispose}): it costs
    * `V * d * 4` bytes, and a table whose f32 copy exceeds one storage binding throws, naming it and
