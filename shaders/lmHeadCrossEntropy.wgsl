@@ -15,7 +15,8 @@
 // diff * W_window to the student's gradient. Its scratch is [rows, width], never [rows, V].
 // The head may be a packed 16-bit weight (bf16 / f16), unpacked as it loads; accumulation is f32.
 // The metrics entry points (lmHeadMetricsForward, lmHeadMetricsFinish) walk the vocabulary the same
-// way, forward only, for the top-1 agreement and KL(p || q) of the same logits (see `Agreement`).
+// way, forward only, for the top-1 agreement and KL(p || q) of the same logits (see `Agreement`);
+// lmHeadMetricsFinishRows adds each side's log-sum-exp and argmax (true-target accuracy and NLL).
 
 #include "common.wgsl" // negInf, LogSumExp, logSumExpMerge
 
@@ -51,7 +52,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read> weight: array<u32>;            // W block [vocab, d]: f32 bits or packed pairs
 @group(0) @binding(4) var<storage, read> mask: array<f32>;              // [rows], non-zero selects a row (maskSelects)
 @group(0) @binding(5) var<storage, read_write> state: array<f32>;       // [splits, rows, FIELDS]
-@group(0) @binding(6) var<storage, read_write> rowStats: array<f32>;    // [rows, 4]: tMax, log tSum, sMax, log sSum (metrics: [rows, 2])
+@group(0) @binding(6) var<storage, read_write> rowStats: array<f32>;    // [rows, 4]: tMax, log tSum, sMax, log sSum (metrics: [rows, 2] or [rows, 6])
 @group(0) @binding(7) var<storage, read_write> rowLoss: array<f32>;     // [rows] (selected rows only)
 @group(0) @binding(8) var<storage, read> savedStats: array<f32>;        // backward: rowStats of the forward
 @group(0) @binding(9) var<storage, read> savedScale: array<f32>;        // backward: 1 / |selected| (0 if none)
@@ -526,5 +527,27 @@ fn lmHeadMetricsFinish(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(n
     }
     rowStats[2u * row] = max(acc.dd / acc.tSum + log(acc.sSum / acc.tSum), 0.0);
     rowStats[2u * row + 1u] = select(0.0, 1.0, acc.tArg == acc.sArg);
+  }
+}
+
+// lmHeadMetricsFinish, with what a true-target utility needs besides: rowStats [rows, 6] holds, per
+// selected row, KL(p || q), 1 when the argmaxes agree, LSE(z), LSE(zs) (so that the NLL of a target
+// t is LSE - z_t, z_t from one head row) and the teacher's and the student's argmax (f32, exact
+// below 2^24). Unselected rows are not written.
+@compute @workgroup_size(WG)
+fn lmHeadMetricsFinishRows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  for (var row = gid.x; row < params.rows; row += groups.x * WG) {
+    if (!maskSelects(mask[row])) { continue; }
+    var acc = emptyAgreement();
+    for (var s = 0u; s < params.splits; s++) {
+      acc = mergeAgreement(acc, stateAgreement((s * params.rows + row) * MFIELDS));
+    }
+    let at = 6u * row;
+    rowStats[at] = max(acc.dd / acc.tSum + log(acc.sSum / acc.tSum), 0.0);
+    rowStats[at + 1u] = select(0.0, 1.0, acc.tArg == acc.sArg);
+    rowStats[at + 2u] = acc.tMax + logAccurate(acc.tSum);
+    rowStats[at + 3u] = acc.sMax + logAccurate(acc.sSum);
+    rowStats[at + 4u] = acc.tArg;
+    rowStats[at + 5u] = acc.sArg;
   }
 }

@@ -26,6 +26,16 @@ export interface CosineSearchOptions {
   tableNorms?: Tensor;
 }
 
+/** Options of {@link nearestNeighbourInversion}. */
+export interface InversionOptions extends CosineSearchOptions {
+  /**
+   * How "nearest" is measured: `'cosine'` (default: the largest cosine similarity, LOSSES.md
+   * section 5) or `'euclidean'` (the smallest L2 distance, which also sees a row's norm; ties to the
+   * smaller index). `tableNorms` is used by the cosine search only.
+   */
+  metric?: 'cosine' | 'euclidean';
+}
+
 function checkTableNorms(fn: string, norms: Tensor | undefined, V: number): void {
   if (!norms) return;
   checkFloatTensor(fn, 'tableNorms', norms, 1);
@@ -36,8 +46,14 @@ function checkTableNorms(fn: string, norms: Tensor | undefined, V: number): void
  * The search itself, on checked arguments: the catalyst's tiled nearest-row kernel in its cosine
  * mode (one search kernel for the loss, the Voronoi distances and the metrics).
  */
-function cosineSearch(queries: Tensor, table: readonly Tensor[], norms: Tensor | undefined): Tensor {
-  const { index, distance } = nearestRows(queries, table, { metric: 'cosine', tableNorms: norms, indexDtype: 'i32' });
+function cosineSearch(
+  queries: Tensor,
+  table: readonly Tensor[],
+  norms: Tensor | undefined,
+  metric: 'cosine' | 'euclidean' = 'cosine',
+): Tensor {
+  const tableNorms = metric === 'cosine' ? norms : undefined;
+  const { index, distance } = nearestRows(queries, table, { metric, tableNorms, indexDtype: 'i32' });
   distance.dispose();
   return index;
 }
@@ -83,7 +99,8 @@ export interface InversionMetrics {
 
 /**
  * The nearest-neighbour inversion attack on a transformed batch: for every position, the
- * vocabulary row nearest to `xt` by cosine similarity (see {@link nearestRowsByCosine}), and how
+ * vocabulary row nearest to `xt` by cosine similarity (see {@link nearestRowsByCosine}; or by L2
+ * distance, option `metric`), and how
  * many of the positions `noiseMask` selects it fails to recover (the true token is not the
  * nearest row). NN-FR = `failures / count`; the higher, the more private. Runs on the GPU
  * without recording a graph.
@@ -96,7 +113,8 @@ export interface InversionMetrics {
  *   position counts as a failure (no row can match it).
  * @param noiseMask - `[B, T]`: an f32 tensor (a non-zero value selects) or host data of 0 and 1; the
  *   positions the transform changed. Unselected positions are never counted.
- * @param options - `tableNorms`: precomputed `|E_v|` (`[V]`) to skip their pass.
+ * @param options - `metric`: `'cosine'` (default) or `'euclidean'` (NN-FR by L2 distance);
+ *   `tableNorms`: precomputed `|E_v|` (`[V]`) to skip their pass (cosine only).
  * @returns `{ failures, count, nearest }`; `failures` and `count` are 0 when nothing is selected.
  * @throws When a shape or dtype is wrong (the message names the function and the argument).
  */
@@ -105,7 +123,7 @@ export function nearestNeighbourInversion(
   embeddingTable: Tensor | readonly Tensor[],
   ids: Tensor,
   noiseMask: MaskInput,
-  options: CosineSearchOptions = {},
+  options: InversionOptions = {},
 ): InversionMetrics {
   checkFloatTensor(NN_FN, 'xt', xt, 3);
   const table = tableBlocks(NN_FN, 'embeddingTable', embeddingTable);
@@ -113,10 +131,13 @@ export function nearestNeighbourInversion(
   checkInversionArguments(xt, table, ids);
   checkTableNorms(NN_FN, options.tableNorms, table.rows);
   checkBindingSize(NN_FN, 'xt', xt);
+  const metric = options.metric ?? 'cosine';
+  if (metric !== 'cosine' && metric !== 'euclidean')
+    throw new SgtError('INVALID_OPTION', `${NN_FN}: option 'metric' must be 'cosine' or 'euclidean', got ${String(metric)}`);
   const { mask, owned } = maskTensor(NN_FN, 'noiseMask', noiseMask, [B, T]);
   const ctx = getContext();
   const queries = xt.view([B * T, d]);
-  const flat = cosineSearch(queries, table.blocks, options.tableNorms);
+  const flat = cosineSearch(queries, table.blocks, options.tableNorms, metric);
   queries.dispose();
   const failures = Tensor.empty([]);
   const count = Tensor.empty([]);

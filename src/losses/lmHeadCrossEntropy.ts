@@ -403,19 +403,56 @@ export function lmHeadAgreementAndKLRows(
   mask: MaskInput,
   options: LmHeadCrossEntropyOptions & { fn?: string } = {},
 ): { rowStats: Tensor; mask: Tensor; owned: boolean } {
-  const fn = options.fn ?? 'lmHeadAgreementAndKLRows';
+  return metricRows(teacherHidden, studentHidden, headWeight, mask, options, options.fn ?? 'lmHeadAgreementAndKLRows', false);
+}
+
+/**
+ * {@link lmHeadAgreementAndKLRows} with each side's log-sum-exp and argmax besides, for utility
+ * against the true next token (accuracy: argmax == target; NLL: `LSE - z_target`, the target's
+ * logit from one head row). Forward only, without a graph, never making `[N, V]` logits.
+ *
+ * @param teacherHidden - `h`, `[B, T, d]` or `[N, d]` f32.
+ * @param studentHidden - `hs`, the same shape.
+ * @param headWeight - `W`, `[V, d]` or its row blocks (`V` below 2^24).
+ * @param mask - `[B, T]` or `[N]`, as for {@link lmHeadAgreementAndKLRows}.
+ * @param options - `chunkColumns`; `fn`, the name the error messages start with.
+ * @returns `rowStats`, `[N, 6]` f32 written on selected rows only: KL(softmax(z) || softmax(zs)),
+ *   agreement (1 / 0), `LSE(z)`, `LSE(zs)`, the teacher's argmax and the student's (first index on
+ *   ties, as f32); the mask as a tensor, `owned` when this call uploaded it (the caller frees it).
+ * @throws Before any GPU work, as {@link lmHeadAgreementAndKLRows} does.
+ */
+export function lmHeadMetricRows(
+  teacherHidden: Tensor,
+  studentHidden: Tensor,
+  headWeight: Tensor | readonly Tensor[],
+  mask: MaskInput,
+  options: LmHeadCrossEntropyOptions & { fn?: string } = {},
+): { rowStats: Tensor; mask: Tensor; owned: boolean } {
+  return metricRows(teacherHidden, studentHidden, headWeight, mask, options, options.fn ?? 'lmHeadMetricRows', true);
+}
+
+/** The two metrics-rows functions: 2 fields per row (KL, agreement), or 6 with the LSEs and argmaxes. */
+function metricRows(
+  teacherHidden: Tensor,
+  studentHidden: Tensor,
+  headWeight: Tensor | readonly Tensor[],
+  mask: MaskInput,
+  options: LmHeadCrossEntropyOptions,
+  fn: string,
+  full: boolean,
+): { rowStats: Tensor; mask: Tensor; owned: boolean } {
   const { rows, d, blocks, blockRows } = checkHeadArguments(fn, teacherHidden, studentHidden, headWeight);
   const vocab = blockRows.reduce((a, b) => a + b, 0);
   if (vocab >= MAX_METRICS_VOCAB)
     throw new SgtError('UNSUPPORTED', `${fn}: the head has ${vocab} rows; the metrics support vocabularies below 2^24`);
   const plan = makePlan(rows, d, blockRows, options, { fn, fields: METRICS_FIELDS, backward: false });
   const m = rowMask(mask, studentHidden.shape, fn, 'mask');
-  const rowStats = Tensor.empty([rows, 2]);
+  const rowStats = Tensor.empty([rows, full ? 6 : 2]);
   if (rows > 0) dispatchMetrics(fn, plan, teacherHidden, studentHidden, blocks, m.mask, rowStats);
   return { rowStats, mask: m.mask, owned: m.owned };
 }
 
-/** The metrics kernels: one forward dispatch per head block, then the per-row finish into `rowStats`. */
+/** The metrics kernels: one forward dispatch per head block, then the per-row finish into `rowStats` ([rows, 2] or [rows, 6]). */
 function dispatchMetrics(
   fn: string,
   plan: Plan,
@@ -452,7 +489,7 @@ function dispatchMetrics(
   }
   ctx.dispatch({
     shader: source,
-    entryPoint: 'lmHeadMetricsFinish',
+    entryPoint: rowStats.shape[1] === 6 ? 'lmHeadMetricsFinishRows' : 'lmHeadMetricsFinish',
     label: `${fn} (finish)`,
     resources: { mask: mask.buffer, state: state.buffer, rowStats: rowStats.buffer },
     params: params(plan, 0, { splits: plan.splits }),

@@ -73,5 +73,6 @@ export {
   lmHeadDistillationCrossEntropyReference,
   lmHeadDistillationCrossEntropyReferenceBackward,
   lmHeadAgreementAndKLReference,
+  lmHeadMetricRowsReference,
   type LmHeadCrossEntropyReferenceInput,
 } from './lmHeadCrossEntropy';

@@ -128,3 +128,32 @@ export function lmHeadAgreementAndKLReference(input: LmHeadCrossEntropyReference
   }
   return agreementAndKLReference(teacher, student, input.mask, vocab);
 }
+
+/** Log-sum-exp (max-shifted) and the first index of the maximum of one logit row. */
+function lseAndArgmax(z: Float64Array): { lse: number; arg: number } {
+  let arg = 0;
+  for (let v = 1; v < z.length; v++) if (z[v] > z[arg]) arg = v;
+  let s = 0;
+  for (const v of z) s += Math.exp(v - z[arg]);
+  return { lse: z[arg] + Math.log(s), arg };
+}
+
+/**
+ * Twin of `lmHeadMetricRows`: per selected row, `[KL, agree, LSE(z), LSE(zs), argmax z, argmax zs]`
+ * of the head's logits in float64 (KL and agreement from `agreementAndKLReference` on the row).
+ * Unselected rows are NaN (the kernel leaves them unwritten).
+ */
+export function lmHeadMetricRowsReference(input: LmHeadCrossEntropyReferenceInput): Float64Array {
+  const vocab = check(input);
+  const out = new Float64Array(input.rows * 6).fill(Number.NaN);
+  for (let r = 0; r < input.rows; r++) {
+    if (!isSelected(input.mask[r])) continue;
+    const z = logitsOf(input.teacherHidden, r, input, vocab);
+    const zs = logitsOf(input.studentHidden, r, input, vocab);
+    const { agree, kl } = agreementAndKLReference(z, zs, [1], vocab);
+    const t = lseAndArgmax(z);
+    const s = lseAndArgmax(zs);
+    out.set([kl, agree, t.lse, s.lse, t.arg, s.arg], r * 6);
+  }
+  return out;
+}

@@ -14,10 +14,12 @@ import { warmupCosine } from '../optim/schedule';
 import { accumulateGradients } from '../optim/index';
 import type { CausalLM } from '../models/causalLM';
 import { NoiseMaskedNoisyTransformerModel, TransformerCloak, type TransformerCloakOptions } from '../models/cloak';
-import { FACTORIES, type LossFactoryResult } from '../factories/distillation';
+import { FACTORIES, type FactoryRuntime, type LossFactoryResult } from '../factories/distillation';
 import { FACTORY_NAMES, batchSizeError, isFactoryName, type FactoryName } from '../factories/options';
+import { checkPrivacySchedule, privacyWeightScale, type PrivacyWeightSchedule } from '../factories/schedule';
 import { batches, type HostBatch, type PackedSequence } from '../text/data';
-import { agreementAndKL, lmHeadAgreementAndKL, nearestNeighbourInversion } from '../eval/metrics';
+import { nearestNeighbourInversion } from '../eval/metrics';
+import { addUtility, emptyUtilitySums, nextTokenTargets, utilityReport, utilityTensors, type UtilityReport } from '../eval/utility';
 import { type DataPosition, decodeCheckpoint, encodeCheckpoint, modelFingerprint } from './checkpoint';
 import { SgtError } from '../gpu/errors';
 
@@ -53,6 +55,12 @@ export interface TrainerOptions {
    * the student's logits and their gradient (see `NoiseMaskedNoisyTransformerModel`'s `fusedHead`).
    */
   fusedHead?: boolean;
+  /**
+   * The privacy terms' weights follow this schedule over the optimizer steps (see
+   * `privacyWeightScale`: from `startScale` to the factory's weights over `rampSteps`); default
+   * null: the factory's weights from the first step.
+   */
+  privacySchedule?: PrivacyWeightSchedule | null;
 }
 
 /** Scalars of one optimizer step, read back once. */
@@ -65,6 +73,8 @@ export interface StepReport {
   components: Record<string, number>;
   /** Learning rate used. */
   learningRate: number;
+  /** The privacy terms' weight multiplier used (1 without a `privacySchedule`). */
+  privacyWeightScale: number;
   /** Global gradient norm before clipping (null without clipping). */
   gradNorm: number | null;
   /** Real (attention-mask) tokens in the step. */
@@ -75,23 +85,23 @@ export interface StepReport {
   tokensPerSecond: number;
 }
 
-/** Metrics on held-out batches (LOSSES.md section 5). */
-export interface EvaluationReport {
+/**
+ * Metrics on held-out batches (LOSSES.md section 5 and issue 14): privacy by nearest-neighbour
+ * search (cosine and L2) and utility against the true next token (see `UtilityReport`).
+ */
+export interface EvaluationReport extends UtilityReport {
   /** Share of transformed positions whose nearest vocabulary embedding to `xt` (by cosine) is not the true token. */
   nearestNeighbourFailureRate: number;
-  /** Share of loss-mask positions where the student's top-1 next token equals the teacher's. */
-  top1Agreement: number;
-  /** Mean KL(teacher || student) per loss-mask position. */
-  meanKL: number;
-  /** Transformed positions and loss positions counted. */
+  /** The same by L2 distance (which also sees each row's norm). */
+  nearestNeighbourFailureRateL2: number;
+  /** Transformed positions counted. */
   transformedPositions: number;
-  lossPositions: number;
 }
 
 function checkTrainerOptions(
   o: TrainerOptions,
-): Required<Omit<TrainerOptions, 'cloak' | 'totalSteps' | 'maxGradNorm'>> &
-  Pick<TrainerOptions, 'cloak' | 'totalSteps'> & { maxGradNorm: number | null } {
+): Required<Omit<TrainerOptions, 'cloak' | 'totalSteps' | 'maxGradNorm' | 'privacySchedule'>> &
+  Pick<TrainerOptions, 'cloak' | 'totalSteps'> & { maxGradNorm: number | null; privacySchedule: Required<PrivacyWeightSchedule> | null } {
   const fail = (m: string): never => {
     throw new SgtError('INVALID_OPTION', `Trainer: ${m}`);
   };
@@ -126,6 +136,7 @@ function checkTrainerOptions(
     maxGradNorm,
     seed: int('seed', o.seed ?? 0, 0),
     fusedHead: o.fusedHead ?? true,
+    privacySchedule: o.privacySchedule == null ? null : checkPrivacySchedule(o.privacySchedule, 'Trainer'),
   };
 }
 
@@ -161,6 +172,8 @@ export class Trainer {
   private position: DataPosition = { epoch: 0, batch: 0 };
   private epochBatches: HostBatch[] | null = null;
   private steps = 0;
+  /** The privacy-weight scale of the step being run (the factory reads it at each loss). */
+  private privacyScale = 1;
   private disposed = false;
   private busy = false;
 
@@ -211,10 +224,9 @@ export class Trainer {
         seed: this.options.seed,
         fusedHead: this.options.fusedHead,
       });
-      this.lossFns = (FACTORIES[this.options.factory] as (m: NoiseMaskedNoisyTransformerModel, o: unknown) => LossFactoryResult)(
-        this.noisyModel,
-        this.options.factoryOptions,
-      );
+      this.lossFns = (
+        FACTORIES[this.options.factory] as (m: NoiseMaskedNoisyTransformerModel, o: unknown, r: FactoryRuntime) => LossFactoryResult
+      )(this.noisyModel, this.options.factoryOptions, { privacyWeightScale: () => this.privacyScale });
       this.optimizer = new AdamW(this.cloak.parameters(), { lr: this.options.learningRate, weightDecay: this.options.weightDecay });
     } catch (e) {
       this.cloak.dispose();
@@ -240,6 +252,7 @@ export class Trainer {
     const started = performance.now();
     const k = this.options.accumulationSteps;
     const learningRate = this.schedule(this.steps);
+    this.privacyScale = privacyWeightScale(this.options.privacySchedule, this.steps);
     try {
       this.optimizer.setLearningRate('all', learningRate);
       const [lossFn, getComponents] = this.lossFns;
@@ -275,6 +288,7 @@ export class Trainer {
         loss: result.components.loss,
         components: result.components,
         learningRate,
+        privacyWeightScale: this.privacyScale,
         gradNorm: result.gradNorm,
         tokens,
         seconds,
@@ -286,9 +300,10 @@ export class Trainer {
   }
 
   /**
-   * NN-FR, top-1 agreement and mean KL on the held-out sequences (or `maxBatches` of them), with a
-   * fixed noise draw so that evaluations at different steps are comparable. Training's noise
-   * stream is left where it was.
+   * NN-FR (cosine and L2) and utility against the true next token (accuracy, perplexity, top-1
+   * agreement, mean KL) on the held-out sequences (or `maxBatches` of them), with a fixed noise
+   * draw so that evaluations at different steps are comparable. Training's noise stream is left
+   * where it was. The metrics walk the LM head without `[B, T, V]` logits.
    */
   async evaluate(maxBatches = Infinity): Promise<EvaluationReport> {
     this.enter('evaluate');
@@ -300,44 +315,52 @@ export class Trainer {
       this.noisyModel.setRngState({ seed: this.options.seed + 1, offset: 0 });
       // The final hidden states, not the logits: the metrics walk the head without a [B, T, V] tensor.
       this.noisyModel.requestOutputs({ distillationLayerIndex: null, logits: false, finalHidden: true });
-      let failures = 0;
-      let transformed = 0;
-      let agree = 0;
-      let kl = 0;
-      let lossPositions = 0;
-      for (const batch of evalBatches) {
-        const scalars = scope(() =>
-          noGrad(() => {
-            const out = this.noisyModel.forward(batch);
-            const ids = tensor(batch.ids, [batch.batchSize, batch.seqLen]);
-            const nn = nearestNeighbourInversion(out.xt, this.model.embeddingBlocks(), ids, out.noiseMask);
-            // Logits that a loss factory had the forward make anyway (the unfused path) are read as they are.
-            const ak =
-              out.teacherLogits && out.studentLogits
-                ? agreementAndKL(out.teacherLogits, out.studentLogits, out.lossMask)
-                : lmHeadAgreementAndKL(out.teacherHidden!, out.studentHidden!, this.model.headBlocks(), out.lossMask);
-            return [nn.failures, nn.count, ak.agree, ak.kl, ak.count];
-          }),
-        );
-        const [f, tcount, a, klSum, lcount] = await readScalarsAndDispose(scalars);
-        failures += f;
-        transformed += tcount;
-        agree += a;
-        kl += klSum;
-        lossPositions += lcount;
-      }
+      const nn = { cosine: 0, l2: 0, count: 0 };
+      const sums = emptyUtilitySums();
+      for (const batch of evalBatches) await this.evaluateBatch(batch, nn, sums);
       return {
-        nearestNeighbourFailureRate: transformed ? failures / transformed : 0,
-        top1Agreement: lossPositions ? agree / lossPositions : 0,
-        meanKL: lossPositions ? kl / lossPositions : 0,
-        transformedPositions: transformed,
-        lossPositions,
+        nearestNeighbourFailureRate: nn.count ? nn.cosine / nn.count : 0,
+        nearestNeighbourFailureRateL2: nn.count ? nn.l2 / nn.count : 0,
+        transformedPositions: nn.count,
+        ...utilityReport(sums),
       };
     } finally {
       this.noisyModel.setRngState(savedRng);
       this.noisyModel.requestOutputs(savedRequest);
       this.busy = false;
     }
+  }
+
+  /** One held-out batch of {@link evaluate}: its GPU work in a scope, one readback, sums on the host. */
+  private async evaluateBatch(
+    batch: HostBatch,
+    nn: { cosine: number; l2: number; count: number },
+    sums: ReturnType<typeof emptyUtilitySums>,
+  ): Promise<void> {
+    const targets = nextTokenTargets(batch);
+    const tensors = scope(() =>
+      noGrad(() => {
+        const out = this.noisyModel.forward(batch);
+        const ids = tensor(batch.ids, [batch.batchSize, batch.seqLen]);
+        const table = this.model.embeddingBlocks();
+        const cos = nearestNeighbourInversion(out.xt, table, ids, out.noiseMask);
+        const l2 = nearestNeighbourInversion(out.xt, table, ids, out.noiseMask, { metric: 'euclidean' });
+        const utility = utilityTensors(out.teacherHidden!, out.studentHidden!, this.model.headBlocks(), batch, targets);
+        return [cos.failures, l2.failures, cos.count, ...utility];
+      }),
+    );
+    let values: ArrayLike<number>[];
+    // Taken out of any scope: this call owns them while the readback is awaited.
+    for (const t of tensors) keep(t);
+    try {
+      values = await readAll(tensors);
+    } finally {
+      for (const t of tensors) t.dispose();
+    }
+    nn.cosine += values[0][0];
+    nn.l2 += values[1][0];
+    nn.count += values[2][0];
+    addUtility(sums, values.slice(3), batch, targets);
   }
 
   /**
