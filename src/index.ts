@@ -185,6 +185,7 @@ export {
   type MutualInformationDistillationLossOptions,
   type CrossEntropyDistillationOptions,
   type MutualInformationCrossEntropyDistillationOptions,
+  type FactoryRuntime,
   FACTORIES,
 } from './factories/distillation';
 export {
@@ -199,6 +200,14 @@ export {
   type OptionKind,
   type BatchRule,
 } from './factories/options';
+export {
+  privacyWeightScale,
+  checkPrivacySchedule,
+  scheduleForRun,
+  PRIVACY_SCHEDULE_SHAPES,
+  type PrivacyWeightSchedule,
+  type PrivacyScheduleShape,
+} from './factories/schedule';
 export type { EmbeddingStatistics } from './models/causalLM';
 export {
   nearestNeighbourInversion,

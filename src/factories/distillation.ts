@@ -65,10 +65,30 @@ export type MutualInformationCrossEntropyDistillationOptions = FactoryOptionsFor
 // The call-at-most-once contract (at call time); the options are checked at factory time by
 // parseFactoryOptions, from the factory's table in ./options.
 
-/** One weighted component: `weight` 0 means reported only (no graph, no backward pass). */
+/**
+ * What a factory may take besides its options (the trainer passes it): the privacy-weight
+ * schedule's current scale (see `./schedule`), read at every loss call.
+ */
+export interface FactoryRuntime {
+  /**
+   * The multiplier of the privacy terms' weights for the next loss (default: always 1). The
+   * privacy terms are the ones that push the transform away from the clean embeddings: std-log-
+   * ratio, input-embedding similarity, catalyst, mutual information, absolute cosine similarity
+   * and the median-norm penalty that goes with it; the distillation distances and the
+   * cross-entropy are the utility terms and keep their weights.
+   */
+  privacyWeightScale?: () => number;
+}
+
+/**
+ * One weighted component: a weight of 0 (after the privacy scale, for a privacy term) means
+ * reported only (no graph, no backward pass).
+ */
 interface Term {
   key: string;
   weight: number;
+  /** Whether the privacy-weight schedule scales it (see {@link FactoryRuntime}). */
+  privacy?: boolean;
   compute: (out: NoisyForwardOutput, studentLogits: Tensor | null) => Tensor;
 }
 
@@ -77,7 +97,8 @@ function makeFactory(
   model: NoiseMaskedNoisyTransformerModel,
   hyperparameters: Hyperparameters,
   terms: Term[],
-  checkBatch: (out: NoisyForwardOutput) => void = () => {},
+  checkBatch: (out: NoisyForwardOutput) => void,
+  runtime: FactoryRuntime | undefined,
 ): LossFactoryResult {
   let forwards = 0;
   const used = { lossFn: -1, getComponentLosses: -1, getHyperparameters: -1 };
@@ -111,15 +132,19 @@ function makeFactory(
     claim('lossFn');
     const values: ComponentLosses = {};
     let total: Tensor | null = null;
+    const privacyScale = runtime?.privacyWeightScale?.() ?? 1;
+    if (!(Number.isFinite(privacyScale) && privacyScale >= 0))
+      throw new SgtError('INVALID_STATE', `${factory}: the privacy weight scale must be a finite number >= 0, got ${privacyScale}`);
     for (const term of terms) {
-      if (term.weight === 0) {
+      const weight = term.privacy ? term.weight * privacyScale : term.weight;
+      if (weight === 0) {
         // Reported (users plot it) but outside the graph: it costs no backward pass.
         values[term.key] = noGrad(() => term.compute(out, studentLogits ?? null));
         continue;
       }
       const c = term.compute(out, studentLogits ?? null);
       values[term.key] = c;
-      const weighted = term.weight === 1 ? c : scale(c, term.weight);
+      const weighted = weight === 1 ? c : scale(c, weight);
       total = total ? add(total, weighted) : weighted;
     }
     const loss = total ?? noGrad(() => scale(values[terms[0].key], 0));
@@ -208,16 +233,19 @@ const term = {
   stdLogRatio: (weight: number, base: CausalLMOf): Term => ({
     key: 'stdLogRatioLoss',
     weight,
+    privacy: true,
     compute: (out) => stdLogRatio(out.sigma, base.embeddingStatistics().columnStd, out.noiseMask),
   }),
   inputEmbeddingSimilarity: (weight: number): Term => ({
     key: 'inputEmbeddingSimilarityLoss',
     weight,
+    privacy: true,
     compute: (out) => inputEmbeddingSimilarity(out.x, out.xt, out.noiseMask),
   }),
   catalyst: (weight: number, base: CausalLMOf, hp: CatalystOptions): Term => ({
     key: 'inverseL2PowerLawCatalystLoss',
     weight,
+    privacy: true,
     compute: (out) =>
       inverseL2PowerLawCatalyst(out.xt, base.embeddingBlocks(), out.noiseMask, {
         characteristicLength: hp.inverseL2PowerLawCharacteristicLength,
@@ -227,6 +255,7 @@ const term = {
   mutualInformation: (weight: number, combineNoiseMasks: boolean): Term => ({
     key: 'mutualInformationLoss',
     weight,
+    privacy: true,
     compute: (out) =>
       mutualInformation(out.x, out.xt, out.mu, out.sigma, out.noiseMask, { combineNoiseMasks, attentionMask: out.attentionMask }),
   }),
@@ -238,11 +267,13 @@ const term = {
   absoluteCosineSimilarity: (weight: number): Term => ({
     key: 'absoluteCosineSimilarityPenalty',
     weight,
+    privacy: true,
     compute: (out) => absoluteCosineSimilarity(out.x, out.xt, out.noiseMask),
   }),
   medianNorm: (weight: number, base: CausalLMOf): Term => ({
     key: 'medianNormPenalty',
     weight,
+    privacy: true,
     compute: (out) => medianNormPenalty(out.x, out.mu, base.embeddingStatistics().medianNorm, out.noiseMask),
   }),
 };
@@ -256,19 +287,24 @@ const term = {
  * wCat catalyst)`. Returns the loss function, a function to retrieve the loss components, and a function to retrieve the
  * hyperparameters; these may be called at most once each after a forward pass through both models.
  */
-export function distillationLossFactory(noisyModel: NoiseMaskedNoisyTransformerModel, options: DistillationLossOptions): LossFactoryResult {
+export function distillationLossFactory(
+  noisyModel: NoiseMaskedNoisyTransformerModel,
+  options: DistillationLossOptions,
+  runtime?: FactoryRuntime,
+): LossFactoryResult {
   const F = FACTORY_OPTIONS.distillation.functionName;
   const hp = parseFactoryOptions('distillation', options, noisyModel.baseModel.config.numLayers);
   noisyModel.addFactoryOutputs({ distillationLayerIndex: hp.distillationLayerIndex, logits: hp.distillationLayerIndex === null });
   const base = noisyModel.baseModel;
   const a = hp.alpha;
-  return makeFactory(F, noisyModel, hp, [
+  const terms = [
     term.layerCosineDistance((1 - a) * hp.distillationLayerCosineDistanceLossWeight, hp.distillationLayerIndex),
     term.layerL2Distance((1 - a) * hp.distillationLayerL2DistanceLossWeight, hp.distillationLayerIndex),
     term.stdLogRatio(a * hp.stdLogRatioLossWeight, base),
     term.inputEmbeddingSimilarity(a * hp.inputEmbeddingSimilarityLossWeight),
     term.catalyst(a * hp.inverseL2PowerLawCatalystLossWeight, base, hp),
-  ]);
+  ];
+  return makeFactory(F, noisyModel, hp, terms, () => {}, runtime);
 }
 
 /**
@@ -280,6 +316,7 @@ export function distillationLossFactory(noisyModel: NoiseMaskedNoisyTransformerM
 export function mutualInformationDistillationLossFactory(
   noisyModel: NoiseMaskedNoisyTransformerModel,
   options: MutualInformationDistillationLossOptions,
+  runtime?: FactoryRuntime,
 ): LossFactoryResult {
   const F = FACTORY_OPTIONS.mutualInformationDistillation.functionName;
   const hp = parseFactoryOptions('mutualInformationDistillation', options, noisyModel.baseModel.config.numLayers);
@@ -293,7 +330,7 @@ export function mutualInformationDistillationLossFactory(
     term.inputEmbeddingSimilarity(a * hp.inputEmbeddingSimilarityLossWeight),
     term.catalyst(a * hp.inverseL2PowerLawCatalystLossWeight, base, hp),
   ];
-  return makeFactory(F, noisyModel, hp, terms, batchCheck('mutualInformationDistillation'));
+  return makeFactory(F, noisyModel, hp, terms, batchCheck('mutualInformationDistillation'), runtime);
 }
 
 /**
@@ -305,11 +342,12 @@ export function mutualInformationDistillationLossFactory(
 export function crossEntropyDistillationFactory(
   noisyModel: NoiseMaskedNoisyTransformerModel,
   options: CrossEntropyDistillationOptions,
+  runtime?: FactoryRuntime,
 ): LossFactoryResult {
   const F = FACTORY_OPTIONS.crossEntropyDistillation.functionName;
   const hp = parseFactoryOptions('crossEntropyDistillation', options);
   crossEntropyOutputs(noisyModel);
-  return makeFactory(F, noisyModel, hp, crossEntropyTerms(noisyModel, hp));
+  return makeFactory(F, noisyModel, hp, crossEntropyTerms(noisyModel, hp), () => {}, runtime);
 }
 
 function crossEntropyTerms(noisyModel: NoiseMaskedNoisyTransformerModel, hp: ResolvedFactoryOptions<'crossEntropyDistillation'>): Term[] {
@@ -328,6 +366,7 @@ function crossEntropyTerms(noisyModel: NoiseMaskedNoisyTransformerModel, hp: Res
 export function mutualInformationCrossEntropyDistillationFactory(
   noisyModel: NoiseMaskedNoisyTransformerModel,
   options: MutualInformationCrossEntropyDistillationOptions,
+  runtime?: FactoryRuntime,
 ): LossFactoryResult {
   const F = FACTORY_OPTIONS.mutualInformationCrossEntropyDistillation.functionName;
   const hp = parseFactoryOptions('mutualInformationCrossEntropyDistillation', options);
@@ -336,7 +375,7 @@ export function mutualInformationCrossEntropyDistillationFactory(
     term.mutualInformation(hp.mutualInformationLossWeight, hp.combineNoiseMasksForMutualInformationSubBatches),
     ...crossEntropyTerms(noisyModel, hp),
   ];
-  return makeFactory(F, noisyModel, hp, terms, batchCheck('mutualInformationCrossEntropyDistillation'));
+  return makeFactory(F, noisyModel, hp, terms, batchCheck('mutualInformationCrossEntropyDistillation'), runtime);
 }
 
 /**
@@ -344,7 +383,11 @@ export function mutualInformationCrossEntropyDistillationFactory(
  * factory in {@link FACTORY_OPTIONS} has its function here, typed with its table's options.
  */
 export const FACTORIES: {
-  readonly [F in FactoryName]: (noisyModel: NoiseMaskedNoisyTransformerModel, options: FactoryOptionsFor<F>) => LossFactoryResult;
+  readonly [F in FactoryName]: (
+    noisyModel: NoiseMaskedNoisyTransformerModel,
+    options: FactoryOptionsFor<F>,
+    runtime?: FactoryRuntime,
+  ) => LossFactoryResult;
 } = {
   distillation: distillationLossFactory,
   mutualInformationDistillation: mutualInformationDistillationLossFactory,
