@@ -9,6 +9,10 @@
  * - `optim`: `bench/optim.ts` (fused AdamW step and global-norm clipping vs float64 twins);
  * - `models`: `bench/models.ts` (causal-LM forward and forward + backward per token, with the
  *   peak GPU bytes, vs the float64 twin).
+ * - `step`: `bench/step-throughput.ts` (one `Trainer.step` in tokens/s for each of the four factories, on
+ *   models/default and on a fixed synthetic config, B 4 x T 64).
+ * - `peers`: `bench/peers.mjs` (TF.js and jax-js on the same workloads and adapter, in the same run,
+ *   through the shared peers harness in .cache/peers; the ratios, and each rate as % of the plain WGSL copy).
  *
  * `core`: times a few kernels on the WebGPU adapter this process gets and, in the same run, a plain-JS
  * (Float32Array) baseline for each, then prints a Markdown table. GPU times are the median over
@@ -24,7 +28,10 @@
  * --only a,b       runs only these sections (core, losses, optim, models); repeatable
  * --size f         core: scales every case's data size by f (vectors: 4M f32 at f = 1; matmul edges by sqrt(f))
  * --runs n         core: timed batches per case (default 5)
+ * --peers          adds the peers section (with --quick or --only)
+ * --peers-adapter a  peers: lavapipe | swiftshader | default (default: the adapter this process got)
  */
+import { spawnSync } from 'node:child_process';
 import { seededRandom } from '../src/text/data';
 import { clone, init, logSoftmax, matmul, readAll, softmax, sum, tensor, type GpuContext, type Tensor } from '../src/index';
 import { copyLoop, matmulIKJ, softmaxRows, sumAll, sumRows } from './js-baselines';
@@ -34,8 +41,9 @@ import { lossBenchmarks, type LossBenchRow } from './losses';
 import { benchmarks as optimBenchmarks } from './optim';
 import { benchmarks as modelBenchmarks, type ModelBenchRow } from './models';
 import { realModelBenchmarks } from './models-real';
+import { defaultStepPlans, formatStepRows, stepBenchmarks } from './step-throughput';
 
-const SECTIONS = ['core', 'losses', 'optim', 'models'] as const;
+const SECTIONS = ['core', 'losses', 'optim', 'models', 'step', 'peers'] as const;
 type Section = (typeof SECTIONS)[number];
 /** What `--quick` runs when `--only` is not given. */
 const QUICK_SECTIONS: readonly Section[] = ['core', 'models'];
@@ -45,19 +53,29 @@ interface Args {
   size: number;
   runs: number;
   sections: Set<Section>;
+  peersAdapter?: string;
 }
 
-const USAGE = 'usage: npm run bench [-- --quick] [-- --only core,losses,optim,models] [-- --size <factor>] [-- --runs <n>]';
+const USAGE =
+  'usage: npm run bench [-- --quick] [-- --only core,losses,optim,models,step,peers] [-- --peers] [-- --peers-adapter lavapipe|swiftshader|default] [-- --size <factor>] [-- --runs <n>]';
 
 function parseArgs(argv: string[]): Args {
   let quick = false;
   let size: number | undefined;
   let runs: number | undefined;
   let only: Set<Section> | undefined;
+  let peers = false;
+  let peersAdapter: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--quick') quick = true;
-    else if (a === '--only' || a.startsWith('--only=')) {
+    else if (a === '--peers') peers = true;
+    else if (a === '--peers-adapter') {
+      peersAdapter = argv[++i];
+      if (!['lavapipe', 'swiftshader', 'default'].includes(peersAdapter ?? ''))
+        throw new Error('--peers-adapter needs lavapipe, swiftshader or default');
+      peers = true;
+    } else if (a === '--only' || a.startsWith('--only=')) {
       const value = a === '--only' ? argv[++i] : a.slice('--only='.length);
       if (!value) throw new Error(`--only needs a section: ${SECTIONS.join(', ')}`);
       only ??= new Set();
@@ -80,7 +98,8 @@ function parseArgs(argv: string[]): Args {
     } else throw new Error(`unknown option ${a} (try --help)`);
   }
   const sections = only ?? new Set<Section>(quick ? QUICK_SECTIONS : SECTIONS);
-  return { quick, size: size ?? (quick ? 0.25 : 1), runs: runs ?? (quick ? 3 : 5), sections };
+  if (peers) sections.add('peers');
+  return { quick, size: size ?? (quick ? 0.25 : 1), runs: runs ?? (quick ? 3 : 5), sections, peersAdapter };
 }
 
 const rand = seededRandom(42);
@@ -162,6 +181,8 @@ async function main(): Promise<void> {
   if (args.sections.has('losses')) await runLosses(progress);
   if (args.sections.has('optim')) await runOptim(progress);
   if (args.sections.has('models')) await runModels(args.quick, progress);
+  if (args.sections.has('step')) await runStep(args.quick, progress);
+  if (args.sections.has('peers')) runPeersSection(ctx, args.peersAdapter);
   console.log('');
   console.log(`Total bench time: ${((performance.now() - t0) / 1000).toFixed(1)} s.`);
 }
@@ -444,6 +465,33 @@ async function runModels(quick: boolean, progress: (what: string) => void): Prom
       'out during one pass (resetPeak before, peakLiveBytes after); "of which the pass" excludes what was live before it.',
   );
   await runRealModels(quick, progress);
+}
+
+/** One Trainer.step per factory, in tokens/s, on models/default and the fixed synthetic config. */
+async function runStep(quick: boolean, progress: (what: string) => void): Promise<void> {
+  const rows = await stepBenchmarks(defaultStepPlans(quick), (r) => progress(`step ${r.factory} on ${r.model}`));
+  console.log('\n## Training step throughput (one Trainer.step per factory, default options)\n');
+  console.log(formatStepRows(rows));
+  console.log('');
+  console.log(
+    'A step: teacher forward, cloak, student forward, the loss, backward, clipping, AdamW on the cloak, one readback; random ids, ' +
+      'every position real and in the loss. Median of the timed steps after one untimed step; tokens/s = B * T / step time. ' +
+      'The synthetic config (the default model of 2026-11-28, seeded weights) stays the same when models/default changes.',
+  );
+}
+
+/**
+ * TF.js and jax-js on the same workloads, on the adapter this process got (or `adapter`), in a child
+ * (bench/peers.mjs: the shared harness in .cache/peers, this project built to dist/ for its column).
+ */
+function runPeersSection(ctx: GpuContext, adapter: string | undefined): void {
+  const desc = `${ctx.adapter.info.vendor} ${ctx.adapter.info.architecture} ${ctx.adapter.info.description}`.toLowerCase();
+  const which = adapter ?? (desc.includes('swiftshader') ? 'swiftshader' : desc.includes('llvmpipe') ? 'lavapipe' : 'default');
+  const icd = which === 'default' ? (process.env.VK_ICD_FILENAMES ?? '') : '';
+  const args = ['bench/peers.mjs', 'run', '--adapter', which, ...(icd ? ['--icd', icd] : [])];
+  const r = spawnSync(process.execPath, args, { stdio: 'inherit' });
+  if (r.status !== 0)
+    console.log(`\n**The peers section failed** (node ${args.join(' ')} exited with ${r.status}); see the messages above.`);
 }
 
 /** Training steps on the real configs of SmolLM2-135M, Qwen2.5-0.5B and Llama-3.2-1B (generated BF16 weights), and the fused vs unfused head. */
