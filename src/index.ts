@@ -217,7 +217,37 @@ export {
   type InversionMetrics,
   type AgreementMetrics,
   type CosineSearchOptions,
+  type InversionOptions,
 } from './eval/metrics';
+export {
+  emptyUtilitySums,
+  nextTokenTargets,
+  utilityTensors,
+  addUtility,
+  utilityReport,
+  type UtilityBatch,
+  type UtilitySums,
+  type UtilityReport,
+} from './eval/utility';
+export {
+  inversionAttack,
+  transformedEmbeddings,
+  cleanEmbeddings,
+  type EmbeddingSource,
+  type InversionAttackOptions,
+  type InversionAttackResult,
+} from './eval/inversionAttack';
+export {
+  evaluatePrivacyUtility,
+  evaluateHeldOut,
+  evaluateHeldOutBatch,
+  inversionAttacks,
+  type PrivacyUtilityReport,
+  type PrivacyUtilityOptions,
+  type NearestNeighbourPrivacy,
+  type InversionAttackReport,
+  type InversionAttacksOptions,
+} from './eval/privacyUtility';
 export {
   Trainer,
   type TrainerOptions,

@@ -6,8 +6,8 @@
  * position, so that a resumed run repeats the loss curve of an uninterrupted one.
  */
 import { getContext } from '../gpu/context';
-import { type Tensor, keep, readAll, scope, tensor } from '../tensor/tensor';
-import { enableGrad, noGrad } from '../autograd/engine';
+import { type Tensor, keep, readAll, scope } from '../tensor/tensor';
+import { enableGrad } from '../autograd/engine';
 import { AdamW } from '../optim/adamw';
 import { clipGradNorm } from '../optim/clip';
 import { warmupCosine } from '../optim/schedule';
@@ -18,8 +18,8 @@ import { FACTORIES, type FactoryRuntime, type LossFactoryResult } from '../facto
 import { FACTORY_NAMES, batchSizeError, isFactoryName, type FactoryName } from '../factories/options';
 import { checkPrivacySchedule, privacyWeightScale, type PrivacyWeightSchedule } from '../factories/schedule';
 import { batches, type HostBatch, type PackedSequence } from '../text/data';
-import { nearestNeighbourInversion } from '../eval/metrics';
-import { addUtility, emptyUtilitySums, nextTokenTargets, utilityReport, utilityTensors, type UtilityReport } from '../eval/utility';
+import type { UtilityReport } from '../eval/utility';
+import { evaluateHeldOut, inversionAttacks, type InversionAttackReport, type InversionAttacksOptions } from '../eval/privacyUtility';
 import { type DataPosition, decodeCheckpoint, encodeCheckpoint, modelFingerprint } from './checkpoint';
 import { SgtError } from '../gpu/errors';
 
@@ -315,14 +315,12 @@ export class Trainer {
       this.noisyModel.setRngState({ seed: this.options.seed + 1, offset: 0 });
       // The final hidden states, not the logits: the metrics walk the head without a [B, T, V] tensor.
       this.noisyModel.requestOutputs({ distillationLayerIndex: null, logits: false, finalHidden: true });
-      const nn = { cosine: 0, l2: 0, count: 0 };
-      const sums = emptyUtilitySums();
-      for (const batch of evalBatches) await this.evaluateBatch(batch, nn, sums);
+      const { utility, privacy } = await evaluateHeldOut(this.noisyModel, this.model, evalBatches);
       return {
-        nearestNeighbourFailureRate: nn.count ? nn.cosine / nn.count : 0,
-        nearestNeighbourFailureRateL2: nn.count ? nn.l2 / nn.count : 0,
-        transformedPositions: nn.count,
-        ...utilityReport(sums),
+        nearestNeighbourFailureRate: privacy.nnfrCosine,
+        nearestNeighbourFailureRateL2: privacy.nnfrL2,
+        transformedPositions: privacy.transformedPositions,
+        ...utility,
       };
     } finally {
       this.noisyModel.setRngState(savedRng);
@@ -331,36 +329,20 @@ export class Trainer {
     }
   }
 
-  /** One held-out batch of {@link evaluate}: its GPU work in a scope, one readback, sums on the host. */
-  private async evaluateBatch(
-    batch: HostBatch,
-    nn: { cosine: number; l2: number; count: number },
-    sums: ReturnType<typeof emptyUtilitySums>,
-  ): Promise<void> {
-    const targets = nextTokenTargets(batch);
-    const tensors = scope(() =>
-      noGrad(() => {
-        const out = this.noisyModel.forward(batch);
-        const ids = tensor(batch.ids, [batch.batchSize, batch.seqLen]);
-        const table = this.model.embeddingBlocks();
-        const cos = nearestNeighbourInversion(out.xt, table, ids, out.noiseMask);
-        const l2 = nearestNeighbourInversion(out.xt, table, ids, out.noiseMask, { metric: 'euclidean' });
-        const utility = utilityTensors(out.teacherHidden!, out.studentHidden!, this.model.headBlocks(), batch, targets);
-        return [cos.failures, l2.failures, cos.count, ...utility];
-      }),
-    );
-    let values: ArrayLike<number>[];
-    // Taken out of any scope: this call owns them while the readback is awaited.
-    for (const t of tensors) keep(t);
+  /**
+   * The learned inversion attacks on the current transform (see `inversionAttacks`): a linear
+   * probe and a window MLP trained on the training sequences through the transform (fresh noise
+   * each batch) and on clean embeddings, scored on the held-out sequences (the training ones when
+   * there are none). Slower than {@link evaluate} (seconds to minutes): for the end of a run.
+   */
+  async attack(options: InversionAttacksOptions = {}): Promise<InversionAttackReport> {
+    this.enter('attack');
     try {
-      values = await readAll(tensors);
+      const heldOut = this.heldOut.length ? this.heldOut : this.train;
+      return await inversionAttacks(this.model, this.cloak, { train: this.train, heldOut }, { seed: this.options.seed, ...options });
     } finally {
-      for (const t of tensors) t.dispose();
+      this.busy = false;
     }
-    nn.cosine += values[0][0];
-    nn.l2 += values[1][0];
-    nn.count += values[2][0];
-    addUtility(sums, values.slice(3), batch, targets);
   }
 
   /**

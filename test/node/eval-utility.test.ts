@@ -12,6 +12,7 @@ import { liveBufferCount, noGrad, readAll, scope, tensor } from '../../src/index
 import { lmHeadMetricRows } from '../../src/losses/lmHeadCrossEntropy';
 import { lmHeadMetricRowsReference } from '../../src/reference/index';
 import { addUtility, emptyUtilitySums, nextTokenTargets, utilityReport, utilityTensors } from '../../src/eval/utility';
+import { nearestNeighbourInversion } from '../../src/eval/metrics';
 
 function problem(seed: string, B: number, T: number, d: number, blockRows: number[]) {
   const rng = new Rng(seed);
@@ -145,5 +146,64 @@ describe('utility against the true next token', () => {
     expectClose([got.perplexityRatio], [Math.exp((want.sn - want.tn) / want.n)], 1e-4, 0, 'perplexity ratio');
     expect(got.top1Agreement).toBeGreaterThan(0);
     expect(got.meanKL).toBeGreaterThan(0);
+  });
+});
+
+describe('NN-FR by L2 distance', () => {
+  it('finds the nearest row by Euclidean distance, which differs from cosine when norms differ', async () => {
+    await gpu();
+    const before = liveBufferCount();
+    const rng = new Rng('l2');
+    const V = 40;
+    const d = 6;
+    // Rows of very different norms: the nearest by angle and by distance disagree on some queries.
+    const table = Float32Array.from({ length: V * d }, (_, i) => rng.normal() * (1 + (Math.floor(i / d) % 5) * 2));
+    const xt = Float32Array.from(rng.normals(2 * 10 * d, 3));
+    const ids = Int32Array.from({ length: 20 }, (_, i) => i % V);
+    const nearest = (q: number, metric: 'l2' | 'cos') => {
+      let best = -1;
+      let bestValue = Number.POSITIVE_INFINITY;
+      for (let v = 0; v < V; v++) {
+        let dot = 0;
+        let nq = 0;
+        let nv = 0;
+        let dist = 0;
+        for (let k = 0; k < d; k++) {
+          const a = xt[q * d + k];
+          const b = table[v * d + k];
+          dot += a * b;
+          nq += a * a;
+          nv += b * b;
+          dist += (a - b) * (a - b);
+        }
+        const value = metric === 'l2' ? dist : -dot / Math.sqrt(nq * nv);
+        if (value < bestValue) [best, bestValue] = [v, value];
+      }
+      return best;
+    };
+    const wantL2 = Array.from({ length: 20 }, (_, q) => nearest(q, 'l2'));
+    const wantCos = Array.from({ length: 20 }, (_, q) => nearest(q, 'cos'));
+    expect(wantL2).not.toEqual(wantCos);
+    // Make some positions recoverable by L2 only.
+    for (let q = 0; q < 20; q += 3) ids[q] = wantL2[q];
+    const [l2, cos] = await scope(async () => {
+      const x = tensor(xt, [2, 10, d]);
+      const t = tensor(table, [V, d]);
+      const idt = tensor(ids, [2, 10], { dtype: 'i32' });
+      const a = nearestNeighbourInversion(x, t, idt, new Array(20).fill(1), { metric: 'euclidean' });
+      const b = nearestNeighbourInversion(x, t, idt, new Array(20).fill(1));
+      return readAll([a.nearest, a.failures, b.nearest, b.failures]).then((r) => [r.slice(0, 2), r.slice(2)]);
+    });
+    expect(liveBufferCount()).toBe(before);
+    expect(Array.from(l2[0])).toEqual(wantL2);
+    expect(Array.from(cos[0])).toEqual(wantCos);
+    const failures = (want: number[]) => want.filter((v, q) => v !== ids[q]).length;
+    expect(l2[1][0]).toBe(failures(wantL2));
+    expect(cos[1][0]).toBe(failures(wantCos));
+    expect(() =>
+      nearestNeighbourInversion(tensor(xt, [2, 10, d]), tensor(table, [V, d]), tensor(ids, [2, 10], { dtype: 'i32' }), [], {
+        metric: 'manhattan' as never,
+      }),
+    ).toThrow(/nearestNeighbourInversion: option 'metric' must be 'cosine' or 'euclidean', got manhattan/);
   });
 });
