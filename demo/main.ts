@@ -8,7 +8,8 @@ import * as Comlink from 'comlink';
 import './style.css';
 import type { DemoWorkerApi } from './demo-worker';
 import type { ProgressEvent, RunState } from '../src/worker/workerApi';
-import type { FactoryName } from '../src/factories/options';
+import { RECOMMENDED_RUNS, type FactoryName } from '../src/factories/options';
+import { scheduleForRun } from '../src/factories/schedule';
 import { TrainingForm } from './ui/form';
 import { LineChart, LossCharts } from './ui/charts';
 import { checkWebGpu, renderWebGpuHelp } from './ui/webgpu';
@@ -408,6 +409,9 @@ ui.start.addEventListener('click', async () => {
       batchSize: run.batchSize,
       seqLen: run.seqLen,
       learningRate: run.learningRate,
+      // The factory's recommended schedule shape, ramped over the share of the steps the form says.
+      privacySchedule:
+        run.privacyRamp > 0 ? scheduleForRun(RECOMMENDED_RUNS[values.factory].privacySchedule, run.privacyRamp, run.maxSteps) : null,
       maxSteps: run.maxSteps,
       evaluateEvery: run.evaluateEvery,
       // Two held-out batches keep an evaluation at a few steps' cost.

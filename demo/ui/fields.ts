@@ -8,6 +8,7 @@
 import {
   FACTORY_NAMES,
   FACTORY_OPTIONS,
+  RECOMMENDED_RUNS,
   acceptsOptionValue,
   batchSizeError,
   factoryEntry,
@@ -97,7 +98,16 @@ export const RUN_FIELDS: readonly FieldSpec[] = [
     label: 'Learning rate',
     rule: 'positive',
     step: '0.0005',
-    help: 'AdamW’s learning rate for the transform’s parameters (the base model stays frozen).',
+    help: 'AdamW’s learning rate for the transform’s parameters (the base model stays frozen). Starts at the factory’s recommended rate.',
+  },
+  {
+    key: 'privacyRamp',
+    label: 'Privacy ramp (share of steps)',
+    rule: 'alpha',
+    step: '0.05',
+    help:
+      'The privacy terms’ weights start at 0 and reach theirs over this share of the steps (the factory’s recommended ' +
+      'schedule shape; 0: their full weights from the first step), so that the transform starts at the utility end.',
   },
   { key: 'maxSteps', label: 'Steps', rule: 'count', help: 'Optimizer steps before the run finishes (Stop ends it earlier).' },
   {
@@ -116,11 +126,17 @@ export const RUN_FIELDS: readonly FieldSpec[] = [
   },
 ];
 
-/** Starting values of the run's settings, sized for the default model on a laptop GPU. */
+/** The run settings that follow the chosen factory's recommended ones (`RECOMMENDED_RUNS`) until the user types one. */
+export const FACTORY_RUN_DEFAULTS = (factory: FactoryName): Readonly<Record<string, number>> => ({
+  learningRate: RECOMMENDED_RUNS[factory].learningRate,
+  privacyRamp: RECOMMENDED_RUNS[factory].privacyRamp,
+});
+
+/** Starting values of the run's settings, sized for the default model on a laptop GPU (for the first factory shown). */
 export const RUN_DEFAULTS: Readonly<Record<string, number>> = {
   batchSize: 4,
   seqLen: 64,
-  learningRate: 0.001,
+  ...FACTORY_RUN_DEFAULTS('crossEntropyDistillation'),
   maxSteps: 300,
   evaluateEvery: 10,
   memoryBudgetMiB: 0,

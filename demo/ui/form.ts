@@ -4,13 +4,29 @@
  * field is wrong). Values typed for one factory are kept when switching to another and back.
  */
 import type { FactoryName } from '../../src/factories/options';
-import { FACTORY_SPECS, RUN_DEFAULTS, RUN_FIELDS, checkField, type FieldSpec, type ValidationContext } from './fields';
+import {
+  FACTORY_RUN_DEFAULTS,
+  FACTORY_SPECS,
+  RUN_DEFAULTS,
+  RUN_FIELDS,
+  checkField,
+  type FieldSpec,
+  type ValidationContext,
+} from './fields';
 
 /** What the form holds once every field is valid. */
 export interface FormValues {
   factory: FactoryName;
   factoryOptions: Record<string, number | boolean | null>;
-  run: { batchSize: number; seqLen: number; learningRate: number; maxSteps: number; evaluateEvery: number; memoryBudgetMiB: number };
+  run: {
+    batchSize: number;
+    seqLen: number;
+    learningRate: number;
+    privacyRamp: number;
+    maxSteps: number;
+    evaluateEvery: number;
+    memoryBudgetMiB: number;
+  };
 }
 
 interface BoundField {
@@ -40,6 +56,8 @@ export class TrainingForm {
   onChange: () => void = () => {};
   private factory: FactoryName = 'crossEntropyDistillation';
   private readonly typed = new Map<FactoryName, Map<string, string | boolean>>();
+  /** The run settings the user has typed in (kept when the factory changes). */
+  private readonly runTyped = new Set<string>();
   private factoryFields: BoundField[] = [];
   private readonly runFields: BoundField[] = [];
   private readonly select: HTMLSelectElement;
@@ -134,6 +152,11 @@ export class TrainingForm {
     const spec = FACTORY_SPECS.find((s) => s.name === name)!;
     this.formula.textContent = `loss = ${spec.formula}`;
     const typed = this.typed.get(name);
+    // The run settings the user has not typed follow the factory's recommended ones.
+    const recommended = FACTORY_RUN_DEFAULTS(name);
+    for (const f of this.runFields) {
+      if (f.spec.key in recommended && !this.runTyped.has(f.spec.key)) f.input.value = asText(recommended[f.spec.key]);
+    }
     this.fieldsBox.replaceChildren();
     this.factoryFields = spec.fields.map((field) => {
       const initial = typed?.get(field.key) ?? this.defaults[name]?.[field.key] ?? field.initial ?? '';
@@ -194,6 +217,7 @@ export class TrainingForm {
     into.append(box);
     const bound = { spec, input, error };
     input.addEventListener(spec.rule === 'flag' ? 'change' : 'input', () => {
+      if (into !== this.fieldsBox) this.runTyped.add(spec.key);
       this.show(bound);
       this.onChange();
     });

@@ -10,7 +10,15 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { FACTORY_NAMES, factoryOptionsHelp, isFactoryName, type FactoryName } from '../factories/options';
+import {
+  FACTORY_NAMES,
+  RECOMMENDED_RUNS,
+  factoryOptionsHelp,
+  isFactoryName,
+  type FactoryName,
+  type RecommendedRun,
+} from '../factories/options';
+import { PRIVACY_SCHEDULE_SHAPES, scheduleForRun, type PrivacyScheduleShape, type PrivacyWeightSchedule } from '../factories/schedule';
 import { SAFETENSORS_INDEX_NAME, parseSafetensorsIndex } from '../models/shards';
 import { parseSafetensors } from '../models/safetensors';
 import { parseModelConfig } from '../models/config';
@@ -47,7 +55,10 @@ export interface TrainingReport {
   createdAt: string;
   adapter: AdapterSummary;
   model: ModelSummary & { dir: string };
-  data: Omit<ConfigureSummary, 'factoryOptions' | 'cloak' | 'cloakParameterCount' | 'maxSteps' | 'memory'> & { source: string };
+  data: Omit<
+    ConfigureSummary,
+    'factoryOptions' | 'cloak' | 'cloakParameterCount' | 'maxSteps' | 'memory' | 'learningRate' | 'privacySchedule'
+  > & { source: string };
   hyperparameters: {
     factory: FactoryName;
     factoryOptions: Record<string, unknown>;
@@ -59,6 +70,8 @@ export interface TrainingReport {
     learningRate: number;
     warmupSteps: number;
     schedule: string;
+    /** The privacy-weight schedule (`--privacy-schedule`, `--privacy-ramp`, `--privacy-start`), or null (constant). */
+    privacySchedule: ConfigureSummary['privacySchedule'];
     maxGradNorm: number;
     seed: number;
     heldOutFraction: number;
@@ -120,7 +133,6 @@ const DEFAULTS = {
   factory: 'crossEntropyDistillation' as FactoryName,
   batchSize: 4,
   seqLen: 64,
-  learningRate: 1e-3,
   warmupSteps: 0,
   seed: 0,
   evalEvery: 0,
@@ -162,7 +174,13 @@ Training:
                            sMin, sMax, shallow, meanBound, rhoInit, seed, initStd
   --batch-size B           sequences per step (default ${DEFAULTS.batchSize}; some factories need it even: see below)
   --seq-len T              tokens per sequence (default ${DEFAULTS.seqLen}, at most the model's positions)
-  --lr X                   peak learning rate (default ${DEFAULTS.learningRate}); cosine decay to 0 over --steps
+  --lr X                   peak learning rate (default: the factory's recommended one, see below);
+                           cosine decay to 0 over --steps
+  --privacy-schedule S     how the privacy terms' weights reach theirs: ${PRIVACY_SCHEDULE_SHAPES.join(', ')}
+                           (default: the factory's recommended one); they start at --privacy-start
+                           times their weight and ramp over the first --privacy-ramp share of --steps
+  --privacy-ramp F         the ramp's share of --steps, in [0, 1] (default: the factory's recommended one)
+  --privacy-start S        the privacy weights' scale at step 0, in [0, 1] (default 0)
   --warmup-steps N         linear warm-up steps (default ${DEFAULTS.warmupSteps})
   --max-grad-norm X        gradient clipping norm (default ${DEFAULTS.maxGradNorm})
   --seed S                 seed of the data order and the noise (default ${DEFAULTS.seed})
@@ -183,8 +201,11 @@ names (nothing is trained); 1 when the run fails after training started (report.
 the error, beside whatever else could be written).
 
 Factory options (--set key=value), each with the value used when it is not set: the reference's
-default, or for a required option (*) a starting value:
+default, or for a required option (*) the recommended value for the default model:
 ${factoryOptionsHelp()}
+
+Recommended run settings per factory (the defaults of --lr, --privacy-schedule, --privacy-ramp):
+${FACTORY_NAMES.map((f) => `    ${f}: lr ${RECOMMENDED_RUNS[f].learningRate}, ${RECOMMENDED_RUNS[f].privacySchedule} ramp over ${RECOMMENDED_RUNS[f].privacyRamp} of the steps`).join('\n')}
 `;
 }
 
@@ -425,6 +446,20 @@ function lossCurve(steps: StepEvent[]): TrainingReport['lossCurve'] {
 /** The command line's values, as `parseArgs` returns them. */
 type CliValues = ReturnType<typeof parseCli>['values'];
 
+/**
+ * The privacy-weight schedule of `--privacy-schedule`, `--privacy-ramp` (a share of `steps`) and
+ * `--privacy-start`, each defaulting to the factory's recommended setting; null for `constant`.
+ */
+function privacyScheduleArgs(values: CliValues, steps: number, recommended: RecommendedRun): Required<PrivacyWeightSchedule> | null {
+  const shape = (values['privacy-schedule'] ?? recommended.privacySchedule) as PrivacyScheduleShape;
+  if (!PRIVACY_SCHEDULE_SHAPES.includes(shape))
+    throw new UsageError(`--privacy-schedule must be one of ${PRIVACY_SCHEDULE_SHAPES.join(', ')}, got '${shape}'`);
+  const inUnit = (v: number) => v >= 0 && v <= 1;
+  const ramp = numArg('--privacy-ramp', values['privacy-ramp'], recommended.privacyRamp, inUnit, 'a number in [0, 1]');
+  const start = numArg('--privacy-start', values['privacy-start'], 0, inUnit, 'a number in [0, 1]');
+  return shape === 'constant' ? null : scheduleForRun(shape, ramp, steps, start);
+}
+
 /** The run's options from the command line, checked, with their defaults (no file is read yet). */
 function runOptions(values: CliValues) {
   const steps = intArg('--steps', values.steps, DEFAULT_STEPS, 1);
@@ -434,7 +469,9 @@ function runOptions(values: CliValues) {
     throw new UsageError('give at most one of --text and --tokens-file');
   const batchSize = intArg('--batch-size', values['batch-size'], DEFAULTS.batchSize, 1);
   const seqLenArg = values['seq-len'] === undefined ? undefined : intArg('--seq-len', values['seq-len'], undefined, 2);
-  const learningRate = numArg('--lr', values.lr, DEFAULTS.learningRate, (v) => v > 0, 'a positive number');
+  const recommended = RECOMMENDED_RUNS[factory];
+  const learningRate = numArg('--lr', values.lr, recommended.learningRate, (v) => v > 0, 'a positive number');
+  const privacySchedule = privacyScheduleArgs(values, steps, recommended);
   const warmupSteps = intArg('--warmup-steps', values['warmup-steps'], DEFAULTS.warmupSteps, 0);
   const maxGradNorm = numArg('--max-grad-norm', values['max-grad-norm'], DEFAULTS.maxGradNorm, (v) => v > 0, 'a positive number');
   const seed = intArg('--seed', values.seed, DEFAULTS.seed, 0);
@@ -455,6 +492,7 @@ function runOptions(values: CliValues) {
     batchSize,
     seqLenArg,
     learningRate,
+    privacySchedule,
     warmupSteps,
     maxGradNorm,
     seed,
@@ -607,6 +645,7 @@ async function setUp(service: TrainerService, o: RunOptions, inputs: RunInputs, 
     batchSize: o.batchSize,
     seqLen,
     learningRate: o.learningRate,
+    privacySchedule: o.privacySchedule,
     warmupSteps: o.warmupSteps,
     totalSteps: o.steps,
     maxSteps: o.steps,
@@ -778,6 +817,7 @@ function buildReport(o: RunOptions, record: RunRecord): TrainingReport {
       learningRate: o.learningRate,
       warmupSteps: o.warmupSteps,
       schedule: `linear warm-up for ${o.warmupSteps} steps, then cosine decay to 0 at step ${o.steps}`,
+      privacySchedule: o.privacySchedule,
       maxGradNorm: o.maxGradNorm,
       seed: o.seed,
       heldOutFraction: o.heldOutFraction,
@@ -903,6 +943,9 @@ function parseCli(argv: readonly string[]) {
       'seq-len': { type: 'string' },
       lr: { type: 'string' },
       'warmup-steps': { type: 'string' },
+      'privacy-schedule': { type: 'string' },
+      'privacy-ramp': { type: 'string' },
+      'privacy-start': { type: 'string' },
       'max-grad-norm': { type: 'string' },
       seed: { type: 'string' },
       'held-out-fraction': { type: 'string' },

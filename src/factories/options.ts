@@ -10,6 +10,7 @@
  * This module imports nothing, so that a page can read the tables without loading the library.
  */
 import { SgtError } from '../gpu/errors';
+import type { PrivacyScheduleShape } from './schedule';
 
 /**
  * Which values an option takes:
@@ -69,6 +70,20 @@ export type OptionSpec = RequiredOptionSpec | OptionalOptionSpec;
  */
 export type BatchRule = { readonly even: false } | { readonly even: true; readonly reason: string };
 
+/**
+ * The run settings recommended with a factory for the default model (`models/default`), besides
+ * its options' `start` values: what the CLI, the worker and the demo use when the caller does not
+ * say. They come from `npm run privacy-frontier` (docs/measurements/privacy-frontier.md).
+ */
+export interface RecommendedRun {
+  /** AdamW's peak learning rate. */
+  readonly learningRate: number;
+  /** The privacy-weight schedule's shape (see `./schedule`). */
+  readonly privacySchedule: PrivacyScheduleShape;
+  /** Its ramp as a share of the run's steps (the ramp takes `round(share * steps)` steps). */
+  readonly privacyRamp: number;
+}
+
 /** One factory's entry: its names, how the demo presents it, its batch rule and its options' table. */
 export interface FactoryEntry {
   /** The exported function's name (the prefix of its error messages). */
@@ -83,6 +98,8 @@ export interface FactoryEntry {
   readonly batch: BatchRule;
   /** The options, in the reference's argument order. */
   readonly options: readonly OptionSpec[];
+  /** The learning rate and privacy-weight schedule recommended with the options' `start` values. */
+  readonly recommended: RecommendedRun;
 }
 
 const ANY_BATCH = { even: false } as const;
@@ -229,6 +246,7 @@ export const FACTORY_OPTIONS = {
       { ...SHARED.inverseL2PowerLawCharacteristicLength, default: 1 },
       { ...SHARED.inverseL2PowerLawExponentOfDecay, default: 1 },
     ],
+    recommended: { learningRate: 3e-3, privacySchedule: 'cosine', privacyRamp: 0.5 },
   },
   mutualInformationDistillation: {
     functionName: 'mutualInformationDistillationLossFactory',
@@ -247,6 +265,7 @@ export const FACTORY_OPTIONS = {
       { ...SHARED.inputEmbeddingSimilarityLossWeight, default: 0 },
       { ...SHARED.combineNoiseMasksForMutualInformationSubBatches, default: true },
     ],
+    recommended: { learningRate: 3e-3, privacySchedule: 'cosine', privacyRamp: 0.5 },
   },
   crossEntropyDistillation: {
     functionName: 'crossEntropyDistillationFactory',
@@ -259,6 +278,7 @@ export const FACTORY_OPTIONS = {
       { ...SHARED.absoluteCosineSimilarityPenaltyWeight, start: 0.5 },
       { ...SHARED.medianNormPenaltyWeight, start: 0.1 },
     ],
+    recommended: { learningRate: 3e-3, privacySchedule: 'cosine', privacyRamp: 0.5 },
   },
   mutualInformationCrossEntropyDistillation: {
     functionName: 'mutualInformationCrossEntropyDistillationFactory',
@@ -273,6 +293,7 @@ export const FACTORY_OPTIONS = {
       { ...SHARED.medianNormPenaltyWeight, start: 0.1 },
       { ...SHARED.combineNoiseMasksForMutualInformationSubBatches, default: true },
     ],
+    recommended: { learningRate: 3e-3, privacySchedule: 'cosine', privacyRamp: 0.5 },
   },
 } as const satisfies Readonly<Record<string, FactoryEntry>>;
 
@@ -428,6 +449,14 @@ export function batchSizeError(factory: FactoryName, batchSize: number, subject:
 
 // ---------------------------------------------------------------------------------------------
 // Starting options and help
+
+/**
+ * The run settings recommended with each factory for the default model (its table's
+ * `recommended`), in the order of {@link FACTORY_NAMES}.
+ */
+export const RECOMMENDED_RUNS: { readonly [F in FactoryName]: RecommendedRun } = Object.freeze(
+  Object.fromEntries(FACTORY_NAMES.map((f) => [f, Object.freeze({ ...factoryEntry(f).recommended })])),
+) as { readonly [F in FactoryName]: RecommendedRun };
 
 /**
  * Sensible starting options per factory: every required option at its table's `start` value

@@ -132,6 +132,13 @@ export interface ConfigureSummary {
   trainTokens: number;
   /** The factory options actually used (defaults filled in). */
   factoryOptions: Record<string, unknown>;
+  /** The peak learning rate used (the factory's recommended one when the config gave none). */
+  learningRate: number;
+  /**
+   * The privacy-weight schedule used (the factory's recommended one, its ramp a share of
+   * `maxSteps`, when the config gave none; null: the factory's weights from the first step).
+   */
+  privacySchedule: { shape: string; rampSteps: number; startScale: number } | null;
   /** The cloak's options with every default filled in. */
   cloak: Record<string, unknown>;
   /** Trainable elements of the cloak. */

@@ -6,7 +6,8 @@
 import type { CausalLM } from '../models/causalLM';
 import type { Tokenizer } from '../text/tokenizer';
 import { packSequences, textDataset, trainHeldOutSplit, type PackedSequence } from '../text/data';
-import { DEFAULT_FACTORY_OPTIONS, FACTORY_NAMES, batchSizeError, isFactoryName } from '../factories/options';
+import { DEFAULT_FACTORY_OPTIONS, FACTORY_NAMES, RECOMMENDED_RUNS, batchSizeError, isFactoryName } from '../factories/options';
+import { scheduleForRun } from '../factories/schedule';
 import { Trainer } from '../train/trainer';
 import { checkMemory, weightDtypes, type MemoryEstimate } from '../train/memory';
 import { getContext } from '../gpu/context';
@@ -153,6 +154,25 @@ function checkRunMemory(config: TrainingConfig, factoryOptions: Record<string, u
   }
 }
 
+/**
+ * The factory's recommended run settings (`RECOMMENDED_RUNS`) for what `config` leaves out: the
+ * learning rate, and the privacy-weight schedule with its ramp a share of the run's `maxSteps`
+ * (no schedule for a run without an end; `privacySchedule: null` asks for none).
+ */
+function recommendedRunDefaults(
+  config: TrainingConfig,
+  maxSteps: number | undefined,
+): Pick<TrainingConfig, 'learningRate' | 'privacySchedule'> {
+  // An unknown factory is the trainer's to name.
+  if (!isFactoryName(config.factory)) return {};
+  const r = RECOMMENDED_RUNS[config.factory];
+  const schedule = maxSteps === undefined ? null : scheduleForRun(r.privacySchedule, r.privacyRamp, maxSteps);
+  return {
+    learningRate: config.learningRate ?? r.learningRate,
+    privacySchedule: config.privacySchedule !== undefined ? config.privacySchedule : schedule,
+  };
+}
+
 /** The check `configure()` makes on its argument before taking the service's lock. */
 export function checkConfigureArg(config: TrainingConfig): void {
   if (config === null || typeof config !== 'object')
@@ -178,7 +198,8 @@ export function configureTrainer(config: TrainingConfig, source: ConfigureSource
   }
   const factoryOptions = { ...DEFAULT_FACTORY_OPTIONS[config.factory], ...(config.factoryOptions ?? {}) };
   const memory = checkRunMemory(config, factoryOptions, source.model);
-  const trainer = new Trainer(source.model, split, { ...config, factoryOptions });
+  const run = recommendedRunDefaults(config, maxSteps);
+  const trainer = new Trainer(source.model, split, { ...config, factoryOptions, ...run });
   // The corpus is not kept: the packed sequences live in the trainer.
   const { text: _text, tokens: _tokens, ...kept } = config;
   let cloakParameterCount = 0;
@@ -186,7 +207,7 @@ export function configureTrainer(config: TrainingConfig, source: ConfigureSource
   return {
     trainer,
     // The same factory with its own options, defaults merged in (a union TypeScript cannot follow through the spread).
-    config: { ...kept, factoryOptions, evaluateEvery } as TrainingConfig,
+    config: { ...kept, factoryOptions, evaluateEvery, ...run } as TrainingConfig,
     maxSteps: maxSteps ?? Infinity,
     summary: {
       tokenizer: kind,
@@ -195,6 +216,8 @@ export function configureTrainer(config: TrainingConfig, source: ConfigureSource
       seqLen,
       trainTokens: split.train.reduce((n, s) => n + s.attentionMask.reduce((a, b) => a + b, 0), 0),
       factoryOptions,
+      learningRate: trainer.options.learningRate,
+      privacySchedule: trainer.options.privacySchedule,
       cloak: { ...trainer.transform.options },
       cloakParameterCount,
       memory,

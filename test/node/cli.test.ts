@@ -38,6 +38,7 @@ import {
   type CompletedReport,
   type TrainingReport,
 } from '../../src/cli/cli';
+import { RECOMMENDED_RUNS } from '../../src/factories/options';
 import { TrainerService, DEFAULT_FACTORY_OPTIONS, type ProgressEvent, type StepEvent } from '../../src/worker/workerApi';
 
 const TINY_LLAMA = resolve(FIXTURES_DIR, 'tiny-llama');
@@ -124,7 +125,8 @@ describe('npm run train (main)', () => {
       steps: 3,
       batchSize: 2,
       seqLen: 8,
-      learningRate: 1e-3,
+      // No --lr: the factory's recommended learning rate.
+      learningRate: RECOMMENDED_RUNS.crossEntropyDistillation.learningRate,
       seed: 4,
       evaluateEvery: 2,
       factoryOptions: { ...DEFAULT_FACTORY_OPTIONS.crossEntropyDistillation, medianNormPenaltyWeight: 0.2 },
@@ -252,6 +254,14 @@ describe('npm run train (main)', () => {
     expect(report.model.tokenizer).toBe('byte');
     expect(report.data.tokenizer).toBe('byte');
     expect(report.data.source).toBe('built-in corpus');
+    // Without --lr and --privacy-*: the default factory's recommended run settings, the ramp a share of --steps.
+    const recommended = RECOMMENDED_RUNS.crossEntropyDistillation;
+    expect(report.hyperparameters.learningRate).toBe(recommended.learningRate);
+    expect(report.hyperparameters.privacySchedule).toEqual({
+      shape: recommended.privacySchedule,
+      rampSteps: Math.round(recommended.privacyRamp * 2),
+      startScale: 0,
+    });
     // Every byte of the corpus, plus a BOS and an EOS per paragraph, is a real token.
     const bytes = DEFAULT_CORPUS.reduce((n, p) => n + new TextEncoder().encode(p).length + 2, 0);
     expect(report.data.trainTokens).toBeLessThan(bytes);
@@ -328,6 +338,10 @@ describe('npm run train (main)', () => {
     await expect(run('--model', join(work, 'nowhere'), '--steps', '3', '--out', join(work, 'bad'))).rejects.toThrow(/no such folder/);
     await expect(run(...base, '--steps', '3', '--factory', 'nope')).rejects.toThrow(/--factory must be one of distillation, /);
     await expect(run(...base, '--steps', '3', '--lr=-1')).rejects.toThrow("--lr must be a positive number, got '-1'");
+    await expect(run(...base, '--steps', '3', '--privacy-schedule', 'step')).rejects.toThrow(
+      "--privacy-schedule must be one of constant, linear, cosine, got 'step'",
+    );
+    await expect(run(...base, '--steps', '3', '--privacy-ramp', '2')).rejects.toThrow("--privacy-ramp must be a number in [0, 1], got '2'");
     await expect(run(...base, '--steps', '3', '--set', 'alpha')).rejects.toThrow("--set expects key=value, got 'alpha'");
     await expect(run(...base, '--steps', '3', '--frobnicate')).rejects.toThrow(/Unknown option '--frobnicate'/);
     await expect(run(...base, '--steps', '3', '--text', tokensFile, '--tokens-file', tokensFile)).rejects.toThrow(
