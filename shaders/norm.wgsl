@@ -1,12 +1,10 @@
 // RMSNorm and LayerNorm over the last axis, and their backward passes. The row kernels give each
-// row to one workgroup (grid-stride over rows) and reduce it in workgroup memory; they also save
-// per-row statistics (mean, 1/std) so the backward need not recompute them. The weight and bias
-// gradients sum over rows: each thread owns one (row chunk, column) partial, summed afterwards by
-// a fixed-order reduction, so the result is deterministic (no atomics).
+// row to one thread (see below); they also save per-row statistics (mean, 1/std) so the backward
+// need not recompute them. The weight and bias gradients sum over rows: each thread owns one
+// (row chunk, column) partial, summed afterwards by a fixed-order reduction, so the result is
+// deterministic (no atomics).
 
-#include "common.wgsl" // workgroupSum, workgroupSum2
-
-const WG: u32 = 256u;
+const WG: u32 = 64u;
 
 struct Params {
   rows: u32,
@@ -50,79 +48,115 @@ fn readBias(c: u32) -> f32 {
   return unpackWeight(bias[c >> 1u], c, BIAS_DTYPE);
 }
 
+// One row per thread, grid-stride over rows: no workgroup memory and no barrier. A software
+// adapter runs each workgroup as a loop over its invocations and pays for every workgroup and
+// every barrier (a row per workgroup made RMSNorm of [256, 128] 50x slower on lavapipe and
+// 1000x on SwiftShader); a row of a model (d <= a few thousand) is little work for one thread.
+// Sums over a row run in four interleaved partials (c % 4), combined at the end.
+
+// Four consecutive elements of x, grad and the weight.
+fn x4(at: u32) -> vec4<f32> {
+  return vec4<f32>(x[at], x[at + 1u], x[at + 2u], x[at + 3u]);
+}
+fn grad4(at: u32) -> vec4<f32> {
+  return vec4<f32>(grad[at], grad[at + 1u], grad[at + 2u], grad[at + 3u]);
+}
+fn weight4(c: u32) -> vec4<f32> {
+  return vec4<f32>(readWeight(c), readWeight(c + 1u), readWeight(c + 2u), readWeight(c + 3u));
+}
+
+// sum_c x_c^2 over the row at `base`.
+fn rowSumSquares(base: u32, d: u32) -> f32 {
+  var acc = vec4<f32>(0.0);
+  let d4 = d & ~3u;
+  for (var c = 0u; c < d4; c += 4u) { let v = x4(base + c); acc += v * v; }
+  for (var c = d4; c < d; c++) { let v = x[base + c]; acc.x += v * v; }
+  return (acc.x + acc.y) + (acc.z + acc.w);
+}
+
+// sum_c x_c over the row at `base`.
+fn rowSum(base: u32, d: u32) -> f32 {
+  var acc = vec4<f32>(0.0);
+  let d4 = d & ~3u;
+  for (var c = 0u; c < d4; c += 4u) { acc += x4(base + c); }
+  for (var c = d4; c < d; c++) { acc.x += x[base + c]; }
+  return (acc.x + acc.y) + (acc.z + acc.w);
+}
+
 @compute @workgroup_size(WG)
-fn rmsNormForward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
-                  @builtin(local_invocation_index) lid: u32) {
+fn rmsNormForward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   let d = params.cols;
-  for (var row = wid.x; row < params.rows; row += groups.x) {
+  for (var row = gid.x; row < params.rows; row += groups.x * WG) {
     let base = row * d;
-    var ss = 0.0;
-    for (var c = lid; c < d; c += WG) { let v = x[base + c]; ss += v * v; }
-    ss = workgroupSum(lid, ss);
-    let inv = inverseSqrt(ss / f32(d) + params.eps);
-    for (var c = lid; c < d; c += WG) { out[base + c] = x[base + c] * inv * readWeight(c); }
-    if (lid == 0u) {
-      stats[2u * row] = 0.0;
-      stats[2u * row + 1u] = inv;
-    }
+    let inv = inverseSqrt(rowSumSquares(base, d) / f32(d) + params.eps);
+    for (var c = 0u; c < d; c++) { out[base + c] = x[base + c] * inv * readWeight(c); }
+    stats[2u * row] = 0.0;
+    stats[2u * row + 1u] = inv;
   }
 }
 
 @compute @workgroup_size(WG)
-fn layerNormForward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
-                    @builtin(local_invocation_index) lid: u32) {
+fn layerNormForward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   let d = params.cols;
-  for (var row = wid.x; row < params.rows; row += groups.x) {
+  for (var row = gid.x; row < params.rows; row += groups.x * WG) {
     let base = row * d;
-    var s = 0.0;
-    for (var c = lid; c < d; c += WG) { s += x[base + c]; }
-    let mu = workgroupSum(lid, s) / f32(d);
+    let mu = rowSum(base, d) / f32(d);
     // Two passes (mean, then squared deviations): E[x^2] - E[x]^2 cancels badly when |mean| >> std.
-    var sq = 0.0;
-    for (var c = lid; c < d; c += WG) { let e = x[base + c] - mu; sq += e * e; }
-    let inv = inverseSqrt(workgroupSum(lid, sq) / f32(d) + params.eps);
-    for (var c = lid; c < d; c += WG) { out[base + c] = (x[base + c] - mu) * inv * readWeight(c) + readBias(c); }
-    if (lid == 0u) {
-      stats[2u * row] = mu;
-      stats[2u * row + 1u] = inv;
+    var sq = vec4<f32>(0.0);
+    let d4 = d & ~3u;
+    for (var c = 0u; c < d4; c += 4u) {
+      let e = x4(base + c) - mu;
+      sq += e * e;
     }
+    for (var c = d4; c < d; c++) { let e = x[base + c] - mu; sq.x += e * e; }
+    let inv = inverseSqrt(((sq.x + sq.y) + (sq.z + sq.w)) / f32(d) + params.eps);
+    for (var c = 0u; c < d; c++) { out[base + c] = (x[base + c] - mu) * inv * readWeight(c) + readBias(c); }
+    stats[2u * row] = mu;
+    stats[2u * row + 1u] = inv;
   }
 }
 
 // y = x r w with r = (mean(x^2) + eps)^(-1/2) and dr/dx_c = -r^3 x_c / d:
 // dx_c = r g_c w_c - x_c r^3 / d * sum_k g_k w_k x_k
 @compute @workgroup_size(WG)
-fn rmsNormBackward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
-                   @builtin(local_invocation_index) lid: u32) {
+fn rmsNormBackward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   let d = params.cols;
-  for (var row = wid.x; row < params.rows; row += groups.x) {
+  for (var row = gid.x; row < params.rows; row += groups.x * WG) {
     let base = row * d;
     let inv = savedStats[2u * row + 1u];
-    var dot = 0.0;
-    for (var c = lid; c < d; c += WG) { dot += grad[base + c] * readWeight(c) * x[base + c]; }
-    dot = workgroupSum(lid, dot);
-    let k = inv * inv * inv * dot / f32(d);
-    for (var c = lid; c < d; c += WG) { dx[base + c] = inv * grad[base + c] * readWeight(c) - x[base + c] * k; }
+    var dot = vec4<f32>(0.0);
+    let d4 = d & ~3u;
+    for (var c = 0u; c < d4; c += 4u) { dot += grad4(base + c) * weight4(c) * x4(base + c); }
+    for (var c = d4; c < d; c++) { dot.x += grad[base + c] * readWeight(c) * x[base + c]; }
+    let k = inv * inv * inv * ((dot.x + dot.y) + (dot.z + dot.w)) / f32(d);
+    for (var c = 0u; c < d; c++) { dx[base + c] = inv * grad[base + c] * readWeight(c) - x[base + c] * k; }
   }
 }
 
 // y = xhat w + b with xhat = (x - mean) r; with h = g w:
 // dx = r (h - mean(h) - xhat mean(h xhat))
 @compute @workgroup_size(WG)
-fn layerNormBackward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
-                     @builtin(local_invocation_index) lid: u32) {
+fn layerNormBackward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   let d = params.cols;
-  for (var row = wid.x; row < params.rows; row += groups.x) {
+  for (var row = gid.x; row < params.rows; row += groups.x * WG) {
     let base = row * d;
     let mu = savedStats[2u * row];
     let inv = savedStats[2u * row + 1u];
-    var sums = vec2<f32>(0.0, 0.0);
-    for (var c = lid; c < d; c += WG) {
-      let h = grad[base + c] * readWeight(c);
-      sums += vec2<f32>(h, h * (x[base + c] - mu) * inv);
+    var sumH = vec4<f32>(0.0);
+    var sumHXhat = vec4<f32>(0.0);
+    let d4 = d & ~3u;
+    for (var c = 0u; c < d4; c += 4u) {
+      let h = grad4(base + c) * weight4(c);
+      sumH += h;
+      sumHXhat += h * (x4(base + c) - mu) * inv;
     }
-    let means = workgroupSum2(lid, sums) / f32(d);
-    for (var c = lid; c < d; c += WG) {
+    for (var c = d4; c < d; c++) {
+      let h = grad[base + c] * readWeight(c);
+      sumH.x += h;
+      sumHXhat.x += h * (x[base + c] - mu) * inv;
+    }
+    let means = vec2<f32>((sumH.x + sumH.y) + (sumH.z + sumH.w), (sumHXhat.x + sumHXhat.y) + (sumHXhat.z + sumHXhat.w)) / f32(d);
+    for (var c = 0u; c < d; c++) {
       let xhat = (x[base + c] - mu) * inv;
       dx[base + c] = inv * (grad[base + c] * readWeight(c) - means.x - xhat * means.y);
     }

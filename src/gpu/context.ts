@@ -6,6 +6,7 @@
 import { BufferPool, sizeClass } from './bufferPool';
 import { PipelineCache, type CompiledPipeline } from './pipelineCache';
 import { SgtError, type SgtErrorCode } from './errors';
+import { KernelTimer } from './kernelTimer';
 
 /** Options for {@link init}. */
 export interface InitOptions {
@@ -73,6 +74,16 @@ export class GpuContext {
   readonly pool: BufferPool;
   /** @internal */
   readonly pipelines: PipelineCache;
+  /**
+   * Work recorded since the context was made (or {@link resetCounters}): dispatches, buffer
+   * copies, submits and readbacks, and, while {@link countByKernel} is on, dispatches per kernel
+   * entry point. For profiling a step: how many dispatches, submits and readbacks it records, and
+   * of which kernels.
+   */
+  readonly counters = { dispatches: 0, copies: 0, submits: 0, readbacks: 0, byKernel: new Map<string, number>() };
+  /** Whether {@link counters}.byKernel counts dispatches per entry point (default false). */
+  countByKernel = false;
+  private timer: KernelTimer | null = null;
 
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
@@ -229,11 +240,44 @@ export class GpuContext {
         `${d.label ?? d.entryPoint}: dispatch [${x},${y},${z}] exceeds ${maxDim} workgroups per dimension`,
       );
     }
-    const pass = this.computePass();
+    const timestampWrites = this.timer?.next(d.entryPoint);
+    if (timestampWrites) this.endPass();
+    const pass = timestampWrites ? this.commandEncoder().beginComputePass({ timestampWrites }) : this.computePass();
     pass.setPipeline(pipe.pipeline);
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(x, y, z);
+    if (timestampWrites) pass.end();
     this.pendingDispatches++;
+    this.counters.dispatches++;
+    if (this.countByKernel) this.counters.byKernel.set(d.entryPoint, (this.counters.byKernel.get(d.entryPoint) ?? 0) + 1);
+  }
+
+  /**
+   * Profiling: from now on every dispatch runs in a compute pass of its own with timestamps, and
+   * the GPU time is added up per kernel entry point (needs the `timestamp-query` feature; throws
+   * `UNSUPPORTED` without it). {@link stopKernelTimer} returns the totals.
+   */
+  startKernelTimer(): void {
+    if (!this.features.has('timestamp-query')) throw new SgtError('UNSUPPORTED', 'startKernelTimer: the adapter has no timestamp-query');
+    this.flush();
+    this.timer ??= new KernelTimer(this.device);
+  }
+
+  /** Ends {@link startKernelTimer}'s profiling: the GPU ms and dispatch count per entry point. */
+  async stopKernelTimer(): Promise<Map<string, { count: number; ms: number }>> {
+    const timer = this.timer;
+    if (!timer) return new Map();
+    this.flush();
+    this.timer = null;
+    await timer.settle();
+    timer.destroy();
+    return timer.totals;
+  }
+
+  /** Zeroes {@link counters}. */
+  resetCounters(): void {
+    Object.assign(this.counters, { dispatches: 0, copies: 0, submits: 0, readbacks: 0 });
+    this.counters.byKernel.clear();
   }
 
   /**
@@ -270,6 +314,7 @@ export class GpuContext {
     this.endPass();
     this.commandEncoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
     this.pendingDispatches++;
+    this.counters.copies++;
   }
 
   /**
@@ -290,6 +335,7 @@ export class GpuContext {
     this.checkHealthy();
     if (!this.encoder) return;
     this.endPass();
+    const afterTimedSubmit = this.timer?.beforeSubmit(this.encoder);
     const commands = this.encoder.finish();
     this.encoder = null;
     const chunksUsed = Math.ceil(this.arenaUsed / ARENA_CHUNK);
@@ -298,6 +344,8 @@ export class GpuContext {
       this.device.queue.writeBuffer(this.arenaChunks[i], 0, this.arenaCpu[i], 0, used);
     }
     this.device.queue.submit([commands]);
+    this.counters.submits++;
+    afterTimedSubmit?.();
     this.arenaUsed = 0;
     this.pendingDispatches = 0;
     const after = this.afterSubmit;
@@ -350,6 +398,7 @@ export class GpuContext {
     const sizes = ranges.map((r) => alignUp(Math.max(r.bytes, 4), 4));
     const total = sizes.reduce((a, b) => a + b, 0);
     const staging = this.device.createBuffer({ size: total, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    this.counters.readbacks++;
     this.endPass();
     let at = 0;
     ranges.forEach((r, i) => {

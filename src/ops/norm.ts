@@ -12,7 +12,7 @@ import { SgtError } from '../gpu/errors';
 
 /** Rows summed by one weight-gradient partial: enough work per thread, enough threads per column. */
 const CHUNK_ROWS = 64;
-const WG = 256;
+const WG = 64;
 
 interface NormAttrs {
   eps: number;
@@ -34,7 +34,7 @@ function rowsOf(x: Tensor): [number, number] {
 }
 
 /**
- * Runs a row kernel (one workgroup per row); returns its output. The weight and bias may be packed
+ * Runs a row kernel (one thread per row); returns its output. The weight and bias may be packed
  * 16-bit weights: their dtypes pick the kernel variant (`WEIGHT_DTYPE`, `BIAS_DTYPE`).
  */
 function rowKernel(entryPoint: string, label: string, x: Tensor, eps: number, out: Tensor, resources: Record<string, Tensor>): Tensor {
@@ -53,7 +53,7 @@ function rowKernel(entryPoint: string, label: string, x: Tensor, eps: number, ou
     constants,
     resources: res,
     params: normParams(rows, cols, eps),
-    workgroups: [ctx.gridSize(rows, 1)],
+    workgroups: [ctx.gridSize(rows, WG)],
   });
   return out;
 }
