@@ -38,6 +38,7 @@ import { copyLoop, matmulIKJ, softmaxRows, sumAll, sumRows } from './js-baseline
 import { gpuMlp, jsMlp, makeMlpProblem } from './mlp';
 import { timePair, type Timing, type TimingOptions } from './timing';
 import { lossBenchmarks, type LossBenchRow } from './losses';
+import { bandwidthRows } from './loss-bandwidth';
 import { benchmarks as optimBenchmarks } from './optim';
 import { benchmarks as modelBenchmarks, type ModelBenchRow } from './models';
 import { realModelBenchmarks } from './models-real';
@@ -424,6 +425,22 @@ async function runLosses(progress: (what: string) => void): Promise<void> {
     );
   }
   if (errors.length) console.log(`\nFailed families:\n${errors.join('\n')}`);
+  await printLossBandwidth(progress);
+}
+
+/** The CE and cosine kernels at the peers harness's shapes as a share of the plain copy's GB/s. */
+async function printLossBandwidth(progress: (what: string) => void): Promise<void> {
+  const rows = await bandwidthRows();
+  progress('loss-bandwidth');
+  console.log('\n## Losses against the plain copy (effective GB/s: inputs read once, the gradient written once)\n');
+  console.log('| case | ms per step | effective GB/s | % of copy |');
+  console.log('| --- | ---: | ---: | ---: |');
+  for (const r of rows) console.log(`| ${r.name} | ${fmtMs(r.ms)} | ${r.gbPerS.toFixed(2)} | ${(100 * r.ofCopy).toFixed(0)}% |`);
+  console.log('');
+  console.log(
+    'One step per sync as the peers harness times it (the loss read back; fwd+bwd also awaits the queue), each case ' +
+      "interleaved with the copy (the peers harness's vec4 grid-stride kernel, 16M floats) so that load changes hit both.",
+  );
 }
 
 /** The fused AdamW step and gradient clipping against their float64 twins. */

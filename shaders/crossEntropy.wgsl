@@ -2,40 +2,53 @@
 // rows a loss mask selects (teacher logits z, student logits zt, both [rows, cols]); and its
 // gradient with respect to zt (the teacher side is detached).
 //
-// The forward reads each row of both logits once. Every thread keeps an online summary of its
-// slice of the row (see Online below), the workgroup merges the summaries in a tree, and
+// Layout (src/losses/rowLayout.ts): each row is cut into `segments` pieces of `segChunks` chunks of
+// 4 columns, and one thread works on one piece, grid-stride over the pieces: no barriers (a CPU
+// adapter, which runs a workgroup's threads as a loop, pays microseconds for each) and short
+// contiguous reads per thread.
+//
+// The forward reads each logit once (crossEntropyPieces): every thread keeps an online summary of
+// its piece (see Online) and stores it. crossEntropyFinish (one workgroup) merges the pieces of
+// each row, writes the row statistics for the backward, and the masked mean:
 //   CE_row = logsumexp(zt) - sum_v p_v zt_v = log(st) - S / sz
-// with both terms already relative to the row maxima, so logits of magnitude 1e4 lose nothing to
-// cancellation. No softmax row is ever materialised, so any vocabulary size works.
+// with both terms relative to the row maxima, so logits of magnitude 1e4 lose nothing to
+// cancellation. No softmax row is ever made, so any vocabulary size works.
+// Rows whose length is a multiple of 4 read vec4s (the *4 bindings); other rows read scalars (the
+// Ragged entry points): same arithmetic, padded chunks.
 
-#include "common.wgsl" // negInf, logSumExpAdd, logSumExpMerge
+#include "common.wgsl" // negInf, logSumExpMerge, workgroupSum2
 
-const WG: u32 = 256u;
+const WG: u32 = 64u;
+// The most negative finite f32: the starting maximum of an empty summary. Finite, so that the
+// rescaling of a summary's sums never computes inf - inf or 0 * inf.
+const LOWEST: f32 = -3.4028234663852886e38;
 
 struct Params {
   rows: u32,
   cols: u32,
-  _pad0: u32,
-  _pad1: u32,
+  segments: u32,  // pieces per row
+  segChunks: u32, // chunks of 4 columns per piece
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> teacher: array<f32>;          // z  [rows, cols]
-@group(0) @binding(2) var<storage, read> student: array<f32>;          // zt [rows, cols]
+@group(0) @binding(1) var<storage, read> teacher: array<f32>;          // z  [rows, cols] (ragged rows)
+@group(0) @binding(2) var<storage, read> student: array<f32>;          // zt [rows, cols] (ragged rows)
+@group(0) @binding(1) var<storage, read> teacher4: array<vec4<f32>>;   // z  (cols a multiple of 4)
+@group(0) @binding(2) var<storage, read> student4: array<vec4<f32>>;   // zt (cols a multiple of 4)
 @group(0) @binding(3) var<storage, read> mask: array<f32>;             // [rows], non-zero selects a row (maskSelects)
-@group(0) @binding(4) var<storage, read_write> rowStats: array<f32>;   // [rows, 4]: mz, log sz, mt, log st
-@group(0) @binding(5) var<storage, read_write> rowLoss: array<f32>;    // [rows]: CE_row (selected rows only)
+@group(0) @binding(4) var<storage, read_write> pieces: array<f32>;     // [rows * segments, 5]: the pieces' Online
+@group(0) @binding(5) var<storage, read_write> rowStats: array<f32>;   // [rows, 4]: mz, log sz, mt, log st
 @group(0) @binding(6) var<storage, read_write> loss: array<f32>;       // [1]: the mean
 @group(0) @binding(7) var<storage, read_write> lossScale: array<f32>;  // [1]: 1 / |selected|, 0 when none
 @group(0) @binding(8) var<storage, read> savedStats: array<f32>;       // backward: rowStats of the forward
 @group(0) @binding(9) var<storage, read> savedScale: array<f32>;       // backward: lossScale of the forward
 @group(0) @binding(10) var<storage, read> grad: array<f32>;            // backward: d(out)/d(loss), one element
-@group(0) @binding(11) var<storage, read_write> gradStudent: array<f32>;
+@group(0) @binding(11) var<storage, read_write> gradStudent: array<f32>;   // (ragged rows)
+@group(0) @binding(11) var<storage, read_write> gradStudent4: array<vec4<f32>>;
 
 // Summary of a set of columns of one row:
 //   mz = max z,  sz = sum exp(z - mz),  mt = max zt,  st = sum exp(zt - mt),
 //   s  = sum exp(z - mz) * (zt - mt).
-// (mt, st) is the online log-sum-exp of zt (common.wgsl's LogSumExp).
 // sz == 0 marks the empty set (a non-empty set has sz >= 1: its maximum contributes exp(0)).
 struct Online {
   mz: f32,
@@ -46,11 +59,29 @@ struct Online {
 }
 
 fn emptyOnline() -> Online {
-  return Online(negInf(), 0.0, negInf(), 0.0, 0.0);
+  return Online(LOWEST, 0.0, LOWEST, 0.0, 0.0);
 }
 
-// Union of two disjoint summaries: rescale each to the common maxima. Moving the zt reference
-// from a.mt to mt shifts every (zt - a.mt) by (mt - a.mt), weighted by sz in total.
+fn max4(v: vec4<f32>) -> f32 {
+  return max(max(v.x, v.y), max(v.z, v.w));
+}
+
+// Adds a chunk of up to four columns (`valid` says which are real) without a branch: the new maxima
+// rescale the sums once per chunk. Moving the zt reference from a.mt to mt shifts every earlier
+// (zt - a.mt) by (mt - a.mt), weighted by sz in total.
+fn addChunk(a: Online, z: vec4<f32>, t: vec4<f32>, valid: vec4<bool>) -> Online {
+  let lowest = vec4<f32>(LOWEST);
+  let mz = max(a.mz, max4(select(lowest, z, valid)));
+  let mt = max(a.mt, max4(select(lowest, t, valid)));
+  let fz = exp(a.mz - mz);
+  let ez = select(vec4<f32>(0.0), exp(z - mz), valid);
+  let et = select(vec4<f32>(0.0), exp(t - mt), valid);
+  let dt = select(vec4<f32>(0.0), t - mt, valid);
+  let s = (a.s - (mt - a.mt) * a.sz) * fz + dot(ez, dt);
+  return Online(mz, a.sz * fz + dot(ez, vec4<f32>(1.0)), mt, a.st * exp(a.mt - mt) + dot(et, vec4<f32>(1.0)), s);
+}
+
+// Union of two disjoint summaries: rescale each to the common maxima.
 fn merge(a: Online, b: Online) -> Online {
   if (b.sz == 0.0) { return a; }
   if (a.sz == 0.0) { return b; }
@@ -64,92 +95,141 @@ fn merge(a: Online, b: Online) -> Online {
   return Online(mz, a.sz * fa + b.sz * fb, mt, student.s, sa * fa + sb * fb);
 }
 
-var<workgroup> rowSelected: u32;
-var<workgroup> wMz: array<f32, WG>;
-var<workgroup> wSz: array<f32, WG>;
-var<workgroup> wMt: array<f32, WG>;
-var<workgroup> wSt: array<f32, WG>;
-var<workgroup> wS: array<f32, WG>;
-
-fn storeOnline(i: u32, o: Online) {
-  wMz[i] = o.mz;
-  wSz[i] = o.sz;
-  wMt[i] = o.mt;
-  wSt[i] = o.st;
-  wS[i] = o.s;
+fn storePiece(item: u32, a: Online) {
+  let o = 5u * item;
+  pieces[o] = a.mz;
+  pieces[o + 1u] = a.sz;
+  pieces[o + 2u] = a.mt;
+  pieces[o + 3u] = a.st;
+  pieces[o + 4u] = a.s;
 }
 
-fn loadOnline(i: u32) -> Online {
-  return Online(wMz[i], wSz[i], wMt[i], wSt[i], wS[i]);
+// The chunks of piece `item`: [first, end), in the row `row`. Unselected rows are skipped
+// entirely (nothing of theirs is read, their pieces are not written).
+struct Piece {
+  row: u32,
+  first: u32,
+  end: u32,
 }
 
-// One workgroup per row (grid-stride over rows), its threads striding over the vocabulary.
-// Rows outside the mask are skipped entirely: nothing of theirs is read or written.
+fn pieceOf(item: u32) -> Piece {
+  let row = item / params.segments;
+  let first = (item % params.segments) * params.segChunks;
+  return Piece(row, first, min((params.cols + 3u) / 4u, first + params.segChunks));
+}
+
 @compute @workgroup_size(WG)
-fn crossEntropyForward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
-                       @builtin(local_invocation_index) lid: u32) {
-  let cols = params.cols;
-  for (var row = wid.x; row < params.rows; row += groups.x) {
-    if (lid == 0u) { rowSelected = select(0u, 1u, maskSelects(mask[row])); }
-    // The barrier inside also keeps thread 0's reads of the previous row's result ahead of the
-    // stores below.
-    if (workgroupUniformLoad(&rowSelected) == 0u) { continue; }
-    let base = row * cols;
+fn crossEntropyPieces(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  for (var item = gid.x; item < params.rows * params.segments; item += groups.x * WG) {
+    let piece = pieceOf(item);
+    if (!maskSelects(mask[piece.row])) { continue; }
+    let base = piece.row * (params.cols / 4u);
     var acc = emptyOnline();
-    if (lid < cols) {
-      acc = Online(teacher[base + lid], 1.0, student[base + lid], 1.0, 0.0);
+    for (var c = piece.first; c < piece.end; c++) {
+      acc = addChunk(acc, teacher4[base + c], student4[base + c], vec4<bool>(true));
     }
-    for (var c = lid + WG; c < cols; c += WG) {
-      let zv = teacher[base + c];
-      let tv = student[base + c];
-      // A new zt maximum rescales st and shifts every earlier (zt - mt) in s.
-      if (tv > acc.mt) { acc.s -= (tv - acc.mt) * acc.sz; }
-      let student = logSumExpAdd(LogSumExp(acc.mt, acc.st), tv);
-      acc.mt = student.m;
-      acc.st = student.s;
-      if (zv > acc.mz) {
-        let f = exp(acc.mz - zv);
-        acc.sz = acc.sz * f + 1.0;
-        acc.s = acc.s * f + (tv - acc.mt);
-        acc.mz = zv;
-      } else {
-        let w = exp(zv - acc.mz);
-        acc.sz += w;
-        acc.s += w * (tv - acc.mt);
+    storePiece(item, acc);
+  }
+}
+
+@compute @workgroup_size(WG)
+fn crossEntropyPiecesRagged(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let cols = params.cols;
+  for (var item = gid.x; item < params.rows * params.segments; item += groups.x * WG) {
+    let piece = pieceOf(item);
+    if (!maskSelects(mask[piece.row])) { continue; }
+    let base = piece.row * cols;
+    var acc = emptyOnline();
+    for (var c = piece.first; c < piece.end; c++) {
+      var z = vec4<f32>(0.0);
+      var t = vec4<f32>(0.0);
+      var valid = vec4<bool>(false);
+      for (var k = 0u; k < 4u; k++) {
+        let col = 4u * c + k;
+        if (col < cols) {
+          z[k] = teacher[base + col];
+          t[k] = student[base + col];
+          valid[k] = true;
+        }
       }
+      acc = addChunk(acc, z, t, valid);
     }
-    storeOnline(lid, acc);
-    workgroupBarrier();
-    for (var step = WG / 2u; step > 0u; step = step / 2u) {
-      if (lid < step) { storeOnline(lid, merge(loadOnline(lid), loadOnline(lid + step))); }
-      workgroupBarrier();
+    storePiece(item, acc);
+  }
+}
+
+// One workgroup: the row statistics and CE_row of every selected row from its pieces, and their
+// mean in a fixed order (deterministic). Unselected rows take no part (their pieces were never
+// written); an empty selection gives 0, never 0/0, and a lossScale of 0 (zero gradients).
+@compute @workgroup_size(WG)
+fn crossEntropyFinish(@builtin(local_invocation_index) lid: u32) {
+  var total = 0.0;
+  var count = 0.0;
+  for (var row = lid; row < params.rows; row += WG) {
+    if (!maskSelects(mask[row])) { continue; }
+    var r = Online(negInf(), 0.0, negInf(), 0.0, 0.0);
+    for (var seg = 0u; seg < params.segments; seg++) {
+      let o = 5u * (row * params.segments + seg);
+      r = merge(r, Online(pieces[o], pieces[o + 1u], pieces[o + 2u], pieces[o + 3u], pieces[o + 4u]));
     }
-    if (lid == 0u) {
-      let r = loadOnline(0u);
-      let logSt = log(r.st);
-      rowStats[4u * row] = r.mz;
-      rowStats[4u * row + 1u] = log(r.sz);
-      rowStats[4u * row + 2u] = r.mt;
-      rowStats[4u * row + 3u] = logSt;
-      rowLoss[row] = logSt - r.s / r.sz;
+    let logSt = log(r.st);
+    rowStats[4u * row] = r.mz;
+    rowStats[4u * row + 1u] = log(r.sz);
+    rowStats[4u * row + 2u] = r.mt;
+    rowStats[4u * row + 3u] = logSt;
+    total += logSt - r.s / r.sz;
+    count += 1.0;
+  }
+  let sums = workgroupSum2(lid, vec2<f32>(total, count));
+  if (lid == 0u) {
+    let n = sums.y;
+    loss[0] = select(0.0, sums.x / n, n > 0.0);
+    lossScale[0] = select(0.0, 1.0 / n, n > 0.0);
+  }
+}
+
+// d(loss)/d(zt) = (softmax(zt) - softmax(z)) * g / |selected| on selected rows, 0 elsewhere, from
+// the forward's row statistics; one thread per piece as in the forward, no barriers.
+@compute @workgroup_size(WG)
+fn crossEntropyBackward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let scale = grad[0] * savedScale[0];
+  for (var item = gid.x; item < params.rows * params.segments; item += groups.x * WG) {
+    let piece = pieceOf(item);
+    let row = piece.row;
+    let base = row * (params.cols / 4u);
+    if (!maskSelects(mask[row])) {
+      for (var c = piece.first; c < piece.end; c++) { gradStudent4[base + c] = vec4<f32>(0.0); }
+      continue;
+    }
+    let mz = savedStats[4u * row];
+    let lsz = savedStats[4u * row + 1u];
+    let mt = savedStats[4u * row + 2u];
+    let lst = savedStats[4u * row + 3u];
+    for (var c = piece.first; c < piece.end; c++) {
+      let q = exp((student4[base + c] - mt) - lst);
+      let p = exp((teacher4[base + c] - mz) - lsz);
+      gradStudent4[base + c] = (q - p) * scale;
     }
   }
 }
 
-// d(loss)/d(zt) = (softmax(zt) - softmax(z)) * g / |selected| on selected rows, 0 elsewhere,
-// from the forward's row statistics: one elementwise pass, grid-stride over all elements.
 @compute @workgroup_size(WG)
-fn crossEntropyBackward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-  let n = params.rows * params.cols;
+fn crossEntropyBackwardRagged(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let cols = params.cols;
   let scale = grad[0] * savedScale[0];
-  for (var i = gid.x; i < n; i += groups.x * WG) {
-    let row = i / params.cols;
-    var g = 0.0;
-    if (maskSelects(mask[row])) {
-      let q = exp((student[i] - savedStats[4u * row + 2u]) - savedStats[4u * row + 3u]);
-      let p = exp((teacher[i] - savedStats[4u * row]) - savedStats[4u * row + 1u]);
-      g = (q - p) * scale;
+  for (var item = gid.x; item < params.rows * params.segments; item += groups.x * WG) {
+    let piece = pieceOf(item);
+    let row = piece.row;
+    let selected = maskSelects(mask[row]);
+    let mz = select(0.0, savedStats[4u * row], selected);
+    let lsz = select(0.0, savedStats[4u * row + 1u], selected);
+    let mt = select(0.0, savedStats[4u * row + 2u], selected);
+    let lst = select(0.0, savedStats[4u * row + 3u], selected);
+    for (var col = 4u * piece.first; col < min(cols, 4u * piece.end); col++) {
+      let i = row * cols + col;
+      var g = 0.0;
+      if (selected) { g = (exp((student[i] - mt) - lst) - exp((teacher[i] - mz) - lsz)) * scale; }
+      gradStudent[i] = g;
     }
-    gradStudent[i] = g;
   }
 }

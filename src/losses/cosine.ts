@@ -1,18 +1,17 @@
 /**
  * The row-pair losses of LOSSES.md over `shaders/cosine.wgsl`: the layer cosine distance, the
  * layer L2 distance, the input-embedding similarity and the absolute cosine similarity. Each is
- * one fused row-reduction pass, a small mean pass, and one elementwise backward pass per input
- * that needs a gradient.
+ * one row-reduction pass over both inputs (vec4 reads where the hidden size allows), a small pass
+ * that finishes the rows and takes the masked mean, and one backward pass per input that needs a
+ * gradient.
  */
 import source from '../../shaders/cosine.wgsl?raw';
 import { getContext } from '../gpu/context';
-import { maskedRowMean } from './maskedMean';
 import { defineOp } from '../autograd/engine';
 import { Tensor, fmtShape } from '../tensor/tensor';
 import { checkFloatTensor, checkSameShape, maskTensor, type MaskInput } from '../tensor/validate';
 import { SgtError } from '../gpu/errors';
-
-const WG = 64;
+import { rowLayout, rowLayoutParams } from './rowLayout';
 
 /** The four variants of the kernel family (the WGSL `VARIANT` override). */
 const VARIANTS = {
@@ -29,10 +28,6 @@ interface RowPairAttrs {
   ownedMask: boolean;
 }
 
-function params(rows: number, cols: number): Uint32Array {
-  return new Uint32Array([rows, cols, 0, 0]);
-}
-
 function gradientOf(
   which: 'first' | 'second',
   name: VariantName,
@@ -47,22 +42,27 @@ function gradientOf(
   const out = Tensor.empty(u.shape);
   if (u.size === 0) return out;
   const cols = u.shape[2];
+  const rows = u.size / cols;
+  const layout = rowLayout(ctx, rows, cols);
   ctx.dispatch({
     shader: source,
-    entryPoint: 'rowPairBackward',
+    entryPoint: layout.vec4 ? 'rowPairBackward' : 'rowPairBackwardRagged',
     label: `${name} (backward)`,
     constants: { WRT_FIRST: which === 'first' ? 1 : 0 },
     resources: {
-      u: u.buffer,
-      v: v.buffer,
+      uRows: u.buffer,
+      vRows: v.buffer,
+      uRows4: u.buffer,
+      vRows4: v.buffer,
       mask: mask.buffer,
       savedCoef: coef.buffer,
       savedScale: scale.buffer,
       grad: g.buffer,
       gradOut: out.buffer,
+      gradOut4: out.buffer,
     },
-    params: params(u.size / cols, cols),
-    workgroups: [ctx.gridSize(u.size, WG)],
+    params: rowLayoutParams(rows, cols, layout),
+    workgroups: [layout.workgroups],
   });
   return out;
 }
@@ -74,22 +74,34 @@ function defineRowPairOp(variant: VariantName) {
       const ctx = getContext();
       const cols = u.shape[2];
       const rows = u.size / cols;
+      const layout = rowLayout(ctx, rows, cols);
+      const params = rowLayoutParams(rows, cols, layout);
       const rowCoef = Tensor.empty([rows, 4]);
-      const rowLoss = Tensor.empty([rows]);
-      const p = params(rows, cols);
+      const pieces = Tensor.empty([rows * layout.segments * 3]);
+      const loss = Tensor.empty([]);
+      const lossScale = Tensor.empty([1]);
+      const constants = { VARIANT: VARIANTS[variant] };
       if (rows > 0) {
         ctx.dispatch({
           shader: source,
-          entryPoint: 'rowPairForward',
+          entryPoint: layout.vec4 ? 'rowPairPieces' : 'rowPairPiecesRagged',
           label: variant,
-          constants: { VARIANT: VARIANTS[variant] },
-          resources: { u: u.buffer, v: v.buffer, mask: mask.buffer, rowCoef: rowCoef.buffer, rowLoss: rowLoss.buffer },
-          params: p,
-          workgroups: [ctx.gridSize(rows, 1)],
+          constants,
+          resources: { uRows: u.buffer, vRows: v.buffer, uRows4: u.buffer, vRows4: v.buffer, mask: mask.buffer, pieces: pieces.buffer },
+          params,
+          workgroups: [layout.workgroups],
         });
       }
-      const { loss, lossScale } = maskedRowMean(rowLoss, mask, variant);
-      rowLoss.dispose();
+      ctx.dispatch({
+        shader: source,
+        entryPoint: 'rowPairFinish',
+        label: variant,
+        constants,
+        resources: { mask: mask.buffer, pieces: pieces.buffer, rowCoef: rowCoef.buffer, loss: loss.buffer, lossScale: lossScale.buffer },
+        params,
+        workgroups: [1],
+      });
+      pieces.dispose();
       // A mask uploaded from host data lives as long as the backward may need it.
       return { output: loss, saved: ownedMask ? [rowCoef, lossScale, mask] : [rowCoef, lossScale] };
     },

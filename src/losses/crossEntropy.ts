@@ -1,22 +1,18 @@
 /**
  * The distillation cross-entropy (`distillationCrossEntropyLoss` of LOSSES.md), over
- * `shaders/crossEntropy.wgsl`: one fused pass over both logit tensors, a small mean pass, and a
- * fused backward. No softmax tensor is ever made, so vocabularies of 150,000+ entries cost only
- * their logits.
+ * `shaders/crossEntropy.wgsl`: one pass over both logit tensors (vec4 reads where the vocabulary
+ * allows), a small pass that merges each row's pieces and takes the masked mean, and a fused
+ * backward. No softmax tensor is ever made, so vocabularies of 150,000+ entries cost only their
+ * logits.
  */
 import source from '../../shaders/crossEntropy.wgsl?raw';
 import { getContext } from '../gpu/context';
-import { maskedRowMean } from './maskedMean';
 import { defineOp } from '../autograd/engine';
 import { Tensor } from '../tensor/tensor';
 import { checkLogitsPair, maskTensor, type MaskInput } from '../tensor/validate';
+import { rowLayout, rowLayoutParams } from './rowLayout';
 
-const WG = 256;
 const FN = 'distillationCrossEntropy';
-
-function params(rows: number, cols: number): Uint32Array {
-  return new Uint32Array([rows, cols, 0, 0]);
-}
 
 const crossEntropyOp = defineOp<{ ownedMask: boolean }>({
   name: 'distillationCrossEntropy',
@@ -24,27 +20,38 @@ const crossEntropyOp = defineOp<{ ownedMask: boolean }>({
     const ctx = getContext();
     const cols = student.shape[2];
     const rows = student.size / cols;
+    const layout = rowLayout(ctx, rows, cols);
+    const params = rowLayoutParams(rows, cols, layout);
+    const pieces = Tensor.empty([rows * layout.segments * 5]);
     const rowStats = Tensor.empty([rows, 4]);
-    const rowLoss = Tensor.empty([rows]);
-    const p = params(rows, cols);
+    const loss = Tensor.empty([]);
+    const lossScale = Tensor.empty([1]);
     if (rows > 0) {
       ctx.dispatch({
         shader: source,
-        entryPoint: 'crossEntropyForward',
+        entryPoint: layout.vec4 ? 'crossEntropyPieces' : 'crossEntropyPiecesRagged',
         label: FN,
         resources: {
           teacher: teacher.buffer,
           student: student.buffer,
+          teacher4: teacher.buffer,
+          student4: student.buffer,
           mask: mask.buffer,
-          rowStats: rowStats.buffer,
-          rowLoss: rowLoss.buffer,
+          pieces: pieces.buffer,
         },
-        params: p,
-        workgroups: [ctx.gridSize(rows, 1)],
+        params,
+        workgroups: [layout.workgroups],
       });
     }
-    const { loss, lossScale } = maskedRowMean(rowLoss, mask, FN);
-    rowLoss.dispose();
+    ctx.dispatch({
+      shader: source,
+      entryPoint: 'crossEntropyFinish',
+      label: FN,
+      resources: { mask: mask.buffer, pieces: pieces.buffer, rowStats: rowStats.buffer, loss: loss.buffer, lossScale: lossScale.buffer },
+      params,
+      workgroups: [1],
+    });
+    pieces.dispose();
     // A mask uploaded from host data lives as long as the backward may need it.
     return { output: loss, saved: ownedMask ? [rowStats, lossScale, mask] : [rowStats, lossScale] };
   },
@@ -56,21 +63,25 @@ const crossEntropyOp = defineOp<{ ownedMask: boolean }>({
     if (!student.requiresGrad) return [null, null, null];
     const gradStudent = Tensor.empty(student.shape);
     if (student.size > 0) {
+      const layout = rowLayout(ctx, rows, cols);
       ctx.dispatch({
         shader: source,
-        entryPoint: 'crossEntropyBackward',
+        entryPoint: layout.vec4 ? 'crossEntropyBackward' : 'crossEntropyBackwardRagged',
         label: `${FN} (backward)`,
         resources: {
           teacher: teacher.buffer,
           student: student.buffer,
+          teacher4: teacher.buffer,
+          student4: student.buffer,
           mask: mask.buffer,
           savedStats: rowStats.buffer,
           savedScale: lossScale.buffer,
           grad: g.buffer,
           gradStudent: gradStudent.buffer,
+          gradStudent4: gradStudent.buffer,
         },
-        params: params(rows, cols),
-        workgroups: [ctx.gridSize(student.size, WG)],
+        params: rowLayoutParams(rows, cols, layout),
+        workgroups: [layout.workgroups],
       });
     }
     return [null, gradStudent, null];

@@ -149,6 +149,18 @@ describe('distillationCrossEntropy on large vocabularies', () => {
     expectClose(grad, distillationCrossEntropyReferenceBackward(input), 1e-3, 1e-6, 'grad zt');
   });
 
+  it('reads rows of a multiple of 4 as vec4s in several uneven pieces, unselected rows included, like the twin', async () => {
+    await gpu();
+    // V = 1028: 257 chunks of 4, cut into pieces of 52 and a last one of 49 (src/losses/rowLayout.ts).
+    const shape = [2, 3, 1028] as const;
+    const n = 6 * shape[2];
+    const input = { teacher: randomLogits(n, 30, 31), student: randomLogits(n, 30, 32), mask: [1, 0, 1, 1, 1, 0], shape };
+    const { value, grad } = await gpuLossAndGrad(input);
+    expectClose([value], [distillationCrossEntropyReference(input)], 1e-4, 1e-6, 'value');
+    expectClose(grad, distillationCrossEntropyReferenceBackward(input), 1e-3, 1e-9, 'grad zt');
+    for (const r of [1, 5]) expect(grad.subarray(r * shape[2], (r + 1) * shape[2]).every((g) => g === 0)).toBe(true);
+  });
+
   it('selects rows out: NaN and Inf logits at unselected positions change nothing', async () => {
     await gpu();
     const shape = [2, 2, 300] as const;
