@@ -27,6 +27,7 @@ import {
   scope,
   tensor,
   type DistillationLossOptions,
+  type HostBatch,
   type Tensor,
 } from '../src/index';
 import { loadModelDir, packKjv } from './privacy-data';
@@ -62,6 +63,51 @@ async function read(ts: Tensor[]): Promise<number[]> {
   const v = (await readAll(ts)).map((a) => a[0]);
   for (const t of ts) t.dispose();
   return v;
+}
+
+/**
+ * How alike the teacher's logit vectors of unrelated positions are: the mean cosine between the
+ * logits of position pairs (i, i + T/2) of one batch, and the mean cosine between each position's
+ * logits and its centred copy (what the cosine distance would see without the shared component).
+ */
+async function logitCosines(
+  noisy: NoiseMaskedNoisyTransformerModel,
+  batch: HostBatch,
+): Promise<{ unrelatedPairs: number; sharedShare: number }> {
+  const [logits] = scope(() => noGrad(() => [keep(noisy.forward(batch).teacherLogits!)]));
+  const v = (await readAll([logits]))[0] as Float32Array;
+  logits.dispose();
+  const V = v.length / (batch.batchSize * batch.seqLen);
+  const row = (i: number) => v.subarray(i * V, (i + 1) * V);
+  const cos = (a: Float32Array, b: Float32Array) => {
+    let ab = 0;
+    let aa = 0;
+    let bb = 0;
+    for (let k = 0; k < a.length; k++) {
+      ab += a[k] * b[k];
+      aa += a[k] * a[k];
+      bb += b[k] * b[k];
+    }
+    return ab / Math.sqrt(aa * bb);
+  };
+  let pairs = 0;
+  let n = 0;
+  let shared = 0;
+  const half = batch.seqLen / 2;
+  for (let b = 0; b < batch.batchSize; b++) {
+    for (let t = 1; t < half; t++) {
+      const i = b * batch.seqLen + t;
+      pairs += cos(row(i), row(i + half));
+      const r = row(i);
+      const mean = r.reduce((x, y) => x + y, 0) / V;
+      shared += cos(
+        r,
+        r.map((x) => x - mean),
+      );
+      n++;
+    }
+  }
+  return { unrelatedPairs: pairs / n, sharedShare: shared / n };
 }
 
 async function main(): Promise<void> {
@@ -130,6 +176,7 @@ async function main(): Promise<void> {
         const sv = vals[4] as Float32Array;
         sigmaMean += sv.reduce((x, y) => x + y, 0) / sv.length / heldOut.length;
       }
+      if (s === 0) row.teacherLogitCosine = await logitCosines(noisy, heldOut[0]);
       row.nnfr = fail / cnt;
       row.agreement = agree / lcount;
       row.meanSigma = sigmaMean;
