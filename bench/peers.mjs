@@ -3,8 +3,9 @@
 // the same adapter, in the same run as this project's kernels, with the ratios.
 //
 //   node bench/peers.mjs run [--adapter lavapipe|swiftshader|default] [--icd FILE] [--size small|real]
-//                            [--smoke] [--only ce,cos,...] [--out FILE] [--no-build]
+//                            [--smoke] [--only ce,cos,...] [--out FILE] [--no-build] [--baseline DIST]
 //   node bench/peers.mjs show FILE...      # the ratio table of earlier runs (peers-bench/1 JSON)
+//   node bench/peers.mjs compare BEFORE.json AFTER.json   # sgt of two runs, each against its own run's peers
 //   node bench/peers.mjs prepare           # only the harness copy and its npm ci (bench/gpu/pack.sh)
 //
 // `run` uses the shared harness (../shared/peers, see its README) as it is: it copies it into
@@ -14,6 +15,8 @@
 // webgpu-raw (plain WGSL add/copy: the adapter's bandwidth), tfjs, jax-jit and runners/sgt.mjs
 // (this project's dist/index.js, through SGT_DIST). Each runner is a child process on the adapter
 // named; the harness checks every result against float64 and writes its JSON (--out).
+// --baseline DIST adds a column `sgt-baseline`: another build of this project (an older commit's
+// dist/index.js, bench/sgt-baseline.mjs), for a before/after table from one run.
 // Lavapipe is the system ICD that scripts/setup.sh installs (Mesa 25): /usr/share/vulkan/icd.d/lvp_icd*.json.
 import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -54,7 +57,7 @@ function prepareHarness() {
 }
 
 function parse(argv) {
-  const a = { adapter: null, icd: null, size: 'small', smoke: false, only: null, out: null, build: true, files: [] };
+  const a = { adapter: null, icd: null, size: 'small', smoke: false, only: null, out: null, build: true, baseline: null, files: [] };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = () => {
@@ -68,6 +71,7 @@ function parse(argv) {
     else if (k === '--only') a.only = v();
     else if (k === '--out') a.out = resolve(v());
     else if (k === '--no-build') a.build = false;
+    else if (k === '--baseline') a.baseline = resolve(v());
     else if (k.startsWith('--')) throw new Error(`peers: unknown option ${k}`);
     else a.files.push(k);
   }
@@ -88,11 +92,15 @@ export function runPeers(options) {
     if (b.status !== 0) throw new Error('peers: npm run build failed');
   }
   const out = options.out ?? join(CACHE, 'results', `peers-${adapter}${options.size === 'small' ? '' : `-${options.size}`}.json`);
-  const args = ['bench.mjs', '--adapter', adapter, '--size', options.size, '--runners', RUNNERS, '--out', out];
+  const runners = options.baseline
+    ? RUNNERS.replace(',./runners/sgt.mjs', `,${join(ROOT, 'bench/sgt-baseline.mjs')},./runners/sgt.mjs`)
+    : RUNNERS;
+  const args = ['bench.mjs', '--adapter', adapter, '--size', options.size, '--runners', runners, '--out', out];
   if (icd) args.push('--icd', icd);
   if (options.smoke) args.push('--smoke');
   if (options.only) args.push('--only', options.only);
   const env = { ...process.env, SGT_DIST: process.env.SGT_DIST ?? join(ROOT, 'dist/index.js') };
+  if (options.baseline) env.SGT_BASELINE_DIST = options.baseline;
   console.error(`peers: node ${args.join(' ')}  (in .cache/peers; SGT_DIST=${env.SGT_DIST})`);
   const r = spawnSync(process.execPath, args, { cwd: CACHE, env, stdio: 'inherit' });
   if (!existsSync(out) || statSync(out).size === 0) throw new Error(`peers: the harness wrote no results (exit ${r.status})`);
@@ -137,11 +145,55 @@ export function ratioTable(report) {
   return lines.join('\n');
 }
 
+/**
+ * Before/after from one run with a `sgt-baseline` column (or from two runs: `before` and `after`
+ * reports, each with a `sgt` column): each workload's sgt time before and after, the speed-up,
+ * and each side against the peers and the plain copy of its own run.
+ */
+export function beforeAfterTable(after, before = after) {
+  const pick = (report, runner, id) => report.runners.find((r) => r.runner === runner)?.results?.find((x) => x.id === id);
+  const copyOf = (report) =>
+    report.runners.find((r) => r.runner === 'webgpu-raw')?.results?.find((x) => x.kind === 'copy' && x.status === 'ok')?.rate?.value;
+  const beforeRunner = before === after ? 'sgt-baseline' : 'sgt';
+  const ok = (x) => x?.status === 'ok';
+  const vs = (s, p) => (ok(s) && ok(p) ? `${fmt(p.medianMs / s.medianMs)}x` : '');
+  const pct = (x, copy) => (ok(x) && x.rate?.unit === 'GB/s' && copy ? `${((100 * x.rate.value) / copy).toFixed(0)}%` : '');
+  const lines = [
+    '| workload | sgt before | sgt after | after / before speed | before vs TF.js | after vs TF.js | before vs jax-js | after vs jax-js | before % of copy | after % of copy |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ];
+  for (const w of after.workloads ?? []) {
+    if (w.kind === 'bufcopy') continue;
+    const a = pick(after, 'sgt', w.id);
+    const b = pick(before, beforeRunner, w.id);
+    if (!a && !b) continue;
+    const [ta, ja] = PEERS.map((p) => pick(after, p, w.id));
+    const [tb, jb] = PEERS.map((p) => pick(before, p, w.id));
+    lines.push(
+      `| ${w.kind} ${shapeText(w.shape)} ${LABEL[w.mode] ?? w.mode} | ${ok(b) ? `${fmt(b.medianMs)} ms` : ''} | ${ok(a) ? `${fmt(a.medianMs)} ms` : ''} | ` +
+        `${ok(a) && ok(b) ? `${fmt(b.medianMs / a.medianMs)}x` : ''} | ${vs(b, tb)} | ${vs(a, ta)} | ${vs(b, jb)} | ${vs(a, ja)} | ` +
+        `${pct(b, copyOf(before))} | ${pct(a, copyOf(after))} |`,
+    );
+  }
+  return lines.join('\n');
+}
+
 async function main() {
   const [cmd, ...rest] = process.argv.slice(2);
   const a = parse(rest);
   if (cmd === 'show') {
-    for (const f of a.files) console.log(`${ratioTable(JSON.parse(readFileSync(f, 'utf8')))}\n`);
+    for (const f of a.files) {
+      const report = JSON.parse(readFileSync(f, 'utf8'));
+      console.log(`${ratioTable(report)}\n`);
+      if (report.runners.some((r) => r.runner === 'sgt-baseline'))
+        console.log(`Before (sgt-baseline) and after (sgt), same run:\n\n${beforeAfterTable(report)}\n`);
+    }
+    return 0;
+  }
+  if (cmd === 'compare') {
+    if (a.files.length !== 2) throw new Error('usage: node bench/peers.mjs compare BEFORE.json AFTER.json');
+    const [before, after] = a.files.map((f) => JSON.parse(readFileSync(f, 'utf8')));
+    console.log(beforeAfterTable(after, before));
     return 0;
   }
   if (cmd === 'prepare') {
