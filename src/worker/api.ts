@@ -9,6 +9,7 @@ import { SgtError, type SgtErrorCode } from '../gpu/errors';
 import type { FactoryName, FactoryOptionsFor } from '../factories/options';
 import type { NoiseMaskOptions } from '../text/data';
 import type { EvaluationReport, TrainerOptions } from '../train/trainer';
+import type { InversionAttackReport, InversionAttacksOptions } from '../eval/privacyUtility';
 import type { MemoryEstimate } from '../train/memory';
 
 /** What {@link TrainerWorkerApi.init} reports about the WebGPU adapter the service got. */
@@ -110,6 +111,12 @@ export interface TrainingRunConfig extends Omit<TrainerOptions, 'factory' | 'fac
    * (default false).
    */
   evaluateAtStart?: boolean;
+  /**
+   * Run the learned inversion attacks (`inversionAttacks`: a linear probe and a window MLP through
+   * the transform and on clean embeddings) when a run finishes: its last `metrics` event then
+   * carries `attack`. `true` uses the attack's defaults; an object sets its options. Default false.
+   */
+  attackAtEnd?: boolean | InversionAttacksOptions;
   /** The optimizer step at which a run finishes (default `totalSteps`; without either, it runs until `stop()`). */
   maxSteps?: number;
   /**
@@ -166,14 +173,18 @@ export interface StepEvent {
   seconds: number;
 }
 
-/** Emitted after each evaluation of a run (`evaluateEvery`, and at step 0 with `evaluateAtStart`). */
-export interface MetricsEvent {
+/**
+ * Emitted after each evaluation of a run (`evaluateEvery`, and at step 0 with `evaluateAtStart`):
+ * every metric of `Trainer.evaluate` (NN-FR by cosine and L2, accuracy against the true next token
+ * of teacher and student, perplexities, agreement, KL), and at the end of a run with `attackAtEnd`
+ * the learned attacks' results.
+ */
+export interface MetricsEvent extends EvaluationReport {
   type: 'metrics';
   /** The step the metrics were taken after. */
   step: number;
-  nearestNeighbourFailureRate: number;
-  top1Agreement: number;
-  meanKL: number;
+  /** The learned inversion attacks on the transform at this step (only with `attackAtEnd`, on the run's last event). */
+  attack?: InversionAttackReport;
 }
 
 /**
@@ -266,6 +277,11 @@ export interface TrainerWorkerApi {
   step(): Promise<StepEvent>;
   /** NN-FR, top-1 agreement and mean KL on the held-out data (not while a run is running). */
   evaluate(maxBatches?: number): Promise<EvaluationResult>;
+  /**
+   * The learned inversion attacks on the current transform (not while a run is running): token
+   * recovery of a linear probe and a window MLP through the transform and on clean embeddings.
+   */
+  attack(options?: InversionAttacksOptions): Promise<InversionAttackReport & { step: number }>;
   /** A resumable checkpoint (safetensors bytes: cloak, AdamW state, step, data and noise positions), transferred. */
   checkpoint(): Promise<Uint8Array>;
   /** Restores a {@link checkpoint} made with the same model and cloak options. */

@@ -74,6 +74,9 @@ function checkLimits(config: TrainingConfig, model: CausalLM): RunLimits {
   }
   if (config.evaluateAtStart !== undefined && typeof config.evaluateAtStart !== 'boolean')
     fail(M, `'evaluateAtStart' must be true or false, got ${String(config.evaluateAtStart)}`, 'INVALID_OPTION');
+  const attack = config.attackAtEnd;
+  if (attack !== undefined && typeof attack !== 'boolean' && (attack === null || typeof attack !== 'object' || Array.isArray(attack)))
+    fail(M, `'attackAtEnd' must be true, false or an object of attack options, got ${String(attack)}`, 'INVALID_OPTION');
   const maxSteps = config.maxSteps ?? config.totalSteps;
   if (maxSteps !== undefined && !(Number.isInteger(maxSteps) && maxSteps >= 1))
     fail(M, `'maxSteps' must be an integer >= 1, got ${String(maxSteps)}`, 'INVALID_OPTION');

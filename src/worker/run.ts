@@ -5,6 +5,7 @@
  * calls' preconditions and owns the trainer.
  */
 import * as Comlink from 'comlink';
+import type { InversionAttacksOptions } from '../eval/privacyUtility';
 import type { StepReport, Trainer } from '../train/trainer';
 import type { ProgressCallback, ProgressEvent, RunState, RunSummary, StepEvent } from './api';
 
@@ -18,6 +19,8 @@ export interface RunLimits {
   evaluateBatches: number;
   /** Evaluate before the first step when the run starts at step 0 (the untrained baseline). */
   evaluateAtStart: boolean;
+  /** Run the learned attacks when the run finishes (their options), or null. */
+  attackAtEnd?: InversionAttacksOptions | null;
 }
 
 /** The `step` event of a {@link StepReport}. */
@@ -138,17 +141,12 @@ export class RunController {
     // Phase events go out before the work starts: a page says what is happening while it runs.
     let firstEvaluation = true;
     let firstStep = true;
-    const metrics = async () => {
+    const metrics = async (attack?: InversionAttacksOptions | null) => {
       await emit({ type: 'phase', phase: 'evaluate', step: trainer.stepCount, first: firstEvaluation, maxSteps: finish });
       firstEvaluation = false;
       const m = await trainer.evaluate(evaluateBatches);
-      await emit({
-        type: 'metrics',
-        step: trainer.stepCount,
-        nearestNeighbourFailureRate: m.nearestNeighbourFailureRate,
-        top1Agreement: m.top1Agreement,
-        meanKL: m.meanKL,
-      });
+      const attacks = attack ? { attack: await trainer.attack(attack) } : {};
+      await emit({ type: 'metrics', step: trainer.stepCount, ...m, ...attacks });
     };
     await this.setState('running', trainer, emit);
     let evaluatedAt = -1;
@@ -170,7 +168,8 @@ export class RunController {
         continue;
       }
       if (trainer.stepCount >= maxSteps) {
-        if (evaluateEvery > 0 && evaluatedAt !== trainer.stepCount) await metrics();
+        const attack = limits.attackAtEnd ?? null;
+        if ((evaluateEvery > 0 && evaluatedAt !== trainer.stepCount) || attack) await metrics(attack);
         return 'finished';
       }
       await emit({ type: 'phase', phase: 'step', step: trainer.stepCount + 1, first: firstStep, maxSteps: finish });

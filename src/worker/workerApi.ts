@@ -20,6 +20,7 @@ import type { CausalLM } from '../models/causalLM';
 import type { TransformerCloakOptions } from '../models/cloak';
 import type { Tokenizer } from '../text/tokenizer';
 import { DEFAULT_FACTORY_OPTIONS, type FactoryName, type FactoryOptionsFor } from '../factories/options';
+import type { InversionAttackReport, InversionAttacksOptions } from '../eval/privacyUtility';
 import type { Trainer } from '../train/trainer';
 import { encodeCloakWeights, modelFingerprint } from '../train/checkpoint';
 import {
@@ -156,6 +157,7 @@ export class TrainerService implements TrainerWorkerApi {
       evaluateEvery: this.config?.evaluateEvery ?? 0,
       evaluateBatches: this.config?.evaluateBatches ?? Infinity,
       evaluateAtStart: this.config?.evaluateAtStart ?? false,
+      attackAtEnd: attackOptions(this.config?.attackAtEnd),
     };
     return this.run.start(this.trainer!, limits, onProgress);
   }
@@ -197,6 +199,12 @@ export class TrainerService implements TrainerWorkerApi {
     const trainer = this.idleTrainer('evaluate');
     const batches = maxBatches ?? this.config?.evaluateBatches ?? Infinity;
     return this.exclusive('evaluate', async () => ({ step: trainer.stepCount, ...(await trainer.evaluate(batches)) }));
+  }
+
+  /** The learned inversion attacks on the current transform (see `Trainer.attack`). */
+  async attack(options?: InversionAttacksOptions): Promise<InversionAttackReport & { step: number }> {
+    const trainer = this.idleTrainer('attack');
+    return this.exclusive('attack', async () => ({ step: trainer.stepCount, ...(await trainer.attack(options)) }));
   }
 
   /** A resumable checkpoint as safetensors bytes (transferred when called over comlink). */
@@ -333,3 +341,9 @@ export class TrainerService implements TrainerWorkerApi {
 
 /** Re-exported so that a page can type its options without importing the trainer. */
 export type { FactoryName, FactoryOptionsFor, TransformerCloakOptions };
+
+/** The attack options of `attackAtEnd`: null for none, the defaults for `true`. */
+function attackOptions(setting: TrainingConfig['attackAtEnd']): InversionAttacksOptions | null {
+  if (!setting) return null;
+  return setting === true ? {} : setting;
+}

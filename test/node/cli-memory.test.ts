@@ -62,7 +62,22 @@ describe('report.json records the weights and the peak', () => {
     const ctx = await init({ bindingLimit: BINDING_LIMIT });
     expect(ctx.bindingLimit).toBe(BINDING_LIMIT);
     const out = join(work, 'run-qwen');
-    const args = ['--model', qwenDir, '--tokens-file', qwenTokens, '--steps', '3', '--batch-size', '2', '--seq-len', '16', '--out', out];
+    const args = [
+      '--model',
+      qwenDir,
+      '--tokens-file',
+      qwenTokens,
+      '--steps',
+      '3',
+      '--batch-size',
+      '2',
+      '--seq-len',
+      '16',
+      '--out',
+      out,
+      '--attack-steps',
+      '0',
+    ];
     const result = await main([...args, '--quiet'], quiet);
     if (result.help) throw new Error('expected a run');
     const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as CompletedReport;
@@ -84,7 +99,20 @@ describe('report.json records the weights and the peak', () => {
     const out = join(work, 'run-over-budget');
     // Room for 2 sequences of 16 tokens, not for 8 of 64.
     const budget = estimateMemory(QWEN_SMALL, { batchSize: 2, seqLen: 16, dtype: 'bf16' }).totalBytes + 2 ** 20;
-    const args = ['--model', qwenDir, '--tokens-file', qwenTokens, '--steps', '1', '--batch-size', '8', '--seq-len', '64'];
+    const args = [
+      '--model',
+      qwenDir,
+      '--tokens-file',
+      qwenTokens,
+      '--steps',
+      '1',
+      '--batch-size',
+      '8',
+      '--seq-len',
+      '64',
+      '--attack-steps',
+      '0',
+    ];
     const run = main([...args, '--memory-budget', String(budget), '--out', out], quiet);
     await expect(run).rejects.toThrow(UsageError);
     await expect(run).rejects.toThrow(
@@ -115,7 +143,22 @@ describe('report.json records the weights and the peak', () => {
     for (const file of [text, flat]) {
       const out = join(work, `run-${file.endsWith('.txt') ? 'text' : 'flat'}`);
       const result = await main(
-        ['--model', tiny, '--tokens-file', file, '--steps', '1', '--batch-size', '2', '--seq-len', '8', '--out', out],
+        [
+          '--model',
+          tiny,
+          '--tokens-file',
+          file,
+          '--steps',
+          '1',
+          '--batch-size',
+          '2',
+          '--seq-len',
+          '8',
+          '--out',
+          out,
+          '--attack-steps',
+          '0',
+        ],
         quiet,
       );
       if (result.help) throw new Error('expected a run');

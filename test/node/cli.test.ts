@@ -103,6 +103,8 @@ describe('npm run train (main)', () => {
         'numLayers=1',
         '--set',
         'medianNormPenaltyWeight=0.2',
+        '--attack-steps',
+        '10',
       ],
       io,
     );
@@ -147,6 +149,19 @@ describe('npm run train (main)', () => {
     expect(m.meanKL).toBeGreaterThanOrEqual(0);
     expect(m.transformedPositions).toBeGreaterThan(0);
     expect(m.lossPositions).toBeGreaterThan(0);
+    // Utility against the true next token, NN-FR by L2, and the learned attacks (--attack-steps 10).
+    expect(m.targetPositions).toBeGreaterThan(0);
+    expect(m.accuracyDropPoints).toBeCloseTo(100 * (m.teacherAccuracy - m.studentAccuracy), 9);
+    expect(m.perplexityRatio).toBeCloseTo(m.studentPerplexity / m.teacherPerplexity, 9);
+    expect(m.nearestNeighbourFailureRateL2).toBeGreaterThanOrEqual(0);
+    const attack = report.final.attack!;
+    for (const kind of ['linear', 'mlp', 'linearClean', 'mlpClean'] as const) {
+      expect(attack[kind].steps, kind).toBe(10);
+      // Every held-out position the transform changes (the evaluation drops a last partial batch; the attack does not).
+      expect(attack[kind].positions, kind).toBeGreaterThanOrEqual(m.transformedPositions);
+      expect(attack[kind].positions, kind).toBe(attack.linear.positions);
+    }
+    expect(out.join('')).toMatch(/learned inversion attack, tokens recovered on held-out text: linear \d+\.\d% \(clean \d+\.\d%\)/);
     // Evaluated at step 2 (--eval-every 2) and at the end.
     expect(report.metricsHistory.map((h) => h.step)).toEqual([2, 3]);
     expect(report.lossCurve.points.map(([s]) => s)).toEqual([1, 2, 3]);
@@ -200,12 +215,12 @@ describe('npm run train (main)', () => {
     // The summary gives NN-FR and agreement as percentages (as the demo does), to one decimal, from the report's shares.
     const summary = out.join('');
     expect(summary).toMatch(
-      /^trained 3 steps in \d+s: loss \d+\.\d{4} -> \d+\.\d{4}; NN-FR \d+\.\d%, top-1 agreement \d+\.\d%, mean KL \d+\.\d{4}\n/,
+      /^trained 3 steps in \d+s: loss \d+\.\d{4} -> \d+\.\d{4}; NN-FR \d+\.\d% \(L2 \d+\.\d%\), accuracy \d+\.\d% vs \d+\.\d% \(drop -?\d+\.\d{2} points\), perplexity x\d+\.\d{3}, top-1 agreement \d+\.\d%, mean KL \d+\.\d{4}\n/,
     );
     expect(summary).toContain(`NN-FR ${(100 * m.nearestNeighbourFailureRate).toFixed(1)}%`);
     expect(summary).toContain(`top-1 agreement ${(100 * m.top1Agreement).toFixed(1)}%`);
     expect(err.join('')).toMatch(/3\/3 loss \d/);
-    expect(err.join('')).toMatch(/step 2: NN-FR \d+\.\d%, top-1 agreement \d+\.\d%/);
+    expect(err.join('')).toMatch(/step 2: NN-FR \d+\.\d% \(L2 \d+\.\d%\), accuracy .*, top-1 agreement \d+\.\d%/);
   });
 
   it('falls back to the byte-level tokenizer and the built-in corpus for a model with room for bytes', async () => {
@@ -245,6 +260,8 @@ describe('npm run train (main)', () => {
         '32',
         '--eval-batches',
         '2',
+        '--attack-steps',
+        '0',
         '--quiet',
       ],
       io,
@@ -288,6 +305,7 @@ describe('npm run train (main)', () => {
       '--lr',
       '--seed',
       '--eval-every',
+      '--attack-steps',
       '--set',
       '--cloak',
       '--quiet',
@@ -306,7 +324,20 @@ describe('npm run train (main)', () => {
     for (const f of readdirSync(TINY_LLAMA3)) copyFileSync(join(TINY_LLAMA3, f), join(sharded, f));
     rmSync(join(sharded, 'reference.json'));
     const { io } = quietIO();
-    const args = ['--steps', '1', '--tokens-file', tokensFile, '--batch-size', '2', '--seq-len', '8', '--cloak', 'numLayers=1'];
+    const args = [
+      '--steps',
+      '1',
+      '--tokens-file',
+      tokensFile,
+      '--batch-size',
+      '2',
+      '--seq-len',
+      '8',
+      '--cloak',
+      'numLayers=1',
+      '--attack-steps',
+      '0',
+    ];
     const result = await main(['--model', sharded, '--out', join(work, 'run-sharded'), ...args], io);
     if (result.help) throw new Error('main printed the help instead of training');
     // tiny-llama3: tied 128 x 48 embedding, two blocks of 2*48 norms + q, o 64x48 + k, v 32x48 + three 96x48 MLP mats, final norm.
@@ -442,6 +473,8 @@ describe('npm run train (main)', () => {
       '2',
       '--seq-len',
       '8',
+      '--attack-steps',
+      '0',
     ];
     const run = main([...args, '--cloak', 'numLayers=1'], io);
     await expect(run).rejects.toBeInstanceOf(RunError);
@@ -523,7 +556,20 @@ describe('npm run train: output folders and warnings', () => {
     // A runs/latest folder from an earlier version is kept under its date, not overwritten.
     mkdirSync(join(cwd, 'runs', 'latest'), { recursive: true });
     writeFileSync(join(cwd, 'runs', 'latest', 'report.json'), '{"old": true}');
-    const args = ['--model', TINY_LLAMA, '--steps', '1', '--tokens-file', tokensFile, '--batch-size', '2', '--seq-len', '8'];
+    const args = [
+      '--model',
+      TINY_LLAMA,
+      '--steps',
+      '1',
+      '--tokens-file',
+      tokensFile,
+      '--batch-size',
+      '2',
+      '--seq-len',
+      '8',
+      '--attack-steps',
+      '0',
+    ];
     const before = process.cwd();
     const stamp = /^\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d(-\d+)?$/;
     const results = [];
@@ -583,7 +629,20 @@ function cli(args: string[], env: Record<string, string> = {}) {
 }
 
 describe('sgt-train as a process', () => {
-  const args = ['--model', TINY_LLAMA, '--tokens-file', tokensFile, '--batch-size', '2', '--seq-len', '8', '--steps', '1'];
+  const args = [
+    '--model',
+    TINY_LLAMA,
+    '--tokens-file',
+    tokensFile,
+    '--batch-size',
+    '2',
+    '--seq-len',
+    '8',
+    '--steps',
+    '1',
+    '--attack-steps',
+    '0',
+  ];
 
   it('exits 2 for every usage error, before any training, with one line and no blank line', () => {
     const usage: [string[], string][] = [
@@ -633,7 +692,9 @@ describe('sgt-train as a process', () => {
     expect(r.status).toBe(0);
     // Dawn's own two adapter warnings (a native fprintf) are dropped by the command.
     expect(r.stderr).not.toMatch(/artificially reduced/);
-    expect(r.stdout).toMatch(/^trained 1 step in \d+s: loss \d+\.\d{4} -> \d+\.\d{4}; NN-FR \d+\.\d%, top-1 agreement \d+\.\d%, mean KL /);
+    expect(r.stdout).toMatch(
+      /^trained 1 step in \d+s: loss \d+\.\d{4} -> \d+\.\d{4}; NN-FR \d+\.\d% \(L2 \d+\.\d%\), .*top-1 agreement \d+\.\d%, mean KL /,
+    );
     expect(r.stdout).toContain(`  ${join(outDir, 'report.json')}\n`);
     expect(readdirSync(outDir).sort()).toEqual(['checkpoint.safetensors', 'cloak.safetensors', 'report.json']);
   });
@@ -731,13 +792,7 @@ describe('TrainerService in Node', () => {
     expect(stepsDoneAtPhase).toEqual([0, 0, 1, 1, 2]);
     for (const e of events) if (e.type === 'phase') expect(e.maxSteps).toBe(2);
     const baseline = events.find((e) => e.type === 'metrics');
-    expect(baseline).toEqual({
-      type: 'metrics',
-      step: 0,
-      nearestNeighbourFailureRate: untrained.nearestNeighbourFailureRate,
-      top1Agreement: untrained.top1Agreement,
-      meanKL: untrained.meanKL,
-    });
+    expect(baseline).toEqual({ ...untrained, type: 'metrics' });
 
     // A run that starts after step 0 has no baseline to take: it steps at once.
     await s.configure({ ...run, maxSteps: 3, evaluateEvery: 0 });
@@ -745,6 +800,31 @@ describe('TrainerService in Node', () => {
     const later: ProgressEvent[] = [];
     await s.start((e) => void later.push(e));
     expect(later.map(label)).toEqual(['running', 'begin step 2 (first)', 'step 2', 'begin step 3', 'step 3', 'finished']);
+    await s.dispose();
+  });
+
+  it('attackAtEnd: the last metrics event carries the learned attacks; attack() runs them between runs', async () => {
+    const s = new TrainerService();
+    await s.init();
+    await s.loadModel(modelArgs());
+    await expect(s.configure({ ...config, attackAtEnd: 'yes' as never })).rejects.toThrow(
+      "TrainerService.configure: 'attackAtEnd' must be true, false or an object of attack options, got yes",
+    );
+    await s.configure({ ...config, maxSteps: 1, evaluateEvery: 0, attackAtEnd: { steps: 3, hiddenSize: 8 } });
+    const events: ProgressEvent[] = [];
+    await s.start((e) => void events.push(e));
+    const metrics = events.filter((e) => e.type === 'metrics');
+    expect(metrics.map((e) => e.step)).toEqual([1]);
+    const attack = metrics[0].type === 'metrics' ? metrics[0].attack : undefined;
+    expect(Object.keys(attack ?? {}).sort()).toEqual(['linear', 'linearClean', 'mlp', 'mlpClean']);
+    for (const r of Object.values(attack!)) {
+      expect(r.steps).toBe(3);
+      expect(r.recoveryRate).toBeGreaterThanOrEqual(0);
+      expect(r.recoveryRate).toBeLessThanOrEqual(1);
+    }
+    const direct = await s.attack({ steps: 2, hiddenSize: 8 });
+    expect(direct.step).toBe(1);
+    expect(direct.mlp.steps).toBe(2);
     await s.dispose();
   });
 
