@@ -7,7 +7,7 @@
 import * as Comlink from 'comlink';
 import './style.css';
 import type { DemoWorkerApi } from './demo-worker';
-import type { ProgressEvent, RunState } from '../src/worker/workerApi';
+import type { MetricsEvent, ProgressEvent, RunState } from '../src/worker/workerApi';
 import { RECOMMENDED_RUNS, type FactoryName } from '../src/factories/options';
 import { scheduleForRun } from '../src/factories/schedule';
 import { TrainingForm } from './ui/form';
@@ -58,6 +58,12 @@ const ui = {
   agreement: $('agreement'),
   agreementBefore: $('agreement-before'),
   kl: $('kl'),
+  accuracyDrop: $('accuracy-drop'),
+  accuracyDropBefore: $('accuracy-drop-before'),
+  perplexityRatio: $('perplexity-ratio'),
+  perplexityRatioBefore: $('perplexity-ratio-before'),
+  attack: $('attack'),
+  attackClean: $('attack-clean'),
   klBefore: $('kl-before'),
   prompt: $<HTMLTextAreaElement>('prompt'),
   inspect: $<HTMLButtonElement>('inspect'),
@@ -127,9 +133,15 @@ const form = new TrainingForm($('factory-box'), $('factory-fields'), $('run-fiel
 form.onChange = () => refresh();
 
 const lossCharts = new LossCharts($('chart-losses'));
+/** The metrics chart's series, in the order {@link metricValues} gives them. */
+const METRIC_SERIES = ['NN-FR', 'NN-FR (L2)', 'top-1 agreement', 'student accuracy', 'teacher accuracy'];
+/** One metrics event's values of the chart's series. */
+function metricValues(e: MetricsEvent): number[] {
+  return [e.nearestNeighbourFailureRate, e.nearestNeighbourFailureRateL2, e.top1Agreement, e.studentAccuracy, e.teacherAccuracy];
+}
 const metricsChart = new LineChart($('chart-metrics'), { yRange: [0, 1], digits: 1, percent: true, points: true });
 lossCharts.reset(['loss']);
-metricsChart.reset(['NN-FR', 'top-1 agreement']);
+metricsChart.reset(METRIC_SERIES);
 
 const status = new RunStatus({ line: $('run-phase'), text: $('run-phase-text'), elapsed: $('run-phase-elapsed'), eta: $('run-eta') });
 const timingMemory = new TimingMemory(
@@ -363,19 +375,34 @@ function onProgress(event: ProgressEvent): void {
     perStep.textContent = `${(1 / Math.max(event.seconds, 1e-6)).toFixed(2)} steps/s`;
     ui.throughput.replaceChildren(`${Math.round(tokensPerSecond).toLocaleString('en')} tokens/s `, perStep);
   } else if (event.type === 'metrics') {
-    metricsChart.push(event.step, [event.nearestNeighbourFailureRate, event.top1Agreement]);
-    ui.nnfr.textContent = percent(event.nearestNeighbourFailureRate);
-    ui.agreement.textContent = percent(event.top1Agreement);
-    ui.kl.textContent = event.meanKL.toFixed(4);
-    if (event.step === 0) {
-      metricsChart.setBaselines([event.nearestNeighbourFailureRate, event.top1Agreement]);
-      ui.nnfrBefore.textContent = `before training: ${percent(event.nearestNeighbourFailureRate)}`;
-      ui.agreementBefore.textContent = `before training: ${percent(event.top1Agreement)}`;
-      ui.klBefore.textContent = `before training: ${event.meanKL.toFixed(4)}`;
-    }
+    showMetrics(event);
   } else if (event.type === 'state') {
     state.run = event.state;
     refresh();
+  }
+}
+
+/** A metrics event on the chart and the tiles; the step-0 event (the untrained transform) also as the baselines. */
+function showMetrics(event: MetricsEvent): void {
+  metricsChart.push(event.step, metricValues(event));
+  const drop = (e: MetricsEvent) => `${e.accuracyDropPoints.toFixed(2)} points`;
+  ui.nnfr.textContent = percent(event.nearestNeighbourFailureRate);
+  ui.agreement.textContent = percent(event.top1Agreement);
+  ui.kl.textContent = event.meanKL.toFixed(4);
+  ui.accuracyDrop.textContent = drop(event);
+  ui.perplexityRatio.textContent = event.perplexityRatio.toFixed(3);
+  if (event.step === 0) {
+    metricsChart.setBaselines(metricValues(event));
+    ui.nnfrBefore.textContent = `before training: ${percent(event.nearestNeighbourFailureRate)}`;
+    ui.agreementBefore.textContent = `before training: ${percent(event.top1Agreement)}`;
+    ui.klBefore.textContent = `before training: ${event.meanKL.toFixed(4)}`;
+    ui.accuracyDropBefore.textContent = `before training: ${drop(event)}`;
+    ui.perplexityRatioBefore.textContent = `before training: ${event.perplexityRatio.toFixed(3)}`;
+  }
+  if (event.attack) {
+    const a = event.attack;
+    ui.attack.textContent = `${percent(a.linear.recoveryRate)} / ${percent(a.mlp.recoveryRate)} recovered`;
+    ui.attackClean.textContent = `clean embeddings: ${percent(a.linearClean.recoveryRate)} / ${percent(a.mlpClean.recoveryRate)}`;
   }
 }
 
@@ -383,9 +410,19 @@ function onProgress(event: ProgressEvent): void {
 function clearRunDisplay(): void {
   tokensPerSecond = 0;
   lossCharts.reset(['loss']);
-  metricsChart.reset(['NN-FR', 'top-1 agreement']);
-  for (const el of [ui.loss, ui.throughput, ui.nnfr, ui.agreement, ui.kl]) el.textContent = '–';
-  for (const el of [ui.lossBefore, ui.nnfrBefore, ui.agreementBefore, ui.klBefore]) el.textContent = '';
+  metricsChart.reset(METRIC_SERIES);
+  for (const el of [ui.loss, ui.throughput, ui.nnfr, ui.agreement, ui.kl, ui.accuracyDrop, ui.perplexityRatio, ui.attack])
+    el.textContent = '–';
+  for (const el of [
+    ui.lossBefore,
+    ui.nnfrBefore,
+    ui.agreementBefore,
+    ui.klBefore,
+    ui.accuracyDropBefore,
+    ui.perplexityRatioBefore,
+    ui.attackClean,
+  ])
+    el.textContent = '';
   ui.step.textContent = `0 / ${state.stepsPlanned}`;
 }
 
@@ -418,6 +455,8 @@ ui.start.addEventListener('click', async () => {
       evaluateBatches: 2,
       // The untrained transform's metrics: the baseline drawn on the chart.
       evaluateAtStart: run.evaluateEvery > 0,
+      // The learned attacks once the run finishes (their result arrives with the last metrics event).
+      attackAtEnd: run.attackSteps > 0 ? { steps: run.attackSteps } : false,
       heldOutFraction: 0.1,
       // Checked with the estimate before the transform is made (the device's limits always are).
       memoryBudget: run.memoryBudgetMiB > 0 ? run.memoryBudgetMiB * 2 ** 20 : undefined,

@@ -117,6 +117,14 @@ export const RUN_FIELDS: readonly FieldSpec[] = [
     help: 'Measure NN-FR and top-1 agreement on held-out text every this many steps (0: never).',
   },
   {
+    key: 'attackSteps',
+    label: 'Learned attack steps',
+    rule: 'countOrZero',
+    help:
+      'When the run finishes, train the learned inversion attacks (a linear classifier and a small network over neighbouring ' +
+      'positions, through the transform and on clean embeddings) for this many steps each and show their token recovery (0: skip).',
+  },
+  {
     key: 'memoryBudgetMiB',
     label: 'GPU memory budget (MiB)',
     rule: 'countOrZero',
@@ -139,6 +147,7 @@ export const RUN_DEFAULTS: Readonly<Record<string, number>> = {
   ...FACTORY_RUN_DEFAULTS('crossEntropyDistillation'),
   maxSteps: 300,
   evaluateEvery: 10,
+  attackSteps: 100,
   memoryBudgetMiB: 0,
 };
 

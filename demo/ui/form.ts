@@ -25,6 +25,7 @@ export interface FormValues {
     privacyRamp: number;
     maxSteps: number;
     evaluateEvery: number;
+    attackSteps: number;
     memoryBudgetMiB: number;
   };
 }

@@ -171,6 +171,8 @@ test.describe('fine-tuning demo', () => {
     await setField(page, 'batchSize', '2');
     await setField(page, 'seqLen', '16');
     await setField(page, 'maxSteps', '3');
+    // The learned attacks at the end, kept short here.
+    await setField(page, 'attackSteps', '5');
     await setField(page, 'evaluateEvery', '1');
     // A fresh browser has measured nothing: the estimate beside the steps says so.
     await expect(page.getByTestId('steps-estimate')).toHaveText(/^Time: unknown until a first step runs/);
@@ -232,6 +234,13 @@ test.describe('fine-tuning demo', () => {
     expect(Number.isFinite(loss), `loss shown: ${lossText}`).toBe(true);
     expect(loss).toBeGreaterThan(0);
     await expect(page.getByTestId('throughput')).toContainText(/[\d,]+ tokens\/s/);
+
+    // Utility against the true next token and the learned attacks' token recovery (after the last step).
+    await expect(page.getByTestId('accuracy-drop')).toHaveText(/^-?\d+\.\d{2} points$/);
+    await expect(page.getByTestId('accuracy-drop-before')).toHaveText(/^before training: -?\d+\.\d{2} points$/);
+    await expect(page.getByTestId('perplexity-ratio')).toHaveText(/^\d+\.\d{3}$/);
+    await expect(page.getByTestId('attack')).toHaveText(/^\d+(\.\d)?% \/ \d+(\.\d)?% recovered$/);
+    await expect(page.getByTestId('attack-clean')).toHaveText(/^clean embeddings: \d+(\.\d)?% \/ \d+(\.\d)?%$/);
 
     // NN-FR and top-1 agreement are percentages, KL a non-negative number.
     for (const id of ['nnfr', 'agreement']) {
