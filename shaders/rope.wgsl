@@ -1,7 +1,8 @@
 // Rotary position embedding in Hugging Face's rotate_half convention: dimension i of a head pairs
-// with i + Dh/2 (not with its neighbour). One thread per pair, grid-stride. The backward is the
-// same kernel with the rotation reversed (params.direction = -1): a rotation's transpose is its
-// inverse.
+// with i + Dh/2 (not with its neighbour). One thread per (position, pair index i), grid-stride:
+// it computes the angle's sine and cosine once and rotates pair i of every head at that position
+// (the accurate sinCos costs far more than the rotation). The backward is the same kernel with
+// the rotation reversed (params.direction = -1): a rotation's transpose is its inverse.
 
 // sinCos (common.wgsl), not the built-ins: those are only guaranteed to 2^-11 absolute in WGSL,
 // and SwiftShader's (Chromium without a GPU) are off by ~2e-4, which moves Llama's outputs past 1e-4.
@@ -10,7 +11,7 @@
 const WG: u32 = 256u;
 
 struct Params {
-  pairs: u32,      // B * T * H * Dh / 2
+  pairs: u32,      // B * T * H * Dh / 2 (the thread count is B * T * Dh / 2)
   seq: u32,        // T
   heads: u32,      // H
   half: u32,       // Dh / 2
@@ -43,20 +44,22 @@ fn reduceAngle(angle: f32) -> f32 {
 fn ropeApply(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   let half = params.half;
   let dh = 2u * half;
-  for (var p = gid.x; p < params.pairs; p += groups.x * WG) {
+  let H = params.heads;
+  for (var p = gid.x; p < params.pairs / H; p += groups.x * WG) {
     let i = p % half;
-    let row = p / half;                       // index of the (b, t, h) head vector
-    let t = (row / params.heads) % params.seq;
-    let pos = f32(t + params.offset);
+    let bt = p / half;                        // index of the (b, t) position
+    let pos = f32(bt % params.seq + params.offset);
     let invFreq = params.invFreq[i / 4u][i % 4u];
     let r = reduceAngle(pos * invFreq);
     let sc = sinCos(r);
     let c = sc.y;
     let s = params.direction * sc.x;
-    let base = row * dh;
-    let a = x[base + i];
-    let z = x[base + i + half];
-    out[base + i] = a * c - z * s;
-    out[base + i + half] = z * c + a * s;
+    for (var h = 0u; h < H; h++) {
+      let base = (bt * H + h) * dh;
+      let a = x[base + i];
+      let z = x[base + i + half];
+      out[base + i] = a * c - z * s;
+      out[base + i + half] = z * c + a * s;
+    }
   }
 }

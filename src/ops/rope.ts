@@ -121,7 +121,8 @@ function ropeKernel(x: Tensor, { invFreq, positionOffset }: RopeAttrs, direction
     label: direction === 1 ? 'rope' : 'rope (backward)',
     resources: { x: x.buffer, out: out.buffer },
     params: buf,
-    workgroups: [ctx.gridSize(pairs, WG)],
+    // One thread per (position, pair index): each rotates that pair of every head.
+    workgroups: [ctx.gridSize(pairs / h, WG)],
   });
   return out;
 }
