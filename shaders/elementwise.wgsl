@@ -29,6 +29,8 @@ struct Params {
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read> cond: array<u32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read> grad: array<f32>;            // swigluBackward: d out
+@group(0) @binding(6) var<storage, read_write> out2: array<f32>;      // swigluBackward: d up
 
 fn at(v: array<vec4<u32>, 2>, k: u32) -> u32 {
   return v[k / 4u][k % 4u];
@@ -168,5 +170,31 @@ fn selectWhere(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     if (OP == 1u) { out[i] = select(0.0, a[o.x], c); }
     else if (OP == 2u) { out[i] = select(a[o.x], 0.0, c); }
     else { out[i] = select(b[o.y], a[o.x], c); }
+  }
+}
+
+// The SwiGLU gate of a Llama MLP in one pass: out = silu(a) * b (a the gate projection, b the up
+// projection, same shape), with silu and its derivative written exactly as the unary kernels
+// write them, so the fused op gives the same bits as silu then mul.
+fn siluOf(x: f32) -> f32 {
+  return x / (1.0 + exp(-x));
+}
+
+@compute @workgroup_size(WG)
+fn swiglu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  for (var i = gid.x; i < params.n; i += groups.x * WG) {
+    out[i] = siluOf(a[i]) * b[i];
+  }
+}
+
+// d a = (g b) silu'(a) into out, d b = g silu(a) into out2: one pass for both gradients.
+@compute @workgroup_size(WG)
+fn swigluBackward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  for (var i = gid.x; i < params.n; i += groups.x * WG) {
+    let x = a[i];
+    let g = grad[i];
+    let s = 1.0 / (1.0 + exp(-x));
+    out[i] = (g * b[i]) * (s * (1.0 + x * (1.0 - s)));
+    out2[i] = g * siluOf(x);
   }
 }

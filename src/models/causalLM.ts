@@ -11,7 +11,7 @@
 import { getContext } from '../gpu/context';
 import { Tensor, fmtShape, isPackedDType, keep, scope, tensor } from '../tensor/tensor';
 import { checkBindingBytes } from '../tensor/validate';
-import { add, gatherRowBlocks, geluTanh, matmul, matmulRowBlocks, mul, reshape, scale, silu, sqrt, sub } from '../ops/index';
+import { add, gatherRowBlocks, geluTanh, matmul, matmulRowBlocks, mul, reshape, scale, sqrt, sub, swiglu } from '../ops/index';
 import { attention } from '../ops/attention';
 import { layerNorm, rmsNorm } from '../ops/norm';
 import { rope } from '../ops/rope';
@@ -454,7 +454,7 @@ export class CausalLM {
     const heads = attention(q, k, v, { causal: true, keyMask: mask });
     const h = add(x, linear(reshape(heads, [B, T, cfg.numHeads * cfg.headDim]), b.o));
     const m = norm(b.norm2, h);
-    const inner = b.gate ? mul(silu(linear(m, b.gate)), linear(m, b.up)) : geluTanh(linear(m, b.up));
+    const inner = b.gate ? swiglu(linear(m, b.gate), linear(m, b.up)) : geluTanh(linear(m, b.up));
     return add(h, linear(inner, b.down));
   }
 

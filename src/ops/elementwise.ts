@@ -12,6 +12,12 @@ import { requireFloat } from '../tensor/validate';
 import { SgtError } from '../gpu/errors';
 
 const WG = 256;
+/**
+ * Elements per thread the grid is sized for (up to `maxGridWorkgroups`): a software adapter pays
+ * for every workgroup (an add of 32K elements ran 2.5x faster on lavapipe with 16 workgroups than
+ * with 128, 1.5x on SwiftShader), and large tensors still get the whole grid.
+ */
+const ITEMS_PER_THREAD = 8;
 
 /** Codes of the unary maps (the OP override of `unary` / `unaryBackward`). */
 const UNARY = {
@@ -72,7 +78,7 @@ function launch(
     constants: { OP: op, STRIDED: strides ? 1 : 0, CONDITION_IS_FLOAT: extra.conditionIsFloat === false ? 0 : 1 },
     resources: res,
     params: packParams(out.size, out.shape, strides ?? [], extra.alpha, extra.beta),
-    workgroups: [ctx.gridSize(out.size, WG)],
+    workgroups: [ctx.gridSize(out.size, WG * ITEMS_PER_THREAD)],
   });
   return out;
 }
@@ -210,6 +216,37 @@ export const div = defineBinary('div', (g, _a, b, out) => {
   const gOverB = binaryKernel('div', g, b);
   return [gOverB, negOp(binaryKernel('mul', gOverB, out))];
 });
+
+const swigluOp = defineOp<null>({
+  name: 'swiglu',
+  forward: ([gate, up]) => launch('swiglu', 0, Tensor.empty(gate.shape), { a: gate, b: up }, null),
+  // d gate = (g up) silu'(gate) and d up = g silu(gate), both from one pass.
+  backward: (g, { inputs: [gate, up] }) => {
+    const dGate = Tensor.empty(gate.shape);
+    const dUp = Tensor.empty(up.shape);
+    launch('swigluBackward', 0, dGate, { a: gate, b: up, grad: g, out2: dUp }, null);
+    if (!gate.requiresGrad) dGate.dispose();
+    if (!up.requiresGrad) dUp.dispose();
+    return [gate.requiresGrad ? dGate : null, up.requiresGrad ? dUp : null];
+  },
+});
+
+/**
+ * `silu(gate) * up`: the SwiGLU gate of a Llama MLP (`act_fn(gate_proj(x)) * up_proj(x)`) in one
+ * kernel, and its backward in one, with the same bits as `mul(silu(gate), up)`. `gate` and `up`
+ * must have the same shape (no broadcasting).
+ */
+export function swiglu(gate: Tensor, up: Tensor): Tensor {
+  requireFloat('swiglu', 'gate', gate);
+  requireFloat('swiglu', 'up', up);
+  if (!sameShape(gate.shape, up.shape)) {
+    throw new SgtError(
+      'SHAPE_MISMATCH',
+      `swiglu: 'gate' has shape ${fmtShape(gate.shape)} and 'up' ${fmtShape(up.shape)}; they must be the same`,
+    );
+  }
+  return swigluOp([gate, up], null);
+}
 
 function selectKernel(op: number, cond: Tensor, a: Tensor, b: Tensor, shape: readonly number[]): Tensor {
   const strides = [broadcastStrides(a.shape, shape), broadcastStrides(b.shape, shape), broadcastStrides(cond.shape, shape)];

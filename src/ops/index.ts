@@ -22,6 +22,7 @@ export {
   silu,
   sqrt,
   sub,
+  swiglu,
   tanh,
   transpose,
   where,

@@ -258,6 +258,16 @@ export function subBackward(g: NDArray, a: NDArray, b: NDArray): [NDArray, NDArr
   return binaryBackward('sub', g, a, b, (_p, _q, gi) => [gi, -gi]);
 }
 
+/** `silu(gate) * up` (same shapes): the SwiGLU gate of a Llama MLP. */
+export function swiglu(gate: NDArray, up: NDArray): NDArray {
+  return mul(silu(gate), up);
+}
+/** Backward of {@link swiglu}: `[g up silu'(gate), g silu(gate)]`. */
+export function swigluBackward(g: NDArray, gate: NDArray, up: NDArray): [NDArray, NDArray] {
+  const [dSilu, dUp] = mulBackward(g, silu(gate), up);
+  return [siluBackward(dSilu, gate)[0], dUp];
+}
+
 /** `a * b`, broadcasting. */
 export function mul(a: NDArray, b: NDArray): NDArray {
   return binary('mul', a, b, (p, q) => p * q);

@@ -56,6 +56,8 @@ export {
   sqrtBackward,
   sub,
   subBackward,
+  swiglu,
+  swigluBackward,
   tanh,
   tanhBackward,
   transpose,

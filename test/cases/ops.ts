@@ -532,6 +532,23 @@ const reshapeCase = (shape: number[], fdShape: number[] | undefined, to: number[
     back: (g, x) => R.reshapeBackward(g, x, to),
   });
 
+/** The fused SwiGLU gate of a Llama MLP, against the composition of its twins. */
+const FUSED: OpCase[] = [
+  {
+    name: 'swiglu gate [3,5,37], up [3,5,37]',
+    group: 'fused elementwise',
+    inputs: [
+      // The gate spans silu's curved middle and both tails; odd sizes leave a partial workgroup.
+      { name: 'gate', shape: [3, 5, 37], fdShape: [2, 5], gen: U(-6, 6) },
+      { name: 'up', shape: [3, 5, 37], fdShape: [2, 5], gen: U(-2, 2) },
+    ],
+    gpu: ([gate, up]) => G.swiglu(gate, up),
+    ref: ([gate, up]) => R.swiglu(gate, up),
+    refBackward: (g, [gate, up]) => R.swigluBackward(g, gate, up),
+    tol: F32,
+  },
+];
+
 const LAYOUT: OpCase[] = [
   expandCase([3, 1, 5], undefined, () => [2, 3, 4, 5]),
   expandCase([67], [5], (s) => [3, ...s]),
@@ -708,6 +725,27 @@ const MATMUL: OpCase[] = [
   matmulCase({ a: [45, 20], aFd: [4, 3], b: [3, 33, 45], bFd: [2, 5, 4], tA: true, tB: true }),
   // K = 1000: the long reduction, so the looser dotTol(1000) (see above).
   matmulCase({ a: [5, 1000], aFd: [2, 30], b: [1000, 7], bFd: [30, 3] }),
+  // The kernel's edges (shaders/matmul.wgsl): a workgroup covers 4 or 8 rows and 4 x (4, 8 or
+  // more) columns, K runs in steps of 4, and A and B are read as vec4s when K (A, or B
+  // transposed) or N (B) and the batch strides are multiples of 4. Aligned shapes with ragged
+  // rows and columns (36 rows, 40 = 32 + 8 columns), one column short of and past a multiple of
+  // 32 (31, 33), rows 9 = 8 + 1, each transpose.
+  matmulCase({ a: [36, 64], aFd: [3, 5], b: [64, 40], bFd: [5, 3] }),
+  matmulCase({ a: [33, 48], aFd: [3, 4], b: [31, 48], bFd: [3, 4], tB: true }),
+  matmulCase({ a: [48, 9], aFd: [4, 3], b: [48, 33], bFd: [4, 3], tA: true }),
+  matmulCase({ a: [16, 9], aFd: [4, 3], b: [31, 16], bFd: [3, 4], tA: true, tB: true }),
+  // Skinny products (1, 2, 3 rows: fewer rows per workgroup), aligned and not.
+  matmulCase({ a: [1, 64], aFd: [1, 5], b: [64, 32], bFd: [5, 3] }),
+  matmulCase({ a: [1, 32], aFd: [1, 4], b: [36, 32], bFd: [3, 4], tB: true }),
+  matmulCase({ a: [2, 20], aFd: [2, 3], b: [20, 17], bFd: [3, 3] }),
+  matmulCase({ a: [3, 28], aFd: [2, 3], b: [28, 12], bFd: [3, 3] }),
+  // K = 1, K = 6 (one step of 4 and a tail of 2), K = 8 (no tail) with N aligned or not.
+  matmulCase({ a: [7, 1], aFd: [3, 1], b: [1, 9], bFd: [1, 3] }),
+  matmulCase({ a: [10, 6], aFd: [3, 3], b: [6, 8], bFd: [3, 3] }),
+  matmulCase({ a: [10, 8], aFd: [3, 3], b: [8, 6], bFd: [3, 3] }),
+  // Batched with vec4 loads: batch strides multiples of 4, and a shared aligned operand.
+  matmulCase({ a: [2, 12, 8], aFd: [2, 3, 3], b: [2, 8, 16], bFd: [2, 3, 3] }),
+  matmulCase({ a: [3, 5, 16], aFd: [2, 3, 3], b: [12, 16], bFd: [3, 3], tB: true }),
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -825,6 +863,7 @@ export const OP_CASES: readonly OpCase[] = [
   ...UNARY,
   ...BINARY.flatMap(binaryCases),
   ...WHERE,
+  ...FUSED,
   ...LAYOUT,
   ...SUM_TO_SHAPE,
   ...REDUCTIONS,
