@@ -252,7 +252,8 @@ export class TransformerCloak {
       );
     }
     const p = (name: string) => this.params.get(name)!;
-    const linear = (t: Tensor, name: string) => add(matmul(t, p(`${name}.weight`), { transposeB: true }), p(`${name}.bias`));
+    // The bias rides in the product's kernel (no separate broadcast add, and its gradient is one sum).
+    const linear = (t: Tensor, name: string) => matmul(t, p(`${name}.weight`), { transposeB: true, bias: p(`${name}.bias`) });
     const norm = (t: Tensor, name: string) => layerNorm(t, p(`${name}.weight`), p(`${name}.bias`), 1e-5);
     let e = linear(x, 'input_projection');
     for (let i = 0; i < numLayers; i++) {
