@@ -84,6 +84,8 @@ export class GpuContext {
   /** Whether {@link counters}.byKernel counts dispatches per entry point (default false). */
   countByKernel = false;
   private timer: KernelTimer | null = null;
+  private readonly deviceBindingLimit: number;
+  private readonly maxWorkgroupsPerDimension: number;
 
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
@@ -109,6 +111,9 @@ export class GpuContext {
     this.device = device;
     this.features = features;
     this.maxGridWorkgroups = options.maxGridWorkgroups ?? 512;
+    // Read once: every dispatch checks against them, and a native getter per dispatch adds up.
+    this.deviceBindingLimit = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
+    this.maxWorkgroupsPerDimension = device.limits.maxComputeWorkgroupsPerDimension;
     this.pool = new BufferPool(device, options.poolBytes ?? 256 * 1024 * 1024, (b) => this.destroyLater(b));
     this.pipelines = new PipelineCache(device, (message) => this.errors.push({ message, outOfMemory: false }));
     if (options.bindingLimit !== undefined) this.setBindingLimit(options.bindingLimit);
@@ -143,7 +148,7 @@ export class GpuContext {
    * would need more is refused with a named error, and every dispatch checks its bindings against it.
    */
   get bindingLimit(): number {
-    const device = Math.min(this.limits.maxStorageBufferBindingSize, this.limits.maxBufferSize);
+    const device = this.deviceBindingLimit;
     return this.forcedBindingLimit === null ? device : Math.min(device, this.forcedBindingLimit);
   }
 
@@ -233,7 +238,7 @@ export class GpuContext {
     }
     const bindGroup = this.device.createBindGroup({ layout: pipe.bindGroupLayout, entries });
     const [x, y = 1, z = 1] = d.workgroups;
-    const maxDim = this.device.limits.maxComputeWorkgroupsPerDimension;
+    const maxDim = this.maxWorkgroupsPerDimension;
     if (x > maxDim || y > maxDim || z > maxDim) {
       throw new SgtError(
         'LIMIT_EXCEEDED',
