@@ -1,9 +1,10 @@
 // The median-norm penalty mean over N=1 of | ||x + mu||_2 - m |, its backward, and the statistics
 // behind m: the row norms of an embedding table and the selection of their median.
 //
-// Forward is two passes so that the scalar is deterministic without float atomics: 16 threads per
-// position (grid-stride) write that position's term and norm, then one workgroup sums the terms
-// and counts the selected positions.
+// Forward is two passes so that the scalar is deterministic without float atomics: one thread per
+// piece of a row (src/losses/rowLayout.ts: no barriers, vec4 reads where d is a multiple of 4)
+// writes the piece's sum of squares, then one workgroup adds up each selected row's pieces into
+// its norm and term, and takes the mean.
 
 #include "common.wgsl" // workgroupSum2
 
@@ -17,6 +18,10 @@ struct Params {
   d: u32,
   medianFromBuffer: u32,   // 1: m is medianBuffer[0] (a 0-d tensor); 0: m is params.median
   median: f32,
+  segments: u32,           // the penalty: pieces per row
+  segChunks: u32,          // the penalty: chunks of 4 columns per piece
+  _pad0: u32,
+  _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -24,67 +29,82 @@ struct Params {
 @group(0) @binding(2) var<storage, read> mu: array<f32>;
 @group(0) @binding(3) var<storage, read> mask: array<f32>;
 @group(0) @binding(4) var<storage, read> medianBuffer: array<f32>;
-@group(0) @binding(5) var<storage, read_write> rowTerm: array<f32>;
 @group(0) @binding(6) var<storage, read_write> rowNorm: array<f32>;
 @group(0) @binding(7) var<storage, read> gradOut: array<f32>;
 @group(0) @binding(8) var<storage, read_write> out: array<f32>;
 @group(0) @binding(9) var<storage, read_write> count: array<f32>;
 @group(0) @binding(10) var<storage, read> table: array<u32>; // rowNorms: f32 bits or packed 16-bit pairs
 @group(0) @binding(11) var<storage, read> values: array<f32>;
-
-var<workgroup> scratch: array<f32, WG>; // medianNormRows: 16-lane sums
+@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;     // x (d a multiple of 4)
+@group(0) @binding(2) var<storage, read> mu4: array<vec4<f32>>;    // mu (d a multiple of 4)
+@group(0) @binding(8) var<storage, read_write> out4: array<vec4<f32>>; // the backward's gradient (d a multiple of 4)
+@group(0) @binding(12) var<storage, read_write> pieces: array<f32>;  // [rows * segments]: sums of squares
 
 fn medianValue() -> f32 {
   if (params.medianFromBuffer != 0u) { return medianBuffer[0]; }
   return params.median;
 }
 
-// Per position: rowNorm = ||x + mu||, rowTerm = |rowNorm - m| where selected, else 0. A workgroup
-// takes 16 positions at a time (grid-stride), 16 threads per position: few barriers per
-// position (they are what a software adapter pays for) while a wide row is still shared out.
-// Masked positions are computed too and selected out.
-const LANES: u32 = 16u;
+// The chunks of piece `item`: [first, end), in the row `row`.
+struct Piece {
+  row: u32,
+  first: u32,
+  end: u32,
+}
 
+fn pieceOf(item: u32) -> Piece {
+  let row = item / params.segments;
+  let first = (item % params.segments) * params.segChunks;
+  return Piece(row, first, min((params.d + 3u) / 4u, first + params.segChunks));
+}
+
+// Per piece of a selected position: the sum of (x + mu)^2 over its columns. Unselected positions
+// are skipped (nothing of theirs is read; their pieces are not written).
 @compute @workgroup_size(WG)
-fn medianNormRows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
-                  @builtin(local_invocation_index) lid: u32) {
-  let d = params.d;
-  let lane = lid % LANES;
-  let slot = lid / LANES;
-  for (var first = wid.x * LANES; first < params.rows; first += groups.x * LANES) {
-    let row = first + slot;
+fn medianNormPieces(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  for (var item = gid.x; item < params.rows * params.segments; item += groups.x * WG) {
+    let piece = pieceOf(item);
+    if (!maskSelects(mask[piece.row])) { continue; }
+    let base = piece.row * (params.d / 4u);
     var sq = 0.0;
-    if (row < params.rows) {
-      for (var j = lane; j < d; j += LANES) {
-        let v = x[row * d + j] + mu[row * d + j];
-        sq += v * v;
-      }
+    for (var c = piece.first; c < piece.end; c++) {
+      let v = x4[base + c] + mu4[base + c];
+      sq += dot(v, v);
     }
-    scratch[lid] = sq;
-    workgroupBarrier();
-    for (var s = LANES / 2u; s > 0u; s = s / 2u) {
-      if (lane < s) { scratch[lid] = scratch[lid] + scratch[lid + s]; }
-      workgroupBarrier();
-    }
-    if (lane == 0u && row < params.rows) {
-      let norm = sqrt(scratch[lid]);
-      rowNorm[row] = norm;
-      rowTerm[row] = select(0.0, abs(norm - medianValue()), maskSelects(mask[row]));
-    }
-    workgroupBarrier();
+    pieces[item] = sq;
   }
 }
 
-// One workgroup: out = sum(rowTerm) / count over selected positions (0 when none), count kept for
-// the backward.
 @compute @workgroup_size(WG)
-fn medianNormFinalize(@builtin(local_invocation_index) lid: u32) {
+fn medianNormPiecesRagged(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let d = params.d;
+  for (var item = gid.x; item < params.rows * params.segments; item += groups.x * WG) {
+    let piece = pieceOf(item);
+    if (!maskSelects(mask[piece.row])) { continue; }
+    var sq = 0.0;
+    for (var j = 4u * piece.first; j < min(d, 4u * piece.end); j++) {
+      let v = x[piece.row * d + j] + mu[piece.row * d + j];
+      sq += v * v;
+    }
+    pieces[item] = sq;
+  }
+}
+
+// One workgroup: rowNorm = ||x + mu|| of each selected position from its pieces, and out = the
+// mean of |rowNorm - m| over them (0 when none), in a fixed order; count kept for the backward.
+@compute @workgroup_size(WG)
+fn medianNormFinish(@builtin(local_invocation_index) lid: u32) {
+  let m = medianValue();
   var s = 0.0;
   var c = 0.0;
   for (var row = lid; row < params.rows; row += WG) {
-    let selected = maskSelects(mask[row]);
-    s += select(0.0, rowTerm[row], selected);
-    c += select(0.0, 1.0, selected);
+    if (!maskSelects(mask[row])) { continue; }
+    var sq = 0.0;
+    for (var seg = 0u; seg < params.segments; seg++) { sq += pieces[row * params.segments + seg]; }
+    let norm = sqrt(sq);
+    rowNorm[row] = norm;
+    s += abs(norm - m);
+    c += 1.0;
   }
   let meanAndCount = workgroupSelectedMean(lid, s, c);
   if (lid == 0u) {
@@ -94,22 +114,40 @@ fn medianNormFinalize(@builtin(local_invocation_index) lid: u32) {
 }
 
 // d loss / d(x + mu) = g / count * sign(n - m) * (x + mu) / n on selected positions (0 at n = 0),
-// 0 elsewhere; x and mu receive the same gradient.
+// 0 elsewhere; x and mu receive the same gradient. One thread per piece, as in the forward.
+fn backwardFactor(row: u32) -> f32 {
+  let c = count[0];
+  if (!maskSelects(mask[row]) || c == 0.0) { return 0.0; }
+  let norm = rowNorm[row];
+  if (!(norm > 0.0)) { return 0.0; }
+  return gradOut[0] * sign(norm - medianValue()) / (norm * c);
+}
+
 @compute @workgroup_size(WG)
 fn medianNormBackward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-  let d = params.d;
-  let n = params.rows * d;
-  let c = count[0];
-  let g = gradOut[0];
-  let m = medianValue();
-  for (var i = gid.x; i < n; i += groups.x * WG) {
-    let row = i / d;
-    let norm = rowNorm[row];
-    var grad = 0.0;
-    if (maskSelects(mask[row]) && norm > 0.0 && c > 0.0) {
-      grad = g * sign(norm - m) * (x[i] + mu[i]) / (norm * c);
+  for (var item = gid.x; item < params.rows * params.segments; item += groups.x * WG) {
+    let piece = pieceOf(item);
+    let base = piece.row * (params.d / 4u);
+    let k = backwardFactor(piece.row);
+    if (k == 0.0) {
+      // Zeros, not 0 * (x + mu): an unselected position's values may be NaN or infinite.
+      for (var c = piece.first; c < piece.end; c++) { out4[base + c] = vec4<f32>(0.0); }
+      continue;
     }
-    out[i] = grad;
+    for (var c = piece.first; c < piece.end; c++) { out4[base + c] = k * (x4[base + c] + mu4[base + c]); }
+  }
+}
+
+@compute @workgroup_size(WG)
+fn medianNormBackwardRagged(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let d = params.d;
+  for (var item = gid.x; item < params.rows * params.segments; item += groups.x * WG) {
+    let piece = pieceOf(item);
+    let k = backwardFactor(piece.row);
+    for (var j = 4u * piece.first; j < min(d, 4u * piece.end); j++) {
+      let i = piece.row * d + j;
+      out[i] = select(k * (x[i] + mu[i]), 0.0, k == 0.0);
+    }
   }
 }
 

@@ -17,19 +17,21 @@ import {
   type MaskInput,
 } from '../tensor/validate';
 import { SgtError } from '../gpu/errors';
+import { rowLayout, type RowLayout } from './rowLayout';
 
 const WG = 256;
-/** Positions per workgroup of `medianNormRows` (16 threads each). */
-const ROWS_PER_GROUP = 16;
 const NAME = 'medianNormPenalty';
 
-function params(rows: number, d: number, median: number | null): ArrayBuffer {
-  const buf = new ArrayBuffer(16);
+/** The kernels' parameters; `layout` splits the penalty's rows into pieces (the other kernels: none). */
+function params(rows: number, d: number, median: number | null, layout?: RowLayout): ArrayBuffer {
+  const buf = new ArrayBuffer(32);
   const u = new Uint32Array(buf);
   u[0] = rows;
   u[1] = d;
   u[2] = median === null ? 1 : 0;
   new Float32Array(buf)[3] = median ?? 0;
+  u[4] = layout?.segments ?? 0;
+  u[5] = layout?.segChunks ?? 0;
   return buf;
 }
 
@@ -49,51 +51,60 @@ const medianNormOp = defineOp<MedianNormAttrs>({
   forward: ([x, mu, mask, medianTensor], { median, rows, d, ownsMask }) => {
     const ctx = getContext();
     const out = Tensor.empty([]);
-    const rowTerm = Tensor.empty([rows]);
+    const layout = rowLayout(ctx, rows, d, WG);
+    const pieces = Tensor.empty([rows * layout.segments]);
     const rowNorm = Tensor.empty([rows]);
     const count = Tensor.empty([1]);
-    const p = params(rows, d, median);
-    // Without a median tensor the kernel still needs a buffer in that slot; it never reads it.
+    const p = params(rows, d, median, layout);
+    // Without a median tensor the kernels still need a buffer in that slot; they never read it.
     const medianBuffer = (medianTensor ?? mask).buffer;
+    if (rows > 0) {
+      ctx.dispatch({
+        shader: source,
+        entryPoint: layout.vec4 ? 'medianNormPieces' : 'medianNormPiecesRagged',
+        label: NAME,
+        resources: { x: x.buffer, mu: mu.buffer, x4: x.buffer, mu4: mu.buffer, mask: mask.buffer, pieces: pieces.buffer },
+        params: p,
+        workgroups: [layout.workgroups],
+      });
+    }
     ctx.dispatch({
       shader: source,
-      entryPoint: 'medianNormRows',
+      entryPoint: 'medianNormFinish',
       label: NAME,
-      resources: { x: x.buffer, mu: mu.buffer, mask: mask.buffer, medianBuffer, rowTerm: rowTerm.buffer, rowNorm: rowNorm.buffer },
-      params: p,
-      workgroups: [ctx.gridSize(rows, ROWS_PER_GROUP)],
-    });
-    ctx.dispatch({
-      shader: source,
-      entryPoint: 'medianNormFinalize',
-      label: NAME,
-      resources: { mask: mask.buffer, rowTerm: rowTerm.buffer, out: out.buffer, count: count.buffer },
+      resources: { mask: mask.buffer, medianBuffer, pieces: pieces.buffer, rowNorm: rowNorm.buffer, out: out.buffer, count: count.buffer },
       params: p,
       workgroups: [1],
     });
-    rowTerm.dispose();
+    pieces.dispose();
     return { output: out, saved: ownsMask ? [rowNorm, count, mask] : [rowNorm, count] };
   },
   backward: (g, { inputs: [x, mu, mask, medianTensor], saved: [rowNorm, count], attrs: { median, rows, d } }) => {
     const ctx = getContext();
     const grad = Tensor.empty(x.shape);
-    ctx.dispatch({
-      shader: source,
-      entryPoint: 'medianNormBackward',
-      label: `${NAME} backward`,
-      resources: {
-        x: x.buffer,
-        mu: mu.buffer,
-        mask: mask.buffer,
-        medianBuffer: (medianTensor ?? mask).buffer,
-        rowNorm: rowNorm.buffer,
-        count: count.buffer,
-        gradOut: g.buffer,
-        out: grad.buffer,
-      },
-      params: params(rows, d, median),
-      workgroups: [ctx.gridSize(rows * d, WG)],
-    });
+    if (rows * d > 0) {
+      const layout = rowLayout(ctx, rows, d, WG);
+      ctx.dispatch({
+        shader: source,
+        entryPoint: layout.vec4 ? 'medianNormBackward' : 'medianNormBackwardRagged',
+        label: `${NAME} backward`,
+        resources: {
+          x: x.buffer,
+          mu: mu.buffer,
+          x4: x.buffer,
+          mu4: mu.buffer,
+          mask: mask.buffer,
+          medianBuffer: (medianTensor ?? mask).buffer,
+          rowNorm: rowNorm.buffer,
+          count: count.buffer,
+          gradOut: g.buffer,
+          out: grad.buffer,
+          out4: grad.buffer,
+        },
+        params: params(rows, d, median, layout),
+        workgroups: [layout.workgroups],
+      });
+    }
     // The loss reads only x + mu, so both receive the same gradient (the engine copies it for a
     // second leaf).
     return [x.requiresGrad ? grad : null, mu.requiresGrad ? grad : null, null, null];

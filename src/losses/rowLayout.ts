@@ -26,12 +26,16 @@ export interface RowLayout {
   vec4: boolean;
 }
 
-/** The layout of a `[rows, cols]` row reduction on this device (cols > 0). */
-export function rowLayout(ctx: GpuContext, rows: number, cols: number): RowLayout {
+/**
+ * The layout of a `[rows, cols]` row reduction on this device, for a kernel of `workgroupSize`
+ * threads. Empty rows (cols = 0) get one empty piece each.
+ */
+export function rowLayout(ctx: GpuContext, rows: number, cols: number, workgroupSize = ROW_WG): RowLayout {
   const chunks = Math.ceil(cols / 4);
-  const segments = Math.ceil(chunks / PIECE_CHUNKS);
+  const segments = Math.max(1, Math.ceil(chunks / PIECE_CHUNKS));
   const segChunks = Math.ceil(chunks / segments); // pieces of one row as even as possible
-  const workgroups = Math.max(1, Math.min(ctx.limits.maxComputeWorkgroupsPerDimension, Math.ceil((rows * segments) / ROW_WG)));
+  const groups = Math.ceil((rows * segments) / workgroupSize);
+  const workgroups = Math.max(1, Math.min(ctx.limits.maxComputeWorkgroupsPerDimension, groups));
   return { segments, segChunks, workgroups, vec4: cols % 4 === 0 };
 }
 

@@ -1,6 +1,7 @@
 /**
  * The std-log-ratio loss `-mean over (N=1 positions, all j) of log(sigma_j / s_j)` (LOSSES.md
- * section 2) over `shaders/stdLogRatio.wgsl`.
+ * section 2) over `shaders/stdLogRatio.wgsl`: a pass over the rows' pieces (src/losses/rowLayout.ts),
+ * a one-workgroup mean, and a backward over the same pieces.
  */
 import source from '../../shaders/stdLogRatio.wgsl?raw';
 import { getContext } from '../gpu/context';
@@ -8,6 +9,7 @@ import { defineOp } from '../autograd/engine';
 import { Tensor, fmtShape } from '../tensor/tensor';
 import { checkFloatTensor, maskTensor, type MaskInput } from '../tensor/validate';
 import { SgtError } from '../gpu/errors';
+import { rowLayout, rowLayoutParams } from './rowLayout';
 
 const WG = 256;
 const NAME = 'stdLogRatio';
@@ -19,44 +21,42 @@ interface StdLogRatioAttrs {
   ownsMask: boolean;
 }
 
-function params(rows: number, d: number, partials: number): Uint32Array {
-  return new Uint32Array([rows, d, partials, 0]);
-}
-
 // Inputs: sigma, columnStd, mask. Saved: the selected count (and an uploaded mask).
 const stdLogRatioOp = defineOp<StdLogRatioAttrs>({
   name: NAME,
   forward: ([sigma, columnStd, mask], { rows, d, ownsMask }) => {
     const ctx = getContext();
-    const groups = ctx.gridSize(rows * d, WG * 16);
-    const partialSum = Tensor.empty([groups]);
-    const partialCount = Tensor.empty([groups]);
+    const layout = rowLayout(ctx, rows, d, WG);
+    const params = rowLayoutParams(rows, d, layout);
+    const pieces = Tensor.empty([rows * layout.segments]);
     const out = Tensor.empty([]);
     const count = Tensor.empty([1]);
+    if (rows > 0) {
+      ctx.dispatch({
+        shader: source,
+        entryPoint: layout.vec4 ? 'stdLogRatioPieces' : 'stdLogRatioPiecesRagged',
+        label: NAME,
+        resources: {
+          sigma: sigma.buffer,
+          columnStd: columnStd.buffer,
+          sigma4: sigma.buffer,
+          columnStd4: columnStd.buffer,
+          mask: mask.buffer,
+          pieces: pieces.buffer,
+        },
+        params,
+        workgroups: [layout.workgroups],
+      });
+    }
     ctx.dispatch({
       shader: source,
-      entryPoint: 'stdLogRatioPartials',
+      entryPoint: 'stdLogRatioFinish',
       label: NAME,
-      resources: {
-        sigma: sigma.buffer,
-        columnStd: columnStd.buffer,
-        mask: mask.buffer,
-        partialSum: partialSum.buffer,
-        partialCount: partialCount.buffer,
-      },
-      params: params(rows, d, groups),
-      workgroups: [groups],
-    });
-    ctx.dispatch({
-      shader: source,
-      entryPoint: 'stdLogRatioFinalize',
-      label: NAME,
-      resources: { partialSum: partialSum.buffer, partialCount: partialCount.buffer, out: out.buffer, count: count.buffer },
-      params: params(rows, d, groups),
+      resources: { mask: mask.buffer, pieces: pieces.buffer, out: out.buffer, count: count.buffer },
+      params,
       workgroups: [1],
     });
-    partialSum.dispose();
-    partialCount.dispose();
+    pieces.dispose();
     return { output: out, saved: ownsMask ? [count, mask] : [count] };
   },
   // d(-mean log(sigma / s)) / dsigma = -1 / (sigma * count * d) on selected positions; columnStd is
@@ -64,14 +64,25 @@ const stdLogRatioOp = defineOp<StdLogRatioAttrs>({
   backward: (g, { inputs: [sigma, , mask], saved: [count], attrs: { rows, d } }) => {
     const ctx = getContext();
     const grad = Tensor.empty(sigma.shape);
-    ctx.dispatch({
-      shader: source,
-      entryPoint: 'stdLogRatioBackward',
-      label: `${NAME} backward`,
-      resources: { sigma: sigma.buffer, mask: mask.buffer, count: count.buffer, gradOut: g.buffer, out: grad.buffer },
-      params: params(rows, d, 0),
-      workgroups: [ctx.gridSize(rows * d, WG)],
-    });
+    if (rows * d > 0) {
+      const layout = rowLayout(ctx, rows, d, WG);
+      ctx.dispatch({
+        shader: source,
+        entryPoint: layout.vec4 ? 'stdLogRatioBackward' : 'stdLogRatioBackwardRagged',
+        label: `${NAME} backward`,
+        resources: {
+          sigma: sigma.buffer,
+          sigma4: sigma.buffer,
+          mask: mask.buffer,
+          count: count.buffer,
+          gradOut: g.buffer,
+          out: grad.buffer,
+          out4: grad.buffer,
+        },
+        params: rowLayoutParams(rows, d, layout),
+        workgroups: [layout.workgroups],
+      });
+    }
     return [grad, null, null];
   },
 });

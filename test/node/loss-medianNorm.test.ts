@@ -123,6 +123,23 @@ describe('medianNormPenalty', () => {
     });
   });
 
+  it('wide rows of a length not a multiple of 4 (scalar reads, two pieces per row) match the twin', async () => {
+    await gpu();
+    await scope(async () => {
+      const [B, T, d] = [2, 3, 301];
+      const xData = noise(B * T * d, 9);
+      const muData = noise(B * T * d, 10);
+      xData[2 * d + 5] = NaN; // position 2, not selected
+      const mask = [1, 1, 0, 1, 0, 1];
+      const x = tensor(xData, [B, T, d]);
+      const mu = tensor(muData, [B, T, d], { requiresGrad: true });
+      const r = await run(x, mu, 9, mask);
+      const ref = medianNormPenaltyReference(Float32Array.from(xData), Float32Array.from(muData), 9, mask, d);
+      expectClose([r.value], [ref.value], 1e-4, 1e-6, 'value');
+      expectClose(r.gradMu, ref.gradMu, 1e-3, 1e-7, 'grad mu');
+    });
+  });
+
   it('rejects bad arguments on the host, naming them', async () => {
     await gpu();
     scope(() => {

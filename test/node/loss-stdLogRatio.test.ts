@@ -74,20 +74,22 @@ describe('stdLogRatio', () => {
     }
   });
 
-  it('sigma at its floor (1e-4) and sizes beyond one workgroup match the twin', async () => {
-    await gpu();
-    await scope(async () => {
-      const [B, T, d] = [3, 7, 300];
-      const data = uniform(B * T * d, 3, 0.5, 2);
-      for (let i = 0; i < data.length; i += 3) data[i] = 1e-4;
-      const s = uniform(d, 4, 0.05, 1.5);
-      const mask = [1, 1, 0, 1, 0, 1, 1, 0, 0, 1, 1, 1, 0, 1, 1, 0, 1, 1, 1, 0, 1];
-      const ref = stdLogRatioReference(Float32Array.from(data), Float32Array.from(s), mask);
-      const r = await run(tensor(data, [B, T, d], { requiresGrad: true }), tensor(s, [d]), mask);
-      expectClose([r.value], [ref.value], 1e-4, 1e-6, 'value');
-      expectClose(r.grad, ref.gradSigma, 1e-3, 1e-9, 'grad sigma');
+  for (const d of [300, 301]) {
+    it(`sigma at its floor (1e-4) and sizes beyond one workgroup match the twin (d = ${d}: ${d % 4 ? 'scalar' : 'vec4'} reads, two pieces a row)`, async () => {
+      await gpu();
+      await scope(async () => {
+        const [B, T] = [3, 7];
+        const data = uniform(B * T * d, 3, 0.5, 2);
+        for (let i = 0; i < data.length; i += 3) data[i] = 1e-4;
+        const s = uniform(d, 4, 0.05, 1.5);
+        const mask = [1, 1, 0, 1, 0, 1, 1, 0, 0, 1, 1, 1, 0, 1, 1, 0, 1, 1, 1, 0, 1];
+        const ref = stdLogRatioReference(Float32Array.from(data), Float32Array.from(s), mask);
+        const r = await run(tensor(data, [B, T, d], { requiresGrad: true }), tensor(s, [d]), mask);
+        expectClose([r.value], [ref.value], 1e-4, 1e-6, 'value');
+        expectClose(r.grad, ref.gradSigma, 1e-3, 1e-9, 'grad sigma');
+      });
     });
-  });
+  }
 
   it('an empty noise mask gives 0 and a zero gradient; unselected NaNs do not leak', async () => {
     await gpu();
