@@ -11,11 +11,12 @@
  *
  *   npm run privacy-frontier -- [--model DIR] [--steps N] [--only f1,f2] [--values "f=v1,v2;g=v3"]
  *     [--attack-steps N] [--held-out N] [--seq-len T] [--tag TAG] [--out DIR]
+ *   npm run privacy-frontier -- --merge a.json,b.json [--tag TAG] [--out DIR]   (one table from sweeps run apart)
  *
  * The defaults are sized for a loaded 2-core machine with a software adapter (about 25 minutes on
  * the default model); a GPU affords more steps and points.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { FACTORY_NAMES, RECOMMENDED_RUNS, DEFAULT_FACTORY_OPTIONS, type FactoryName } from '../src/factories/options';
 import { scheduleForRun } from '../src/factories/schedule';
 import { cleanEmbeddings, inversionAttack, transformedEmbeddings, type InversionAttackResult } from '../src/eval/inversionAttack';
@@ -68,6 +69,8 @@ interface PointRow {
   evaluation: EvaluationReport;
   attack: InversionAttackResult;
   minutes: number;
+  /** Wall seconds of the training steps, the evaluation and the attack. */
+  seconds: { train: number; evaluate: number; attack: number };
 }
 
 const attackOptions = { kind: 'linear' as const, steps: ATTACK_STEPS, batchSize: 8, seed: 3 };
@@ -100,7 +103,9 @@ async function trainPoint(
   try {
     let finalLoss = Number.NaN;
     for (let s = 0; s < STEPS; s++) finalLoss = (await trainer.step()).loss;
+    const trained = Date.now();
     const evaluation = await trainer.evaluate();
+    const evaluated = Date.now();
     const attack = await inversionAttack(
       transformedEmbeddings(model, trainer.transform, 11),
       { train: data.attackTrain, heldOut: data.heldOut },
@@ -118,6 +123,7 @@ async function trainPoint(
       evaluation,
       attack,
       minutes: (Date.now() - started) / 60000,
+      seconds: { train: (trained - started) / 1000, evaluate: (evaluated - trained) / 1000, attack: (Date.now() - evaluated) / 1000 },
     };
   } finally {
     trainer.dispose();
@@ -126,7 +132,9 @@ async function trainPoint(
 
 const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
 
-function markdown(rows: PointRow[], baseline: EvaluationReport, clean: InversionAttackResult, header: string): string {
+function markdown(rows: PointRow[], meta: Meta): string {
+  const { baseline, cleanAttack: clean, settings } = meta;
+  const header = `Measured by \`npm run privacy-frontier\` on ${meta.adapter}, ${meta.date} (${meta.minutes.toFixed(0)} min): model \`${meta.model.dir}\` (vocab ${meta.model.config.vocabSize}, d ${meta.model.config.hiddenSize}); each point ${settings.steps} steps of ${settings.batchSize} x ${settings.seqLen} tokens with the factory's recommended learning rate and privacy-weight schedule; held out: ${settings.heldOutSequences} sequences of Jude and Revelation; linear attack trained ${settings.attack.steps} steps of ${settings.attack.batchSize} sequences on transformed training text (fresh noise).`;
   const lines = [
     header,
     '',
@@ -177,31 +185,53 @@ async function main(): Promise<void> {
   console.log(
     `baseline: teacher accuracy ${pct(baseline.teacherAccuracy)}; attack on clean embeddings ${pct(clean.recoveryRate)} (${clean.seconds.toFixed(0)} s)`,
   );
+  const info = `${ctx.adapter.info.vendor} ${ctx.adapter.info.architecture}`.trim();
+  const meta: Meta = {
+    adapter: info,
+    date: new Date().toISOString().slice(0, 10),
+    minutes: 0,
+    model: { dir: dir.replace(`${process.cwd()}/`, ''), config: model.config },
+    settings: { steps: STEPS, batchSize: BATCH, seqLen: SEQ_LEN, heldOutSequences: packed.heldOut.length, attack: attackOptions },
+    knobs: Object.fromEntries(factories.map((f) => [f, KNOBS[f].name])),
+    baseline,
+    cleanAttack: clean,
+  };
   const rows: PointRow[] = [];
   for (const factory of factories) {
     for (const knob of KNOBS[factory].values) {
       const row = await trainPoint(model, data, factory, knob);
       const e = row.evaluation;
       console.log(
-        `${factory} ${KNOBS[factory].name.split(' ')[0]}=${knob}: NN-FR ${pct(e.nearestNeighbourFailureRate)} (L2 ${pct(e.nearestNeighbourFailureRateL2)}), attack ${pct(row.attack.recoveryRate)}, accuracy ${pct(e.studentAccuracy)} (drop ${e.accuracyDropPoints.toFixed(2)} pt), ppl x${e.perplexityRatio.toFixed(3)}, agreement ${pct(e.top1Agreement)} [${row.minutes.toFixed(1)} min]`,
+        `${factory} ${KNOBS[factory].name.split(' ')[0]}=${knob}: NN-FR ${pct(e.nearestNeighbourFailureRate)} (L2 ${pct(e.nearestNeighbourFailureRateL2)}), attack ${pct(row.attack.recoveryRate)}, accuracy ${pct(e.studentAccuracy)} (drop ${e.accuracyDropPoints.toFixed(2)} pt), ppl x${e.perplexityRatio.toFixed(3)}, agreement ${pct(e.top1Agreement)} [${row.minutes.toFixed(1)} min: train ${row.seconds.train.toFixed(0)} s, evaluate ${row.seconds.evaluate.toFixed(0)} s, attack ${row.seconds.attack.toFixed(0)} s]`,
       );
       rows.push(row);
+      // Written after every point: a sweep cut short keeps what it measured.
+      meta.minutes = (Date.now() - started) / 60000;
+      writeOutputs(meta, rows);
     }
   }
-  const info = `${ctx.adapter.info.vendor} ${ctx.adapter.info.architecture}`.trim();
-  const date = new Date().toISOString().slice(0, 10);
-  const minutes = (Date.now() - started) / 60000;
-  const header = `Measured by \`npm run privacy-frontier\` on ${info}, ${date} (${minutes.toFixed(0)} min): model \`${dir.replace(`${process.cwd()}/`, '')}\` (vocab ${model.config.vocabSize}, d ${model.config.hiddenSize}); each point ${STEPS} steps of ${BATCH} x ${SEQ_LEN} tokens with the factory's recommended learning rate and privacy-weight schedule; held out: ${packed.heldOut.length} sequences of Jude and Revelation; linear attack trained ${ATTACK_STEPS} steps of 8 sequences on transformed training text (fresh noise).`;
-  const suffix = TAG ? `-${TAG}` : '';
-  const base = `${OUT_DIR}/privacy-frontier${suffix}`;
+  console.log(markdown(rows, meta));
+  model.dispose();
+}
+
+/** What the outputs say besides the rows. */
+interface Meta {
+  adapter: string;
+  date: string;
+  minutes: number;
+  model: { dir: string; config: { vocabSize: number; hiddenSize: number } };
+  settings: { steps: number; batchSize: number; seqLen: number; heldOutSequences: number; attack: { steps: number; batchSize: number } };
+  knobs: Record<string, string>;
+  baseline: EvaluationReport;
+  cleanAttack: InversionAttackResult;
+}
+
+/** Writes `<out>/privacy-frontier{-TAG}.{json,md,svg}`. */
+function writeOutputs(meta: Meta, rows: PointRow[]): void {
+  const base = `${OUT_DIR}/privacy-frontier${TAG ? `-${TAG}` : ''}`;
   mkdirSync(OUT_DIR, { recursive: true });
-  const settings = { steps: STEPS, batchSize: BATCH, seqLen: SEQ_LEN, heldOutSequences: packed.heldOut.length, attack: attackOptions };
-  const knobs = Object.fromEntries(factories.map((f) => [f, KNOBS[f].name]));
-  writeFileSync(
-    `${base}.json`,
-    `${JSON.stringify({ adapter: info, date, minutes, model: { dir, config: model.config }, settings, knobs, baseline, cleanAttack: clean, rows }, null, 2)}\n`,
-  );
-  writeFileSync(`${base}.md`, markdown(rows, baseline, clean, header));
+  writeFileSync(`${base}.json`, `${JSON.stringify({ ...meta, rows }, null, 2)}\n`);
+  writeFileSync(`${base}.md`, markdown(rows, meta));
   const points: FrontierPoint[] = rows.map((r) => ({
     factory: r.factory,
     knob: r.knob,
@@ -209,12 +239,24 @@ async function main(): Promise<void> {
     nnfr: r.evaluation.nearestNeighbourFailureRate,
     attackRecovery: r.attack.recoveryRate,
   }));
-  writeFileSync(
-    `${base}.svg`,
-    frontierSvg(points, clean.recoveryRate, `Privacy vs utility on ${dir.split('/').pop()} (${STEPS} steps per point)`),
-  );
-  console.log(markdown(rows, baseline, clean, header));
-  model.dispose();
+  const title = `Privacy vs utility on ${meta.model.dir} (${meta.settings.steps} steps per point)`;
+  writeFileSync(`${base}.svg`, frontierSvg(points, meta.cleanAttack.recoveryRate, title));
 }
 
-await main();
+/** `--merge a.json,b.json`: one table and chart from sweeps run apart (e.g. in parallel, each with --only). */
+function merge(files: string[]): void {
+  const parts = files.map((f) => JSON.parse(readFileSync(f, 'utf8')) as Meta & { rows: PointRow[] });
+  const meta: Meta = {
+    ...parts[0],
+    minutes: Math.max(...parts.map((p) => p.minutes)),
+    knobs: Object.assign({}, ...parts.map((p) => p.knobs)),
+  };
+  const order = (r: PointRow) => FACTORY_NAMES.indexOf(r.factory);
+  const rows = parts.flatMap((p) => p.rows).sort((a, b) => order(a) - order(b) || a.knob - b.knob);
+  for (const k of Object.keys(KNOBS) as FactoryName[]) if (meta.knobs[k]) KNOBS[k].name = meta.knobs[k];
+  writeOutputs(meta, rows);
+  console.log(markdown(rows, meta));
+}
+
+if (args.has('merge')) merge(args.get('merge')!.split(','));
+else await main();
