@@ -2,10 +2,13 @@
 // each transformed embedding xt[i,t] of one half is scored under the Gaussian mixture whose
 // components are the other half's (x[k,t] + mu[k,t], sigma[k,t]) at the same position t.
 //
-// Three entry points:
+// Four entry points:
+//   miRows      one thread per row (b,t): its centre x + mu (for the forward and the backward) and
+//               sum_j log sigma (its log-determinant as a component, its Hcond as a query), once
+//               per row instead of once per (query, component) pair.
 //   miForward   one thread per query (i,t): the log densities under the other half's components,
-//               a max-shifted log-sum-exp, the term and its inclusion flag; also the components'
-//               centres x + mu (for the backward) and the responsibilities w[i,t,k].
+//               a max-shifted log-sum-exp, the term and its inclusion flag, and the
+//               responsibilities w[i,t,k].
 //   miReduce    one workgroup: the mean of the included terms in a fixed order (deterministic).
 //   miBackward  one thread per element (r,t,j): row r as a query (through xt and Hcond) and row r
 //               as a component of every query of the other half (through its centre and scale).
@@ -18,6 +21,7 @@
 //   [statsOffset, +2)          sum of the terms, number of included (i,t)
 //   [statsOffset + 2, +B*T)    values of sigma[i,t,:] that are not > 0 where sigma[i,t] is read
 //                              (miReduce adds them to the data check: reported at the next readback)
+//   [logDetOffset, +B*T)       sum_j log sigma[b,t,j] (miRows)
 // Keeping everything in one buffer keeps every entry point within 8 storage buffers, the WebGPU
 // default limit that browsers grant everywhere.
 
@@ -39,7 +43,7 @@ struct Params {
   flagOffset: u32,
   statsOffset: u32,
   checkSlot: u32,     // the sigma check's counters in `checks` (see GpuContext.dataCheck)
-  _pad0: u32,
+  logDetOffset: u32,
   _pad1: u32,
   _pad2: u32,
 }
@@ -72,6 +76,20 @@ fn componentIncluded(k: u32, t: u32) -> bool {
 }
 
 @compute @workgroup_size(WG_ITEMS)
+fn miRows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let d = params.d;
+  for (var item = gid.x; item < params.B * params.T; item += groups.x * WG_ITEMS) {
+    let row = item * d;
+    var logDet = 0.0;
+    for (var j = 0u; j < d; j++) {
+      centres[row + j] = x[row + j] + mu[row + j];
+      logDet += log(sigma[row + j]);
+    }
+    saved[params.logDetOffset + item] = logDet;
+  }
+}
+
+@compute @workgroup_size(WG_ITEMS)
 fn miForward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   let d = params.d;
   let H = params.half;
@@ -80,7 +98,6 @@ fn miForward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     let i = item / params.T;
     let t = item % params.T;
     let rowI = item * d;
-    for (var j = 0u; j < d; j++) { centres[rowI + j] = x[rowI + j] + mu[rowI + j]; }
 
     let queryIn = maskSelects(queryMask[item]);
     let kStart = otherHalfStart(i);
@@ -93,16 +110,13 @@ fn miForward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
       if (queryIn && componentIncluded(k, t)) {
         let rowK = (k * params.T + t) * d;
         var quad = 0.0;
-        var logDet = 0.0;
         for (var j = 0u; j < d; j++) {
-          let sk = sigma[rowK + j];
           // Difference first, then divide: with sigma near its floor (1e-4) z is large but exact
           // to f32 rounding, and squaring it keeps the relative precision.
-          let z = (xt[rowI + j] - (x[rowK + j] + mu[rowK + j])) / sk;
+          let z = (xt[rowI + j] - centres[rowK + j]) / sigma[rowK + j];
           quad += z * z;
-          logDet += log(sk);
         }
-        logN = -0.5 * quad - logDet - 0.5 * f32(d) * LOG_2PI;
+        logN = -0.5 * quad - saved[params.logDetOffset + k * params.T + t] - 0.5 * f32(d) * LOG_2PI;
         logQK = logSumExpAdd(logQK, logN);
         K++;
       }
@@ -118,9 +132,7 @@ fn miForward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
         if (componentIncluded(kStart + kk, t)) { w = exp(saved[item * H + kk] - lse); }
         saved[item * H + kk] = w;
       }
-      var hcond = 0.0;
-      for (var j = 0u; j < d; j++) { hcond += log(sigma[rowI + j]); }
-      hcond += f32(d) * HALF_LOG_2PI_E;
+      let hcond = saved[params.logDetOffset + item] + f32(d) * HALF_LOG_2PI_E;
       let logQ = lse - log(f32(K));
       term = (-logQ - hcond) / f32(d);
     } else {

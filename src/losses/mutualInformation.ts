@@ -43,12 +43,13 @@ function packParams({ B, T, d }: MiAttrs, allComponents: boolean, checkSlot = 0)
   const termOffset = B * T * half;
   const flagOffset = termOffset + B * T;
   const statsOffset = flagOffset + B * T;
-  return new Uint32Array([B, T, d, half, allComponents ? 1 : 0, termOffset, flagOffset, statsOffset, checkSlot, 0, 0, 0]);
+  const logDetOffset = statsOffset + 2 + B * T;
+  return new Uint32Array([B, T, d, half, allComponents ? 1 : 0, termOffset, flagOffset, statsOffset, checkSlot, logDetOffset, 0, 0]);
 }
 
 /** Length of the forward's `saved` buffer (see the layout in the WGSL). */
 function savedLength(B: number, T: number): number {
-  return B * T * (B / 2) + 3 * B * T + 2;
+  return B * T * (B / 2) + 4 * B * T + 2;
 }
 
 /** The check of sigma <= 0 where it is read, reported at the next readback (see `GpuContext.dataCheck`). */
@@ -72,12 +73,21 @@ const mutualInformationOp = defineOp<MiAttrs>({
     const loss = Tensor.empty([]);
     ctx.dispatch({
       shader: source,
+      entryPoint: 'miRows',
+      label: `${FN} (rows)`,
+      resources: { x: x.buffer, mu: mu.buffer, sigma: sigma.buffer, centres: centres.buffer, saved: saved.buffer },
+      params,
+      workgroups: [ctx.gridSize(B * T, WG_ITEMS)],
+    });
+    ctx.dispatch({
+      shader: source,
       entryPoint: 'miForward',
       label: `${FN} (forward)`,
       resources: {
+        // x: read by miRows only, but the reflected layout counts a parameter named x in
+        // common.wgsl (logSumExpAdd's) as a use, so the slot exists.
         x: x.buffer,
         xt: xt.buffer,
-        mu: mu.buffer,
         sigma: sigma.buffer,
         queryMask: attrs.queryMask.buffer,
         // Bound but never read when every component counts (allComponents = 1).
