@@ -433,13 +433,18 @@ async function printLossBandwidth(progress: (what: string) => void): Promise<voi
   const rows = await bandwidthRows();
   progress('loss-bandwidth');
   console.log('\n## Losses against the plain copy (effective GB/s: inputs read once, the gradient written once)\n');
-  console.log('| case | ms per step | effective GB/s | % of copy |');
-  console.log('| --- | ---: | ---: | ---: |');
-  for (const r of rows) console.log(`| ${r.name} | ${fmtMs(r.ms)} | ${r.gbPerS.toFixed(2)} | ${(100 * r.ofCopy).toFixed(0)}% |`);
+  const pct = (x?: number) => (x === undefined ? '' : `${(100 * x).toFixed(0)}%`);
+  console.log('| case | ms per step | effective GB/s | % of copy | ms per step, batched | % of copy, batched |');
+  console.log('| --- | ---: | ---: | ---: | ---: | ---: |');
+  for (const r of rows) {
+    const batched = r.batchedMs === undefined ? '' : fmtMs(r.batchedMs);
+    console.log(`| ${r.name} | ${fmtMs(r.ms)} | ${r.gbPerS.toFixed(2)} | ${pct(r.ofCopy)} | ${batched} | ${pct(r.batchedOfCopy)} |`);
+  }
   console.log('');
   console.log(
     'One step per sync as the peers harness times it (the loss read back; fwd+bwd also awaits the queue), each case ' +
-      "interleaved with the copy (the peers harness's vec4 grid-stride kernel, 16M floats) so that load changes hit both.",
+      "interleaved with the copy (the peers harness's vec4 grid-stride kernel, 16M floats) so that load changes hit both. " +
+      "Batched: as many steps as move the copy's bytes recorded before one sync (the kernels' pace without the round trips).",
   );
 }
 
