@@ -15,6 +15,11 @@
 
 #include "common.wgsl" // negInf, posInf
 
+// The head dimension as a pipeline constant (it equals params.headDim): every loop over a head's
+// elements then has a trip count the compiler knows, so it can unroll them and keep the per-row
+// arrays below in registers instead of indexing them in memory.
+override HEAD_DIM: u32 = 64u;
+
 const WG: u32 = 64u;
 const MAX_DH: u32 = 128u;
 const TILE: u32 = 2048u;           // two tiles of 8 KiB: 16 KiB, WebGPU's guaranteed minimum
@@ -61,10 +66,10 @@ fn keyVisible(b: u32, j: u32, i: u32) -> bool {
 }
 
 fn qIndex(b: u32, t: u32, h: u32) -> u32 {
-  return ((b * params.seq + t) * params.heads + h) * params.headDim;
+  return ((b * params.seq + t) * params.heads + h) * HEAD_DIM;
 }
 fn kvIndex(b: u32, t: u32, g: u32) -> u32 {
-  return ((b * params.seq + t) * params.kvHeads + g) * params.headDim;
+  return ((b * params.seq + t) * params.kvHeads + g) * HEAD_DIM;
 }
 
 // Causal: keys after the block's last query row are hidden from all of its rows.
@@ -78,7 +83,7 @@ fn attentionForward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
                     @builtin(local_invocation_index) lid: u32) {
   let T = params.seq;
   let H = params.heads;
-  let dh = params.headDim;
+  let dh = HEAD_DIM;
   let blocks = (T + WG - 1u) / WG;
   for (var item = wid.x; item < params.batch * H * blocks; item += groups.x) {
     let rowBlock = item % blocks;
@@ -144,7 +149,7 @@ fn attentionForward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
 // the row's logsumexp so the two backward kernels read one small buffer.
 @compute @workgroup_size(WG)
 fn attentionBackwardPrep(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-  let dh = params.headDim;
+  let dh = HEAD_DIM;
   for (var row = gid.x; row < params.batch * params.seq * params.heads; row += groups.x * WG) {
     var d = 0.0;
     for (var c = 0u; c < dh; c++) { d += o[row * dh + c] * gradOut[row * dh + c]; }
@@ -159,7 +164,7 @@ fn attentionBackwardQuery(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
                           @builtin(local_invocation_index) lid: u32) {
   let T = params.seq;
   let H = params.heads;
-  let dh = params.headDim;
+  let dh = HEAD_DIM;
   let blocks = (T + WG - 1u) / WG;
   for (var item = wid.x; item < params.batch * H * blocks; item += groups.x) {
     let rowBlock = item % blocks;
@@ -218,7 +223,7 @@ fn attentionBackwardKeyValue(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num
   let T = params.seq;
   let H = params.heads;
   let G = params.kvHeads;
-  let dh = params.headDim;
+  let dh = HEAD_DIM;
   let group = H / G;
   let blocks = (T + WG - 1u) / WG;
   for (var item = wid.x; item < params.batch * G * blocks; item += groups.x) {

@@ -67,6 +67,7 @@ const attentionOp = defineOp<AttentionAttrs>({
         // Without a mask the kernel never reads keyMask, but it must still be bound: q stands in.
         resources: { q: q.buffer, k: k.buffer, v: v.buffer, keyMask: (keyMask ?? q).buffer, out: out.buffer, lse: lse.buffer },
         params: attentionParams(q, k, attrs),
+        constants: { HEAD_DIM: q.shape[3] },
         workgroups: [ctx.gridSize(blockItems(b, h, t), 1)],
       });
     }
@@ -91,6 +92,7 @@ const attentionOp = defineOp<AttentionAttrs>({
         label: 'attention (backward)',
         resources: { o: output.buffer, gradOut: g.buffer, savedLse: lse.buffer, rowStats: rowStats.buffer },
         params,
+        constants: { HEAD_DIM: q.shape[3] },
         workgroups: [ctx.gridSize(b * t * h, PREP_WG)],
       });
       if (dq) {
@@ -108,6 +110,7 @@ const attentionOp = defineOp<AttentionAttrs>({
             dq: dq.buffer,
           },
           params,
+          constants: { HEAD_DIM: q.shape[3] },
           workgroups: [ctx.gridSize(blockItems(b, h, t), 1)],
         });
       }
@@ -127,6 +130,7 @@ const attentionOp = defineOp<AttentionAttrs>({
             dv: dv.buffer,
           },
           params,
+          constants: { HEAD_DIM: q.shape[3] },
           workgroups: [ctx.gridSize(blockItems(b, hkv, t), 1)],
         });
       }
