@@ -11,7 +11,7 @@ function rowsOf(x: Tensor): [number, number] {
   return [cols === 0 ? 0 : x.size / cols, cols];
 }
 
-/** Rows at most this long get one thread each instead of one workgroup each. */
+/** Rows at most this long get one thread each instead of one workgroup each (see `softmaxKernel` for the other case). */
 export const NARROW_ROW = 64;
 
 function softmaxKernel(kernel: 'softmaxForward' | 'softmaxBackward', log: boolean, x: Tensor, grad?: Tensor): Tensor {
@@ -19,7 +19,10 @@ function softmaxKernel(kernel: 'softmaxForward' | 'softmaxBackward', log: boolea
   const [rows, cols] = rowsOf(x);
   if (rows === 0) return out;
   const ctx = getContext();
-  const narrow = cols <= NARROW_ROW;
+  // A row per thread also when rows are at least as many as columns: then there are enough rows
+  // to fill the grid, and a workgroup per row would spend its time in barriers (softmax of
+  // [256, 256] took 75 ms on lavapipe that way). Few long rows keep a workgroup each.
+  const narrow = cols <= NARROW_ROW || rows >= cols;
   const entryPoint = narrow ? `${kernel}Narrow` : kernel;
   const resources: Record<string, GPUBuffer> = { x: x.buffer, out: out.buffer };
   if (grad) resources.grad = grad.buffer;

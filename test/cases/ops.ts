@@ -734,7 +734,7 @@ const MATMUL: OpCase[] = [
   matmulCase({ a: [33, 48], aFd: [3, 4], b: [31, 48], bFd: [3, 4], tB: true }),
   matmulCase({ a: [48, 9], aFd: [4, 3], b: [48, 33], bFd: [4, 3], tA: true }),
   matmulCase({ a: [16, 9], aFd: [4, 3], b: [31, 16], bFd: [3, 4], tA: true, tB: true }),
-  // Skinny products (1, 2, 3 rows: fewer rows per workgroup), aligned and not.
+  // Skinny products (1 row: a row block of 1; 2 and 3 rows: a mostly padded block), aligned and not.
   matmulCase({ a: [1, 64], aFd: [1, 5], b: [64, 32], bFd: [5, 3] }),
   matmulCase({ a: [1, 32], aFd: [1, 4], b: [36, 32], bFd: [3, 4], tB: true }),
   matmulCase({ a: [2, 20], aFd: [2, 3], b: [20, 17], bFd: [3, 3] }),
@@ -771,6 +771,10 @@ const SOFTMAX_SHAPES: [number[], number[]][] = [
     [4, 1],
   ], // one-element rows: softmax 1, log-softmax 0, zero gradients
   [[19], [7]],
+  [
+    [130, 100],
+    [3, 4],
+  ], // rows longer than NARROW_ROW but at least as many rows as columns: a row per thread
 ];
 
 function softmaxCase(log: boolean, shape: number[], fdShape: number[], withView: boolean): OpCase {
