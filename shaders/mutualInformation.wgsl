@@ -10,8 +10,9 @@
 //               a max-shifted log-sum-exp, the term and its inclusion flag, and the
 //               responsibilities w[i,t,k].
 //   miReduce    one workgroup: the mean of the included terms in a fixed order (deterministic).
-//   miBackward  one thread per element (r,t,j): row r as a query (through xt and Hcond) and row r
-//               as a component of every query of the other half (through its centre and scale).
+//   miBackward  one thread per piece of SEG columns of a row (r,t), for each element (r,t,j): row r
+//               as a query (through xt and Hcond) and row r as a component of every query of the
+//               other half (through its centre and scale).
 //               Each output element has exactly one writer, so no atomics are needed.
 //
 // Layout of `saved` (f32), written by the forward and read by the backward:
@@ -192,51 +193,59 @@ fn miReduce(@builtin(local_invocation_index) lid: u32) {
 //   d term / d s_k    =  (1/d) w_k (1/s_k - (xt_i - c_k)^2 / s_k^3)
 //   d term / d s_i    = -(1/d) / s_i                                (through Hcond)
 // each scaled by g / C. Excluded pairs have w = 0 and are skipped, not multiplied.
+// One thread per piece of SEG columns of a row r = (r, t): the row's indices, flag and factor
+// once per piece, not once per element (no integer division per element).
+const SEG: u32 = 64u;
+
 @compute @workgroup_size(WG_ELEMENTS)
 fn miBackward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   let d = params.d;
   let H = params.half;
   let count = savedIn[params.statsOffset + 1u];
   let factor = select(0.0, grad[0] / (max(count, 1.0) * f32(d)), count > 0.0);
-  let n = params.B * params.T * d;
-  for (var e = gid.x; e < n; e += groups.x * WG_ELEMENTS) {
-    let item = e / d;
-    let j = e % d;
+  let segments = (d + SEG - 1u) / SEG;
+  for (var piece = gid.x; piece < params.B * params.T * segments; piece += groups.x * WG_ELEMENTS) {
+    let item = piece / segments;
+    let j0 = (piece % segments) * SEG;
     let r = item / params.T;
     let t = item % params.T;
     let other = otherHalfStart(r);
     let ownLocal = r - (params.half - other); // index of r within its own half
-    let y = xt[e];
-    let cr = centresIn[e];
-    let sr = sigma[e];
+    let isQuery = savedIn[params.flagOffset + item] > 0.5;
+    for (var j = j0; j < min(d, j0 + SEG); j++) {
+      let e = item * d + j;
+      let y = xt[e];
+      let cr = centresIn[e];
+      let sr = sigma[e];
 
-    var gQuery = 0.0;
-    var gSigma = 0.0;
-    if (savedIn[params.flagOffset + item] > 0.5) {
-      for (var kk = 0u; kk < H; kk++) {
-        let w = savedIn[item * H + kk];
+      var gQuery = 0.0;
+      var gSigma = 0.0;
+      if (isQuery) {
+        for (var kk = 0u; kk < H; kk++) {
+          let w = savedIn[item * H + kk];
+          if (w > 0.0) {
+            let at = ((other + kk) * params.T + t) * d + j;
+            let sk = sigma[at];
+            let z = (y - centresIn[at]) / sk;
+            gQuery += w * (z / sk);
+          }
+        }
+        gSigma -= 1.0 / sr;
+      }
+
+      var gCentre = 0.0;
+      for (var ii = 0u; ii < H; ii++) {
+        let query = (other + ii) * params.T + t;
+        let w = savedIn[query * H + ownLocal];
         if (w > 0.0) {
-          let at = ((other + kk) * params.T + t) * d + j;
-          let sk = sigma[at];
-          let z = (y - centresIn[at]) / sk;
-          gQuery += w * (z / sk);
+          let z = (xt[query * d + j] - cr) / sr;
+          gCentre -= w * (z / sr);
+          gSigma += w * ((1.0 - z * z) / sr);
         }
       }
-      gSigma -= 1.0 / sr;
+      gradXt[e] = factor * gQuery;
+      gradMu[e] = factor * gCentre;
+      gradSigma[e] = factor * gSigma;
     }
-
-    var gCentre = 0.0;
-    for (var ii = 0u; ii < H; ii++) {
-      let query = (other + ii) * params.T + t;
-      let w = savedIn[query * H + ownLocal];
-      if (w > 0.0) {
-        let z = (xt[query * d + j] - cr) / sr;
-        gCentre -= w * (z / sr);
-        gSigma += w * ((1.0 - z * z) / sr);
-      }
-    }
-    gradXt[e] = factor * gQuery;
-    gradMu[e] = factor * gCentre;
-    gradSigma[e] = factor * gSigma;
   }
 }

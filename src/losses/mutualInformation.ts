@@ -13,6 +13,8 @@ import { SgtError } from '../gpu/errors';
 const FN = 'mutualInformation';
 const WG_ITEMS = 64;
 const WG_ELEMENTS = 256;
+/** Columns per thread of miBackward (its WGSL `SEG`). */
+const MI_SEG = 64;
 
 /** Options of {@link mutualInformation}. */
 export interface MutualInformationOptions {
@@ -132,7 +134,7 @@ const mutualInformationOp = defineOp<MiAttrs>({
           gradSigma: gradSigma.buffer,
         },
         params: packParams(attrs, attrs.componentMask === null),
-        workgroups: [ctx.gridSize(B * T * d, WG_ELEMENTS)],
+        workgroups: [ctx.gridSize(B * T * Math.ceil(d / MI_SEG), WG_ELEMENTS)],
       });
     }
     return [gradCentre, gradXt, gradCentre, gradSigma];
