@@ -11,7 +11,7 @@
  *
  * Options: --steps N (default 150), --model DIR (default models/default), --only NAME,
  * --set key=value,... (override factory options), --cloak key=value,... (cloak options), --lr X,
- * --attack-steps N (default 200; 0 skips the attacks), --seq-len T (default 64), --held-out N
+ * --attack-steps N (default 60; 0 skips the attacks), --seq-len T (default 64), --held-out N
  * sequences (default 32), --tag T (write docs/measurements/privacy-utility-T.*).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -27,7 +27,7 @@ const STEPS = Number(args.get('steps') ?? 150);
 const MODEL_DIR = resolve(args.get('model') ?? 'models/default');
 const ONLY = args.get('only');
 const LR = args.has('lr') ? Number(args.get('lr')) : undefined;
-const ATTACK_STEPS = Number(args.get('attack-steps') ?? 200);
+const ATTACK_STEPS = Number(args.get('attack-steps') ?? 60);
 const SEQ_LEN = Number(args.get('seq-len') ?? 64);
 const HELD_OUT = Number(args.get('held-out') ?? 32);
 const BATCH = 4;

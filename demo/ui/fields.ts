@@ -147,7 +147,7 @@ export const RUN_DEFAULTS: Readonly<Record<string, number>> = {
   ...FACTORY_RUN_DEFAULTS('crossEntropyDistillation'),
   maxSteps: 300,
   evaluateEvery: 10,
-  attackSteps: 100,
+  attackSteps: 30,
   memoryBudgetMiB: 0,
 };
 

@@ -144,7 +144,7 @@ const DEFAULTS = {
   warmupSteps: 0,
   seed: 0,
   evalEvery: 0,
-  attackSteps: 200,
+  attackSteps: 60,
   heldOutFraction: 0.1,
   maxGradNorm: 1,
 };
