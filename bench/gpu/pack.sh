@@ -6,6 +6,9 @@
 #   npm run bench:gpu                          # pack only
 #   npm run bench:gpu -- --rehearse lavapipe   # pack, then run the device script here, small sizes
 #   npm run bench:gpu -- --rehearse swiftshader
+#   npm run bench:gpu -- --commit HEAD         # bundle a clean worktree of a commit, not this working tree
+# deps/ (below) is kept when Node and the harness's lockfile are the same (--repack-deps redoes it:
+# ~2 minutes on an idle 2-core machine, 25 on a loaded one).
 #
 # .carry/sgt-gpu holds:
 #   app/          this project bundled for Node (bench/gpu/vite.config.ts): sgt.mjs (the library, the
@@ -19,25 +22,42 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 CARRY=$ROOT/.carry/sgt-gpu
-REHEARSE=
+REHEARSE= COMMIT= REPACK=
 while [ $# -gt 0 ]; do
   case $1 in
     --rehearse) REHEARSE=${2:?--rehearse needs lavapipe or swiftshader}; shift 2 ;;
-    *) echo "bench:gpu: unknown option $1 (--rehearse lavapipe|swiftshader)" >&2; exit 2 ;;
+    --repack-deps) REPACK=1; shift ;;
+    --commit) COMMIT=$(git rev-parse "${2:?--commit needs a revision}^{commit}"); shift 2 ;;
+    *) echo "bench:gpu: unknown option $1 (--rehearse lavapipe|swiftshader, --commit REV)" >&2; exit 2 ;;
   esac
 done
 git check-ignore -q "$CARRY/x" || { echo "bench:gpu: .carry/ is not ignored by git" >&2; exit 1; }
 
 echo "== harness: ../shared/peers -> .cache/peers (npm ci once)"
 node bench/peers.mjs prepare
-echo "== bundle: .carry/sgt-gpu/app (bench/gpu/vite.config.ts)"
-npx vite build --config bench/gpu/vite.config.ts --logLevel warn
+SRC=$ROOT
+if [ -n "$COMMIT" ]; then # a clean worktree of the commit, this checkout's node_modules and step bench
+  SRC=${TMPDIR:-/tmp}/sgt-gpu-pack
+  [ -d "$SRC" ] && git worktree remove --force "$SRC"
+  git worktree add --detach "$SRC" "$COMMIT" >/dev/null
+  ln -s "$ROOT/node_modules" "$SRC/node_modules"
+  cp bench/step-throughput.ts bench/step-main.ts "$SRC/bench/"
+fi
+echo "== bundle: .carry/sgt-gpu/app from $([ -n "$COMMIT" ] && echo "commit $COMMIT" || echo 'the working tree') (bench/gpu/vite.config.ts)"
+SGT_GPU_ROOT=$SRC SGT_GPU_APP_OUT=$CARRY/app npx vite build --config bench/gpu/vite.config.ts --logLevel warn
 rm -rf "$CARRY/peers" && mkdir -p "$CARRY/peers"
 cp -r .cache/peers/bench.mjs .cache/peers/package.json .cache/peers/lib .cache/peers/runners .cache/peers/device "$CARRY/peers/"
 echo "== Node, trimmed node_modules, Vulkan loader debs: the harness's device/pack.sh -> .carry/sgt-gpu/deps"
-CARRY_DIR=$CARRY/deps bash .cache/peers/device/pack.sh | tail -3
-git -C "$ROOT" rev-parse HEAD >"$CARRY/COMMIT"
-git -C "$ROOT" status --porcelain | grep -v '^??' | head -20 >"$CARRY/DIRTY" || true
+STAMP="$(node --version) $(sha256sum <.cache/peers/package-lock.json | cut -c1-16)"
+if [ -z "$REPACK" ] && [ -f "$CARRY/deps/MANIFEST.txt" ] && [ "$(cat "$CARRY/deps.stamp" 2>/dev/null)" = "$STAMP" ]; then
+  echo "   kept (same Node, same lockfile; --repack-deps to redo)"
+else
+  CARRY_DIR=$CARRY/deps bash .cache/peers/device/pack.sh | tail -3
+  echo "$STAMP" >"$CARRY/deps.stamp"
+fi
+git -C "$SRC" rev-parse HEAD >"$CARRY/COMMIT"
+git -C "$SRC" status --porcelain | grep -v '^??' | head -20 >"$CARRY/DIRTY" || true # uncommitted changes bundled
+[ -s "$CARRY/DIRTY" ] && echo "   (the bundle holds uncommitted changes of the working tree: see .carry/sgt-gpu/DIRTY; --commit REV packs a clean commit)"
 du -sh "$CARRY"/* | sed 's/^/   /'
 echo "== on the device (from the repo root, .carry travelling with the tree, a 480 s limit):"
 echo "   bash bench/gpu/run-on-device.sh          # results: \$OUT (else docs/measurements/)"

@@ -17,7 +17,8 @@
 # (checks that everything runs; times nothing). Writes into $OUT when set (the device tool's folder),
 # else docs/measurements/: <tag>-peers.json (peers-bench/1), <tag>-step-*.json (sgt-step-bench/1),
 # <tag>-summary.md (the tables) and <tag>-run.log, <tag> = gpu-<adapter>-<UTC time>[-smoke].
-# Time limits (seconds): PEERS_TIMEOUT (default 270), STEP_TIMEOUT (150), SYNTH_TIMEOUT (60).
+# Time limits (seconds): PEERS_TIMEOUT (default 270), STEP_TIMEOUT (150), SYNTH_TIMEOUT (60); with --smoke
+# 900, 400 and 200 (on a loaded 2-core machine a rehearsal takes 10-15 minutes).
 set -uo pipefail
 T0=$(date +%s)
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -33,6 +34,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 RESULTS=${OUT:-$ROOT/docs/measurements}
+if [ $SMOKE = 1 ]; then : "${PEERS_TIMEOUT:=900}" "${STEP_TIMEOUT:=400}" "${SYNTH_TIMEOUT:=200}"; fi
 TAG=gpu-$ADAPTER-$(date -u +%Y%m%dT%H%MZ)$([ $SMOKE = 1 ] && echo -smoke)
 mkdir -p "$RESULTS"
 exec > >(tee "$RESULTS/$TAG-run.log") 2>&1
@@ -73,7 +75,7 @@ if [ -z "$ICD" ]; then
 fi
 ICD_ENV=()
 [ -n "$ICD" ] && ICD_ENV=(VK_ICD_FILENAMES="$ICD")
-step "Vulkan ICD: ${ICD:-the loader's default}"
+step "Vulkan ICD: ${ICD:-none, the loader default}"
 (cd "$WORK/peers" && env "${ICD_ENV[@]}" node device/probe.mjs) || die "no WebGPU adapter (VK_LOADER_DEBUG=error,warn,driver to see why)"
 
 # 3. the peers harness with the sgt column

@@ -8,7 +8,8 @@ import { defineConfig } from 'vite';
 import { resolve } from 'node:path';
 import { wgslShaders } from '../../scripts/vite-plugin-wgsl.ts';
 
-const root = resolve(import.meta.dirname, '../..');
+// SGT_GPU_ROOT: bundle another checkout (pack.sh --commit REV: a clean worktree of REV); SGT_GPU_APP_OUT: where to.
+const root = resolve(process.env.SGT_GPU_ROOT ?? resolve(import.meta.dirname, '../..'));
 
 export default defineConfig({
   root,
@@ -16,7 +17,7 @@ export default defineConfig({
   ssr: { noExternal: true, external: ['webgpu'] },
   build: {
     ssr: true,
-    outDir: resolve(root, '.carry/sgt-gpu/app'),
+    outDir: resolve(process.env.SGT_GPU_APP_OUT ?? resolve(root, '.carry/sgt-gpu/app')),
     emptyOutDir: true,
     target: 'node20',
     minify: false,
