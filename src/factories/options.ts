@@ -208,9 +208,10 @@ const SHARED = {
 
 /**
  * The four loss factories (LOSSES.md section 4), in that order, each with its table of options in
- * the reference's argument order. The starting values (`start`, for the required options) are the
- * weights the tests train tiny-llama with; the layer index starts at null (the logits), which every
- * model has. The `default`s are the reference's.
+ * the reference's argument order. The starting values (`start`, for the required options) and each
+ * factory's `recommended` run settings are what `npm run privacy-frontier` recommends for the
+ * default model (README, "The privacy-utility frontier"); the layer index starts at null (the
+ * logits), which every model has. The `default`s are the reference's.
  */
 export const FACTORY_OPTIONS = {
   distillation: {
@@ -246,7 +247,7 @@ export const FACTORY_OPTIONS = {
       { ...SHARED.inverseL2PowerLawCharacteristicLength, default: 1 },
       { ...SHARED.inverseL2PowerLawExponentOfDecay, default: 1 },
     ],
-    recommended: { learningRate: 3e-3, privacySchedule: 'cosine', privacyRamp: 0.5 },
+    recommended: { learningRate: 1e-3, privacySchedule: 'cosine', privacyRamp: 0.5 },
   },
   mutualInformationDistillation: {
     functionName: 'mutualInformationDistillationLossFactory',
@@ -265,7 +266,7 @@ export const FACTORY_OPTIONS = {
       { ...SHARED.inputEmbeddingSimilarityLossWeight, default: 0 },
       { ...SHARED.combineNoiseMasksForMutualInformationSubBatches, default: true },
     ],
-    recommended: { learningRate: 3e-3, privacySchedule: 'cosine', privacyRamp: 0.5 },
+    recommended: { learningRate: 1e-3, privacySchedule: 'cosine', privacyRamp: 0.5 },
   },
   crossEntropyDistillation: {
     functionName: 'crossEntropyDistillationFactory',
@@ -278,7 +279,7 @@ export const FACTORY_OPTIONS = {
       { ...SHARED.absoluteCosineSimilarityPenaltyWeight, start: 0.5 },
       { ...SHARED.medianNormPenaltyWeight, start: 0.1 },
     ],
-    recommended: { learningRate: 3e-3, privacySchedule: 'cosine', privacyRamp: 0.5 },
+    recommended: { learningRate: 1e-3, privacySchedule: 'cosine', privacyRamp: 0.5 },
   },
   mutualInformationCrossEntropyDistillation: {
     functionName: 'mutualInformationCrossEntropyDistillationFactory',
@@ -293,7 +294,7 @@ export const FACTORY_OPTIONS = {
       { ...SHARED.medianNormPenaltyWeight, start: 0.1 },
       { ...SHARED.combineNoiseMasksForMutualInformationSubBatches, default: true },
     ],
-    recommended: { learningRate: 3e-3, privacySchedule: 'cosine', privacyRamp: 0.5 },
+    recommended: { learningRate: 1e-3, privacySchedule: 'cosine', privacyRamp: 0.5 },
   },
 } as const satisfies Readonly<Record<string, FactoryEntry>>;
 
@@ -460,8 +461,8 @@ export const RECOMMENDED_RUNS: { readonly [F in FactoryName]: RecommendedRun } =
 
 /**
  * Sensible starting options per factory: every required option at its table's `start` value
- * (the weights the tests train tiny-llama with; the layer index is null, i.e. the logits, because
- * every model has them). The worker's `configure` and the CLI merge the caller's options over
+ * (the recommended weights for the default model; the layer index is null, i.e. the logits,
+ * because every model has them). The worker's `configure` and the CLI merge the caller's options over
  * these; the options left out take the reference's defaults in the factory.
  */
 export const DEFAULT_FACTORY_OPTIONS: { readonly [F in FactoryName]: Readonly<FactoryOptionsFor<F>> } = Object.freeze(
