@@ -4,15 +4,13 @@
  * `b` and the bias may be packed `bf16` / `f16` weights, widened to f32 as the kernel loads them.
  */
 import source from '../../shaders/matmul.wgsl?raw';
-import { getContext } from '../gpu/context';
+import { getContext, type GpuContext } from '../gpu/context';
 import { defineOp } from '../autograd/engine';
 import { Tensor, fmtShape, isPackedDType, numel } from '../tensor/tensor';
 import { requireFloat, requireWeight, weightDtypeCode } from '../tensor/validate';
 import { sumToShape } from './broadcast';
 import { sameShape } from './shape';
 import { SgtError } from '../gpu/errors';
-
-const TILE = 64;
 
 /** Options of {@link matmul}. */
 export interface MatmulOptions {
@@ -74,23 +72,66 @@ interface KernelCall {
   bias?: Tensor;
 }
 
+/**
+ * Threads per workgroup: one subgroup (the adapter's smallest, 8 if it does not say), so that the
+ * lanes share the loads of A, within the workgroup limits and at most 64.
+ */
+const workgroupWidths = new WeakMap<GpuContext, number>();
+
+function workgroupWidth(ctx: GpuContext): number {
+  let wg = workgroupWidths.get(ctx);
+  if (wg === undefined) {
+    const info = ctx.adapter.info as GPUAdapterInfo & { subgroupMinSize?: number };
+    const lanes = info.subgroupMinSize && info.subgroupMinSize > 0 ? info.subgroupMinSize : 8;
+    const limit = Math.min(64, ctx.limits.maxComputeWorkgroupSizeX, ctx.limits.maxComputeInvocationsPerWorkgroup);
+    wg = Math.max(1, Math.min(limit, Math.max(4, lanes)));
+    workgroupWidths.set(ctx, wg);
+  }
+  return wg;
+}
+
+/**
+ * Rows of C per workgroup: 8 (each thread holds 8 x 4 sums; 8 ran faster than 4 on lavapipe and
+ * on SwiftShader, bench/matmul.ts), 1 for a one-row product (inference), where 7 of 8 would be
+ * padding. Any other M takes 8: every variant is a pipeline to compile.
+ */
+function rowsPerWorkgroup(M: number): number {
+  return M <= 1 ? 1 : 8;
+}
+
+/** Whether a buffer of `bytes` can be seen as vec4s and every index (strides, offsets) is a multiple of 4. */
+function aligned4(bytes: number, ...indices: number[]): boolean {
+  return bytes >= 16 && indices.every((i) => i % 4 === 0);
+}
+
 function runKernel(k: KernelCall): void {
   const ctx = getContext();
   const batch = k.batch ?? 1;
+  const lda = k.lda ?? (k.tA ? k.M : k.K);
+  const [aStride, bStride, aOffset] = [k.aBatchStride ?? 0, k.bBatchStride ?? 0, k.aOffset ?? 0];
+  // vec4 loads where every 4-step of k starts on a multiple of 4 (A along its rows; B f32 along
+  // its rows, or along K when transposed).
+  const vecA = !k.tA && aligned4(k.a.buffer.size, lda, aOffset, aStride);
+  const vecB = k.b.dtype === 'f32' && aligned4(k.b.buffer.size, k.tB ? k.K : k.N, bStride);
   const params = new Uint32Array([
     k.M,
     k.N,
     k.K,
     batch,
-    k.aBatchStride ?? 0,
-    k.bBatchStride ?? 0,
-    k.lda ?? (k.tA ? k.M : k.K),
+    aStride,
+    bStride,
+    lda,
     k.ldc ?? k.N,
-    k.aOffset ?? 0,
+    aOffset,
     k.cOffset ?? 0,
     k.accumulate ? 1 : 0,
-    0,
+    (vecA ? 1 : 0) | (vecB ? 2 : 0),
   ]);
+  const wg = workgroupWidth(ctx);
+  const rows = rowsPerWorkgroup(k.M);
+  // a4 / b4 must be bound even when unread; a buffer under 16 bytes cannot be (a temporary stands in).
+  const spare = k.a.buffer.size < 16 || k.b.buffer.size < 16 ? Tensor.empty([4]) : null;
+  const view = (t: Tensor) => (t.buffer.size >= 16 ? t.buffer : spare!.buffer);
   ctx.dispatch({
     shader: source,
     entryPoint: 'matmul',
@@ -101,12 +142,19 @@ function runKernel(k: KernelCall): void {
       B_DTYPE: weightDtypeCode(k.b),
       HAS_BIAS: k.bias ? 1 : 0,
       BIAS_DTYPE: k.bias ? weightDtypeCode(k.bias) : 0,
+      WG: wg,
+      ROWS: rows,
     },
-    // Without a bias the kernel never reads it; `b` stands in (two read-only bindings may alias).
-    resources: { a: k.a.buffer, b: k.b.buffer, c: k.c.buffer, bias: (k.bias ?? k.b).buffer },
+    // Without a bias the kernel never reads it; `b` stands in (read-only bindings may alias).
+    resources: { a: k.a.buffer, b: k.b.buffer, c: k.c.buffer, bias: (k.bias ?? k.b).buffer, a4: view(k.a), b4: view(k.b) },
     params,
-    workgroups: [Math.ceil(k.N / TILE), Math.ceil(k.M / TILE), Math.min(batch, ctx.limits.maxComputeWorkgroupsPerDimension)],
+    workgroups: [
+      Math.ceil(k.N / (4 * wg)),
+      Math.min(Math.ceil(k.M / rows), ctx.limits.maxComputeWorkgroupsPerDimension),
+      Math.min(batch, ctx.limits.maxComputeWorkgroupsPerDimension),
+    ],
   });
+  spare?.dispose();
 }
 
 function matmulKernel(a: Tensor, b: Tensor, tA: boolean, tB: boolean, bias?: Tensor): Tensor {
@@ -210,7 +258,8 @@ const matmulRowBlocksOp = defineOp<RowBlockAttrs>({
     return out;
   },
   // dx = sum_i dy[:, block i] W_i, accumulated block after block (a K split: with blocks of a
-  // multiple of 16 rows the sum runs in the order of one product); dW_i = dy[:, block i]ᵀ x.
+  // multiple of 4 rows, as the loader's multiples of 16 are, the sum runs in the order of one
+  // product); dW_i = dy[:, block i]ᵀ x.
   backward: (g, { inputs: [x, ...blocks], attrs: { starts, rows: V } }) => {
     const K = x.shape[x.rank - 1];
     const M = x.size / K;

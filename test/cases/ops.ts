@@ -725,8 +725,8 @@ const MATMUL: OpCase[] = [
   matmulCase({ a: [45, 20], aFd: [4, 3], b: [3, 33, 45], bFd: [2, 5, 4], tA: true, tB: true }),
   // K = 1000: the long reduction, so the looser dotTol(1000) (see above).
   matmulCase({ a: [5, 1000], aFd: [2, 30], b: [1000, 7], bFd: [30, 3] }),
-  // The kernel's edges (shaders/matmul.wgsl): a workgroup covers 4 or 8 rows and 4 x (4, 8 or
-  // more) columns, K runs in steps of 4, and A and B are read as vec4s when K (A, or B
+  // The kernel's edges (shaders/matmul.wgsl): a workgroup covers 8 rows (1 for a one-row
+  // product) and 4 x (4, 8 or more) columns, K runs in steps of 4, and A and B are read as vec4s when K (A, or B
   // transposed) or N (B) and the batch strides are multiples of 4. Aligned shapes with ragged
   // rows and columns (36 rows, 40 = 32 + 8 columns), one column short of and past a multiple of
   // 32 (31, 33), rows 9 = 8 + 1, each transpose.

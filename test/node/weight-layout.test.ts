@@ -115,6 +115,9 @@ describe('weight-reading kernels with packed operands vs the float64 twin', () =
     { name: 'x [5,37] @ Wᵀ, W [19,37] (torch Linear), with bias', a: [5, 37], b: [19, 37], tB: true, bias: true },
     { name: 'x [3,4,21] @ W, W [21,13] (GPT-2 Conv1D), batch sharing W', a: [3, 4, 21], b: [21, 13], tB: false, bias: true },
     { name: 'x [70,33] @ Wᵀ, W [67,33], several tiles', a: [70, 33], b: [67, 33], tB: true, bias: false },
+    // K a multiple of 4: x is read as vec4s beside the unpacked weight; one row (a skinny product).
+    { name: 'x [1,32] @ Wᵀ, W [36,32], one row, aligned K', a: [1, 32], b: [36, 32], tB: true, bias: true },
+    { name: 'x [9,16] @ W, W [16,20], aligned K and N', a: [9, 16], b: [16, 20], tB: false, bias: false },
   ];
   for (const dtype of PACKED) {
     for (const c of cases) {
