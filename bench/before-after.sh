@@ -11,7 +11,8 @@
 # both trees, on the fixed synthetic config (both sides train the same model) and on models/default
 # (each side's own). Writes <prefix>-peers-<adapter>.json, <prefix>-step-<adapter>-{base,after}-<i>.json
 # and <prefix>-<adapter>.uptime (the load before and after each part). Environment: STEP_REPEATS (2:
-# B, A, B, A), STEP_ARGS (extra step-main options, e.g. '--model synthetic --steps 5'), SKIP_PEERS=1.
+# B, A, B, A), STEP_ARGS (extra step-main options, e.g. '--model synthetic --steps 5'), SKIP_PEERS=1,
+# PEERS_RUNNERS (the columns before the two sgt ones; default webgpu-raw,tfjs,jax-jit).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -56,7 +57,7 @@ for A in ${ADAPTERS//,/ }; do
   echo "peers $(date -u +%FT%TZ) $(uptime)" >"$LOAD"
   node bench/peers.mjs prepare
   [ "${SKIP_PEERS:-0}" = 1 ] || (cd .cache/peers && SGT_DIST=$AFTER_DIR/dist/index.js SGT_BASELINE_DIST=$BASE_DIR/dist/index.js node bench.mjs --adapter "$A" --icd "$ICD" "${EXTRA[@]}" \
-    --runners "webgpu-raw,tfjs,jax-jit,$ROOT/bench/sgt-baseline.mjs,./runners/sgt.mjs" --out "$PREFIX-peers-$A.json" >/dev/null) || true
+    --runners "${PEERS_RUNNERS:-webgpu-raw,tfjs,jax-jit},$ROOT/bench/sgt-baseline.mjs,./runners/sgt.mjs" --out "$PREFIX-peers-$A.json" >/dev/null) || true
   echo "peers done $(date -u +%FT%TZ) $(uptime)" >>"$LOAD"
   for i in $(seq 1 "$STEP_REPEATS"); do
     for side in base after; do
