@@ -41,10 +41,18 @@ if [ -n "$COMMIT" ]; then # a clean worktree of the commit, this checkout's node
   [ -d "$SRC" ] && git worktree remove --force "$SRC"
   git worktree add --detach "$SRC" "$COMMIT" >/dev/null
   ln -s "$ROOT/node_modules" "$SRC/node_modules"
+  mkdir -p "$SRC/bench/gpu"
   cp bench/step-throughput.ts bench/step-main.ts "$SRC/bench/"
+  cp bench/gpu/vite.config.ts "$SRC/bench/gpu/" # so its shader plugin is the commit's (its shaders, its layout registry)
 fi
 echo "== bundle: .carry/sgt-gpu/app from $([ -n "$COMMIT" ] && echo "commit $COMMIT" || echo 'the working tree') (bench/gpu/vite.config.ts)"
-SGT_GPU_ROOT=$SRC SGT_GPU_APP_OUT=$CARRY/app npx vite build --config bench/gpu/vite.config.ts --logLevel warn
+SGT_GPU_APP_OUT=$CARRY/app npx vite build --config "$SRC/bench/gpu/vite.config.ts" --logLevel warn
+LVP=$(ls /usr/share/vulkan/icd.d/lvp_icd*.json 2>/dev/null | head -1)
+if [ -n "$LVP" ]; then # the bundle must run before it travels: one tiny step on lavapipe
+  echo "== check: one step of the bundle's step bench on lavapipe (synthetic config, B 1 x T 4)"
+  VK_ICD_FILENAMES=$LVP NODEVICE_SELECT=1 node "$CARRY/app/step.mjs" --model synthetic --batch 1 --seq 4 --steps 1 \
+    --factories distillation 2>&1 | grep -v 'artificially reduced' | tail -2 || { echo "bench:gpu: the bundle does not run" >&2; exit 1; }
+fi
 rm -rf "$CARRY/peers" && mkdir -p "$CARRY/peers"
 cp -r .cache/peers/bench.mjs .cache/peers/package.json .cache/peers/lib .cache/peers/runners .cache/peers/device "$CARRY/peers/"
 echo "== Node, trimmed node_modules, Vulkan loader debs: the harness's device/pack.sh -> .carry/sgt-gpu/deps"
@@ -56,7 +64,8 @@ else
   echo "$STAMP" >"$CARRY/deps.stamp"
 fi
 git -C "$SRC" rev-parse HEAD >"$CARRY/COMMIT"
-git -C "$SRC" status --porcelain | grep -v '^??' | head -20 >"$CARRY/DIRTY" || true # uncommitted changes bundled
+git -C "$SRC" status --porcelain | grep -v '^??' | grep -v "$([ -n "$COMMIT" ] && echo ' bench/\(gpu/vite.config\|step-\)' || echo '^$')" |
+  head -20 >"$CARRY/DIRTY" || true # uncommitted changes bundled (with --commit, the bench files pack.sh copied in are expected)
 [ -s "$CARRY/DIRTY" ] && echo "   (the bundle holds uncommitted changes of the working tree: see .carry/sgt-gpu/DIRTY; --commit REV packs a clean commit)"
 du -sh "$CARRY"/* | sed 's/^/   /'
 echo "== on the device (from the repo root, .carry travelling with the tree, a 480 s limit):"

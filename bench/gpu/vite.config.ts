@@ -8,8 +8,9 @@ import { defineConfig } from 'vite';
 import { resolve } from 'node:path';
 import { wgslShaders } from '../../scripts/vite-plugin-wgsl.ts';
 
-// SGT_GPU_ROOT: bundle another checkout (pack.sh --commit REV: a clean worktree of REV); SGT_GPU_APP_OUT: where to.
-const root = resolve(process.env.SGT_GPU_ROOT ?? resolve(import.meta.dirname, '../..'));
+// The checkout this file is in (pack.sh --commit REV copies it into a clean worktree of REV, so that the
+// shader plugin, the shaders and the layout registry are all that commit's); SGT_GPU_APP_OUT: where to write.
+const root = resolve(import.meta.dirname, '../..');
 
 export default defineConfig({
   root,
