@@ -66,19 +66,33 @@ fn max4(v: vec4<f32>) -> f32 {
   return max(max(v.x, v.y), max(v.z, v.w));
 }
 
-// Adds a chunk of up to four columns (`valid` says which are real) without a branch: the new maxima
-// rescale the sums once per chunk. Moving the zt reference from a.mt to mt shifts every earlier
-// (zt - a.mt) by (mt - a.mt), weighted by sz in total.
+// Adds a chunk of up to four columns (`valid` says which are real). A new maximum rescales the
+// sums (once per chunk, and after a row's first chunks rarely, so the rescaling is mostly skipped);
+// moving the zt reference from mt to a new ct shifts every earlier (zt - mt) by (ct - mt), weighted
+// by sz in total.
 fn addChunk(a: Online, z: vec4<f32>, t: vec4<f32>, valid: vec4<bool>) -> Online {
   let lowest = vec4<f32>(LOWEST);
-  let mz = max(a.mz, max4(select(lowest, z, valid)));
-  let mt = max(a.mt, max4(select(lowest, t, valid)));
-  let fz = exp(a.mz - mz);
-  let ez = select(vec4<f32>(0.0), exp(z - mz), valid);
-  let et = select(vec4<f32>(0.0), exp(t - mt), valid);
-  let dt = select(vec4<f32>(0.0), t - mt, valid);
-  let s = (a.s - (mt - a.mt) * a.sz) * fz + dot(ez, dt);
-  return Online(mz, a.sz * fz + dot(ez, vec4<f32>(1.0)), mt, a.st * exp(a.mt - mt) + dot(et, vec4<f32>(1.0)), s);
+  var r = a;
+  let cz = max4(select(lowest, z, valid));
+  let ct = max4(select(lowest, t, valid));
+  if (cz > r.mz) {
+    let f = exp(r.mz - cz);
+    r.sz *= f;
+    r.s *= f;
+    r.mz = cz;
+  }
+  if (ct > r.mt) {
+    r.s -= (ct - r.mt) * r.sz;
+    r.st *= exp(r.mt - ct);
+    r.mt = ct;
+  }
+  let ez = select(vec4<f32>(0.0), exp(z - r.mz), valid);
+  let et = select(vec4<f32>(0.0), exp(t - r.mt), valid);
+  let dt = select(vec4<f32>(0.0), t - r.mt, valid);
+  r.sz += dot(ez, vec4<f32>(1.0));
+  r.st += dot(et, vec4<f32>(1.0));
+  r.s += dot(ez, dt);
+  return r;
 }
 
 // Union of two disjoint summaries: rescale each to the common maxima.
