@@ -108,7 +108,7 @@ step "synthetic step exited with ${PIPESTATUS[0]}"
   echo
   [ -f "$RESULTS/$TAG-peers.json" ] && node "$ROOT/bench/peers.mjs" show "$RESULTS/$TAG-peers.json"
   for f in "$RESULTS/$TAG"-step-*.json; do
-    [ -f "$f" ] && node -e 'const r=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")); console.log(`\n${process.argv[1].split("/").pop()}: ${r.adapter.description}`); for (const x of r.rows) console.log(`- ${x.model} ${x.factory} B ${x.B} x T ${x.T}: ${x.stepMs.toFixed(1)} ms/step, ${x.tokensPerSecond.toFixed(0)} tokens/s`)' "$f"
+    [ -f "$f" ] && node -e 'const r=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")); console.log(`\n${process.argv[1].split("/").pop()}: ${r.adapter.description}`); for (const x of r.rows) console.log(`- ${x.model} ${x.factory} B ${x.B} x T ${x.T}: ${x.stepMs.toFixed(1)} ms/step, ${x.tokensPerSecond.toPrecision(3)} tokens/s`)' "$f"
   done
 } >"$RESULTS/$TAG-summary.md"
 cat "$RESULTS/$TAG-summary.md"
