@@ -141,11 +141,16 @@ export class RunController {
     // Phase events go out before the work starts: a page says what is happening while it runs.
     let firstEvaluation = true;
     let firstStep = true;
-    const metrics = async (attack?: InversionAttacksOptions | null) => {
+    // The learned attacks go with the evaluation after the last step (one metrics event, not two).
+    const attack = limits.attackAtEnd ?? null;
+    let attacked = false;
+    const metrics = async () => {
+      const withAttack = attack !== null && trainer.stepCount >= maxSteps;
       await emit({ type: 'phase', phase: 'evaluate', step: trainer.stepCount, first: firstEvaluation, maxSteps: finish });
       firstEvaluation = false;
       const m = await trainer.evaluate(evaluateBatches);
-      const attacks = attack ? { attack: await trainer.attack(attack) } : {};
+      const attacks = withAttack ? { attack: await trainer.attack(attack) } : {};
+      attacked ||= withAttack;
       await emit({ type: 'metrics', step: trainer.stepCount, ...m, ...attacks });
     };
     await this.setState('running', trainer, emit);
@@ -168,8 +173,7 @@ export class RunController {
         continue;
       }
       if (trainer.stepCount >= maxSteps) {
-        const attack = limits.attackAtEnd ?? null;
-        if ((evaluateEvery > 0 && evaluatedAt !== trainer.stepCount) || attack) await metrics(attack);
+        if ((evaluateEvery > 0 && evaluatedAt !== trainer.stepCount) || (attack && !attacked)) await metrics();
         return 'finished';
       }
       await emit({ type: 'phase', phase: 'step', step: trainer.stepCount + 1, first: firstStep, maxSteps: finish });

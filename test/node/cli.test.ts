@@ -810,12 +810,16 @@ describe('TrainerService in Node', () => {
     await expect(s.configure({ ...config, attackAtEnd: 'yes' as never })).rejects.toThrow(
       "TrainerService.configure: 'attackAtEnd' must be true, false or an object of attack options, got yes",
     );
-    await s.configure({ ...config, maxSteps: 1, evaluateEvery: 0, attackAtEnd: { steps: 3, hiddenSize: 8 } });
+    await s.configure({ ...config, maxSteps: 2, evaluateEvery: 1, evaluateBatches: 1, attackAtEnd: { steps: 3, hiddenSize: 8 } });
     const events: ProgressEvent[] = [];
     await s.start((e) => void events.push(e));
+    // One metrics event per evaluation: the attacks ride on the one after the last step.
     const metrics = events.filter((e) => e.type === 'metrics');
-    expect(metrics.map((e) => e.step)).toEqual([1]);
-    const attack = metrics[0].type === 'metrics' ? metrics[0].attack : undefined;
+    expect(metrics.map((e) => [e.step, e.type === 'metrics' && e.attack !== undefined])).toEqual([
+      [1, false],
+      [2, true],
+    ]);
+    const attack = metrics[1].type === 'metrics' ? metrics[1].attack : undefined;
     expect(Object.keys(attack ?? {}).sort()).toEqual(['linear', 'linearClean', 'mlp', 'mlpClean']);
     for (const r of Object.values(attack!)) {
       expect(r.steps).toBe(3);
@@ -823,7 +827,7 @@ describe('TrainerService in Node', () => {
       expect(r.recoveryRate).toBeLessThanOrEqual(1);
     }
     const direct = await s.attack({ steps: 2, hiddenSize: 8 });
-    expect(direct.step).toBe(1);
+    expect(direct.step).toBe(2);
     expect(direct.mlp.steps).toBe(2);
     await s.dispose();
   });
