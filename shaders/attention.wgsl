@@ -15,10 +15,14 @@
 
 #include "common.wgsl" // negInf, posInf
 
-// The head dimension as a pipeline constant (it equals params.headDim): every loop over a head's
-// elements then has a trip count the compiler knows, so it can unroll them and keep the per-row
-// arrays below in registers instead of indexing them in memory.
-override HEAD_DIM: u32 = 64u;
+// The head dimension as a pipeline constant when it is short (0: read params.headDim at run
+// time): the loops over a head's elements then have trip counts the compiler knows, so it can
+// unroll them and keep the per-row arrays below in registers (heads of 32: 2-4x on lavapipe).
+override HEAD_DIM: u32 = 0u;
+
+fn headDim() -> u32 {
+  return select(params.headDim, HEAD_DIM, HEAD_DIM != 0u);
+}
 
 const WG: u32 = 64u;
 const MAX_DH: u32 = 128u;
@@ -66,10 +70,10 @@ fn keyVisible(b: u32, j: u32, i: u32) -> bool {
 }
 
 fn qIndex(b: u32, t: u32, h: u32) -> u32 {
-  return ((b * params.seq + t) * params.heads + h) * HEAD_DIM;
+  return ((b * params.seq + t) * params.heads + h) * headDim();
 }
 fn kvIndex(b: u32, t: u32, g: u32) -> u32 {
-  return ((b * params.seq + t) * params.kvHeads + g) * HEAD_DIM;
+  return ((b * params.seq + t) * params.kvHeads + g) * headDim();
 }
 
 // Causal: keys after the block's last query row are hidden from all of its rows.
@@ -83,7 +87,7 @@ fn attentionForward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
                     @builtin(local_invocation_index) lid: u32) {
   let T = params.seq;
   let H = params.heads;
-  let dh = HEAD_DIM;
+  let dh = headDim();
   let blocks = (T + WG - 1u) / WG;
   for (var item = wid.x; item < params.batch * H * blocks; item += groups.x) {
     let rowBlock = item % blocks;
@@ -149,7 +153,7 @@ fn attentionForward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
 // the row's logsumexp so the two backward kernels read one small buffer.
 @compute @workgroup_size(WG)
 fn attentionBackwardPrep(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-  let dh = HEAD_DIM;
+  let dh = headDim();
   for (var row = gid.x; row < params.batch * params.seq * params.heads; row += groups.x * WG) {
     var d = 0.0;
     for (var c = 0u; c < dh; c++) { d += o[row * dh + c] * gradOut[row * dh + c]; }
@@ -164,7 +168,7 @@ fn attentionBackwardQuery(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
                           @builtin(local_invocation_index) lid: u32) {
   let T = params.seq;
   let H = params.heads;
-  let dh = HEAD_DIM;
+  let dh = headDim();
   let blocks = (T + WG - 1u) / WG;
   for (var item = wid.x; item < params.batch * H * blocks; item += groups.x) {
     let rowBlock = item % blocks;
@@ -223,7 +227,7 @@ fn attentionBackwardKeyValue(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num
   let T = params.seq;
   let H = params.heads;
   let G = params.kvHeads;
-  let dh = HEAD_DIM;
+  let dh = headDim();
   let group = H / G;
   let blocks = (T + WG - 1u) / WG;
   for (var item = wid.x; item < params.batch * G * blocks; item += groups.x) {
