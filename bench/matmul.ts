@@ -14,7 +14,9 @@
  * each column is the median over rounds, so a change in machine load hits both alike: read the
  * ratio. Every row checks the new result against the baseline's once.
  *
- * `node scripts/run.mjs bench/matmul.ts [--rounds n] [--quick]`, or `npm run bench -- --only matmul`.
+ * `node scripts/run.mjs bench/matmul.ts [--rounds n] [--quick] [--match text]` (`--quick`: the
+ * shapes of at most 2^24 multiply-adds; `--match`: the shapes whose name has the text); with
+ * `VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json` it runs on SwiftShader.
  */
 import { loadavg } from 'node:os';
 import baseline from './matmul-baseline.wgsl?raw';
@@ -104,7 +106,7 @@ async function benchShape(ctx: GpuContext, s: MatmulShape, rounds: number): Prom
   // Batches of about 200 ms of the faster kernel (at most 2 s of the slower), so that the
   // submit and sync round trip is amortised.
   const once = [await timeBatch(ctx, old, 3), await timeBatch(ctx, cur, 3)];
-  const repeats = once.map((ms) => Math.max(3, Math.min(200, Math.round(200 / Math.min(...once)), Math.round(2000 / ms))));
+  const repeats = once.map((ms) => Math.max(1, Math.min(200, Math.round(200 / Math.min(...once)), Math.round(2000 / ms))));
   const times: [number[], number[]] = [[], []];
   for (let r = 0; r < rounds; r++) {
     times[0].push(await timeBatch(ctx, old, repeats[0]));
@@ -117,12 +119,13 @@ async function benchShape(ctx: GpuContext, s: MatmulShape, rounds: number): Prom
   return { name: s.name, shape, baseline: gflops(median(times[0])), current: gflops(median(times[1])), diff: diff / (scale || 1) };
 }
 
-/** Runs every shape (the square one only unless `quick` is false). */
-export async function matmulBenchmarks(options: { rounds?: number; quick?: boolean } = {}): Promise<MatmulBenchRow[]> {
+/** Runs every shape (with `quick`, those of at most 2^24 multiply-adds; with `match`, those whose name has it). */
+export async function matmulBenchmarks(options: { rounds?: number; quick?: boolean; match?: string } = {}): Promise<MatmulBenchRow[]> {
   const ctx = await init();
   await ctx.prepareShader(baseline);
   const rows: MatmulBenchRow[] = [];
-  for (const s of options.quick ? SHAPES.filter((x) => x.M * x.N * x.K <= 2 ** 24) : SHAPES) {
+  const picked = SHAPES.filter((x) => (!options.quick || x.M * x.N * x.K <= 2 ** 24) && (!options.match || x.name.includes(options.match)));
+  for (const s of picked) {
     rows.push(await benchShape(ctx, s, options.rounds ?? 7));
     process.stderr.write(`  done: matmul ${s.name}\n`);
   }
@@ -148,10 +151,12 @@ if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith
   const argv = process.argv.slice(2);
   const at = argv.indexOf('--rounds');
   const rounds = at >= 0 ? Number(argv[at + 1]) : undefined;
+  const matchAt = argv.indexOf('--match');
+  const match = matchAt >= 0 ? argv[matchAt + 1] : undefined;
   const ctx = await init();
   console.log(
     `# matmul: ${ctx.adapter.info.description || ctx.adapter.info.vendor}, load ${loadavg()[0].toFixed(1)} (1 min), ${new Date().toISOString()}\n`,
   );
-  console.log(matmulTable(await matmulBenchmarks({ rounds, quick: argv.includes('--quick') })));
+  console.log(matmulTable(await matmulBenchmarks({ rounds, match, quick: argv.includes('--quick') })));
   console.log(`\nload after: ${loadavg()[0].toFixed(1)}`);
 }

@@ -11,12 +11,12 @@
 // and the CPU caches do what workgroup tiles do on a GPU. On a GPU a workgroup is then one
 // subgroup reading A once and B coalesced. WG (the wrapper sets it from the adapter's subgroup
 // size and workgroup limits) and ROWS (8; 1 for a one-row product, where a row block would
-// be all padding) are override constants; the unused accumulators fold away. Every variant is a
-// pipeline to compile (seconds on a software adapter), so the vec4 loads are a uniform flag.
+// be all padding) are override constants; the unused accumulators fold away. So are VEC_A / VEC_B
+// (vec4 loads): as uniform flags they cost SwiftShader, which runs both sides of a branch, 5x.
 //
 // Ragged edges: rows and columns past M and N read a clamped, in-bounds index and are never
-// written; the last steps of K past a multiple of 4 read zeros. Batch is the z dimension
-// (grid-stride, so any count works), row blocks stride over y too; a batch stride of 0 reuses
+// written; the last steps of K past a multiple of 4 read zeros. Batch is the z dimension and row
+// blocks the y dimension (a grid over the limit is split into dispatches); a batch stride of 0 reuses
 // one matrix for every batch entry (a weight shared by the batch). B (the weight) and the bias may
 // be packed 16-bit weights, unpacked as they load; accumulation is f32. A and C may be windows of
 // larger matrices (row strides lda / ldc, element offsets): the LM head stored as row blocks
@@ -29,6 +29,8 @@ override TRANS_B: bool = false; // B stored [N, K]
 override B_DTYPE: u32 = 0u;     // 0 f32, 1 bf16, 2 f16 (two elements per word, element 2i low)
 override HAS_BIAS: bool = false;
 override BIAS_DTYPE: u32 = 0u;
+override VEC_A: bool = false;   // A read 4 elements at a time through a4 (the wrapper checks alignment)
+override VEC_B: bool = false;   // B (f32) read 4 elements at a time through b4
 override WG: u32 = 8u;          // threads per workgroup (one row of them)
 override ROWS: u32 = 8u;        // rows of C per workgroup: 1, 2, 4 or 8 (the wrapper uses 1 and 8)
 
@@ -44,7 +46,10 @@ struct Params {
   aOffset: u32,    // first element of A
   cOffset: u32,    // first element of C
   accumulate: u32, // 1: C += op(A) op(B)
-  vec4Loads: u32,  // bit 0: A is read 4 elements at a time (through a4), bit 1: B (f32) is (b4)
+  rowBlock0: u32,  // first row block (of ROWS rows) of this dispatch: the wrapper splits grids
+  batch0: u32,     // first batch entry of this dispatch  over the per-dimension workgroup limit
+  _pad0: u32,
+  _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -53,8 +58,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 @group(0) @binding(4) var<storage, read> bias: array<u32>; // [N], bound only with HAS_BIAS
 // The same buffers as a and b, seen as vec4s: one load per 4 elements where every index of a
-// 4-step is a multiple of 4 (read only when params.vec4Loads says so; the wrapper checks the
-// alignment). A uniform flag rather than an override: fewer pipelines to compile.
+// 4-step is a multiple of 4 (read only with VEC_A / VEC_B).
 @group(0) @binding(5) var<storage, read> a4: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read> b4: array<vec4<u32>>;
 
@@ -94,7 +98,7 @@ fn loadA4Full(base: u32, row: u32, k: u32) -> vec4<f32> {
     return vec4<f32>(a[e], a[e + params.lda], a[e + 2u * params.lda], a[e + 3u * params.lda]);
   }
   let e = base + row * params.lda + k;
-  if ((params.vec4Loads & 1u) != 0u) { return a4[e >> 2u]; }
+  if (VEC_A) { return a4[e >> 2u]; }
   return vec4<f32>(a[e], a[e + 1u], a[e + 2u], a[e + 3u]);
 }
 
@@ -116,18 +120,17 @@ fn loadB4(base: u32, cols: vec4<u32>, k: u32, kEnd: u32) -> mat4x4<f32> {
   return m;
 }
 
-// The same for a step wholly inside K. With vec4 loads of B, `cols.x` is a multiple of 4 and either all
+// The same for a step wholly inside K. With VEC_B, `cols.x` is a multiple of 4 and either all
 // four columns are in range or none is (N a multiple of 4), so one vec4 holds them (non-transposed),
 // or each column's 4 steps of k are one vec4 (transposed, K a multiple of 4).
 fn loadB4Full(base: u32, cols: vec4<u32>, k: u32) -> mat4x4<f32> {
-  let vecB = B_DTYPE == 0u && (params.vec4Loads & 2u) != 0u;
-  if (vecB && TRANS_B) {
+  if (VEC_B && TRANS_B) {
     let K = params.K;
     return transpose(mat4x4<f32>(
       bitcast<vec4<f32>>(b4[(base + cols.x * K + k) >> 2u]), bitcast<vec4<f32>>(b4[(base + cols.y * K + k) >> 2u]),
       bitcast<vec4<f32>>(b4[(base + cols.z * K + k) >> 2u]), bitcast<vec4<f32>>(b4[(base + cols.w * K + k) >> 2u])));
   }
-  if (vecB) {
+  if (VEC_B) {
     let e = (base + k * params.N + min(cols.x, params.N - 4u)) >> 2u;
     let step = params.N >> 2u;
     return mat4x4<f32>(bitcast<vec4<f32>>(b4[e]), bitcast<vec4<f32>>(b4[e + step]),
@@ -166,86 +169,85 @@ fn storeRow(cBase: u32, row: u32, col: u32, v: vec4<f32>) {
 }
 
 @compute @workgroup_size(WG)
-fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
-          @builtin(local_invocation_id) lid: vec3<u32>) {
+fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let M = params.M;
   let K = params.K;
   let col = (wid.x * WG + lid.x) * 4u;
   let kMain = K & ~3u;
   // This thread's 4 columns, clamped into range (those past N are computed, never stored).
   let cols = min(vec4<u32>(col) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(params.N - 1u));
-  for (var batch = wid.z; batch < params.batch; batch += groups.z) {
-    let aBase = params.aOffset + batch * params.aBatchStride;
-    let bBase = batch * params.bBatchStride;
-    let cBase = params.cOffset + batch * M * params.ldc;
-    for (var row0 = wid.y * ROWS; row0 < M; row0 += groups.y * ROWS) {
-      // Rows past M repeat the last row (in range, never stored); they depend on the workgroup only.
-      let r0 = row0;
-      let r1 = min(row0 + 1u, M - 1u);
-      let r2 = min(row0 + 2u, M - 1u);
-      let r3 = min(row0 + 3u, M - 1u);
-      let r4 = min(row0 + 4u, M - 1u);
-      let r5 = min(row0 + 5u, M - 1u);
-      let r6 = min(row0 + 6u, M - 1u);
-      let r7 = min(row0 + 7u, M - 1u);
-      var acc0 = startRow(cBase, r0, col);
-      var acc1 = vec4<f32>(0.0);
-      if (ROWS > 1u) { acc1 = startRow(cBase, r1, col); }
-      var acc2 = vec4<f32>(0.0);
-      if (ROWS > 2u) { acc2 = startRow(cBase, r2, col); }
-      var acc3 = vec4<f32>(0.0);
-      if (ROWS > 3u) { acc3 = startRow(cBase, r3, col); }
-      var acc4 = vec4<f32>(0.0);
-      if (ROWS > 4u) { acc4 = startRow(cBase, r4, col); }
-      var acc5 = vec4<f32>(0.0);
-      if (ROWS > 5u) { acc5 = startRow(cBase, r5, col); }
-      var acc6 = vec4<f32>(0.0);
-      if (ROWS > 6u) { acc6 = startRow(cBase, r6, col); }
-      var acc7 = vec4<f32>(0.0);
-      if (ROWS > 7u) { acc7 = startRow(cBase, r7, col); }
-      // The main steps need no bounds on k; the one step past the last multiple of 4 zero-fills.
-      for (var k = 0u; k < kMain; k += 4u) {
-        let bk = loadB4Full(bBase, cols, k);
-        acc0 += bk * loadA4Full(aBase, r0, k);
-        if (ROWS > 1u) { acc1 += bk * loadA4Full(aBase, r1, k); }
-        if (ROWS > 2u) {
-          acc2 += bk * loadA4Full(aBase, r2, k);
-          acc3 += bk * loadA4Full(aBase, r3, k);
-        }
-        if (ROWS > 4u) {
-          acc4 += bk * loadA4Full(aBase, r4, k);
-          acc5 += bk * loadA4Full(aBase, r5, k);
-          acc6 += bk * loadA4Full(aBase, r6, k);
-          acc7 += bk * loadA4Full(aBase, r7, k);
-        }
-      }
-      if (kMain < K) {
-        let bk = loadB4(bBase, cols, kMain, K);
-        acc0 += bk * loadA4(aBase, r0, kMain, K);
-        if (ROWS > 1u) { acc1 += bk * loadA4(aBase, r1, kMain, K); }
-        if (ROWS > 2u) {
-          acc2 += bk * loadA4(aBase, r2, kMain, K);
-          acc3 += bk * loadA4(aBase, r3, kMain, K);
-        }
-        if (ROWS > 4u) {
-          acc4 += bk * loadA4(aBase, r4, kMain, K);
-          acc5 += bk * loadA4(aBase, r5, kMain, K);
-          acc6 += bk * loadA4(aBase, r6, kMain, K);
-          acc7 += bk * loadA4(aBase, r7, kMain, K);
-        }
-      }
-      storeRow(cBase, r0, col, acc0);
-      if (ROWS > 1u) { storeRow(cBase, row0 + 1u, col, acc1); }
-      if (ROWS > 2u) {
-        storeRow(cBase, row0 + 2u, col, acc2);
-        storeRow(cBase, row0 + 3u, col, acc3);
-      }
-      if (ROWS > 4u) {
-        storeRow(cBase, row0 + 4u, col, acc4);
-        storeRow(cBase, row0 + 5u, col, acc5);
-        storeRow(cBase, row0 + 6u, col, acc6);
-        storeRow(cBase, row0 + 7u, col, acc7);
-      }
+  // One batch entry and one row block per workgroup, no loop around them: a grid-stride loop here
+  // cost SwiftShader 1.7x (bench/matmul.ts).
+  let batch = params.batch0 + wid.z;
+  let aBase = params.aOffset + batch * params.aBatchStride;
+  let bBase = batch * params.bBatchStride;
+  let cBase = params.cOffset + batch * M * params.ldc;
+  let row0 = (params.rowBlock0 + wid.y) * ROWS;
+  // Rows past M repeat the last row (in range, never stored); they depend on the workgroup only.
+  let r0 = row0;
+  let r1 = min(row0 + 1u, M - 1u);
+  let r2 = min(row0 + 2u, M - 1u);
+  let r3 = min(row0 + 3u, M - 1u);
+  let r4 = min(row0 + 4u, M - 1u);
+  let r5 = min(row0 + 5u, M - 1u);
+  let r6 = min(row0 + 6u, M - 1u);
+  let r7 = min(row0 + 7u, M - 1u);
+  var acc0 = startRow(cBase, r0, col);
+  var acc1 = vec4<f32>(0.0);
+  if (ROWS > 1u) { acc1 = startRow(cBase, r1, col); }
+  var acc2 = vec4<f32>(0.0);
+  if (ROWS > 2u) { acc2 = startRow(cBase, r2, col); }
+  var acc3 = vec4<f32>(0.0);
+  if (ROWS > 3u) { acc3 = startRow(cBase, r3, col); }
+  var acc4 = vec4<f32>(0.0);
+  if (ROWS > 4u) { acc4 = startRow(cBase, r4, col); }
+  var acc5 = vec4<f32>(0.0);
+  if (ROWS > 5u) { acc5 = startRow(cBase, r5, col); }
+  var acc6 = vec4<f32>(0.0);
+  if (ROWS > 6u) { acc6 = startRow(cBase, r6, col); }
+  var acc7 = vec4<f32>(0.0);
+  if (ROWS > 7u) { acc7 = startRow(cBase, r7, col); }
+  // The main steps need no bounds on k; the one step past the last multiple of 4 zero-fills.
+  for (var k = 0u; k < kMain; k += 4u) {
+    let bk = loadB4Full(bBase, cols, k);
+    acc0 += bk * loadA4Full(aBase, r0, k);
+    if (ROWS > 1u) { acc1 += bk * loadA4Full(aBase, r1, k); }
+    if (ROWS > 2u) {
+      acc2 += bk * loadA4Full(aBase, r2, k);
+      acc3 += bk * loadA4Full(aBase, r3, k);
     }
+    if (ROWS > 4u) {
+      acc4 += bk * loadA4Full(aBase, r4, k);
+      acc5 += bk * loadA4Full(aBase, r5, k);
+      acc6 += bk * loadA4Full(aBase, r6, k);
+      acc7 += bk * loadA4Full(aBase, r7, k);
+    }
+  }
+  if (kMain < K) {
+    let bk = loadB4(bBase, cols, kMain, K);
+    acc0 += bk * loadA4(aBase, r0, kMain, K);
+    if (ROWS > 1u) { acc1 += bk * loadA4(aBase, r1, kMain, K); }
+    if (ROWS > 2u) {
+      acc2 += bk * loadA4(aBase, r2, kMain, K);
+      acc3 += bk * loadA4(aBase, r3, kMain, K);
+    }
+    if (ROWS > 4u) {
+      acc4 += bk * loadA4(aBase, r4, kMain, K);
+      acc5 += bk * loadA4(aBase, r5, kMain, K);
+      acc6 += bk * loadA4(aBase, r6, kMain, K);
+      acc7 += bk * loadA4(aBase, r7, kMain, K);
+    }
+  }
+  storeRow(cBase, r0, col, acc0);
+  if (ROWS > 1u) { storeRow(cBase, row0 + 1u, col, acc1); }
+  if (ROWS > 2u) {
+    storeRow(cBase, row0 + 2u, col, acc2);
+    storeRow(cBase, row0 + 3u, col, acc3);
+  }
+  if (ROWS > 4u) {
+    storeRow(cBase, row0 + 4u, col, acc4);
+    storeRow(cBase, row0 + 5u, col, acc5);
+    storeRow(cBase, row0 + 6u, col, acc6);
+    storeRow(cBase, row0 + 7u, col, acc7);
   }
 }

@@ -113,47 +113,41 @@ function runKernel(k: KernelCall): void {
   // its rows, or along K when transposed).
   const vecA = !k.tA && aligned4(k.a.buffer.size, lda, aOffset, aStride);
   const vecB = k.b.dtype === 'f32' && aligned4(k.b.buffer.size, k.tB ? k.K : k.N, bStride);
-  const params = new Uint32Array([
-    k.M,
-    k.N,
-    k.K,
-    batch,
-    aStride,
-    bStride,
-    lda,
-    k.ldc ?? k.N,
-    aOffset,
-    k.cOffset ?? 0,
-    k.accumulate ? 1 : 0,
-    (vecA ? 1 : 0) | (vecB ? 2 : 0),
-  ]);
   const wg = workgroupWidth(ctx);
   const rows = rowsPerWorkgroup(k.M);
   // a4 / b4 must be bound even when unread; a buffer under 16 bytes cannot be (a temporary stands in).
   const spare = k.a.buffer.size < 16 || k.b.buffer.size < 16 ? Tensor.empty([4]) : null;
   const view = (t: Tensor) => (t.buffer.size >= 16 ? t.buffer : spare!.buffer);
-  ctx.dispatch({
-    shader: source,
-    entryPoint: 'matmul',
-    label: 'matmul',
-    constants: {
-      TRANS_A: k.tA ? 1 : 0,
-      TRANS_B: k.tB ? 1 : 0,
-      B_DTYPE: weightDtypeCode(k.b),
-      HAS_BIAS: k.bias ? 1 : 0,
-      BIAS_DTYPE: k.bias ? weightDtypeCode(k.bias) : 0,
-      WG: wg,
-      ROWS: rows,
-    },
-    // Without a bias the kernel never reads it; `b` stands in (read-only bindings may alias).
-    resources: { a: k.a.buffer, b: k.b.buffer, c: k.c.buffer, bias: (k.bias ?? k.b).buffer, a4: view(k.a), b4: view(k.b) },
-    params,
-    workgroups: [
-      Math.ceil(k.N / (4 * wg)),
-      Math.min(Math.ceil(k.M / rows), ctx.limits.maxComputeWorkgroupsPerDimension),
-      Math.min(batch, ctx.limits.maxComputeWorkgroupsPerDimension),
-    ],
-  });
+  const constants = {
+    TRANS_A: k.tA ? 1 : 0,
+    TRANS_B: k.tB ? 1 : 0,
+    B_DTYPE: weightDtypeCode(k.b),
+    HAS_BIAS: k.bias ? 1 : 0,
+    BIAS_DTYPE: k.bias ? weightDtypeCode(k.bias) : 0,
+    VEC_A: vecA ? 1 : 0,
+    VEC_B: vecB ? 1 : 0,
+    WG: wg,
+    ROWS: rows,
+  };
+  // Without a bias the kernel never reads it; `b` stands in (read-only bindings may alias).
+  const resources = { a: k.a.buffer, b: k.b.buffer, c: k.c.buffer, bias: (k.bias ?? k.b).buffer, a4: view(k.a), b4: view(k.b) };
+  const head = [k.M, k.N, k.K, batch, aStride, bStride, lda, k.ldc ?? k.N, aOffset, k.cOffset ?? 0, k.accumulate ? 1 : 0];
+  // One workgroup per (row block, batch entry): a grid over the per-dimension limit is split.
+  const maxDim = ctx.limits.maxComputeWorkgroupsPerDimension;
+  const rowBlocks = Math.ceil(k.M / rows);
+  for (let b0 = 0; b0 < batch; b0 += maxDim) {
+    for (let r0 = 0; r0 < rowBlocks; r0 += maxDim) {
+      ctx.dispatch({
+        shader: source,
+        entryPoint: 'matmul',
+        label: 'matmul',
+        constants,
+        resources,
+        params: new Uint32Array([...head, r0, b0, 0, 0]),
+        workgroups: [Math.ceil(k.N / (4 * wg)), Math.min(rowBlocks - r0, maxDim), Math.min(batch - b0, maxDim)],
+      });
+    }
+  }
   spare?.dispose();
 }
 
