@@ -570,7 +570,9 @@ def main():
         'tokenizer': {'type': 'byte-level BPE', 'vocabSize': len(vocab), 'merges': len(merges), 'trainingBytesPerToken': train_bytes / len(train_ids)},
         'trainingTokens': len(train_ids),
         'parameters': n_params,
-        'args': vars(args) | {'minutes': None if math.isinf(args.minutes) else args.minutes, 'out': None, 'reference': None},
+        # The recipe's arguments; paths on the machine that ran it are left out.
+        'args': {k: v for k, v in vars(args).items() if k not in ('out', 'reference', 'tokenizer_sample', 'checkpoint', 'export_from')}
+        | {'minutes': None if math.isinf(args.minutes) else args.minutes},
         'steps': steps_done,
         'stoppedEarly': stopped,
         'batchSize': args.batch,

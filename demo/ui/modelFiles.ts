@@ -7,6 +7,7 @@
 import defaultConfigUrl from '../../models/default/config.json?url';
 import defaultWeightsUrl from '../../models/default/model.safetensors?url';
 import defaultTokenizerConfigUrl from '../../models/default/tokenizer_config.json?url';
+import defaultTokenizerUrl from '../../models/default/tokenizer.json?url';
 import { SAFETENSORS_INDEX_NAME, parseSafetensorsIndex } from '../../src/models/shards';
 
 /** The weights as the worker's `loadModel` takes them: `model.safetensors`, or the index and its shards. */
@@ -67,14 +68,15 @@ async function readBody(response: Response, onProgress?: LoadProgress): Promise<
   return out.buffer;
 }
 
-/** The default model: a small byte-level Llama pretrained on the King James Bible (models/default). */
+/** The default model: a small Llama with a BPE tokenizer, pretrained on the King James Bible (models/default). */
 export async function fetchDefaultModel(onProgress?: LoadProgress): Promise<ModelFiles> {
-  const [config, tokenizerConfig] = await Promise.all([
+  const [config, tokenizerJson, tokenizerConfig] = await Promise.all([
     fetchOk(defaultConfigUrl, 'config.json').then(async (r) => parseJson(await r.text(), 'config.json')),
+    fetchOk(defaultTokenizerUrl, 'tokenizer.json').then(async (r) => parseJson(await r.text(), 'tokenizer.json')),
     fetchOk(defaultTokenizerConfigUrl, 'tokenizer_config.json').then(async (r) => parseJson(await r.text(), 'tokenizer_config.json')),
   ]);
   const weights = await readBody(await fetchOk(defaultWeightsUrl, 'model.safetensors'), onProgress);
-  return { source: 'default model', config, weights, tokenizerConfig };
+  return { source: 'default model', config, weights, tokenizerJson, tokenizerConfig };
 }
 
 /**

@@ -77,7 +77,7 @@ export interface PretrainedModel {
   model: CausalLM;
   /**
    * Its `tokenizer.json`; else the byte-level tokenizer when `tokenizer_config.json` declares one
-   * (`sgt_byte_tokenizer`, as the default model does) or the vocabulary has room for it (>= 259
+   * (`sgt_byte_tokenizer`) or the vocabulary has room for it (>= 259
    * ids); else null (pre-tokenized data only).
    */
   tokenizer: Tokenizer | null;
@@ -337,13 +337,15 @@ export function defaultModelUrls(): Record<string, URL> {
   return {
     'config.json': new URL('../../models/default/config.json', import.meta.url),
     'model.safetensors': new URL('../../models/default/model.safetensors', import.meta.url),
+    'tokenizer.json': new URL('../../models/default/tokenizer.json', import.meta.url),
     'tokenizer_config.json': new URL('../../models/default/tokenizer_config.json', import.meta.url),
   };
 }
 
 /**
- * Loads the package's default model (`models/default`: a 0.84M-parameter byte-level Llama
- * pretrained on the King James Bible) with its byte-level tokenizer, in a page, a worker or Node.
+ * Loads the package's default model (`models/default`: a 1.33M-parameter Llama with a 4096-id
+ * byte-level BPE tokenizer, pretrained on the King James Bible; see the README) with its
+ * `tokenizer.json`, in a page, a worker or Node.
  * Its files are found next to the package's modules (`import.meta.url`); `cache` is off by
  * default, since they come with the app.
  */

@@ -5,6 +5,10 @@
 import * as Comlink from 'comlink';
 import { liveBufferCount, loadDefaultModel, loadPretrained, scope, type PretrainedModel, type PretrainedProgress } from '../../src/index';
 import { browserGpu } from './browser-gpu';
+import tokenizerSample from '../fixtures/default-tokenizer-sample.json';
+
+/** A text the default model's tokenizer was checked on in Python (scripts/pretrain-default.py). */
+export const SAMPLE = tokenizerSample.cases[2];
 
 /** What the worker saw of one load. */
 export interface WorkerLoad {
@@ -13,7 +17,7 @@ export interface WorkerLoad {
   layers: number;
   parameterCount: number;
   tokenizerKind: string;
-  /** The byte tokenizer's ids of 'In the', when there is a tokenizer. */
+  /** The tokenizer's ids of SAMPLE.text, when there is a tokenizer. */
   encoded: number[] | null;
   /** Logits of a fixed batch. */
   logits: Float32Array;
@@ -41,7 +45,7 @@ async function summarize(load: (onProgress: (p: PretrainedProgress) => void) => 
     layers: loaded.model.config.numLayers,
     parameterCount: loaded.parameterCount,
     tokenizerKind: loaded.tokenizerKind,
-    encoded: loaded.tokenizer ? loaded.tokenizer.encode('In the') : null,
+    encoded: loaded.tokenizer ? loaded.tokenizer.encode(SAMPLE.text) : null,
     logits,
     files: [...last.values()],
     leftBuffers: liveBufferCount() - before,

@@ -11,6 +11,8 @@ import * as Comlink from 'comlink';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import defaultConfig from '../../models/default/config.json';
 import defaultWeightsUrl from '../../models/default/model.safetensors?url';
+import training from '../../models/default/training.json';
+import tokenizerSample from '../fixtures/default-tokenizer-sample.json';
 import {
   ModelFilesError,
   PRETRAINED_CACHE_NAME,
@@ -84,22 +86,24 @@ afterAll(async () => {
 });
 
 describe('loadDefaultModel in Chromium', () => {
-  it('in the page: models/default from the module URL, with the byte-level tokenizer', async () => {
+  it('in the page: models/default from the module URL, with its BPE tokenizer (tokenizer.json)', async () => {
     const start = liveBufferCount();
     const events: PretrainedProgress[] = [];
     const loaded = await loadDefaultModel({ onProgress: (e) => events.push(e) });
     try {
       expect(loaded.config).toEqual(defaultConfig);
-      expect(loaded.parameterCount).toBe(837120);
-      expect(loaded.tokenizerKind).toBe('byte');
-      expect(loaded.tokenizer!.encode('In the')).toEqual([73, 110, 32, 116, 104, 101]);
+      expect(loaded.parameterCount).toBe(training.parameters);
+      expect(loaded.tokenizerKind).toBe('huggingface');
+      // The ids of scripts/pretrain-default.py's Python encoder, in the page too.
+      for (const { text, ids } of tokenizerSample.cases) expect(loaded.tokenizer!.encode(text)).toEqual(ids);
       expect(lastEvents(events).map((e) => [e.file, e.done, e.fromCache])).toEqual([
         ['config.json', true, false],
+        ['tokenizer.json', true, false],
         ['tokenizer_config.json', true, false],
         ['model.safetensors', true, false],
       ]);
       const weights = new Uint8Array(await (await fetch(defaultWeightsUrl)).arrayBuffer());
-      expect(lastEvents(events)[2].loadedBytes).toBe(weights.byteLength);
+      expect(lastEvents(events)[3].loadedBytes).toBe(weights.byteLength);
       expect(await logits(loaded.model)).toEqual(await referenceLogits(defaultConfig, weights));
     } finally {
       loaded.model.dispose();
@@ -238,10 +242,17 @@ describe('the loaders in a module Web Worker', () => {
   it('loadDefaultModel() and loadPretrained(url) give the models the page loads', async () => {
     const weights = new Uint8Array(await (await fetch(defaultWeightsUrl)).arrayBuffer());
     const byDefault = await api.defaultModel();
-    expect(byDefault).toMatchObject({ scope: 'worker', layers: 4, parameterCount: 837120, tokenizerKind: 'byte', leftBuffers: 0 });
-    expect(byDefault.encoded).toEqual([73, 110, 32, 116, 104, 101]);
+    expect(byDefault).toMatchObject({
+      scope: 'worker',
+      layers: 4,
+      parameterCount: training.parameters,
+      tokenizerKind: 'huggingface',
+      leftBuffers: 0,
+    });
+    expect(byDefault.encoded).toEqual(tokenizerSample.cases[2].ids);
     expect(byDefault.files.map((f) => [f.file, f.done])).toEqual([
       ['config.json', true],
+      ['tokenizer.json', true],
       ['tokenizer_config.json', true],
       ['model.safetensors', true],
     ]);

@@ -26,6 +26,12 @@ const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const fixtures = resolve(repo, '../shared/fixtures');
 const SHARDS = ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'];
 const CACHE = 'sgt-webgpu-models';
+/** A text and the ids scripts/pretrain-default.py's Python encoder gave it (the default model's tokenizer). */
+const sample = (
+  JSON.parse(readFileSync(join(repo, 'test/fixtures/default-tokenizer-sample.json'), 'utf8')) as {
+    cases: { text: string; ids: number[] }[];
+  }
+).cases[2];
 
 /** URL prefix -> folder served under it. */
 let mounts: [string, string][] = [];
@@ -132,9 +138,9 @@ test.describe('the one-call loaders from the built package on a static server', 
     const external = forbidExternalRequests(page, origin);
     await openPage(page);
     requests.length = 0;
-    const result = await page.evaluate(async () => {
+    const result = await page.evaluate(async (sampleText) => {
       const sgt = (window as unknown as { sgt: typeof import('../../src/index') }).sgt;
-      const ids = { data: [73, 110, 32, 116, 104, 101], shape: [1, 6] as [number, number] };
+      const ids = { data: [4093, 818, 262, 1020, 1219, 262], shape: [1, 6] as [number, number] };
       const logitsOf = (model: import('../../src/index').CausalLM) =>
         sgt.scope(async () => Array.from((await model.forward({ ids }).logits!.toArray()) as Float32Array));
       const start = sgt.liveBufferCount();
@@ -152,28 +158,31 @@ test.describe('the one-call loaders from the built package on a static server', 
       return {
         source: loaded.source,
         tokenizerKind: loaded.tokenizerKind,
-        encoded: loaded.tokenizer?.encode('In the'),
+        encoded: loaded.tokenizer?.encode(sampleText),
         parameterCount: loaded.parameterCount,
         files,
         same: logits.length === referenceLogits.length && logits.every((v, i) => Object.is(v, referenceLogits[i])),
         finite: logits.every(Number.isFinite),
         leftBuffers: sgt.liveBufferCount() - start,
       };
-    });
+    }, sample.text);
     await screenshot(page, testInfo, 'default-model');
     const defaultSize = (f: string) => statSync(join(repo, 'models/default', f)).size;
     expect(result).toMatchObject({
-      tokenizerKind: 'byte',
-      encoded: [73, 110, 32, 116, 104, 101],
-      parameterCount: 837120,
+      tokenizerKind: 'huggingface',
+      encoded: sample.ids,
+      parameterCount: JSON.parse(readFileSync(join(repo, 'models/default/training.json'), 'utf8')).parameters,
       same: true,
       finite: true,
       leftBuffers: 0,
     });
-    expect(result.files).toEqual(['config.json', 'tokenizer_config.json', 'model.safetensors'].map((f) => `${f} ${defaultSize(f)}`));
+    expect(result.files).toEqual(
+      ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'model.safetensors'].map((f) => `${f} ${defaultSize(f)}`),
+    );
     // Resolved from the built module's URL: dist/models/... -> the package's models/default/.
     expect(requests.filter((r) => r.startsWith('/pkg/models/'))).toEqual([
       '/pkg/models/default/config.json',
+      '/pkg/models/default/tokenizer.json',
       '/pkg/models/default/tokenizer_config.json',
       '/pkg/models/default/model.safetensors',
       '/pkg/models/default/config.json',

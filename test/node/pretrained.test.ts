@@ -92,7 +92,7 @@ beforeAll(() => {
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 describe('loadDefaultModel', () => {
-  it('loads models/default with its byte-level tokenizer (from tokenizer_config.json)', async () => {
+  it('loads models/default with its BPE tokenizer (tokenizer.json, specials from tokenizer_config.json)', async () => {
     await gpu();
     const start = liveBufferCount();
     const events: PretrainedProgress[] = [];
@@ -102,13 +102,14 @@ describe('loadDefaultModel', () => {
       const training = JSON.parse(readFileSync(join(DEFAULT_DIR, 'training.json'), 'utf8'));
       expect(loaded.config).toEqual(config);
       expect(loaded.model.config.numLayers).toBe(config.num_hidden_layers);
-      expect(loaded.model.config.vocabSize).toBe(259);
+      expect(loaded.model.config.vocabSize).toBe(4096);
       expect(loaded.parameterCount).toBe(training.parameters);
-      expect(loaded.tokenizerKind).toBe('byte');
+      expect(loaded.tokenizerKind).toBe('huggingface');
       const tok = loaded.tokenizer!;
-      expect([tok.bosId, tok.eosId, tok.padId, tok.vocabSize]).toEqual([256, 257, 258, 259]);
-      expect(tok.encode('In the')).toEqual([73, 110, 32, 116, 104, 101]);
-      expectProgressMatchesDisk(events, DEFAULT_DIR, ['config.json', 'tokenizer_config.json', 'model.safetensors'], true);
+      expect([tok.bosId, tok.eosId, tok.padId, tok.vocabSize]).toEqual([4093, 4094, 4095, 4096]);
+      // (test/node/default-model.test.ts checks the ids against the Python encoder that trained it.)
+      expect(tok.decode(tok.encode('In the beginning'))).toBe('In the beginning');
+      expectProgressMatchesDisk(events, DEFAULT_DIR, ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'model.safetensors'], true);
       expect(await logits(loaded.model)).toEqual(await referenceLogits(DEFAULT_DIR));
     } finally {
       loaded.model.dispose();
@@ -122,7 +123,7 @@ describe('readPretrainedFiles', () => {
     const files = await readPretrainedFiles(DEFAULT_DIR);
     expect(files.config).toEqual(JSON.parse(readFileSync(join(DEFAULT_DIR, 'config.json'), 'utf8')));
     expect(files.tokenizerConfig).toEqual(JSON.parse(readFileSync(join(DEFAULT_DIR, 'tokenizer_config.json'), 'utf8')));
-    expect(files.tokenizerJson).toBeUndefined();
+    expect(files.tokenizerJson).toEqual(JSON.parse(readFileSync(join(DEFAULT_DIR, 'tokenizer.json'), 'utf8')));
     // Whole buffers: ready to transfer to a worker.
     const weights = files.weights as Uint8Array;
     expect(weights.byteOffset).toBe(0);
@@ -133,9 +134,9 @@ describe('readPretrainedFiles', () => {
       expect(await service.loadModel(files)).toMatchObject({
         type: 'llama',
         layers: 4,
-        vocabSize: 259,
-        parameterCount: 837120,
-        tokenizer: 'byte',
+        vocabSize: 4096,
+        parameterCount: JSON.parse(readFileSync(join(DEFAULT_DIR, 'training.json'), 'utf8')).parameters,
+        tokenizer: 'huggingface',
       });
       const sharded = await readPretrainedFiles(TINY_LLAMA3);
       expect(Object.keys((sharded.weights as { shards: Record<string, Uint8Array> }).shards)).toEqual([SHARD1, SHARD2]);
@@ -227,6 +228,7 @@ describe('loadPretrained from a Node folder', () => {
     await gpu();
     const dir = join(work, 'byte-ids');
     cpSync(DEFAULT_DIR, dir, { recursive: true });
+    rmSync(join(dir, 'tokenizer.json')); // a tokenizer.json would come first
     writeFileSync(
       join(dir, 'tokenizer_config.json'),
       JSON.stringify({ tokenizer_class: 'ByteTokenizer', sgt_byte_tokenizer: { vocabSize: 259, bosId: null, eosId: 258, padId: 257 } }),
