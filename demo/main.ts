@@ -227,7 +227,7 @@ function refresh(): void {
   updateEstimate();
 }
 
-/** Says how much text the chosen source gives (bytes are the default model's tokens). */
+/** Says how much text the chosen source gives (in UTF-8 bytes). */
 function showCorpus(): void {
   if (ui.corpusOwn.checked) {
     const docs = splitDocuments(ui.corpusText.value);
