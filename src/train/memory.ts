@@ -402,8 +402,8 @@ function blockForward(l: Ledger, s: Shapes, rec: PassRecord, grad: boolean): voi
   keep(N * d); // o
   keep(N * d); // residual
   norm(l, s, rec, saved);
-  // gate, silu, up, product (gpt2: fc, gelu)
-  for (let i = 0; i < (cfg.family === 'llama' ? 4 : 2); i++) keep(N * I, `the MLP activations [${N}, ${I}]`);
+  // gate, up, swiglu's product (gpt2: fc, gelu)
+  for (let i = 0; i < (cfg.family === 'llama' ? 3 : 2); i++) keep(N * I, `the MLP activations [${N}, ${I}]`);
   keep(N * d); // down
   keep(N * d); // residual
   rec.saved.push(saved ?? []);
@@ -416,9 +416,8 @@ function blockBackward(l: Ledger, s: Shapes, saved: number[]): void {
   l.alloc(N * I); // down: d(product)
   if (cfg.family === 'llama') {
     l.alloc(N * I);
-    l.alloc(N * I); // product: g * up, g * silu
+    l.alloc(N * I); // swiglu's backward: d(gate), d(up) in one kernel
     l.alloc(N * d); // up
-    l.alloc(N * I); // silu'
     l.alloc(N * d); // gate
     l.alloc(N * d); // the two paths summed
   } else {
@@ -472,11 +471,10 @@ function modelForward(l: Ledger, s: Shapes, grad: boolean, stop: number | null, 
   return { rec, outputs };
 }
 
-/** `TransformerCloak.forward` with grad: linear = matmul then a bias add; returns the saved statistics per encoder layer. */
+/** `TransformerCloak.forward` with grad: linear = one matmul with its bias added in the kernel; returns the saved statistics per encoder layer. */
 function cloakForward(l: Ledger, s: Shapes): number[][] {
   const { N, d, dc, cloakMlp } = s;
   const linear = (out: number) => {
-    l.alloc(N * out);
     l.alloc(N * out);
   };
   const layerNorm = (saved: number[]) => {
