@@ -222,7 +222,8 @@ export const FACTORY_OPTIONS = {
     batch: ANY_BATCH,
     options: [
       { ...SHARED.distillationLayerIndex, start: null },
-      { ...SHARED.alpha, start: 0.5 },
+      // Small: AdamW moves the scale at its full rate whatever alpha is (README, "Why the layer-distillation factory loses the predictions").
+      { ...SHARED.alpha, start: 0.001 },
       {
         name: 'stdLogRatioLossWeight',
         pythonName: 'std_log_ratio_loss_weight',
@@ -257,7 +258,7 @@ export const FACTORY_OPTIONS = {
     batch: EVEN_BATCH,
     options: [
       { ...SHARED.distillationLayerIndex, start: null },
-      { ...SHARED.alpha, start: 0.5 },
+      { ...SHARED.alpha, start: 0.01 },
       { ...SHARED.distillationLayerL2DistanceLossWeight, start: 0 },
       { ...SHARED.mutualInformationLossWeight, start: 0.01 },
       { ...SHARED.inverseL2PowerLawCatalystLossWeight, default: 0 },
@@ -277,7 +278,7 @@ export const FACTORY_OPTIONS = {
     options: [
       { ...SHARED.distillationCrossEntropyLossWeight, start: 1 },
       { ...SHARED.absoluteCosineSimilarityPenaltyWeight, start: 0.5 },
-      { ...SHARED.medianNormPenaltyWeight, start: 0.1 },
+      { ...SHARED.medianNormPenaltyWeight, start: 0.05 },
     ],
     recommended: { learningRate: 1e-3, privacySchedule: 'cosine', privacyRamp: 0.5 },
   },
@@ -291,7 +292,7 @@ export const FACTORY_OPTIONS = {
       { ...SHARED.mutualInformationLossWeight, start: 0.01 },
       { ...SHARED.distillationCrossEntropyLossWeight, start: 1 },
       { ...SHARED.absoluteCosineSimilarityPenaltyWeight, start: 0.5 },
-      { ...SHARED.medianNormPenaltyWeight, start: 0.1 },
+      { ...SHARED.medianNormPenaltyWeight, start: 0.05 },
       { ...SHARED.combineNoiseMasksForMutualInformationSubBatches, default: true },
     ],
     recommended: { learningRate: 1e-3, privacySchedule: 'cosine', privacyRamp: 0.5 },
