@@ -4,7 +4,7 @@
  * barriers), both dispatched in the same run on the same adapter, on
  *
  * - 512^3 (the peers' row),
- * - the default model's shapes at B*T = 256 tokens (d 128, MLP 352, V 259; torch Linear weights,
+ * - the default model's shapes at B*T = 256 tokens (d 128, MLP 352, V 4096; torch Linear weights,
  *   so `x Wᵀ`), the [B*T x d] x [d x 4d] product, and their backward products (dx = dy W,
  *   dW = dyᵀ x),
  * - its LM head with a bf16 weight, and
@@ -54,7 +54,8 @@ const SHAPES: MatmulShape[] = [
   { name: 'model q/k/v/o x Wᵀ', M: 256, K: 128, N: 128, tB: true },
   { name: 'model down backward dx = dy W', M: 256, K: 128, N: 352 },
   { name: 'model down backward dW = dyᵀ x', M: 128, K: 256, N: 352, tA: true },
-  { name: 'model LM head x Wᵀ (bf16 W)', M: 256, K: 128, N: 259, tB: true, dtype: 'bf16' },
+  { name: 'model gate/up x Wᵀ (bf16 W)', M: 256, K: 128, N: 352, tB: true, dtype: 'bf16' },
+  { name: 'model LM head x Wᵀ (bf16 W)', M: 256, K: 128, N: 4096, tB: true, dtype: 'bf16' },
   { name: 'skinny', M: 1, K: 512, N: 512 },
   { name: 'skinny', M: 8, K: 512, N: 512 },
   { name: 'skinny x Wᵀ', M: 64, K: 128, N: 352, tB: true },

@@ -30,7 +30,7 @@ override B_DTYPE: u32 = 0u;     // 0 f32, 1 bf16, 2 f16 (two elements per word, 
 override HAS_BIAS: bool = false;
 override BIAS_DTYPE: u32 = 0u;
 override VEC_A: bool = false;   // A read 4 elements at a time through a4 (the wrapper checks alignment)
-override VEC_B: bool = false;   // B (f32) read 4 elements at a time through b4
+override VEC_B: bool = false;   // B read 4 elements at a time (f32 through b4, packed as two words)
 override WG: u32 = 8u;          // threads per workgroup (one row of them)
 override ROWS: u32 = 8u;        // rows of C per workgroup: 1, 2, 4 or 8 (the wrapper uses 1 and 8)
 
@@ -120,10 +120,34 @@ fn loadB4(base: u32, cols: vec4<u32>, k: u32, kEnd: u32) -> mat4x4<f32> {
   return m;
 }
 
+// Elements e .. e+3 of a packed weight, e a multiple of 4: two whole words.
+fn unpack4(e: u32) -> vec4<f32> {
+  let w0 = b[e >> 1u];
+  let w1 = b[(e >> 1u) + 1u];
+  if (B_DTYPE == 1u) {
+    return bitcast<vec4<f32>>(vec4<u32>(w0 << 16u, w0 & 0xffff0000u, w1 << 16u, w1 & 0xffff0000u));
+  }
+  return vec4<f32>(unpack2x16float(w0), unpack2x16float(w1));
+}
+
+// loadB4Full for a packed weight whose 4-element runs (4 columns, or 4 steps of k when
+// transposed) start on a multiple of 4: each run is two words, unpacked together.
+fn loadPacked4x4(base: u32, cols: vec4<u32>, k: u32) -> mat4x4<f32> {
+  if (TRANS_B) {
+    let K = params.K;
+    return transpose(mat4x4<f32>(unpack4(base + cols.x * K + k), unpack4(base + cols.y * K + k),
+      unpack4(base + cols.z * K + k), unpack4(base + cols.w * K + k)));
+  }
+  let e = base + k * params.N + min(cols.x, params.N - 4u);
+  let N = params.N;
+  return mat4x4<f32>(unpack4(e), unpack4(e + N), unpack4(e + 2u * N), unpack4(e + 3u * N));
+}
+
 // The same for a step wholly inside K. With VEC_B, `cols.x` is a multiple of 4 and either all
 // four columns are in range or none is (N a multiple of 4), so one vec4 holds them (non-transposed),
 // or each column's 4 steps of k are one vec4 (transposed, K a multiple of 4).
 fn loadB4Full(base: u32, cols: vec4<u32>, k: u32) -> mat4x4<f32> {
+  if (VEC_B && B_DTYPE != 0u) { return loadPacked4x4(base, cols, k); }
   if (VEC_B && TRANS_B) {
     let K = params.K;
     return transpose(mat4x4<f32>(

@@ -109,10 +109,10 @@ function runKernel(k: KernelCall): void {
   const batch = k.batch ?? 1;
   const lda = k.lda ?? (k.tA ? k.M : k.K);
   const [aStride, bStride, aOffset] = [k.aBatchStride ?? 0, k.bBatchStride ?? 0, k.aOffset ?? 0];
-  // vec4 loads where every 4-step of k starts on a multiple of 4 (A along its rows; B f32 along
-  // its rows, or along K when transposed).
+  // vec4 loads where every 4-step of k starts on a multiple of 4 (A along its rows; B along its
+  // rows, or along K when transposed: a vec4 of f32, or two words of a packed weight).
   const vecA = !k.tA && aligned4(k.a.buffer.size, lda, aOffset, aStride);
-  const vecB = k.b.dtype === 'f32' && aligned4(k.b.buffer.size, k.tB ? k.K : k.N, bStride);
+  const vecB = aligned4(k.b.buffer.size, k.tB ? k.K : k.N, bStride);
   const wg = workgroupWidth(ctx);
   const rows = rowsPerWorkgroup(k.M);
   // a4 / b4 must be bound even when unread; a buffer under 16 bytes cannot be (a temporary stands in).
