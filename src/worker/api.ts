@@ -171,6 +171,8 @@ export interface StepEvent {
   /** Real tokens in the step and its wall time. */
   tokens: number;
   seconds: number;
+  /** The factor the privacy-weight schedule applied to the privacy terms' weights in this step (1 without a schedule). */
+  privacyWeightScale: number;
 }
 
 /**

@@ -35,6 +35,7 @@ export function stepEvent(r: StepReport): StepEvent {
     tokensPerSecond: r.tokensPerSecond,
     tokens: r.tokens,
     seconds: r.seconds,
+    privacyWeightScale: r.privacyWeightScale,
   };
 }
 

@@ -15,6 +15,7 @@ import type { FactoryName } from '../../src/factories/options';
 import { checkPrivacySchedule, privacyWeightScale, scheduleForRun } from '../../src/factories/schedule';
 import { packSequences, seededRandom } from '../../src/text/data';
 import { Trainer } from '../../src/train/trainer';
+import { stepEvent } from '../../src/worker/run';
 
 describe('privacyWeightScale', () => {
   it('ramps linearly from startScale to 1 over rampSteps, then stays at 1', () => {
@@ -201,15 +202,19 @@ describe('Trainer with a privacySchedule', () => {
       },
     );
     const scales: number[] = [];
+    // The worker's step events carry the same scale, for the demo and other listeners.
+    const eventScales: number[] = [];
     for (let s = 0; s < 6; s++) {
       const r = await trainer.step();
       scales.push(r.privacyWeightScale);
+      eventScales.push(stepEvent(r).privacyWeightScale);
       const magnitude = Object.entries(weights).reduce((a, [k, w]) => a + Math.abs(w * r.components[k]), 0);
       expect(Math.abs(r.loss - scheduledSum(r.components, weights, r.privacyWeightScale)), `step ${r.step}`).toBeLessThanOrEqual(
         4 * 2 ** -23 * magnitude + 1e-7,
       );
     }
     expect(scales).toEqual([0, 0.25, 0.5, 0.75, 1, 1]);
+    expect(eventScales).toEqual([0, 0.25, 0.5, 0.75, 1, 1]);
     trainer.dispose();
     expect(liveBufferCount()).toBe(live);
   });
