@@ -233,3 +233,18 @@ fn tanhAccurate(x: f32) -> f32 {
   let t = 1.0 - 2.0 / (exp(2.0 * a) + 1.0);
   return select(t, -t, x < 0.0);
 }
+
+// A piece of a row, for the loss kernels that give one thread to each piece (no workgroup memory,
+// no barrier; src/losses/rowLayout.ts chooses segments and segChunks): piece `item` is segment
+// item % segments of row item / segments, the vec4 chunks [first, end) of a row of rowLength.
+struct RowPiece {
+  row: u32,
+  first: u32,
+  end: u32,
+}
+
+fn rowPiece(item: u32, segments: u32, segChunks: u32, rowLength: u32) -> RowPiece {
+  let row = item / segments;
+  let first = (item % segments) * segChunks;
+  return RowPiece(row, first, min((rowLength + 3u) / 4u, first + segChunks));
+}

@@ -103,16 +103,8 @@ fn chunkSums(x: vec4<f32>, y: vec4<f32>) -> vec3<f32> {
 }
 
 // The chunks of piece `item`: [first, end), in the row `row`.
-struct Piece {
-  row: u32,
-  first: u32,
-  end: u32,
-}
-
-fn pieceOf(item: u32) -> Piece {
-  let row = item / params.segments;
-  let first = (item % params.segments) * params.segChunks;
-  return Piece(row, first, min((params.cols + 3u) / 4u, first + params.segChunks));
+fn pieceOf(item: u32) -> RowPiece {
+  return rowPiece(item, params.segments, params.segChunks, params.cols);
 }
 
 fn storePiece(item: u32, sums: vec3<f32>) {

@@ -120,16 +120,8 @@ fn storePiece(item: u32, a: Online) {
 
 // The chunks of piece `item`: [first, end), in the row `row`. Unselected rows are skipped
 // entirely (nothing of theirs is read, their pieces are not written).
-struct Piece {
-  row: u32,
-  first: u32,
-  end: u32,
-}
-
-fn pieceOf(item: u32) -> Piece {
-  let row = item / params.segments;
-  let first = (item % params.segments) * params.segChunks;
-  return Piece(row, first, min((params.cols + 3u) / 4u, first + params.segChunks));
+fn pieceOf(item: u32) -> RowPiece {
+  return rowPiece(item, params.segments, params.segChunks, params.cols);
 }
 
 @compute @workgroup_size(WG)

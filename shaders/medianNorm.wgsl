@@ -46,16 +46,8 @@ fn medianValue() -> f32 {
 }
 
 // The chunks of piece `item`: [first, end), in the row `row`.
-struct Piece {
-  row: u32,
-  first: u32,
-  end: u32,
-}
-
-fn pieceOf(item: u32) -> Piece {
-  let row = item / params.segments;
-  let first = (item % params.segments) * params.segChunks;
-  return Piece(row, first, min((params.d + 3u) / 4u, first + params.segChunks));
+fn pieceOf(item: u32) -> RowPiece {
+  return rowPiece(item, params.segments, params.segChunks, params.d);
 }
 
 // Per piece of a selected position: the sum of (x + mu)^2 over its columns. Unselected positions

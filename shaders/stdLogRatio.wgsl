@@ -27,16 +27,8 @@ struct Params {
 @group(0) @binding(8) var<storage, read_write> out4: array<vec4<f32>>; // the gradient (d a multiple of 4)
 
 // The chunks of piece `item`: [first, end), in the row `row`.
-struct Piece {
-  row: u32,
-  first: u32,
-  end: u32,
-}
-
-fn pieceOf(item: u32) -> Piece {
-  let row = item / params.segments;
-  let first = (item % params.segments) * params.segChunks;
-  return Piece(row, first, min((params.d + 3u) / 4u, first + params.segChunks));
+fn pieceOf(item: u32) -> RowPiece {
+  return rowPiece(item, params.segments, params.segChunks, params.d);
 }
 
 // Per piece of a selected position: the sum of log(sigma / s) over its columns. Unselected
